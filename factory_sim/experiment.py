@@ -1,0 +1,236 @@
+"""The experiment file: one validated YAML that says what to simulate and what to report.
+
+Everything a user can misspell is checked here, with the YAML path of the mistake, before
+any simulation starts: unknown keys, wrong types, impossible values, unknown hardware,
+model, stack or workload names, precisions the hardware lacks, and fleets whose weights
+do not fit in memory.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from importlib import resources
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from factory_sim.cost import CostSpec
+from factory_sim.errors import ConfigError, from_validation_error
+from factory_sim.hardware import HardwareProfile, load_hardware
+from factory_sim.metrics import SloTarget
+from factory_sim.models import ModelSpec, load_model
+from factory_sim.perf.memory import plan_memory
+from factory_sim.perf.replica import ReplicaShape
+from factory_sim.perf.stacks import load_stack
+from factory_sim.sim.engine import FleetPlan, PoolPlan
+from factory_sim.sim.replica import AGGREGATED, DECODE, PREFILL
+from factory_sim.sim.router import ROUTER_POLICIES
+from factory_sim.workload import WorkloadSpec, load_workload
+
+_STRICT = ConfigDict(extra="forbid")
+
+
+class PoolSpec(BaseModel):
+    """Replicas of one role; GPUs per replica = tp * dp_attention * pp."""
+
+    model_config = _STRICT
+    replicas: int = Field(ge=1)
+    tp: int = Field(default=1, ge=1)
+    dp_attention: int = Field(default=1, ge=1)
+    ep: int | None = Field(default=None, ge=1, description="default: all GPUs of a stage for MoE, 1 for dense")
+    pp: int = Field(default=1, ge=1)
+    max_batch: int = Field(default=256, ge=1, description="most sequences a replica runs at once")
+    max_batch_tokens: int = Field(default=8192, ge=1, description="token budget of one step (prefill chunk size)")
+
+
+class FleetSpec(BaseModel):
+    model_config = _STRICT
+    name: str = Field(min_length=1)
+    hardware: str
+    precision: str = "fp8"
+    attention_precision: str | None = None
+    kv_precision: Literal["fp8", "bf16"] = "fp8"
+    stack: str | None = None
+    router: str = "least_outstanding_tokens"
+    prefill: PoolSpec | None = None
+    decode: PoolSpec | None = None
+    aggregated: PoolSpec | None = None
+
+    @model_validator(mode="after")
+    def _one_mode(self):
+        disagg = self.prefill is not None or self.decode is not None
+        if disagg and self.aggregated is not None:
+            raise ValueError("give either prefill + decode pools (disaggregated) or an aggregated pool, not both")
+        if disagg and (self.prefill is None or self.decode is None):
+            missing = "decode" if self.decode is None else "prefill"
+            raise ValueError(f"a disaggregated fleet needs both pools: add `{missing}:`")
+        if not disagg and self.aggregated is None:
+            raise ValueError("give prefill + decode pools (disaggregated) or an aggregated pool")
+        if self.router not in ROUTER_POLICIES:
+            raise ValueError(f"router must be one of {', '.join(ROUTER_POLICIES)}, got {self.router!r}")
+        return self
+
+
+class SloTierSpec(BaseModel):
+    model_config = _STRICT
+    name: str = Field(min_length=1)
+    ttft_s: float = Field(gt=0)
+    tpot_s: float = Field(gt=0)
+
+
+class LoadSpec(BaseModel):
+    """Fixed load, or the search for the highest load that keeps SLO attainment >= target."""
+
+    model_config = _STRICT
+    mode: Literal["max_goodput", "fixed"] = "max_goodput"
+    rate_per_s: float | None = Field(default=None, gt=0, description="fixed open-loop rate (overrides the workload's)")
+    concurrency: int | None = Field(default=None, ge=1, description="fixed closed-loop clients")
+    target_attainment: float = Field(default=0.9, gt=0, le=1)
+    search_steps: int = Field(default=7, ge=2, le=30, description="simulations per bisection")
+
+
+class MeasurementSpec(BaseModel):
+    """Requests arriving in the first/last fraction of the run are not measured (warm-up, drain)."""
+
+    model_config = _STRICT
+    warmup_fraction: float = Field(default=0.2, ge=0, lt=1)
+    cooldown_fraction: float = Field(default=0.2, ge=0, lt=1)
+
+    @model_validator(mode="after")
+    def _leaves_window(self):
+        if self.warmup_fraction + self.cooldown_fraction >= 1:
+            raise ValueError("warmup_fraction + cooldown_fraction must be < 1 to leave a measurement window")
+        return self
+
+
+class Experiment(BaseModel):
+    model_config = _STRICT
+    name: str = "experiment"
+    description: str = ""
+    model: str
+    seed: int = 42
+    workload: str | WorkloadSpec
+    requests: int | None = Field(default=None, ge=1, description="overrides workload.requests")
+    slo_tiers: list[SloTierSpec] = Field(min_length=1)
+    fleets: list[FleetSpec] = Field(min_length=1)
+    cost: CostSpec = CostSpec()
+    load: LoadSpec = LoadSpec()
+    measurement: MeasurementSpec = MeasurementSpec()
+    reference_fleet: str | None = Field(default=None, description="cost ratios are to this fleet; default: the first")
+
+    @model_validator(mode="after")
+    def _unique_names(self):
+        for what, names in (("fleets", [f.name for f in self.fleets]), ("slo_tiers", [t.name for t in self.slo_tiers])):
+            dup = {n for n in names if names.count(n) > 1}
+            if dup:
+                raise ValueError(f"{what}: names must be unique, repeated: {', '.join(sorted(dup))}")
+        if self.reference_fleet is not None and self.reference_fleet not in [f.name for f in self.fleets]:
+            raise ValueError(f"reference_fleet {self.reference_fleet!r} is not one of the fleets")
+        return self
+
+    # -- resolved objects (loaded once, errors carry YAML paths) ---------------------------
+    @cached_property
+    def model_spec(self) -> ModelSpec:
+        return _at("model", lambda: load_model(self.model))
+
+    @cached_property
+    def workload_spec(self) -> WorkloadSpec:
+        spec = self.workload if isinstance(self.workload, WorkloadSpec) else _at(
+            "workload", lambda: load_workload(self.workload))
+        if self.requests is not None:
+            spec = spec.model_copy(update={"requests": self.requests})
+        return spec
+
+    @property
+    def slo_targets(self) -> list[SloTarget]:
+        return [SloTarget(ttft_s=t.ttft_s, tpot_s=t.tpot_s, name=t.name) for t in self.slo_tiers]
+
+    @property
+    def reference(self) -> str:
+        return self.reference_fleet or self.fleets[0].name
+
+    def hardware_of(self, fleet: FleetSpec) -> HardwareProfile:
+        i = self.fleets.index(fleet)
+        return _at(f"fleets[{i}].hardware", lambda: load_hardware(fleet.hardware))
+
+    def fleet_plans(self) -> list[FleetPlan]:
+        """Every fleet as replicas with memory checked; raises ConfigError naming the pool."""
+        return [self._fleet_plan(i, f) for i, f in enumerate(self.fleets)]
+
+    def _fleet_plan(self, i: int, fleet: FleetSpec) -> FleetPlan:
+        model = self.model_spec
+        hw = self.hardware_of(fleet)
+        stack = _at(f"fleets[{i}].stack", lambda: load_stack(fleet.stack or hw.default_stack))
+        pools = []
+        for role in (PREFILL, DECODE, AGGREGATED):
+            spec: PoolSpec | None = getattr(fleet, role)
+            if spec is None:
+                continue
+            path = f"fleets[{i}].{role}"
+            ep = spec.ep if spec.ep is not None else (spec.tp * spec.dp_attention if model.is_moe else 1)
+            attention_precision = fleet.attention_precision or _default_attention_precision(fleet.precision)
+            shape = ReplicaShape(
+                hardware=hw, model=model, stack=stack, precision=fleet.precision,
+                attention_precision=attention_precision, kv_precision=fleet.kv_precision,
+                tp=spec.tp, dp_attention=spec.dp_attention, ep=ep, pp=spec.pp, path=path,
+            )
+            plan_memory(shape)  # refuses a shape that does not fit, naming the pool
+            pools.append(PoolPlan(name=f"{fleet.name}/{role}", role=role, shape=shape, replicas=spec.replicas,
+                                  max_batch=spec.max_batch, max_batch_tokens=spec.max_batch_tokens))
+        return FleetPlan(name=fleet.name, pools=tuple(pools), router_policy=fleet.router)
+
+    def validate_all(self) -> "Experiment":
+        """Resolve every name and fleet now, so errors surface before hours of simulation."""
+        _ = self.model_spec, self.workload_spec
+        self.fleet_plans()
+        return self
+
+
+def _default_attention_precision(precision: str) -> str:
+    # NVFP4/MXFP4 checkpoints quantize the FFN/expert weights and keep attention projections
+    # wider (e.g. nvidia/DeepSeek-R1-FP4 model card: FP4 MoE weights, FP8 elsewhere; gpt-oss
+    # ships BF16 attention with MXFP4 experts).
+    return {"fp4": "fp8", "mxfp4": "bf16"}.get(precision, precision)
+
+
+def _at(path: str, load):
+    """Run a loader, re-rooting its ConfigError at this YAML path."""
+    try:
+        return load()
+    except ConfigError as exc:
+        raise ConfigError(path, exc.message) from None
+
+
+def parse_experiment(raw, source: str = "<experiment>") -> Experiment:
+    if not isinstance(raw, dict):
+        raise ConfigError("", f"{source}: an experiment file must be a YAML mapping of fields (name, model, workload, ...)")
+    try:
+        exp = Experiment.model_validate(raw)
+    except ValidationError as exc:
+        raise from_validation_error(exc, source=source, raw=raw) from None
+    return exp.validate_all()
+
+
+def load_experiment(path: str | Path) -> Experiment:
+    p = Path(path)
+    try:
+        text = p.read_text()
+    except OSError as exc:
+        raise ConfigError("", f"cannot read experiment file {p}: {exc.strerror or exc}") from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{p}:{mark.line + 1}" if mark is not None else str(p)
+        raise ConfigError(where, f"not valid YAML: {getattr(exc, 'problem', exc)}") from None
+    return parse_experiment(raw, source=str(p))
+
+
+def default_experiment_path() -> Path:
+    return Path(str(resources.files("factory_sim") / "data" / "experiments" / "default.yaml"))
+
+
+def default_experiment() -> Experiment:
+    return load_experiment(default_experiment_path())

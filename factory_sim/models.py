@@ -1,0 +1,307 @@
+"""Model catalog: the architecture facts that decide serving cost, and counts derived from them.
+
+Parameter counts are computed from the architecture, never typed in, so a user's model
+YAML is checked the same way as the built-ins (against its published totals). Counts
+cover the matmul weights and embeddings; norms, biases and attention sinks are left out
+(under 0.1% for every catalog model). Bytes per weight are not a model fact: precision
+belongs to the deployment and lives in the step-time and memory models.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Literal, TypeVar
+
+import numpy as np
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from factory_sim.hardware import builtin_files, parse_catalog_file, resolve_catalog_entry
+
+ArrayOrFloat = TypeVar("ArrayOrFloat", np.ndarray, float)
+
+_MLA_FIELDS = ("mla_kv_lora_rank", "mla_rope_dim", "mla_qk_nope_dim", "mla_v_head_dim")
+_MOE_FIELDS = ("moe_intermediate", "n_routed_experts", "top_k")
+
+
+class ModelSpec(BaseModel):
+    """A transformer's shape. Attention is MHA/GQA (head_dim) or MLA (mla_* dims)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(min_length=1)
+    display_name: str = Field(min_length=1)
+    layers: int = Field(gt=0)
+    dense_layers: int = Field(ge=0)
+    hidden: int = Field(gt=0)
+    n_heads: int = Field(gt=0)
+    n_kv_heads: int = Field(gt=0)
+    attention: Literal["mha", "gqa", "mla"]
+    head_dim: int | None = Field(default=None, gt=0)
+    mla_kv_lora_rank: int | None = Field(default=None, gt=0)
+    mla_rope_dim: int | None = Field(default=None, gt=0)
+    mla_q_lora_rank: int | None = Field(default=None, gt=0)  # absent: queries project straight from hidden
+    mla_qk_nope_dim: int | None = Field(default=None, gt=0)
+    mla_v_head_dim: int | None = Field(default=None, gt=0)
+    intermediate: int | None = Field(default=None, gt=0)
+    moe_intermediate: int | None = Field(default=None, gt=0)
+    n_routed_experts: int | None = Field(default=None, gt=0)
+    n_shared_experts: int = Field(default=0, ge=0)
+    top_k: int | None = Field(default=None, gt=0)
+    vocab: int = Field(gt=0)
+    tie_word_embeddings: bool = False
+    max_position_embeddings: int = Field(gt=0)
+    sliding_window: int | None = Field(default=None, gt=0)
+    sliding_window_layer_fraction: float | None = Field(default=None, gt=0, le=1)
+    native_weight_format: Literal["bf16", "fp16", "fp8", "mxfp4", "nvfp4"]
+    published_total_params_b: float | None = Field(default=None, gt=0)
+    published_active_params_b: float | None = Field(default=None, gt=0)
+    mtp_layers: int = Field(default=0, ge=0)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ModelSpec:
+        self._check_attention()
+        self._check_ffn()
+        self._check_window()
+        return self
+
+    def _check_attention(self) -> None:
+        mla_given = [f for f in (*_MLA_FIELDS, "mla_q_lora_rank") if getattr(self, f) is not None]
+        if self.attention == "mla":
+            missing = [f for f in _MLA_FIELDS if getattr(self, f) is None]
+            if missing:
+                raise ValueError(f"attention 'mla' needs {', '.join(missing)}")
+            if self.head_dim is not None:
+                raise ValueError("attention 'mla' takes mla_* dimensions, not head_dim; remove head_dim")
+            return
+        if mla_given:
+            raise ValueError(f"{', '.join(mla_given)} only apply to attention 'mla' (this model is {self.attention!r})")
+        if self.head_dim is None:
+            raise ValueError(f"attention {self.attention!r} needs head_dim")
+        if self.attention == "mha" and self.n_kv_heads != self.n_heads:
+            raise ValueError(
+                f"attention 'mha' has n_kv_heads == n_heads (got {self.n_kv_heads} vs {self.n_heads}); use 'gqa'"
+            )
+        if self.n_heads % self.n_kv_heads:
+            raise ValueError(f"n_heads ({self.n_heads}) must be a multiple of n_kv_heads ({self.n_kv_heads})")
+
+    def _check_ffn(self) -> None:
+        if self.dense_layers > self.layers:
+            raise ValueError(f"dense_layers ({self.dense_layers}) cannot exceed layers ({self.layers})")
+        if self.dense_layers > 0 and self.intermediate is None:
+            raise ValueError("dense_layers > 0 needs intermediate (the dense FFN width)")
+        moe_given = [f for f in _MOE_FIELDS if getattr(self, f) is not None]
+        if not moe_given:
+            if self.dense_layers != self.layers:
+                raise ValueError(
+                    f"a dense model has dense_layers == layers ({self.layers}); for MoE give {', '.join(_MOE_FIELDS)}"
+                )
+            if self.n_shared_experts:
+                raise ValueError("n_shared_experts needs a MoE model (give moe_intermediate, n_routed_experts, top_k)")
+            return
+        missing = [f for f in _MOE_FIELDS if getattr(self, f) is None]
+        if missing:
+            raise ValueError(f"a MoE model needs {', '.join(missing)} too")
+        if self.top_k > self.n_routed_experts:  # type: ignore[operator]
+            raise ValueError(f"top_k ({self.top_k}) cannot exceed n_routed_experts ({self.n_routed_experts})")
+        if self.dense_layers == self.layers:
+            raise ValueError("a MoE model needs at least one MoE layer (dense_layers < layers)")
+
+    def _check_window(self) -> None:
+        if (self.sliding_window is None) != (self.sliding_window_layer_fraction is None):
+            raise ValueError("sliding_window and sliding_window_layer_fraction go together; give both or neither")
+        if self.sliding_window_layer_fraction is not None:
+            n = self.layers * self.sliding_window_layer_fraction
+            if abs(n - round(n)) > 1e-6:
+                raise ValueError(
+                    f"sliding_window_layer_fraction x layers must be a whole number of layers (got {n:g})"
+                )
+
+    # --- structure ----------------------------------------------------------------------
+
+    @property
+    def is_moe(self) -> bool:
+        return self.n_routed_experts is not None
+
+    @property
+    def moe_layers(self) -> int:
+        return self.layers - self.dense_layers if self.is_moe else 0
+
+    def attention_layers_window(self) -> int:
+        if self.sliding_window_layer_fraction is None:
+            return 0
+        return round(self.layers * self.sliding_window_layer_fraction)
+
+    def attention_layers_full(self) -> int:
+        return self.layers - self.attention_layers_window()
+
+    # --- parameter counts ---------------------------------------------------------------
+
+    @property
+    def attention_params_per_layer(self) -> float:
+        h, nh = self.hidden, self.n_heads
+        if self.attention == "mla":
+            qk_dim = self.mla_qk_nope_dim + self.mla_rope_dim  # type: ignore[operator]
+            if self.mla_q_lora_rank is None:
+                q = h * nh * qk_dim
+            else:
+                q = h * self.mla_q_lora_rank + self.mla_q_lora_rank * nh * qk_dim
+            kv_a = h * (self.mla_kv_lora_rank + self.mla_rope_dim)  # type: ignore[operator]
+            kv_b = self.mla_kv_lora_rank * nh * (self.mla_qk_nope_dim + self.mla_v_head_dim)  # type: ignore[operator]
+            o = nh * self.mla_v_head_dim * h  # type: ignore[operator]
+            return float(q + kv_a + kv_b + o)
+        q_width = nh * self.head_dim  # type: ignore[operator]
+        kv_width = self.n_kv_heads * self.head_dim  # type: ignore[operator]
+        return float(h * q_width + 2 * h * kv_width + q_width * h)
+
+    @property
+    def dense_ffn_params_per_layer(self) -> float:
+        """SwiGLU: gate, up and down matrices."""
+        if self.dense_layers == 0 or self.intermediate is None:
+            return 0.0
+        return float(3 * self.hidden * self.intermediate)
+
+    @property
+    def expert_params(self) -> float:
+        """One routed (or shared) expert, a SwiGLU of width moe_intermediate."""
+        return float(3 * self.hidden * self.moe_intermediate) if self.is_moe else 0.0  # type: ignore[operator]
+
+    @property
+    def shared_expert_params_per_layer(self) -> float:
+        return self.n_shared_experts * self.expert_params
+
+    @property
+    def router_params_per_layer(self) -> float:
+        return float(self.hidden * self.n_routed_experts) if self.is_moe else 0.0  # type: ignore[operator]
+
+    @property
+    def embedding_params(self) -> float:
+        return float(self.vocab * self.hidden)
+
+    @property
+    def lm_head_params(self) -> float:
+        """Always a matmul per token, even when its weights are tied to the embedding."""
+        return float(self.vocab * self.hidden)
+
+    @property
+    def routed_expert_params(self) -> float:
+        return self.moe_layers * (self.n_routed_experts or 0) * self.expert_params
+
+    @property
+    def dense_params(self) -> float:
+        """Everything but routed experts: the weights that expert parallelism cannot spread out."""
+        per_moe_layer = self.shared_expert_params_per_layer + self.router_params_per_layer
+        head = 0.0 if self.tie_word_embeddings else self.lm_head_params
+        return (
+            self.layers * self.attention_params_per_layer
+            + self.dense_layers * self.dense_ffn_params_per_layer
+            + self.moe_layers * per_moe_layer
+            + self.embedding_params
+            + head
+        )
+
+    @property
+    def total_params(self) -> float:
+        """Excludes multi-token-prediction modules, as published totals do."""
+        return self.dense_params + self.routed_expert_params
+
+    @property
+    def active_params_per_token(self) -> float:
+        """Weights multiplied per token; the embedding lookup is not a matmul."""
+        per_moe_layer = (
+            self.shared_expert_params_per_layer
+            + (self.top_k or 0) * self.expert_params
+            + self.router_params_per_layer
+        )
+        return (
+            self.layers * self.attention_params_per_layer
+            + self.dense_layers * self.dense_ffn_params_per_layer
+            + self.moe_layers * per_moe_layer
+            + self.lm_head_params
+        )
+
+    # --- KV cache -----------------------------------------------------------------------
+
+    @property
+    def kv_elements_per_token_per_layer(self) -> int:
+        if self.attention == "mla":
+            return self.mla_kv_lora_rank + self.mla_rope_dim  # type: ignore[operator]
+        return 2 * self.n_kv_heads * self.head_dim  # type: ignore[operator]
+
+    def kv_bytes_per_token(self, kv_bytes_per_element: float) -> float:
+        """All layers, window layers counted in full; kv_bytes_for_context applies the cap."""
+        return float(self.layers * self.kv_elements_per_token_per_layer * kv_bytes_per_element)
+
+    def attended_context(self, context_tokens: ArrayOrFloat) -> ArrayOrFloat:
+        """Mean over layers of the tokens a query attends to: window layers see at most the window."""
+        window_layers = self.attention_layers_window()
+        if window_layers == 0:
+            return context_tokens
+        ctx = np.asarray(context_tokens, dtype=float)
+        capped = np.minimum(ctx, float(self.sliding_window))  # type: ignore[arg-type]
+        mean = (self.attention_layers_full() * ctx + window_layers * capped) / self.layers
+        return mean if mean.ndim else float(mean)  # type: ignore[return-value]
+
+    def kv_bytes_for_context(self, context_tokens: ArrayOrFloat, kv_bytes_per_element: float) -> ArrayOrFloat:
+        """KV bytes one sequence holds at this context length (window layers keep only the window)."""
+        return self.kv_bytes_per_token(kv_bytes_per_element) * self.attended_context(context_tokens)
+
+    # --- attention FLOPs per query token per attended context token, all layers ---------
+
+    @property
+    def attn_flops_per_token_per_ctx_prefill(self) -> float:
+        """QK^T plus AV, 2 FLOPs per multiply-add. MLA prefill runs non-absorbed (per-head K/V)."""
+        if self.attention == "mla":
+            qk = self.mla_qk_nope_dim + self.mla_rope_dim  # type: ignore[operator]
+            per_layer = 2 * self.n_heads * qk + 2 * self.n_heads * self.mla_v_head_dim  # type: ignore[operator]
+        else:
+            per_layer = 4 * self.n_heads * self.head_dim  # type: ignore[operator]
+        return float(per_layer * self.layers)
+
+    @property
+    def attn_flops_per_token_per_ctx_decode(self) -> float:
+        """MLA decode runs absorbed: attention over the latent, which is cheaper to read, dearer to compute."""
+        if self.attention != "mla":
+            return self.attn_flops_per_token_per_ctx_prefill
+        latent = self.mla_kv_lora_rank + self.mla_rope_dim  # type: ignore[operator]
+        per_layer = 2 * self.n_heads * latent + 2 * self.n_heads * self.mla_kv_lora_rank  # type: ignore[operator]
+        return float(per_layer * self.layers)
+
+
+@functools.lru_cache(maxsize=None)
+def _load_builtin_model(name: str) -> ModelSpec:
+    file = builtin_files("models")[name]
+    return parse_catalog_file(file, f"models/{file.name}", "model", ModelSpec)
+
+
+def load_model(name_or_path: str) -> ModelSpec:
+    """A catalog model by name (e.g. 'deepseek_r1') or a user's model YAML by path."""
+    source, file, is_builtin = resolve_catalog_entry(name_or_path, "models", "model", "model")
+    if is_builtin:
+        return _load_builtin_model(source)
+    return parse_catalog_file(file, source, "model", ModelSpec)
+
+
+def list_models() -> list[ModelSpec]:
+    return [_load_builtin_model(name) for name in sorted(builtin_files("models"))]
+
+
+def models_table() -> pd.DataFrame:
+    """One row per catalog model; params are computed from the architecture, in billions."""
+    rows = [
+        {
+            "name": m.name,
+            "display_name": m.display_name,
+            "attention": m.attention,
+            "layers": m.layers,
+            "experts": m.n_routed_experts,
+            "top_k": m.top_k,
+            "total_params_b": m.total_params / 1e9,
+            "active_params_b": m.active_params_per_token / 1e9,
+            "kv_bytes_per_token_fp8": m.kv_bytes_per_token(1.0),
+            "kv_bytes_per_token_bf16": m.kv_bytes_per_token(2.0),
+        }
+        for m in list_models()
+    ]
+    table = pd.DataFrame(rows)
+    return table.astype({"experts": "Int64", "top_k": "Int64"})

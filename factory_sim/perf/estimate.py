@@ -1,0 +1,51 @@
+"""Fast analytic estimates of a fleet's capacity, from the step-time model alone.
+
+No queues, no simulation: the steady-state throughput each pool reaches with full batches.
+Load searches start from it, and a planner can prune candidates with it before simulating.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from factory_sim.perf.memory import plan_memory
+from factory_sim.perf.steptime import StepTimeModel, effective_context, prefill_attention_pairs
+
+
+def prefill_tokens_per_s(pool, mean_input_tokens: float) -> float:
+    """Prompt tokens/s of a pool running full token-budget steps of whole prompts."""
+    st = StepTimeModel(pool.shape)
+    budget = float(pool.max_batch_tokens)
+    seqs = max(budget / mean_input_tokens, 1.0)
+    pairs = seqs * float(prefill_attention_pairs(pool.shape, mean_input_tokens, 0.0))
+    dt = float(st.step_time_s(prefill_tokens=budget, prefill_attn_pairs=pairs, prefill_seqs=seqs))
+    return pool.replicas * budget / dt
+
+
+def decode_tokens_per_s(pool, mean_input_tokens: float, mean_output_tokens: float) -> float:
+    """Output tokens/s of a pool decoding its largest batch that fits in KV at the mean context."""
+    st = StepTimeModel(pool.shape)
+    mem = plan_memory(pool.shape)
+    ctx = mean_input_tokens + mean_output_tokens / 2.0
+    fits = mem.kv_capacity_bytes / (mem.kv_bytes_per_token * (mean_input_tokens + mean_output_tokens))
+    batch = float(max(1.0, min(pool.max_batch, np.floor(fits))))
+    dt = float(st.step_time_s(decode_seqs=batch, decode_ctx_tokens=batch * float(effective_context(pool.shape, ctx))))
+    return pool.replicas * batch / dt
+
+
+def capacity_req_per_s(fleet, mean_input_tokens: float, mean_output_tokens: float) -> float:
+    """Requests/s the fleet sustains with full batches (an upper bound for any SLO)."""
+    prefill = [p for p in fleet.pools if p.role == "prefill"]
+    decode = [p for p in fleet.pools if p.role == "decode"]
+    agg = [p for p in fleet.pools if p.role == "aggregated"]
+    if prefill:
+        p_rate = sum(prefill_tokens_per_s(p, mean_input_tokens) for p in prefill) / mean_input_tokens
+        d_rate = sum(decode_tokens_per_s(p, mean_input_tokens, mean_output_tokens) for p in decode)
+        return min(p_rate, d_rate / mean_output_tokens)
+    # aggregated: the same GPUs spend time on both phases
+    total = 0.0
+    for p in agg:
+        per_req_s = mean_input_tokens / prefill_tokens_per_s(p, mean_input_tokens) + mean_output_tokens / (
+            decode_tokens_per_s(p, mean_input_tokens, mean_output_tokens))
+        total += 1.0 / per_req_s
+    return total

@@ -1,0 +1,98 @@
+"""Memory model: weights per GPU under the parallelism, and the KV cache that is left.
+
+The KV capacity bounds how many tokens a replica can hold at once, which is what admission
+in the event loop respects. A configuration whose weights do not fit is refused here, with
+the shortfall in GB, before any simulation starts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from factory_sim.errors import ConfigError
+from factory_sim.perf.replica import BYTES_PER_ELEMENT, ReplicaShape
+
+EMBEDDING_BYTES_PER_ELEMENT = BYTES_PER_ELEMENT["bf16"]  # embeddings and LM head stay BF16
+
+
+@dataclass(frozen=True)
+class MemoryPlan:
+    """Bytes per GPU (the busiest GPU of the replica) and the replica's KV budget."""
+
+    attention_weight_bytes_per_gpu: float
+    dense_ffn_weight_bytes_per_gpu: float
+    expert_weight_bytes_per_gpu: float
+    embedding_weight_bytes_per_gpu: float
+    usable_bytes_per_gpu: float
+    kv_bytes_per_gpu: float
+    kv_capacity_bytes: float  # whole replica, all copies included
+    kv_bytes_per_token: float  # whole replica, all copies included, at full attention
+
+    @property
+    def weight_bytes_per_gpu(self) -> float:
+        return (
+            self.attention_weight_bytes_per_gpu
+            + self.dense_ffn_weight_bytes_per_gpu
+            + self.expert_weight_bytes_per_gpu
+            + self.embedding_weight_bytes_per_gpu
+        )
+
+    @property
+    def max_tokens(self) -> int:
+        """Concurrent full-attention tokens the replica's KV cache holds."""
+        return int(self.kv_capacity_bytes // self.kv_bytes_per_token)
+
+
+def plan_memory(shape: ReplicaShape) -> MemoryPlan:
+    """Weights and KV per GPU; raises ConfigError if the weights leave no room for KV."""
+    m, hw, st = shape.model, shape.hardware, shape.stack
+    layers_per_stage = np.ceil(m.layers / shape.pp)
+    dense_layers_per_stage = min(m.dense_layers, layers_per_stage)
+    moe_layers_per_stage = min(m.moe_layers, layers_per_stage)
+
+    attention = m.attention_params_per_layer * layers_per_stage / shape.tp * shape.attention_bytes_per_element
+    # Dense FFN, shared experts and router are split over all GPUs of a stage.
+    dense_ffn = (
+        (m.dense_ffn_params_per_layer * dense_layers_per_stage)
+        + (m.shared_expert_params_per_layer + m.router_params_per_layer) * moe_layers_per_stage
+    ) / shape.stage_gpus * shape.weight_bytes_per_element
+    experts = (
+        shape.experts_per_gpu * m.expert_params / shape.moe_tp * moe_layers_per_stage * shape.weight_bytes_per_element
+    )
+    # Vocabulary-parallel over TP; the first stage holds the embedding, the last the head.
+    embedding = max(m.embedding_params, m.lm_head_params) / shape.tp * EMBEDDING_BYTES_PER_ELEMENT
+    if shape.pp == 1:
+        embedding = (m.embedding_params + m.lm_head_params) / shape.tp * EMBEDDING_BYTES_PER_ELEMENT
+
+    usable = hw.hbm_bytes * st.hbm_utilization - st.activation_reserve_gb * 1e9
+    weights = attention + dense_ffn + experts + embedding
+    kv_per_gpu = usable - weights
+    kv_per_token = float(m.kv_bytes_per_token(shape.kv_bytes_per_element)) * shape.kv_replication
+    if kv_per_gpu <= 0:
+        short_gb = -kv_per_gpu / 1e9
+        raise ConfigError(
+            shape.path,
+            f"{m.name} at {shape.precision} does not fit on {shape.describe()}: weights need "
+            f"{weights / 1e9:.1f} GB per GPU but only {usable / 1e9:.1f} GB is usable "
+            f"({hw.hbm_gb:g} GB HBM x {st.hbm_utilization:g} minus {st.activation_reserve_gb:g} GB reserve), "
+            f"short by {short_gb:.1f} GB per GPU; use more GPUs per replica (tp/ep/pp) or a smaller precision",
+        )
+    plan = MemoryPlan(
+        attention_weight_bytes_per_gpu=float(attention),
+        dense_ffn_weight_bytes_per_gpu=float(dense_ffn),
+        expert_weight_bytes_per_gpu=float(experts),
+        embedding_weight_bytes_per_gpu=float(embedding),
+        usable_bytes_per_gpu=float(usable),
+        kv_bytes_per_gpu=float(kv_per_gpu),
+        kv_capacity_bytes=float(kv_per_gpu * shape.gpus),
+        kv_bytes_per_token=kv_per_token,
+    )
+    return plan
+
+
+def replica_kv_bytes(shape: ReplicaShape, context_tokens) -> np.ndarray:
+    """KV bytes a sequence of this context occupies across the replica (copies included)."""
+    per_copy = shape.model.kv_bytes_for_context(np.asarray(context_tokens, dtype=float), shape.kv_bytes_per_element)
+    return per_copy * shape.kv_replication

@@ -1,0 +1,145 @@
+"""One replica's shape: hardware x model x precision x parallelism x software stack.
+
+A replica is the unit that serves requests: a group of GPUs holding one full copy of the
+model. The memory and step-time models both read this object, so the parallelism
+arithmetic (who holds which shard) is written once, here.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from functools import cached_property
+
+from factory_sim.errors import ConfigError
+from factory_sim.hardware import HardwareProfile
+from factory_sim.models import ModelSpec
+from factory_sim.perf.stacks import SoftwareStack
+
+# Bytes per stored weight or KV element, scale factors included.
+BYTES_PER_ELEMENT = {
+    "bf16": 2.0,
+    # FP8 E4M3 with one FP32 scale per 128x128 block (DeepSeek-V3 README_WEIGHTS.md,
+    # https://github.com/deepseek-ai/DeepSeek-V3/blob/main/README_WEIGHTS.md): 1 + 4/16384.
+    "fp8": 1.0 + 4.0 / 16384.0,
+    # NVFP4: 4-bit values with one FP8 scale per 16 elements (NVIDIA, "Introducing NVFP4 for
+    # efficient and accurate low-precision inference", developer.nvidia.com blog, 2025): 0.5 + 1/16.
+    "fp4": 0.5 + 1.0 / 16.0,
+    # MXFP4: 4-bit values with one E8M0 scale per 32 elements (OCP Microscaling Formats
+    # v1.0 spec, https://www.opencompute.org/documents/ocp-microscaling-formats-mx-v1-0-spec-final-pdf).
+    "mxfp4": 0.5 + 1.0 / 32.0,
+}
+WEIGHT_PRECISIONS = tuple(BYTES_PER_ELEMENT)
+KV_PRECISIONS = ("bf16", "fp8")
+
+
+def compute_precision(precision: str) -> str:
+    """The tensor-core precision a weight format runs at."""
+    return "fp4" if precision in ("fp4", "mxfp4") else precision
+
+
+@dataclass(frozen=True)
+class ReplicaShape:
+    """GPUs of one replica = tp * dp_attention * pp.
+
+    tp: tensor parallel size of attention (and of dense FFN within a DP rank group);
+    dp_attention: attention data-parallel ranks (each holds its own sequences' KV);
+    ep: expert-parallel size of the MoE layers, over the tp * dp_attention GPUs of a stage;
+    pp: pipeline stages (layers split evenly).
+    `precision` is the FFN/expert weight format; attention projections use
+    `attention_precision` (NVFP4 checkpoints keep attention in FP8).
+    """
+
+    hardware: HardwareProfile
+    model: ModelSpec
+    stack: SoftwareStack
+    precision: str
+    attention_precision: str
+    kv_precision: str = "fp8"
+    tp: int = 1
+    dp_attention: int = 1
+    ep: int = 1
+    pp: int = 1
+    path: str = "replica"
+
+    def __post_init__(self) -> None:
+        p = self.path
+        for name in ("tp", "dp_attention", "ep", "pp"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{p}.{name}", f"must be a whole number >= 1, got {getattr(self, name)}")
+        for name, value in (("precision", self.precision), ("attention_precision", self.attention_precision)):
+            if value not in BYTES_PER_ELEMENT:
+                raise ConfigError(f"{p}.{name}", f"unknown precision '{value}'; use one of {', '.join(WEIGHT_PRECISIONS)}")
+            cp = compute_precision(value)
+            if not self.hardware.supports(cp):
+                raise ConfigError(
+                    f"{p}.{name}",
+                    f"{self.hardware.name} has no {cp} tensor cores; it supports "
+                    f"{', '.join(self.hardware.supported_precisions)}",
+                )
+        if self.kv_precision not in KV_PRECISIONS:
+            raise ConfigError(f"{p}.kv_precision", f"use one of {', '.join(KV_PRECISIONS)}")
+        if self.model.is_moe:
+            if self.stage_gpus % self.ep:
+                raise ConfigError(
+                    f"{p}.ep",
+                    f"ep={self.ep} must divide tp*dp_attention={self.stage_gpus} (the GPUs of one pipeline stage)",
+                )
+        elif self.ep != 1:
+            raise ConfigError(f"{p}.ep", f"{self.model.name} is a dense model: expert parallelism must be 1")
+        if self.pp > self.model.layers:
+            raise ConfigError(f"{p}.pp", f"pp={self.pp} exceeds the model's {self.model.layers} layers")
+
+    @property
+    def gpus(self) -> int:
+        return self.tp * self.dp_attention * self.pp
+
+    @property
+    def stage_gpus(self) -> int:
+        return self.tp * self.dp_attention
+
+    @property
+    def moe_tp(self) -> int:
+        """Each expert's matrices are split this many ways."""
+        return self.stage_gpus // self.ep if self.model.is_moe else 1
+
+    @cached_property
+    def experts_per_gpu(self) -> int:
+        return math.ceil(self.model.n_routed_experts / self.ep) if self.model.is_moe else 0
+
+    @property
+    def weight_bytes_per_element(self) -> float:
+        return BYTES_PER_ELEMENT[self.precision]
+
+    @property
+    def attention_bytes_per_element(self) -> float:
+        return BYTES_PER_ELEMENT[self.attention_precision]
+
+    @property
+    def kv_bytes_per_element(self) -> float:
+        return BYTES_PER_ELEMENT[self.kv_precision]
+
+    @cached_property
+    def kv_replication(self) -> float:
+        """Copies of each KV element held across the tp ranks of a DP group.
+
+        GQA shards KV heads over TP (replicating when tp > kv heads); MLA's latent cache is
+        shared by all heads, so every TP rank holds all of it.
+        """
+        if self.model.attention == "mla":
+            return float(self.tp)
+        return max(1.0, self.tp / self.model.n_kv_heads)
+
+    @property
+    def domain_size(self) -> int:
+        return self.hardware.gpus_per_scaleup_domain
+
+    def describe(self) -> str:
+        parts = [f"{self.gpus}x{self.hardware.name}", self.precision, f"TP{self.tp}"]
+        if self.dp_attention > 1:
+            parts.append(f"DP{self.dp_attention}")
+        if self.model.is_moe:
+            parts.append(f"EP{self.ep}")
+        if self.pp > 1:
+            parts.append(f"PP{self.pp}")
+        return " ".join(parts)

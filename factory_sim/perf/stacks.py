@@ -1,0 +1,113 @@
+"""Software-stack profiles: how close a serving framework gets to the hardware's peaks.
+
+Everything that is a property of software, not silicon, lives here, so "the same GPU with
+better software" is one YAML change. Built-in profiles are in data/stacks/; each value
+cites the measurement it came from or says it is an estimate.
+"""
+
+from __future__ import annotations
+
+import difflib
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from factory_sim.errors import ConfigError, from_validation_error
+
+
+class GemmEfficiency(BaseModel):
+    """Achievable fraction of dense peak for large GEMMs, per compute precision."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    bf16: float = Field(gt=0, le=1)
+    fp8: float = Field(gt=0, le=1)
+    fp4: float | None = Field(default=None, gt=0, le=1)
+
+
+class SoftwareStack(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str
+    framework: str
+    version: str
+    date: str
+    description: str = ""
+    gemm_efficiency: GemmEfficiency
+    # GEMM rows (tokens) per GPU at which efficiency reaches half its large-GEMM value:
+    # small-M GEMMs run far below peak (measured_efficiency.csv conditions columns).
+    gemm_half_efficiency_tokens: float = Field(ge=0)
+    # Rows of one tensor-core tile: a GEMM with fewer rows costs a full tile of compute.
+    gemm_min_rows: float = Field(ge=1)
+    attention_efficiency: float = Field(gt=0, le=1)
+    hbm_efficiency: float = Field(gt=0, le=1)
+    nvlink_efficiency: float = Field(gt=0, le=1.2)
+    scaleout_efficiency: float = Field(gt=0, le=1)
+    collective_latency_s: float = Field(ge=0)
+    comm_overlap_fraction: float = Field(ge=0, le=1)
+    ep_load_imbalance: float = Field(ge=1)
+    step_overhead_s: float = Field(ge=0)
+    layer_overhead_s: float = Field(ge=0)
+    kv_transfer_latency_s: float = Field(ge=0)
+    hbm_utilization: float = Field(gt=0, le=1)
+    activation_reserve_gb: float = Field(ge=0)
+    fitted_to: list[str] = Field(default_factory=list)
+
+    def gemm_peak_fraction(self, precision: str) -> float:
+        value = getattr(self.gemm_efficiency, _compute_precision(precision), None)
+        if value is None:
+            raise ConfigError(
+                "stack.gemm_efficiency",
+                f"stack '{self.name}' gives no GEMM efficiency for {precision}; add "
+                f"gemm_efficiency.{_compute_precision(precision)} to the stack profile",
+            )
+        return value
+
+
+def _compute_precision(precision: str) -> str:
+    return "fp4" if precision in ("fp4", "mxfp4") else precision
+
+
+def _stack_dir() -> Path:
+    return Path(str(resources.files("factory_sim") / "data" / "stacks"))
+
+
+def builtin_stack_names() -> list[str]:
+    return sorted(p.stem for p in _stack_dir().glob("*.yaml"))
+
+
+@lru_cache(maxsize=None)
+def _load_builtin(name: str) -> SoftwareStack:
+    return _parse(_stack_dir() / f"{name}.yaml")
+
+
+def _parse(path: Path) -> SoftwareStack:
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError("stack", f"cannot read stack profile {path}: {exc}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError("stack", f"{path} must hold a mapping of stack fields")
+    try:
+        return SoftwareStack.model_validate(raw)
+    except ValidationError as exc:
+        raise from_validation_error(exc, source=str(path), raw=raw) from None
+
+
+def load_stack(name_or_path: str) -> SoftwareStack:
+    """A built-in stack by name, or a user's stack profile YAML by path."""
+    if name_or_path in builtin_stack_names():
+        return _load_builtin(name_or_path)
+    path = Path(name_or_path)
+    if path.suffix in (".yaml", ".yml") and path.exists():
+        return _parse(path)
+    known = builtin_stack_names()
+    close = difflib.get_close_matches(name_or_path, known, n=1)
+    hint = f" (did you mean '{close[0]}'?)" if close else ""
+    raise ConfigError(
+        "stack",
+        f"unknown software stack '{name_or_path}'{hint}; known: {', '.join(known)}, "
+        "or give a path to a stack profile YAML",
+    )

@@ -1,0 +1,306 @@
+"""Run an experiment: simulate each fleet, find its load, and report the table users read.
+
+For `load.mode: max_goodput` each fleet is simulated at a handful of loads (the same seed
+at every load, so arrivals only stretch in time) and, per SLO tier, the highest load whose
+SLO attainment stays at or above the target is kept. A simulation answers every tier at
+once, so the tiers share runs. Fleets run in parallel processes.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+
+from factory_sim.cost import fleet_power_kw, fleet_usd_per_hour, tokens_per_s_per_mw, usd_per_million_tokens
+from factory_sim.experiment import Experiment
+from factory_sim.metrics import summarize
+from factory_sim.perf.estimate import capacity_req_per_s
+from factory_sim.perf.steptime import StepTimeModel, effective_context, prefill_attention_pairs
+from factory_sim.sim.engine import FleetPlan, SimResult, simulate
+from factory_sim.trace import Trace
+from factory_sim.workload import ClosedLoopArrivals, generate_requests, mean_length
+
+SUMMARY_COLUMNS = (
+    "fleet",
+    "tier",
+    "hardware",
+    "gpus",
+    "offered_req_per_s",
+    "concurrency",
+    "tokens_per_s_per_gpu",
+    "tokens_per_s_per_user_p50",
+    "ttft_p50_s",
+    "ttft_p99_s",
+    "tpot_p50_s",
+    "tpot_p99_s",
+    "slo_attainment",
+    "goodput_tokens_per_s",
+    "output_tokens_per_s",
+    "power_kw",
+    "usd_per_hour",
+    "usd_per_m_output_tokens",
+    "usd_per_m_goodput_tokens",
+    "tokens_per_s_per_mw",
+    "cost_ratio_to_reference",
+    "reference_fleet",
+    "requests_measured",
+    "feasible",
+    "note",
+)
+
+
+@dataclass
+class Point:
+    """One simulation of one fleet at one load, with its summary per SLO tier."""
+
+    fleet: str
+    load: float
+    sim: SimResult
+    summaries: dict[str, dict[str, float]]
+
+
+@dataclass
+class RunResult:
+    summary: pd.DataFrame
+    points: dict[tuple[str, str], Point] = field(default_factory=dict)  # (fleet, tier) -> reported point
+    simulations: int = 0
+
+    def traces_frame(self) -> pd.DataFrame:
+        """Per-request traces of the reported points, with fleet and tier columns."""
+        frames = []
+        for (fleet, tier), point in self.points.items():
+            df = point.sim.trace.to_frame()
+            df.insert(0, "tier", tier)
+            df.insert(0, "fleet", fleet)
+            df.insert(2, "load", point.load)
+            frames.append(df)
+        return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def _closed_loop(exp: Experiment) -> bool:
+    return isinstance(exp.workload_spec.arrivals, ClosedLoopArrivals)
+
+
+def simulate_point(exp: Experiment, plan: FleetPlan, load: float) -> Point:
+    """Simulate `plan` at `load` (req/s open loop, clients closed loop) and summarize every tier."""
+    spec = exp.workload_spec
+    rng = np.random.default_rng(exp.seed)
+    if _closed_loop(exp):
+        batch = generate_requests(spec, rng)
+        sim = simulate(plan, batch.input_tokens, batch.output_tokens, concurrency=int(load),
+                       think_time_s=spec.arrivals.think_time_s, seed=exp.seed)
+    else:
+        batch = generate_requests(spec, rng, rate_per_s=load)
+        sim = simulate(plan, batch.input_tokens, batch.output_tokens, arrival_s=batch.arrival_s, seed=exp.seed)
+    arrivals = sim.trace.arrival_s[np.isfinite(sim.trace.arrival_s)]
+    span = float(arrivals.max() - arrivals.min()) if arrivals.size else 0.0
+    m = exp.measurement
+    summaries = {
+        t.name: summarize(sim.trace, t, gpus=plan.gpus, warmup_s=m.warmup_fraction * span,
+                          cooldown_s=m.cooldown_fraction * span)
+        for t in exp.slo_targets
+    }
+    return Point(fleet=plan.name, load=load, sim=sim, summaries=summaries)
+
+
+def _mean_lengths(exp: Experiment) -> tuple[float, float]:
+    spec = exp.workload_spec
+    if spec.input_tokens is not None and spec.output_tokens is not None:
+        return mean_length(spec.input_tokens), mean_length(spec.output_tokens)
+    batch = generate_requests(spec, np.random.default_rng(exp.seed))
+    return float(batch.input_tokens.mean()), float(batch.output_tokens.mean())
+
+
+class _LoadSearch:
+    """Bisection over load in log space, shared by all tiers through a cache of points."""
+
+    def __init__(self, exp: Experiment, plan: FleetPlan, progress: Callable[[str], None] | None):
+        self.exp, self.plan, self.progress = exp, plan, progress
+        self.cache: dict[float, Point] = {}
+        self.integer = _closed_loop(exp)
+
+    def at(self, load: float) -> Point:
+        load = float(max(1, round(load))) if self.integer else float(load)
+        if load not in self.cache:
+            self.cache[load] = simulate_point(self.exp, self.plan, load)
+            if self.progress:
+                att = ", ".join(f"{t} {s['slo_attainment']:.0%}" for t, s in self.cache[load].summaries.items())
+                unit = "clients" if self.integer else "req/s"
+                self.progress(f"{self.plan.name}: {load:.4g} {unit} -> attainment {att}")
+        return self.cache[load]
+
+    def ok(self, load: float, tier: str) -> bool:
+        return self.at(load).summaries[tier]["slo_attainment"] >= self.exp.load.target_attainment
+
+    def bracket(self, tier: str) -> tuple[float | None, float | None]:
+        """Largest passing load below the smallest failing load, among loads already simulated."""
+        fails = [x for x in self.cache if not self.ok(x, tier)]
+        hi = min(fails) if fails else None
+        passes = [x for x in self.cache if self.ok(x, tier) and (hi is None or x < hi)]
+        return (max(passes) if passes else None), hi
+
+    def search(self, tier: str, guess: float) -> float | None:
+        budget = self.exp.load.search_steps
+        floor = guess / 1000.0
+        if not self.cache:
+            self.at(guess)
+        lo, hi = self.bracket(tier)
+        runs = 0
+        while lo is None:
+            nxt = hi / 4.0
+            if nxt < floor or (self.integer and hi <= 1):
+                return None
+            self.at(nxt)
+            lo, hi = self.bracket(tier)
+            runs += 1
+        while hi is None and runs < 2 * budget:
+            self.at(lo * 2.0)
+            lo, hi = self.bracket(tier)
+            runs += 1
+        for _ in range(budget):
+            if hi is None or hi / lo < 1.02 or (self.integer and hi - lo <= 1):
+                break
+            self.at(math.sqrt(lo * hi))
+            lo, hi = self.bracket(tier)
+        return lo
+
+
+def _lowest_latencies(plan: FleetPlan, mean_in: float, mean_out: float) -> tuple[float, float]:
+    """Fastest TPOT (batch of one, at the mean context) and TTFT (one mean prompt alone)."""
+    exit_role = "decode" if plan.disaggregated else "aggregated"
+    entry_role = "prefill" if plan.disaggregated else "aggregated"
+    tpot = min(
+        StepTimeModel(p.shape).min_decode_step_s(mean_in + mean_out / 2) for p in plan.pools if p.role == exit_role)
+    ttft = min(
+        float(StepTimeModel(p.shape).step_time_s(
+            prefill_tokens=min(mean_in, p.max_batch_tokens),
+            prefill_attn_pairs=prefill_attention_pairs(p.shape, min(mean_in, p.max_batch_tokens), 0.0),
+            prefill_seqs=1.0)) * math.ceil(mean_in / p.max_batch_tokens)
+        for p in plan.pools if p.role == entry_role)
+    return tpot, ttft
+
+
+def _infeasible_note(exp: Experiment, plan: FleetPlan, tier, best: Point | None) -> str:
+    mean_in, mean_out = _mean_lengths(exp)
+    tpot, ttft = _lowest_latencies(plan, mean_in, mean_out)
+    if tpot > tier.tpot_s:
+        return (f"cannot meet TPOT {tier.tpot_s * 1e3:g} ms at any load: lowest reachable TPOT is "
+                f"{tpot * 1e3:.1f} ms (one sequence per step)")
+    if ttft > tier.ttft_s:
+        return (f"cannot meet TTFT {tier.ttft_s:g} s at any load: one mean prompt alone takes {ttft:.2f} s")
+    att = best.summaries[tier.name]["slo_attainment"] if best else float("nan")
+    return (f"attainment stays below {exp.load.target_attainment:.0%} at every load tried "
+            f"(best {att:.0%}); lowest reachable TPOT {tpot * 1e3:.1f} ms, TTFT {ttft:.2f} s")
+
+
+def _row(exp: Experiment, plan: FleetPlan, tier, point: Point | None, note: str) -> dict:
+    gpus_by_hw = plan.gpus_by_hardware()
+    usd_h = fleet_usd_per_hour(gpus_by_hw, exp.cost)
+    kw = fleet_power_kw(gpus_by_hw)
+    row = {
+        "fleet": plan.name,
+        "tier": tier.name,
+        "hardware": "+".join(hw.name for hw, _ in gpus_by_hw),
+        "gpus": plan.gpus,
+        "power_kw": kw,
+        "usd_per_hour": usd_h,
+        "feasible": point is not None,
+        "note": note,
+    }
+    if point is None:
+        return row
+    s = point.summaries[tier.name]
+    row.update(
+        offered_req_per_s=s["offered_req_per_s"],
+        concurrency=point.load if _closed_loop(exp) else np.nan,
+        tokens_per_s_per_gpu=s["tokens_per_s_per_gpu"],
+        tokens_per_s_per_user_p50=s["tokens_per_s_per_user_p50"],
+        ttft_p50_s=s["ttft_p50_s"],
+        ttft_p99_s=s["ttft_p99_s"],
+        tpot_p50_s=s["tpot_p50_s"],
+        tpot_p99_s=s["tpot_p99_s"],
+        slo_attainment=s["slo_attainment"],
+        goodput_tokens_per_s=s["goodput_tokens_per_s"],
+        output_tokens_per_s=s["output_tokens_per_s"],
+        usd_per_m_output_tokens=usd_per_million_tokens(usd_h, s["output_tokens_per_s"]),
+        usd_per_m_goodput_tokens=usd_per_million_tokens(usd_h, s["goodput_tokens_per_s"]),
+        tokens_per_s_per_mw=tokens_per_s_per_mw(s["output_tokens_per_s"], kw),
+        requests_measured=s["requests"],
+    )
+    return row
+
+
+def run_fleet(exp: Experiment, index: int, progress: Callable[[str], None] | None = None):
+    """All tiers of one fleet: (rows, {(fleet, tier): point}, simulations run)."""
+    plan = exp.fleet_plans()[index]
+    tiers = exp.slo_tiers
+    rows, points = [], {}
+    if exp.load.mode == "fixed":
+        load = exp.load.concurrency if _closed_loop(exp) else exp.load.rate_per_s
+        if load is None:
+            spec_rate = getattr(exp.workload_spec.arrivals, "rate_per_s", None)
+            load = spec_rate if not _closed_loop(exp) else exp.workload_spec.arrivals.concurrency
+        point = simulate_point(exp, plan, float(load))
+        for tier in tiers:
+            rows.append(_row(exp, plan, tier, point, ""))
+            points[(plan.name, tier.name)] = point
+        return rows, points, 1
+    search = _LoadSearch(exp, plan, progress)
+    mean_in, mean_out = _mean_lengths(exp)
+    cap = capacity_req_per_s(plan, mean_in, mean_out)
+    guess = max(1.0, 64.0) if search.integer else 0.7 * cap
+    for tier in tiers:
+        best = search.search(tier.name, guess)
+        if best is None:
+            tried = max(search.cache.values(), key=lambda p: p.summaries[tier.name]["slo_attainment"])
+            rows.append(_row(exp, plan, tier, None, _infeasible_note(exp, plan, tier, tried)))
+        else:
+            point = search.at(best)
+            rows.append(_row(exp, plan, tier, point, ""))
+            points[(plan.name, tier.name)] = point
+    return rows, points, len(search.cache)
+
+
+def _run_fleet_quiet(args):
+    exp, index = args
+    return run_fleet(exp, index, None)
+
+
+def run_experiment(exp: Experiment, *, jobs: int | None = None,
+                   progress: Callable[[str], None] | None = None) -> RunResult:
+    """Every fleet x tier; fleets in parallel processes when jobs > 1."""
+    n = len(exp.fleets)
+    jobs = min(jobs or os.cpu_count() or 1, n)
+    if jobs > 1:
+        with ProcessPoolExecutor(max_workers=jobs) as pool:
+            results = list(pool.map(_run_fleet_quiet, [(exp, i) for i in range(n)]))
+        if progress:
+            for (rows, _, sims) in results:
+                progress(f"{rows[0]['fleet']}: {sims} simulations")
+    else:
+        results = [run_fleet(exp, i, progress) for i in range(n)]
+    rows, points, sims = [], {}, 0
+    for r, p, s in results:
+        rows.extend(r)
+        points.update(p)
+        sims += s
+    df = pd.DataFrame(rows)
+    for col in SUMMARY_COLUMNS:
+        if col not in df:
+            df[col] = np.nan
+    ref = exp.reference
+    ref_cost = df[df["fleet"] == ref].set_index("tier")["usd_per_m_goodput_tokens"]
+    df["reference_fleet"] = ref
+    df["cost_ratio_to_reference"] = df["usd_per_m_goodput_tokens"] / df["tier"].map(ref_cost)
+    return RunResult(summary=df[list(SUMMARY_COLUMNS)], points=points, simulations=sims)
+
+
+def stderr_progress(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)

@@ -1,0 +1,241 @@
+"""The event loop: generator -> router -> prefill pool -> KV transfer -> decode pool.
+
+SimPy lives here (and in replica.py) only. The engine takes a fleet plan and a batch of
+requests (arrays), wires replicas and the router, runs the clock, and returns the trace.
+It computes no metric.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import simpy
+
+from factory_sim.hardware import HardwareProfile
+from factory_sim.perf.memory import MemoryPlan, plan_memory
+from factory_sim.perf.replica import ReplicaShape
+from factory_sim.perf.steptime import StepTimeModel
+from factory_sim.sim.replica import AGGREGATED, DECODE, PREFILL, Replica
+from factory_sim.sim.router import Router
+from factory_sim.sim.transfer import kv_transfer_s
+from factory_sim.trace import DONE, REASON_TOO_LONG_FOR_KV, REJECTED, Trace
+
+
+@dataclass(frozen=True)
+class PoolPlan:
+    """`replicas` identical replicas of `shape` serving one role."""
+
+    name: str
+    role: str
+    shape: ReplicaShape
+    replicas: int
+    max_batch: int
+    max_batch_tokens: int
+
+    @property
+    def gpus(self) -> int:
+        return self.replicas * self.shape.gpus
+
+
+@dataclass(frozen=True)
+class FleetPlan:
+    name: str
+    pools: tuple[PoolPlan, ...]
+    router_policy: str = "least_outstanding_tokens"
+
+    @property
+    def disaggregated(self) -> bool:
+        return any(p.role == PREFILL for p in self.pools)
+
+    @property
+    def gpus(self) -> int:
+        return sum(p.gpus for p in self.pools)
+
+    def gpus_by_hardware(self) -> list[tuple[HardwareProfile, int]]:
+        """(hardware, GPUs) pairs, one per hardware kind, in pool order."""
+        out: dict[str, list] = {}
+        for p in self.pools:
+            hw = p.shape.hardware
+            out.setdefault(hw.name, [hw, 0])[1] += p.gpus
+        return [(hw, gpus) for hw, gpus in out.values()]
+
+
+@dataclass
+class SimResult:
+    trace: Trace
+    fleet: FleetPlan
+    events: int
+    steps: int
+    sim_end_s: float
+    replicas_per_pool: list[int] = field(default_factory=list)
+
+
+class _CountingEnvironment(simpy.Environment):
+    """Counts scheduled events: the figure of merit of a macro-stepped simulation."""
+
+    scheduled = 0
+
+    def schedule(self, event, priority=1, delay=0):
+        self.scheduled += 1
+        super().schedule(event, priority, delay)
+
+
+class _Engine:
+    def __init__(self, fleet: FleetPlan, trace: Trace, seed: int, macro_steps: bool, closed_loop: int | None,
+                 think_time_s: float):
+        self.env = _CountingEnvironment()
+        self.fleet = fleet
+        self.trace = trace
+        self.router = Router(fleet.router_policy, np.random.default_rng([seed, 1]))
+        self.closed_loop = closed_loop
+        self.think_time_s = think_time_s
+        self._done_events: dict[int, simpy.Event] = {}
+        hw_names = sorted({p.shape.hardware.name for p in fleet.pools})
+        trace.pool_names = [p.name for p in fleet.pools]
+        trace.hardware_names = hw_names
+        self.by_role: dict[str, list[Replica]] = {PREFILL: [], DECODE: [], AGGREGATED: []}
+        self.replicas: list[Replica] = []
+        gpu_offset: dict[str, int] = {}
+        for pool_index, pool in enumerate(fleet.pools):
+            memory: MemoryPlan = plan_memory(pool.shape)
+            step_model = StepTimeModel(pool.shape)
+            hw = pool.shape.hardware
+            for _ in range(pool.replicas):
+                first = gpu_offset.get(hw.name, 0)
+                gpu_offset[hw.name] = first + pool.shape.gpus
+                domain = hw.gpus_per_scaleup_domain
+                domains = frozenset(range(first // domain, (first + pool.shape.gpus - 1) // domain + 1))
+                rep = Replica(
+                    self.env,
+                    index=len(self.replicas),
+                    pool_index=pool_index,
+                    hardware_index=hw_names.index(hw.name),
+                    role=pool.role,
+                    shape=pool.shape,
+                    step_model=step_model,
+                    memory=memory,
+                    max_batch=pool.max_batch,
+                    max_batch_tokens=pool.max_batch_tokens,
+                    trace=trace,
+                    domains=domains,
+                    on_prefill_done=self._prefill_done,
+                    on_finish=self._finish,
+                    macro_steps=macro_steps,
+                )
+                self.replicas.append(rep)
+                self.by_role[pool.role].append(rep)
+        self.entry = self.by_role[PREFILL] if fleet.disaggregated else self.by_role[AGGREGATED]
+        self.exit = self.by_role[DECODE] if fleet.disaggregated else self.by_role[AGGREGATED]
+
+    # -- request life cycle ---------------------------------------------------------------
+    def arrive(self, rid: int) -> None:
+        tr = self.trace
+        tr.arrival_s[rid] = self.env.now
+        fits = [r for r in self.entry if r.can_ever_hold(rid)]
+        if self.fleet.disaggregated and fits:
+            # the decode side must be able to hold the whole context too
+            if not any(r.can_ever_hold(rid) for r in self.exit):
+                fits = []
+        if not fits:
+            tr.outcome[rid] = REJECTED
+            tr.reason[rid] = REASON_TOO_LONG_FOR_KV
+            self._notify_done(rid)
+            return
+        rep = self.router.choose(fits, group=0)
+        tr.prefill_replica[rid] = rep.index
+        rep.submit(rid)
+
+    def _prefill_done(self, prefill: Replica, rid: int) -> None:
+        tr = self.trace
+        if tr.output_tokens[rid] <= 1:  # the prompt's pass produced the only token
+            tr.finish_s[rid] = self.env.now
+            self._finish(rid)
+            return
+        fits = [r for r in self.exit if r.can_ever_hold(rid)]
+        dec = self.router.choose(fits, group=1)
+        dt = kv_transfer_s(prefill, dec, int(tr.input_tokens[rid]) + 1)
+        tr.kv_transfer_s[rid] = dt
+        self.env.process(self._transfer(dec, rid, dt))
+
+    def _transfer(self, dec: Replica, rid: int, dt: float):
+        yield self.env.timeout(dt)
+        dec.submit(rid)
+
+    def _finish(self, rid: int) -> None:
+        tr = self.trace
+        tr.outcome[rid] = DONE
+        rep = self.replicas[tr.decode_replica[rid]] if tr.decode_replica[rid] >= 0 else self.replicas[
+            tr.prefill_replica[rid]]
+        tr.pool[rid] = rep.pool_index
+        tr.hardware[rid] = rep.hardware_index
+        self._notify_done(rid)
+
+    def _notify_done(self, rid: int) -> None:
+        ev = self._done_events.pop(rid, None)
+        if ev is not None:
+            ev.succeed()
+
+    # -- generators -----------------------------------------------------------------------
+    def open_loop(self, arrival_s: np.ndarray):
+        env = self.env
+        for rid, t in enumerate(arrival_s.tolist()):
+            if t > env.now:
+                yield env.timeout(t - env.now)
+            self.arrive(rid)
+
+    def closed_loop_clients(self, n_requests: int, concurrency: int):
+        counter = iter(range(n_requests))
+
+        def client():
+            for rid in counter:
+                ev = self.env.event()
+                self._done_events[rid] = ev
+                self.arrive(rid)
+                if not ev.triggered:
+                    yield ev
+                if self.think_time_s > 0:
+                    yield self.env.timeout(self.think_time_s)
+
+        for _ in range(concurrency):
+            self.env.process(client())
+
+
+def simulate(
+    fleet: FleetPlan,
+    input_tokens: np.ndarray,
+    output_tokens: np.ndarray,
+    *,
+    arrival_s: np.ndarray | None = None,
+    concurrency: int | None = None,
+    think_time_s: float = 0.0,
+    seed: int = 0,
+    until_s: float | None = None,
+    macro_steps: bool = True,
+) -> SimResult:
+    """Run the fleet on one batch of requests; open loop (arrival_s) or closed loop (concurrency).
+
+    `until_s` stops the clock early (requests still in flight stay `pending` in the trace).
+    """
+    n = len(input_tokens)
+    trace = Trace.allocate(n)
+    trace.input_tokens[:] = input_tokens
+    trace.output_tokens[:] = np.maximum(output_tokens, 1)
+    eng = _Engine(fleet, trace, seed, macro_steps, concurrency, think_time_s)
+    if arrival_s is not None:
+        if len(arrival_s) != n:
+            raise ValueError("arrival_s and token arrays differ in length")
+        eng.env.process(eng.open_loop(np.asarray(arrival_s, dtype=float)))
+    elif concurrency is not None:
+        eng.closed_loop_clients(n, concurrency)
+    else:
+        raise ValueError("give arrival_s (open loop) or concurrency (closed loop)")
+    eng.env.run(until=until_s)
+    return SimResult(
+        trace=trace,
+        fleet=fleet,
+        events=eng.env.scheduled,
+        steps=sum(r.steps for r in eng.replicas),
+        sim_end_s=float(eng.env.now),
+        replicas_per_pool=[p.replicas for p in fleet.pools],
+    )

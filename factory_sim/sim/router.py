@@ -1,0 +1,43 @@
+"""Routing policies: which replica of a pool gets a request.
+
+A policy sees only the candidate replicas' public load (`outstanding_tokens`) and a seeded
+random generator, so it can be swapped without touching the replicas.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import numpy as np
+
+ROUTER_POLICIES = ("round_robin", "least_outstanding_tokens", "power_of_two")
+
+
+class Router:
+    def __init__(self, policy: str, rng: np.random.Generator):
+        if policy not in ROUTER_POLICIES:
+            raise ValueError(f"unknown router policy {policy!r}; use one of {ROUTER_POLICIES}")
+        self.policy = policy
+        self._rng = rng
+        self._next: dict[int, int] = {}
+        self._choose: Callable = getattr(self, f"_{policy}")
+
+    def choose(self, candidates: Sequence, group: int = 0):
+        """Pick one of `candidates` (replicas); `group` keeps separate round-robin cursors."""
+        if len(candidates) == 1:
+            return candidates[0]
+        return self._choose(candidates, group)
+
+    def _round_robin(self, candidates, group):
+        i = self._next.get(group, 0)
+        self._next[group] = (i + 1) % len(candidates)
+        return candidates[i % len(candidates)]
+
+    @staticmethod
+    def _least_outstanding_tokens(candidates, group):
+        return min(candidates, key=lambda r: (r.outstanding_tokens, r.index))
+
+    def _power_of_two(self, candidates, group):
+        i, j = self._rng.choice(len(candidates), size=2, replace=False)
+        a, b = candidates[i], candidates[j]
+        return a if (a.outstanding_tokens, a.index) <= (b.outstanding_tokens, b.index) else b

@@ -1,0 +1,240 @@
+"""Workloads: who sends what, and when.
+
+A WorkloadSpec pairs an arrival process with input/output length distributions (or a real
+trace that supplies both). Ready-made workloads live in ``factory_sim/data/workloads``.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
+
+from factory_sim.errors import ConfigError, from_validation_error
+from factory_sim.workload.arrivals import (
+    Arrivals,
+    ClosedLoopArrivals,
+    GammaArrivals,
+    PoissonArrivals,
+    TraceArrivals,
+    arrival_times,
+    mean_rate_per_s,
+    trace_requests,
+)
+from factory_sim.workload.lengths import (
+    EmpiricalLength,
+    FixedLength,
+    LengthDist,
+    LognormalLength,
+    NominalLength,
+    UniformLength,
+    mean_length,
+    sample_lengths,
+)
+from factory_sim.workload.traces import list_traces, load_trace
+
+__all__ = [
+    "Arrivals",
+    "ClosedLoopArrivals",
+    "EmpiricalLength",
+    "FixedLength",
+    "GammaArrivals",
+    "LengthDist",
+    "LognormalLength",
+    "NominalLength",
+    "PoissonArrivals",
+    "RequestBatch",
+    "TraceArrivals",
+    "UniformLength",
+    "WorkloadSpec",
+    "arrival_times",
+    "generate_requests",
+    "list_traces",
+    "list_workloads",
+    "load_trace",
+    "load_workload",
+    "mean_length",
+    "mean_rate_per_s",
+    "sample_lengths",
+    "workloads_table",
+]
+
+
+class WorkloadSpec(BaseModel):
+    """One workload. Lengths are required unless a trace replay supplies them."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str = "custom"
+    description: str = ""
+    arrivals: Arrivals
+    input_tokens: LengthDist | None = Field(default=None, validate_default=True)
+    output_tokens: LengthDist | None = Field(default=None, validate_default=True)
+    requests: int = Field(default=2000, ge=1)
+
+    @field_validator("input_tokens", "output_tokens")
+    @classmethod
+    def _lengths_from_one_place(cls, value: LengthDist | None, info: ValidationInfo) -> LengthDist | None:
+        arrivals = info.data.get("arrivals")
+        if arrivals is None:  # arrivals itself was invalid; that error is reported instead
+            return value
+        from_trace = isinstance(arrivals, TraceArrivals) and arrivals.use_lengths
+        if from_trace and value is not None:
+            raise ValueError(
+                f"{info.field_name} is taken from the trace because arrivals.use_lengths is true; "
+                f"remove {info.field_name} or set arrivals.use_lengths: false"
+            )
+        if not from_trace and value is None:
+            raise ValueError(
+                f"{info.field_name} is required (e.g. {{kind: fixed, tokens: 1024}}) unless "
+                "arrivals is a trace with use_lengths: true"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _trace_long_enough(self) -> WorkloadSpec:
+        arr = self.arrivals
+        if isinstance(arr, TraceArrivals) and not arr.loop:
+            rows = len(load_trace(arr.trace))
+            if self.requests > rows:
+                raise ValueError(
+                    f"requests ({self.requests}) exceeds the {rows} requests in trace {arr.trace!r}; "
+                    f"set requests <= {rows} or arrivals.loop: true"
+                )
+        return self
+
+    def mean_input_tokens(self) -> float:
+        """Expected prompt tokens per request."""
+        return self._mean_tokens(self.input_tokens, "input_tokens")
+
+    def mean_output_tokens(self) -> float:
+        """Expected generated tokens per request."""
+        return self._mean_tokens(self.output_tokens, "output_tokens")
+
+    def _mean_tokens(self, dist: LengthDist | None, column: str) -> float:
+        if dist is not None:
+            return mean_length(dist)
+        assert isinstance(self.arrivals, TraceArrivals)
+        return float(trace_requests(self.arrivals, self.requests)[column].mean())
+
+
+@dataclass
+class RequestBatch:
+    """The requests of one run, as columns; arrival_s is None for a closed loop."""
+
+    arrival_s: np.ndarray | None
+    input_tokens: np.ndarray
+    output_tokens: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.input_tokens.size)
+
+
+def generate_requests(
+    spec: WorkloadSpec,
+    rng: np.random.Generator,
+    rate_per_s: float | None = None,
+    n: int | None = None,
+) -> RequestBatch:
+    """Draw `n` requests (default `spec.requests`), at `rate_per_s` if given.
+
+    Arrivals, input lengths and output lengths come from three child generators spawned
+    from `rng`, so changing the rate changes only the times, never the lengths.
+    """
+    count = spec.requests if n is None else n
+    if count < 0:
+        raise ValueError(f"n must be >= 0, got {count}")
+    arrival_rng, input_rng, output_rng = rng.spawn(3)
+    arr = spec.arrivals
+    if isinstance(arr, TraceArrivals) and arr.use_lengths:
+        rows = trace_requests(arr, count, rate_per_s)
+        return RequestBatch(
+            arrival_s=rows["arrival_s"].to_numpy(),
+            input_tokens=rows["input_tokens"].to_numpy(dtype=np.int64),
+            output_tokens=rows["output_tokens"].to_numpy(dtype=np.int64),
+        )
+    assert spec.input_tokens is not None and spec.output_tokens is not None
+    if isinstance(arr, ClosedLoopArrivals):
+        times = None
+    else:
+        times = arrival_times(arr, count, arrival_rng, rate_per_s)
+    return RequestBatch(
+        arrival_s=times,
+        input_tokens=sample_lengths(spec.input_tokens, count, input_rng),
+        output_tokens=sample_lengths(spec.output_tokens, count, output_rng),
+    )
+
+
+def _builtin_dir():
+    return resources.files("factory_sim") / "data" / "workloads"
+
+
+def _builtin_names() -> list[str]:
+    return sorted(p.name[: -len(".yaml")] for p in _builtin_dir().iterdir() if p.name.endswith(".yaml"))
+
+
+def load_workload(name_or_path: str) -> WorkloadSpec:
+    """A built-in workload by name (see list_workloads) or a workload YAML file.
+
+    A file without a `name` is named after the file.
+    """
+    names = _builtin_names()
+    if name_or_path in names:
+        text = (_builtin_dir() / f"{name_or_path}.yaml").read_text(encoding="utf-8")
+        return _parse_workload(text, f"{name_or_path}.yaml", name_or_path)
+    path = Path(name_or_path)
+    if not path.is_file():
+        close = difflib.get_close_matches(name_or_path, names, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise ConfigError(
+            name_or_path,
+            f"unknown workload{hint}; use one of {', '.join(names)} or a path to a workload YAML file",
+        )
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(name_or_path, f"cannot read the file: {exc}") from None
+    return _parse_workload(text, name_or_path, path.stem)
+
+
+def _parse_workload(text: str, source: str, default_name: str) -> WorkloadSpec:
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{source}:{mark.line + 1}" if mark is not None else source
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(where, f"invalid YAML: {problem}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(source, "a workload file must be a mapping with at least `arrivals:`")
+    data.setdefault("name", default_name)
+    try:
+        return WorkloadSpec.model_validate(data)
+    except ValidationError as exc:
+        raise from_validation_error(exc, source=source, raw=data) from None
+
+
+def list_workloads() -> list[WorkloadSpec]:
+    """Every built-in workload, by name."""
+    return [load_workload(name) for name in _builtin_names()]
+
+
+def workloads_table() -> pd.DataFrame:
+    """What the built-in workloads are, side by side, for choosing one."""
+    rows = [
+        {
+            "name": spec.name,
+            "description": spec.description,
+            "arrivals": spec.arrivals.kind,
+            "rate_per_s": mean_rate_per_s(spec.arrivals),
+            "mean_input_tokens": spec.mean_input_tokens(),
+            "mean_output_tokens": spec.mean_output_tokens(),
+        }
+        for spec in list_workloads()
+    ]
+    return pd.DataFrame(rows)

@@ -1,0 +1,112 @@
+"""The event loop: accounting, causality, determinism, and the macro-stepped decode."""
+
+from __future__ import annotations
+
+import numpy as np
+from hypothesis import given
+from hypothesis import strategies as st
+
+from factory_sim.sim.engine import simulate
+from factory_sim.trace import DONE, REASON_TOO_LONG_FOR_KV, REJECTED
+from tests.helpers import aggregated_fleet, disaggregated_fleet, shape
+from tests.reference_scheduler import reference_run
+
+SMALL = shape("h100_sxm", "llama3_1_8b", "fp8")
+
+
+def _requests(seed, n, rate, in_range=(50, 400), out_range=(1, 120)):
+    rng = np.random.default_rng(seed)
+    arrival = np.cumsum(rng.exponential(1.0 / rate, n))
+    inp = rng.integers(in_range[0], in_range[1] + 1, n)
+    out = rng.integers(out_range[0], out_range[1] + 1, n)
+    return arrival, inp, out
+
+
+def _check_causal_and_complete(trace):
+    done = trace.outcome == DONE
+    assert np.all((trace.outcome == DONE) | (trace.outcome == REJECTED))
+    a, ps, ft, fin = trace.arrival_s[done], trace.prefill_start_s[done], trace.first_token_s[done], trace.finish_s[done]
+    assert np.all(a <= ps) and np.all(ps < ft) and np.all(ft <= fin)
+    assert np.all(trace.prefill_end_s[done] == ft)
+    assert np.all(np.isnan(trace.first_token_s[~done]))
+
+
+@given(
+    seed=st.integers(0, 2**31 - 1),
+    rate=st.floats(0.5, 200.0),
+    max_batch=st.integers(1, 48),
+    max_batch_tokens=st.integers(64, 4096),
+    disagg=st.booleans(),
+)
+def test_every_request_accounted_for_and_causal(seed, rate, max_batch, max_batch_tokens, disagg):
+    arrival, inp, out = _requests(seed, 120, rate)
+    fleet = (
+        disaggregated_fleet(SMALL, SMALL, 2, 2, max_batch, max_batch_tokens)
+        if disagg
+        else aggregated_fleet(SMALL, 2, max_batch, max_batch_tokens)
+    )
+    res = simulate(fleet, inp, out, arrival_s=arrival, seed=seed)
+    tr = res.trace
+    assert len(tr) == 120
+    assert np.all(tr.outcome == DONE)  # small requests always fit
+    _check_causal_and_complete(tr)
+    if disagg:
+        moved = tr.output_tokens > 1
+        assert np.all(tr.decode_start_s[moved] >= tr.first_token_s[moved] + tr.kv_transfer_s[moved] - 1e-12)
+        assert np.all(tr.kv_transfer_s[moved] > 0)
+
+
+def test_too_long_requests_are_refused_with_reason():
+    arrival, inp, out = _requests(3, 30, 5.0)
+    inp[[4, 9]] = 10**9  # no replica's KV cache holds this
+    res = simulate(aggregated_fleet(SMALL), inp, out, arrival_s=arrival)
+    tr = res.trace
+    assert list(np.flatnonzero(tr.outcome == REJECTED)) == [4, 9]
+    assert np.all(tr.reason[[4, 9]] == REASON_TOO_LONG_FOR_KV)
+    assert np.sum(tr.outcome == DONE) == 28
+
+
+def test_same_seed_same_trace_other_seed_other_trace():
+    arrival, inp, out = _requests(11, 200, 30.0)
+    fleet = disaggregated_fleet(SMALL, SMALL, 2, 3, router="power_of_two")
+    a = simulate(fleet, inp, out, arrival_s=arrival, seed=7).trace.to_frame()
+    b = simulate(fleet, inp, out, arrival_s=arrival, seed=7).trace.to_frame()
+    c = simulate(fleet, inp, out, arrival_s=arrival, seed=8).trace.to_frame()
+    assert a.equals(b)
+    assert not a["decode_replica"].equals(c["decode_replica"])
+
+
+@given(
+    seed=st.integers(0, 2**31 - 1),
+    rate=st.floats(1.0, 80.0),
+    max_batch=st.integers(1, 40),
+    max_batch_tokens=st.integers(32, 3000),
+    model=st.sampled_from(["llama3_1_8b", "gpt_oss_120b"]),
+)
+def test_macro_stepped_decode_matches_step_by_step_reference(seed, rate, max_batch, max_batch_tokens, model):
+    sh = (shape("h100_sxm", model, "fp8") if model == "llama3_1_8b"
+          else shape("b200_hgx", model, "mxfp4", attention_precision="bf16"))  # sliding-window layers
+    arrival, inp, out = _requests(seed, 80, rate, out_range=(1, 300))
+    fleet = aggregated_fleet(sh, 1, max_batch, max_batch_tokens)
+    res = simulate(fleet, inp, out, arrival_s=arrival)
+    first, finish = reference_run(sh, arrival, inp, out, max_batch, max_batch_tokens)
+    np.testing.assert_allclose(res.trace.first_token_s, first, rtol=1e-9, atol=0)
+    np.testing.assert_allclose(res.trace.finish_s, finish, rtol=1e-9, atol=0)
+
+
+def test_macro_steps_schedule_far_fewer_events_than_steps():
+    arrival, inp, out = _requests(5, 300, 4.0, out_range=(200, 400))
+    res = simulate(aggregated_fleet(SMALL, 1, 64, 2048), inp, out, arrival_s=arrival)
+    assert res.events < res.steps / 3
+
+
+def test_closed_loop_keeps_concurrency_bounded():
+    _, inp, out = _requests(2, 200, 1.0)
+    res = simulate(aggregated_fleet(SMALL, 1, 256, 4096), inp, out, concurrency=8)
+    tr = res.trace
+    assert np.all(tr.outcome == DONE)
+    # at any arrival, at most 8 requests are in flight (arrived and not finished)
+    t = tr.arrival_s
+    in_flight = [(np.sum((tr.arrival_s <= x) & (tr.finish_s > x))) for x in t]
+    assert max(in_flight) <= 8
+    _check_causal_and_complete(tr)
