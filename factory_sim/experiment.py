@@ -92,11 +92,19 @@ class LoadSpec(BaseModel):
 
 
 class MeasurementSpec(BaseModel):
-    """Requests arriving in the first/last fraction of the run are not measured (warm-up, drain)."""
+    """Which requests are measured, and how long a run must be to reach steady state.
+
+    Requests arriving in the first/last fraction of the arrival span are not measured
+    (warm-up, drain). A run whose arrival span is shorter than `min_span_latencies` times
+    its median end-to-end latency is simulated again with proportionally more requests
+    (up to `max_requests`), so batches have filled up before measuring starts.
+    """
 
     model_config = _STRICT
-    warmup_fraction: float = Field(default=0.2, ge=0, lt=1)
-    cooldown_fraction: float = Field(default=0.2, ge=0, lt=1)
+    warmup_fraction: float = Field(default=0.3, ge=0, lt=1)
+    cooldown_fraction: float = Field(default=0.3, ge=0, lt=1)
+    min_span_latencies: float = Field(default=3.5, ge=0)
+    max_requests: int = Field(default=200_000, ge=1)
 
     @model_validator(mode="after")
     def _leaves_window(self):

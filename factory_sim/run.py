@@ -65,6 +65,12 @@ class Point:
     sim: SimResult
     summaries: dict[str, dict[str, float]]
 
+    @property
+    def e2e_p50_s(self) -> float:
+        tr = self.sim.trace
+        done = tr.done
+        return float(np.median(tr.finish_s[done] - tr.arrival_s[done])) if done.any() else 0.0
+
 
 @dataclass
 class RunResult:
@@ -88,19 +94,53 @@ def _closed_loop(exp: Experiment) -> bool:
     return isinstance(exp.workload_spec.arrivals, ClosedLoopArrivals)
 
 
-def simulate_point(exp: Experiment, plan: FleetPlan, load: float) -> Point:
-    """Simulate `plan` at `load` (req/s open loop, clients closed loop) and summarize every tier."""
+def simulate_point(exp: Experiment, plan: FleetPlan, load: float, *, cap_overload: bool = True,
+                   e2e_hint_s: float | None = None) -> Point:
+    """Simulate `plan` at `load` (req/s open loop, clients closed loop) and summarize every tier.
+
+    The run is long enough that its arrival span covers `min_span_latencies` median
+    end-to-end latencies (see MeasurementSpec): sized up front from `e2e_hint_s` (a nearby
+    load's latency) when given, and re-run once if the run itself shows it was too short.
+    With `cap_overload`, the clock stops when no request still in flight could meet any
+    tier's SLO any more, so an overloaded fleet is not simulated draining.
+    """
+    m = exp.measurement
+    n = exp.workload_spec.requests
+    if e2e_hint_s and not _closed_loop(exp):
+        n = max(n, min(m.max_requests, int(math.ceil(load * m.min_span_latencies * e2e_hint_s * 1.1))))
+    point = _simulate_once(exp, plan, load, n, cap_overload)
+    if point.e2e_p50_s > 0 and n < m.max_requests:
+        span = _arrival_span(point.sim.trace)
+        needed = m.min_span_latencies * point.e2e_p50_s
+        if span < needed:
+            n_more = min(m.max_requests, int(math.ceil(n * needed / max(span, 1e-9) * 1.1)))
+            if n_more > n:
+                point = _simulate_once(exp, plan, load, n_more, cap_overload)
+    return point
+
+
+def _arrival_span(trace) -> float:
+    arrivals = trace.arrival_s[np.isfinite(trace.arrival_s)]
+    return float(arrivals.max() - arrivals.min()) if arrivals.size else 0.0
+
+
+def _simulate_once(exp: Experiment, plan: FleetPlan, load: float, n: int, cap_overload: bool) -> Point:
     spec = exp.workload_spec
     rng = np.random.default_rng(exp.seed)
     if _closed_loop(exp):
-        batch = generate_requests(spec, rng)
+        batch = generate_requests(spec, rng, n=n)
         sim = simulate(plan, batch.input_tokens, batch.output_tokens, concurrency=int(load),
                        think_time_s=spec.arrivals.think_time_s, seed=exp.seed)
     else:
-        batch = generate_requests(spec, rng, rate_per_s=load)
-        sim = simulate(plan, batch.input_tokens, batch.output_tokens, arrival_s=batch.arrival_s, seed=exp.seed)
-    arrivals = sim.trace.arrival_s[np.isfinite(sim.trace.arrival_s)]
-    span = float(arrivals.max() - arrivals.min()) if arrivals.size else 0.0
+        batch = generate_requests(spec, rng, rate_per_s=load, n=n)
+        until = None
+        if cap_overload:
+            # a request still running this long after the last arrival misses every tier
+            slack = max(t.ttft_s + (int(batch.output_tokens.max()) - 1) * t.tpot_s for t in exp.slo_tiers)
+            until = float(batch.arrival_s[-1]) + slack
+        sim = simulate(plan, batch.input_tokens, batch.output_tokens, arrival_s=batch.arrival_s,
+                       seed=exp.seed, until_s=until)
+    span = _arrival_span(sim.trace)
     m = exp.measurement
     summaries = {
         t.name: summarize(sim.trace, t, gpus=plan.gpus, warmup_s=m.warmup_fraction * span,
@@ -129,7 +169,9 @@ class _LoadSearch:
     def at(self, load: float) -> Point:
         load = float(max(1, round(load))) if self.integer else float(load)
         if load not in self.cache:
-            self.cache[load] = simulate_point(self.exp, self.plan, load)
+            near = min(self.cache, key=lambda x: abs(math.log(x / load)), default=None)
+            hint = self.cache[near].e2e_p50_s if near is not None else None
+            self.cache[load] = simulate_point(self.exp, self.plan, load, e2e_hint_s=hint)
             if self.progress:
                 att = ", ".join(f"{t} {s['slo_attainment']:.0%}" for t, s in self.cache[load].summaries.items())
                 unit = "clients" if self.integer else "req/s"
@@ -146,7 +188,11 @@ class _LoadSearch:
         passes = [x for x in self.cache if self.ok(x, tier) and (hi is None or x < hi)]
         return (max(passes) if passes else None), hi
 
-    def search(self, tier: str, guess: float) -> float | None:
+    def search(self, tier: str, guess: float, ceiling: float | None = None) -> float | None:
+        """Highest passing load to within 3%, or None if even guess/1000 fails.
+
+        `ceiling` is an analytic upper bound on capacity: the first step up goes there.
+        """
         budget = self.exp.load.search_steps
         floor = guess / 1000.0
         if not self.cache:
@@ -161,11 +207,11 @@ class _LoadSearch:
             lo, hi = self.bracket(tier)
             runs += 1
         while hi is None and runs < 2 * budget:
-            self.at(lo * 2.0)
+            self.at(ceiling if ceiling and ceiling > lo * 1.03 else lo * 2.0)
             lo, hi = self.bracket(tier)
             runs += 1
         for _ in range(budget):
-            if hi is None or hi / lo < 1.02 or (self.integer and hi - lo <= 1):
+            if hi is None or hi / lo < 1.03 or (self.integer and hi - lo <= 1):
                 break
             self.at(math.sqrt(lo * hi))
             lo, hi = self.bracket(tier)
@@ -247,7 +293,7 @@ def run_fleet(exp: Experiment, index: int, progress: Callable[[str], None] | Non
         if load is None:
             spec_rate = getattr(exp.workload_spec.arrivals, "rate_per_s", None)
             load = spec_rate if not _closed_loop(exp) else exp.workload_spec.arrivals.concurrency
-        point = simulate_point(exp, plan, float(load))
+        point = simulate_point(exp, plan, float(load), cap_overload=False)
         for tier in tiers:
             rows.append(_row(exp, plan, tier, point, ""))
             points[(plan.name, tier.name)] = point
@@ -255,9 +301,9 @@ def run_fleet(exp: Experiment, index: int, progress: Callable[[str], None] | Non
     search = _LoadSearch(exp, plan, progress)
     mean_in, mean_out = _mean_lengths(exp)
     cap = capacity_req_per_s(plan, mean_in, mean_out)
-    guess = max(1.0, 64.0) if search.integer else 0.7 * cap
+    guess, ceiling = (64.0, None) if search.integer else (0.7 * cap, 1.05 * cap)
     for tier in tiers:
-        best = search.search(tier.name, guess)
+        best = search.search(tier.name, guess, ceiling)
         if best is None:
             tried = max(search.cache.values(), key=lambda p: p.summaries[tier.name]["slo_attainment"])
             rows.append(_row(exp, plan, tier, None, _infeasible_note(exp, plan, tier, tried)))

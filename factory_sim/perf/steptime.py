@@ -13,6 +13,7 @@ nothing about queues.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -71,12 +72,32 @@ def prefill_attention_pairs(shape: ReplicaShape, chunk_tokens, prior_tokens) -> 
     return (1.0 - f_window) * full + f_window * windowed
 
 
+class _ArrayOps:
+    maximum = staticmethod(np.maximum)
+    expm1 = staticmethod(np.expm1)
+
+
+class _ScalarOps:
+    """The same formulas on Python floats: one step priced without NumPy's per-call overhead."""
+
+    maximum = staticmethod(max)
+    expm1 = staticmethod(math.expm1)
+
+
+_TINY = 1e-30  # guards divisions whose result is multiplied by zero when rows == 0
+
+
 class StepTimeModel:
-    """Prices batches for one replica shape. Construct once per shape; calls are cheap."""
+    """Prices batches for one replica shape. Construct once per shape; calls are cheap.
+
+    Every term is written once (`_price`) and evaluated either on arrays (many batches) or
+    on Python floats (one batch, the event loop's common case).
+    """
 
     def __init__(self, shape: ReplicaShape):
         self.shape = shape
         m, hw, st = shape.model, shape.hardware, shape.stack
+        sg, dp = shape.stage_gpus, shape.dp_attention
         self._hbm_bw = hw.hbm_bw_bytes_per_s * st.hbm_efficiency
         self._m_half = st.gemm_half_efficiency_tokens
         self._min_rows = st.gemm_min_rows
@@ -85,37 +106,46 @@ class StepTimeModel:
             cp = compute_precision(precision)
             return hw.dense_flops_per_s(cp) * st.gemm_peak_fraction(cp)
 
-        self._ffn_flops = peak(shape.precision)
-        self._attn_lin_flops = peak(shape.attention_precision)
-        self._bf16_flops = peak("bf16")
+        # Per GPU of a stage, summed over all layers (a step's latency crosses every stage).
+        attn_params = m.attention_params_per_layer * m.layers / shape.tp
+        dense_params = (m.dense_ffn_params_per_layer * m.dense_layers
+                        + m.shared_expert_params_per_layer * m.moe_layers) / sg
+        head_params = m.lm_head_params / shape.tp
+        self._attn = (2.0 * attn_params / dp, attn_params * shape.attention_bytes_per_element,
+                      peak(shape.attention_precision))
+        self._dense = (2.0 * dense_params, dense_params * shape.weight_bytes_per_element, peak(shape.precision))
+        self._head = (2.0 * head_params / dp, head_params * BYTES_PER_ELEMENT["bf16"], peak("bf16"))
+        self._dp = float(dp)
+        if m.is_moe:
+            k, e = m.top_k, m.n_routed_experts
+            self._log_miss = math.log1p(-k / e)  # log P(an expert is not among one token's top-k)
+            self._experts_total = float(e)
+            self._expert_rows_per_token = float(k)
+            self._expert_flops_per_token = 2.0 * k * m.expert_params * m.moe_layers / sg
+            self._expert_bytes_per_touched = (shape.experts_per_gpu * m.expert_params / shape.moe_tp
+                                              * m.moe_layers * shape.weight_bytes_per_element)
+            self._imbalance = st.ep_load_imbalance if shape.ep > 1 else 1.0
+        self._moe = m.is_moe
+        self._ffn_peak = peak(shape.precision)
+        self._attn_flops_prefill = m.attn_flops_per_token_per_ctx_prefill / sg
+        self._attn_flops_decode = m.attn_flops_per_token_per_ctx_decode / sg
         self._attn_core_flops = hw.dense_flops_per_s("bf16") * st.attention_efficiency
-
-        sg = shape.stage_gpus
-        self._attn_params_per_gpu = m.attention_params_per_layer * m.layers / shape.tp
-        self._attn_weight_bytes = self._attn_params_per_gpu * shape.attention_bytes_per_element
-        self._dense_params_per_gpu = (
-            m.dense_ffn_params_per_layer * m.dense_layers + m.shared_expert_params_per_layer * m.moe_layers
-        ) / sg
-        self._dense_weight_bytes = self._dense_params_per_gpu * shape.weight_bytes_per_element
-        self._head_params_per_gpu = m.lm_head_params / shape.tp
-        self._head_weight_bytes = self._head_params_per_gpu * BYTES_PER_ELEMENT["bf16"]
-        self._kv_bytes_per_token = float(m.kv_bytes_per_token(shape.kv_bytes_per_element)) * shape.kv_replication
-        self._imbalance = st.ep_load_imbalance if shape.ep > 1 else 1.0
+        kv_bytes_per_token = float(m.kv_bytes_per_token(shape.kv_bytes_per_element)) * shape.kv_replication
+        self._kv_read_per_ctx = kv_bytes_per_token / sg
+        self._comm_per_token, self._comm_fixed = self._communication_coefficients()
+        self._comm_share = 1.0 - st.comm_overlap_fraction
         self._overhead = st.step_overhead_s + st.layer_overhead_s * m.layers
 
     # -- helpers -----------------------------------------------------------------------
-    def _gemm_time(self, flops, weight_bytes, rows, peak_flops):
+    def _gemm_time(self, ops, flops, weight_bytes, rows, peak_flops):
         """Roofline of GEMMs whose M dimension is `rows` tokens; zero when rows == 0.
 
         Tensor cores work in tiles of `gemm_min_rows` rows, so fewer rows cost as much
         compute as a full tile; above that, efficiency rolls off as rows/(rows + m_half).
         """
-        rows = np.asarray(rows, dtype=float)
-        padded = np.maximum(rows, self._min_rows)
-        eff = padded / (padded + self._m_half)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            compute = np.where(rows > 0, flops * (padded / rows) / (peak_flops * eff), 0.0)
-        return np.where(rows > 0, np.maximum(compute, weight_bytes / self._hbm_bw), 0.0)
+        padded = ops.maximum(rows, self._min_rows)
+        compute = flops * (padded + self._m_half) / ops.maximum(rows, _TINY) / peak_flops
+        return (rows > 0) * ops.maximum(compute, weight_bytes / self._hbm_bw)
 
     def _link_bw(self, group_gpus: int) -> float:
         """Per-GPU bandwidth of a collective over `group_gpus`: NVLink inside a domain, NIC beyond."""
@@ -124,22 +154,63 @@ class StepTimeModel:
             return hw.nvlink_bw_bytes_per_s * st.nvlink_efficiency
         return hw.scaleout_bw_bytes_per_s * st.scaleout_efficiency
 
-    def _allreduce_s(self, data_bytes, group_gpus: int):
-        if group_gpus <= 1:
-            return np.zeros_like(data_bytes)
-        lat = self.shape.stack.collective_latency_s
-        return 2.0 * (group_gpus - 1) / group_gpus * data_bytes / self._link_bw(group_gpus) + lat
+    def _communication_coefficients(self) -> tuple[float, float]:
+        """Communication per step = per_token * tokens + fixed (every collective is linear in its data)."""
+        shape, m, hw, st = self.shape, self.shape.model, self.shape.hardware, self.shape.stack
+        sg, dp, lat = shape.stage_gpus, shape.dp_attention, st.collective_latency_s
+        act = m.hidden * ACTIVATION_BYTES  # bytes of one token's activations
+        per_token = fixed = 0.0
 
-    def _all_to_all_s(self, bytes_per_gpu):
-        """EP dispatch + combine: intra-domain share over NVLink, the rest over the NIC, in parallel."""
-        shape, hw, st = self.shape, self.shape.hardware, self.shape.stack
-        ep = shape.ep
-        if ep <= 1:
-            return np.zeros_like(bytes_per_gpu)
-        in_domain = min(ep, hw.gpus_per_scaleup_domain)
-        intra = bytes_per_gpu * (in_domain - 1) / ep / (hw.nvlink_bw_bytes_per_s * st.nvlink_efficiency)
-        inter = bytes_per_gpu * (ep - in_domain) / ep / (hw.scaleout_bw_bytes_per_s * st.scaleout_efficiency)
-        return np.maximum(intra, inter) + 2.0 * st.collective_latency_s
+        def allreduce(layers: int, bytes_per_token: float, group: int):
+            nonlocal per_token, fixed
+            if group > 1 and layers:
+                per_token += layers * 2.0 * (group - 1) / group * bytes_per_token / self._link_bw(group)
+                fixed += layers * lat
+
+        # Attention output all-reduce over each DP group's TP ranks, every layer.
+        allreduce(m.layers, act / dp, shape.tp)
+        # Dense FFN layers (every FFN of a dense model): reduce over the whole stage.
+        allreduce(m.dense_layers if m.is_moe else m.layers, act, sg)
+        if m.is_moe and shape.ep > 1:
+            # EP dispatch (FP8) + combine (BF16): the in-domain share over NVLink, the rest over
+            # the NIC, in parallel.
+            ep = shape.ep
+            sent = m.top_k * m.hidden * (DISPATCH_BYTES + ACTIVATION_BYTES) / sg
+            in_domain = min(ep, hw.gpus_per_scaleup_domain)
+            intra = sent * (in_domain - 1) / ep / (hw.nvlink_bw_bytes_per_s * st.nvlink_efficiency)
+            inter = sent * (ep - in_domain) / ep / (hw.scaleout_bw_bytes_per_s * st.scaleout_efficiency)
+            per_token += m.moe_layers * max(intra, inter)
+            fixed += m.moe_layers * 2.0 * lat
+        elif m.is_moe:
+            allreduce(m.moe_layers, act, sg)  # experts tensor-parallel over the stage
+        if shape.pp > 1:
+            per_token += (shape.pp - 1) * act / self._link_bw(shape.gpus)
+            fixed += (shape.pp - 1) * lat
+        return per_token, fixed
+
+    def _price(self, ops, p_tok, pairs, p_seqs, d_seqs, d_ctx):
+        tokens = p_tok + d_seqs
+        logits = p_seqs + d_seqs
+        flops, weights, peak = self._attn
+        attn_linear = self._gemm_time(ops, flops * tokens, weights, tokens / self._dp, peak)
+        flops, weights, peak = self._dense
+        dense_ffn = self._gemm_time(ops, flops * tokens, weights, tokens, peak)
+        if self._moe:
+            touched = -ops.expm1(tokens * self._log_miss)  # share of experts any token chose
+            rows = tokens * self._expert_rows_per_token / ops.maximum(self._experts_total * touched, _TINY)
+            experts = self._imbalance * self._gemm_time(
+                ops, self._expert_flops_per_token * tokens, self._expert_bytes_per_touched * touched, rows,
+                self._ffn_peak)
+        else:
+            experts = 0.0 * tokens
+        flops, weights, peak = self._head
+        lm_head = self._gemm_time(ops, flops * logits, weights, logits / self._dp, peak)
+        attn_flops = pairs * self._attn_flops_prefill + d_ctx * self._attn_flops_decode
+        attention_core = ops.maximum(attn_flops / self._attn_core_flops, d_ctx * self._kv_read_per_ctx / self._hbm_bw)
+        busy = tokens > 0
+        comm = busy * (self._comm_per_token * tokens + self._comm_fixed) * self._comm_share
+        overhead = busy * self._overhead
+        return attn_linear, dense_ffn, experts, lm_head, attention_core, comm, overhead
 
     # -- the model ---------------------------------------------------------------------
     def breakdown(
@@ -157,83 +228,25 @@ class StepTimeModel:
         sequences with a chunk; decode_seqs: sequences generating one token; decode_ctx_tokens:
         the sum of their layer-averaged contexts (effective_context).
         """
-        shape, m = self.shape, self.shape.model
-        sg, dp = shape.stage_gpus, shape.dp_attention
-        p_tok = np.asarray(prefill_tokens, dtype=float)
-        d_seq = np.asarray(decode_seqs, dtype=float)
-        tokens = p_tok + d_seq
-        logits = np.asarray(prefill_seqs, dtype=float) + d_seq
+        args = np.broadcast_arrays(*(np.asarray(x, dtype=float) for x in (
+            prefill_tokens, prefill_attn_pairs, prefill_seqs, decode_seqs, decode_ctx_tokens)))
+        parts = [np.asarray(x, dtype=float) * np.ones_like(args[0]) for x in self._price(_ArrayOps, *args)]
+        return StepBreakdown(*parts, total_s=sum(parts))
 
-        attn_linear = self._gemm_time(
-            2.0 * tokens * self._attn_params_per_gpu / dp, self._attn_weight_bytes, tokens / dp, self._attn_lin_flops
-        )
-        dense_ffn = self._gemm_time(
-            2.0 * tokens * self._dense_params_per_gpu, self._dense_weight_bytes, tokens, self._ffn_flops
-        )
-        if m.is_moe:
-            k, e = m.top_k, m.n_routed_experts
-            touched = shape.experts_per_gpu * -np.expm1(tokens * np.log1p(-k / e))
-            expert_bytes = touched * m.expert_params / shape.moe_tp * m.moe_layers * shape.weight_bytes_per_element
-            expert_flops = 2.0 * tokens * k * m.expert_params * m.moe_layers / sg
-            # rows of each touched expert's GEMM: the replica's k*tokens spread over touched experts
-            touched_replica = e * -np.expm1(tokens * np.log1p(-k / e))
-            with np.errstate(divide="ignore", invalid="ignore"):
-                rows = np.where(tokens > 0, tokens * k / touched_replica, 0.0)
-            experts = self._imbalance * self._gemm_time(expert_flops, expert_bytes, rows, self._ffn_flops)
-        else:
-            experts = np.zeros_like(tokens)
-        lm_head = self._gemm_time(
-            2.0 * logits * self._head_params_per_gpu / dp, self._head_weight_bytes, logits / dp, self._bf16_flops
-        )
-        attn_flops = (
-            np.asarray(prefill_attn_pairs, dtype=float) * m.attn_flops_per_token_per_ctx_prefill
-            + np.asarray(decode_ctx_tokens, dtype=float) * m.attn_flops_per_token_per_ctx_decode
-        ) / sg
-        kv_read = np.asarray(decode_ctx_tokens, dtype=float) * self._kv_bytes_per_token / sg
-        attention_core = np.maximum(attn_flops / self._attn_core_flops, kv_read / self._hbm_bw)
-
-        comm = self._communication_s(tokens)
-        busy = tokens > 0
-        overhead = np.where(busy, self._overhead, 0.0)
-        comm = np.where(busy, comm * (1.0 - shape.stack.comm_overlap_fraction), 0.0)
-        total = attn_linear + dense_ffn + experts + lm_head + attention_core + comm + overhead
-        return StepBreakdown(attn_linear, dense_ffn, experts, lm_head, attention_core, comm, overhead, total)
-
-    def _communication_s(self, tokens):
-        shape, m = self.shape, self.shape.model
-        sg, dp, hidden = shape.stage_gpus, shape.dp_attention, m.hidden
-        act = tokens * hidden * ACTIVATION_BYTES
-        # Attention output all-reduce over each DP group's TP ranks, every layer.
-        comm = m.layers * self._allreduce_s(act / dp, shape.tp)
-        # Dense FFN layers (and dense models' every FFN): reduce over the whole stage.
-        dense_ffn_layers = m.dense_layers if m.is_moe else m.layers
-        comm = comm + dense_ffn_layers * self._allreduce_s(act, sg)
-        if m.is_moe:
-            if shape.ep > 1:
-                per_gpu = tokens / sg * m.top_k * hidden * (DISPATCH_BYTES + ACTIVATION_BYTES)
-                comm = comm + m.moe_layers * self._all_to_all_s(per_gpu)
-            elif sg > 1:  # experts tensor-parallel over the stage
-                comm = comm + m.moe_layers * self._allreduce_s(act, sg)
-        if shape.pp > 1:
-            bw = self._link_bw(shape.gpus)
-            comm = comm + (shape.pp - 1) * (act / bw + shape.stack.collective_latency_s)
-        return comm
-
-    def step_time_s(self, **batch) -> np.ndarray:
-        return self.breakdown(**batch).total_s
+    def step_time_s(self, prefill_tokens=0.0, prefill_attn_pairs=0.0, prefill_seqs=0.0, decode_seqs=0.0,
+                    decode_ctx_tokens=0.0):
+        """Total seconds: a float for scalar arguments, an array otherwise."""
+        args = (prefill_tokens, prefill_attn_pairs, prefill_seqs, decode_seqs, decode_ctx_tokens)
+        if all(isinstance(x, (int, float)) for x in args):
+            return float(sum(self._price(_ScalarOps, *(float(x) for x in args))))
+        return self.breakdown(*args).total_s
 
     # -- decode fast path ----------------------------------------------------------------
-    def decode_steps_s(self, n_seqs: int, ctx_sum_now: float, steps: int, ctx_after=None) -> np.ndarray:
-        """Durations of the next `steps` pure-decode steps of an unchanged batch.
-
-        The context sum grows by n_seqs per step for full attention; for sliding-window
-        models the caller passes `ctx_after`, the exact effective context sums per step.
-        """
-        if ctx_after is None:
-            ctx_after = ctx_sum_now + n_seqs * np.arange(steps, dtype=float)
-        return self.breakdown(decode_seqs=float(n_seqs), decode_ctx_tokens=ctx_after).total_s
+    def decode_steps_s(self, n_seqs: int, ctx_sums) -> np.ndarray:
+        """Durations of pure-decode steps of `n_seqs` sequences, one per context sum given."""
+        return sum(self._price(_ArrayOps, 0.0, 0.0, 0.0, float(n_seqs), np.asarray(ctx_sums, dtype=float)))
 
     def min_decode_step_s(self, context_tokens: float) -> float:
         """The fastest a single sequence can generate at this context (the lowest reachable TPOT)."""
-        ctx = effective_context(self.shape, context_tokens)
-        return float(self.breakdown(decode_seqs=1.0, decode_ctx_tokens=ctx).total_s)
+        ctx = float(effective_context(self.shape, context_tokens))
+        return self.step_time_s(decode_seqs=1.0, decode_ctx_tokens=ctx)

@@ -13,12 +13,12 @@ import numpy as np
 import simpy
 
 from factory_sim.hardware import HardwareProfile
-from factory_sim.perf.memory import MemoryPlan, plan_memory
+from factory_sim.perf.memory import MemoryPlan, plan_memory, replica_kv_bytes
 from factory_sim.perf.replica import ReplicaShape
 from factory_sim.perf.steptime import StepTimeModel
 from factory_sim.sim.replica import AGGREGATED, DECODE, PREFILL, Replica
 from factory_sim.sim.router import Router
-from factory_sim.sim.transfer import kv_transfer_s
+from factory_sim.sim.transfer import kv_link
 from factory_sim.trace import DONE, REASON_TOO_LONG_FOR_KV, REJECTED, Trace
 
 
@@ -96,10 +96,18 @@ class _Engine:
         trace.hardware_names = hw_names
         self.by_role: dict[str, list[Replica]] = {PREFILL: [], DECODE: [], AGGREGATED: []}
         self.replicas: list[Replica] = []
+        # per role: pools' replicas and, per request, which pools can ever hold it
+        self._pool_replicas: list[list[Replica]] = []
+        self._fits: dict[str, list[tuple[int, np.ndarray]]] = {PREFILL: [], DECODE: [], AGGREGATED: []}
+        self._candidates: dict[tuple, list[Replica]] = {}
         gpu_offset: dict[str, int] = {}
         for pool_index, pool in enumerate(fleet.pools):
             memory: MemoryPlan = plan_memory(pool.shape)
             step_model = StepTimeModel(pool.shape)
+            held = trace.input_tokens if pool.role == PREFILL else trace.input_tokens + trace.output_tokens
+            kv_need = replica_kv_bytes(pool.shape, held)
+            self._fits[pool.role].append((pool_index, kv_need <= memory.kv_capacity_bytes))
+            self._pool_replicas.append([])
             hw = pool.shape.hardware
             for _ in range(pool.replicas):
                 first = gpu_offset.get(hw.name, 0)
@@ -115,6 +123,7 @@ class _Engine:
                     shape=pool.shape,
                     step_model=step_model,
                     memory=memory,
+                    kv_need_bytes=kv_need,
                     max_batch=pool.max_batch,
                     max_batch_tokens=pool.max_batch_tokens,
                     trace=trace,
@@ -125,18 +134,33 @@ class _Engine:
                 )
                 self.replicas.append(rep)
                 self.by_role[pool.role].append(rep)
-        self.entry = self.by_role[PREFILL] if fleet.disaggregated else self.by_role[AGGREGATED]
-        self.exit = self.by_role[DECODE] if fleet.disaggregated else self.by_role[AGGREGATED]
+                self._pool_replicas[pool_index].append(rep)
+        self.entry_role = PREFILL if fleet.disaggregated else AGGREGATED
+        self._all_fit = {role: all(ok.all() for _, ok in fits) for role, fits in self._fits.items()}
+        # one copy of each request's prompt KV (what a transfer moves), per prefill pool
+        self._kv_copy_bytes = {
+            i: replica_kv_bytes(p.shape, trace.input_tokens + 1) / p.shape.kv_replication
+            for i, p in enumerate(fleet.pools) if p.role == PREFILL
+        }
+        self._link_cache: dict[tuple[int, int], tuple[float, float]] = {}
+
+    def _fitting(self, role: str, rid: int) -> list[Replica]:
+        """Replicas of `role` whose KV cache can ever hold request `rid` (cached per pool set)."""
+        if self._all_fit[role]:
+            return self.by_role[role]
+        key = (role,) + tuple(i for i, ok in self._fits[role] if ok[rid])
+        cands = self._candidates.get(key)
+        if cands is None:
+            cands = self._candidates[key] = [r for i in key[1:] for r in self._pool_replicas[i]]
+        return cands
 
     # -- request life cycle ---------------------------------------------------------------
     def arrive(self, rid: int) -> None:
         tr = self.trace
         tr.arrival_s[rid] = self.env.now
-        fits = [r for r in self.entry if r.can_ever_hold(rid)]
-        if self.fleet.disaggregated and fits:
-            # the decode side must be able to hold the whole context too
-            if not any(r.can_ever_hold(rid) for r in self.exit):
-                fits = []
+        fits = self._fitting(self.entry_role, rid)
+        if self.fleet.disaggregated and fits and not self._fitting(DECODE, rid):
+            fits = []  # the decode side must be able to hold the whole context too
         if not fits:
             tr.outcome[rid] = REJECTED
             tr.reason[rid] = REASON_TOO_LONG_FOR_KV
@@ -152,15 +176,15 @@ class _Engine:
             tr.finish_s[rid] = self.env.now
             self._finish(rid)
             return
-        fits = [r for r in self.exit if r.can_ever_hold(rid)]
-        dec = self.router.choose(fits, group=1)
-        dt = kv_transfer_s(prefill, dec, int(tr.input_tokens[rid]) + 1)
+        dec = self.router.choose(self._fitting(DECODE, rid), group=1)
+        link = self._link_cache.get((prefill.index, dec.index))
+        if link is None:
+            link = self._link_cache[(prefill.index, dec.index)] = kv_link(prefill, dec)
+        bytes_per_s, latency_s = link
+        dt = float(self._kv_copy_bytes[prefill.pool_index][rid]) / bytes_per_s + latency_s
         tr.kv_transfer_s[rid] = dt
-        self.env.process(self._transfer(dec, rid, dt))
-
-    def _transfer(self, dec: Replica, rid: int, dt: float):
-        yield self.env.timeout(dt)
-        dec.submit(rid)
+        arrived = self.env.timeout(dt)
+        arrived.callbacks.append(lambda _ev: dec.submit(rid))
 
     def _finish(self, rid: int) -> None:
         tr = self.trace

@@ -27,7 +27,7 @@ from typing import Callable
 import numpy as np
 import simpy
 
-from factory_sim.perf.memory import MemoryPlan, replica_kv_bytes
+from factory_sim.perf.memory import MemoryPlan
 from factory_sim.perf.replica import ReplicaShape
 from factory_sim.perf.steptime import StepTimeModel, effective_context, prefill_attention_pairs
 from factory_sim.trace import Trace
@@ -51,6 +51,7 @@ class Replica:
         shape: ReplicaShape,
         step_model: StepTimeModel,
         memory: MemoryPlan,
+        kv_need_bytes: np.ndarray,
         max_batch: int,
         max_batch_tokens: int,
         trace: Trace,
@@ -69,6 +70,7 @@ class Replica:
         self.max_batch = max_batch
         self.max_batch_tokens = max_batch_tokens
         self.kv_capacity_bytes = memory.kv_capacity_bytes
+        self._kv_need = kv_need_bytes  # per request: KV this replica reserves for it
         self.trace = trace
         self.domains = domains
         self._on_prefill_done = on_prefill_done
@@ -95,13 +97,7 @@ class Replica:
 
     # -- what the router and engine call --------------------------------------------------
     def kv_need_bytes(self, rid: int) -> float:
-        tokens = self.trace.input_tokens[rid]
-        if self.role != PREFILL:
-            tokens = tokens + self.trace.output_tokens[rid]
-        return float(replica_kv_bytes(self.shape, tokens))
-
-    def can_ever_hold(self, rid: int) -> bool:
-        return self.kv_need_bytes(rid) <= self.kv_capacity_bytes
+        return float(self._kv_need[rid])
 
     def submit(self, rid: int) -> None:
         """Queue a request (a prompt, or for a decode replica a request whose KV arrived)."""
@@ -206,14 +202,12 @@ class Replica:
             p_tokens, pairs = float(c.sum()), float(prefill_attention_pairs(self.shape, c, p).sum())
         else:
             p_tokens = pairs = 0.0
-        dt = float(
-            self.step_model.step_time_s(
-                prefill_tokens=p_tokens,
-                prefill_attn_pairs=pairs,
-                prefill_seqs=float(len(chunks)),
-                decode_seqs=float(n_dec),
-                decode_ctx_tokens=float(self._decode_ctx_sums(1)[0]) if n_dec else 0.0,
-            )
+        dt = self.step_model.step_time_s(
+            prefill_tokens=p_tokens,
+            prefill_attn_pairs=pairs,
+            prefill_seqs=float(len(chunks)),
+            decode_seqs=float(n_dec),
+            decode_ctx_tokens=float(self._decode_ctx_sums(1)[0]) if n_dec else 0.0,
         )
         yield env.timeout(dt)
         end = start + dt
@@ -245,7 +239,7 @@ class Replica:
         horizon = min(int(self._left[:n].min()), MACRO_HORIZON_STEPS) if self._macro else 1
         if horizon > 1 and self._head_fits():
             horizon = 1  # an admissible request is already waiting: stop after this step
-        cum = np.cumsum(self.step_model.decode_steps_s(n, 0.0, horizon, ctx_after=self._decode_ctx_sums(horizon)))
+        cum = np.cumsum(self.step_model.decode_steps_s(n, self._decode_ctx_sums(horizon)))
         if horizon > 1:
             self._wake = env.event()
             yield env.timeout(float(cum[-1])) | self._wake

@@ -8,13 +8,10 @@ transfers do not slow each other (links are assumed not to saturate).
 
 from __future__ import annotations
 
-from factory_sim.perf.memory import replica_kv_bytes
 
-
-def kv_transfer_s(prefill, decode, context_tokens: int) -> float:
-    """Seconds to move one request's KV cache (one copy, not the TP replicas) between replicas."""
+def kv_link(prefill, decode) -> tuple[float, float]:
+    """(bytes/s, set-up latency s) of the KV path between two replicas."""
     shape = prefill.shape
-    kv_bytes = float(replica_kv_bytes(shape, context_tokens)) / shape.kv_replication
     lanes = min(shape.gpus, decode.shape.gpus)
     same_domain = (
         shape.hardware.name == decode.shape.hardware.name
@@ -26,4 +23,4 @@ def kv_transfer_s(prefill, decode, context_tokens: int) -> float:
     else:
         bw = min(shape.hardware.scaleout_bw_bytes_per_s, decode.shape.hardware.scaleout_bw_bytes_per_s)
         bw *= shape.stack.scaleout_efficiency
-    return kv_bytes / (bw * lanes) + shape.stack.kv_transfer_latency_s
+    return bw * lanes, shape.stack.kv_transfer_latency_s
