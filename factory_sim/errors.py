@@ -8,29 +8,44 @@ from __future__ import annotations
 
 from typing import Any
 
+_SCALAR_BRANCHES = {"str", "int", "float", "bool"}
+
 
 class ConfigError(Exception):
-    """Bad user input: names where (`path`) and what to do about it (`message`)."""
+    """Bad user input: where (`source` file, `path` in it) and what to do about it (`message`)."""
 
-    def __init__(self, path: str, message: str):
+    def __init__(self, path: str, message: str, source: str = ""):
         self.path = path
         self.message = message
-        super().__init__(f"{path}: {message}" if path else message)
+        self.source = source
+        super().__init__(": ".join(p for p in (source, path, message) if p))
 
 
-def _yaml_path(loc: tuple, raw: Any) -> str:
-    """Dotted path of a pydantic error location, without union-tag steps that are not YAML keys."""
+def _yaml_path(loc: tuple, raw: Any) -> str | None:
+    """Dotted path of a pydantic error location as the user wrote it.
+
+    Steps pydantic inserts that are not YAML keys (a discriminated union's tag, a union
+    member's type name) are left out. None means the error belongs to a union branch the
+    user evidently did not mean (a scalar branch when they wrote a mapping).
+    """
     parts: list[str] = []
     node = raw
     for step in loc:
         step_s = str(step)
         if step_s.startswith("function-"):
             continue
-        if isinstance(node, dict) and step_s not in node and node.get("kind") == step_s:
-            continue  # discriminated union: pydantic inserts the tag, the YAML has no such key
         if isinstance(step, int):
             parts[-1:] = [f"{parts[-1]}[{step}]"] if parts else [f"[{step}]"]
             node = node[step] if isinstance(node, list) and -len(node) <= step < len(node) else None
+            continue
+        if isinstance(node, dict) and step_s not in node:
+            if node.get("kind") == step_s:
+                continue  # discriminated union tag
+            if step_s in _SCALAR_BRANCHES:
+                return None  # the scalar branch of `str | Model` when a mapping was given
+            if step_s[:1].isupper():
+                continue  # a model branch of a union
+        elif not isinstance(node, dict) and raw is not None and step_s[:1].isupper():
             continue
         parts.append(step_s)
         node = node.get(step_s) if isinstance(node, dict) else None
@@ -38,17 +53,17 @@ def _yaml_path(loc: tuple, raw: Any) -> str:
 
 
 def from_validation_error(exc, prefix: str = "", source: str = "", raw: Any = None) -> ConfigError:
-    """Turn a pydantic ValidationError into a ConfigError that lists every bad field.
+    """Turn a pydantic ValidationError into a ConfigError: the first bad field, then any others.
 
-    `raw` is the data that was validated; with it, union-tag steps are left out of paths.
+    `raw` is the data that was validated; with it, paths are the user's YAML paths.
     """
-    lines = []
-    first_path = prefix
-    for err in exc.errors():
+    found: list[tuple[str, str]] = []
+    errors = sorted(exc.errors(), key=lambda e: e.get("type") != "extra_forbidden")  # misspellings first
+    for err in errors:
         loc = _yaml_path(tuple(err.get("loc", ())), raw)
-        path = ".".join(p for p in (prefix, loc) if p)
-        if not lines:
-            first_path = path
+        if loc is None and len(errors) > 1:
+            continue
+        path = ".".join(p for p in (prefix, loc or "") if p)
         kind = err.get("type", "")
         msg = str(err.get("msg", "invalid value")).removeprefix("Value error, ")
         if kind == "extra_forbidden":
@@ -56,7 +71,12 @@ def from_validation_error(exc, prefix: str = "", source: str = "", raw: Any = No
         elif kind == "missing":
             msg = "required field is missing"
         got = err.get("input")
-        shown = "" if kind in ("extra_forbidden", "missing") or isinstance(got, (dict, list)) else f" (got {got!r})"
-        lines.append(f"{path or '<top level>'}: {msg}{shown}")
-    where = f"{source}: " if source else ""
-    return ConfigError(first_path, where + "; ".join(lines))
+        if kind not in ("extra_forbidden", "missing") and not isinstance(got, (dict, list)):
+            msg += f" (got {got!r})"
+        found.append((path, msg))
+    if not found:
+        return ConfigError(prefix, str(exc), source)
+    path, message = found[0]
+    if len(found) > 1:
+        message += "; also " + "; ".join(f"{p or '<top level>'}: {m}" for p, m in found[1:])
+    return ConfigError(path, message, source)

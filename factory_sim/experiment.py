@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from factory_sim.cost import CostSpec
 from factory_sim.errors import ConfigError, from_validation_error
@@ -68,9 +68,14 @@ class FleetSpec(BaseModel):
             raise ValueError(f"a disaggregated fleet needs both pools: add `{missing}:`")
         if not disagg and self.aggregated is None:
             raise ValueError("give prefill + decode pools (disaggregated) or an aggregated pool")
-        if self.router not in ROUTER_POLICIES:
-            raise ValueError(f"router must be one of {', '.join(ROUTER_POLICIES)}, got {self.router!r}")
         return self
+
+    @field_validator("router")
+    @classmethod
+    def _known_router(cls, value: str) -> str:
+        if value not in ROUTER_POLICIES:
+            raise ValueError(f"unknown router policy; use one of {', '.join(ROUTER_POLICIES)}")
+        return value
 
 
 class SloTierSpec(BaseModel):
@@ -189,7 +194,7 @@ class Experiment(BaseModel):
                                   max_batch=spec.max_batch, max_batch_tokens=spec.max_batch_tokens))
         return FleetPlan(name=fleet.name, pools=tuple(pools), router_policy=fleet.router)
 
-    def validate_all(self) -> "Experiment":
+    def validate_all(self) -> Experiment:
         """Resolve every name and fleet now, so errors surface before hours of simulation."""
         _ = self.model_spec, self.workload_spec
         self.fleet_plans()
@@ -208,12 +213,15 @@ def _at(path: str, load):
     try:
         return load()
     except ConfigError as exc:
-        raise ConfigError(path, exc.message) from None
+        detail = ": ".join(p for p in (exc.source, exc.path if exc.path not in ("hardware", "model", "stack",
+                                                                                  "workload") else "") if p)
+        raise ConfigError(path, f"{detail}: {exc.message}" if detail else exc.message) from None
 
 
 def parse_experiment(raw, source: str = "<experiment>") -> Experiment:
     if not isinstance(raw, dict):
-        raise ConfigError("", f"{source}: an experiment file must be a YAML mapping of fields (name, model, workload, ...)")
+        raise ConfigError("", "an experiment file must be a YAML mapping of fields (name, model, workload, ...)",
+                          source)
     try:
         exp = Experiment.model_validate(raw)
     except ValidationError as exc:
@@ -221,7 +229,8 @@ def parse_experiment(raw, source: str = "<experiment>") -> Experiment:
     return exp.validate_all()
 
 
-def load_experiment(path: str | Path) -> Experiment:
+def load_experiment(path: str | Path, **overrides) -> Experiment:
+    """Read and validate an experiment file; `overrides` replace top-level fields (e.g. requests)."""
     p = Path(path)
     try:
         text = p.read_text()
@@ -233,6 +242,8 @@ def load_experiment(path: str | Path) -> Experiment:
         mark = getattr(exc, "problem_mark", None)
         where = f"{p}:{mark.line + 1}" if mark is not None else str(p)
         raise ConfigError(where, f"not valid YAML: {getattr(exc, 'problem', exc)}") from None
+    if overrides and isinstance(raw, dict):
+        raw.update(overrides)
     return parse_experiment(raw, source=str(p))
 
 

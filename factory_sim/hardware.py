@@ -128,7 +128,7 @@ def read_yaml_mapping(text: str, source: str) -> dict[str, Any]:
     return data
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def builtin_files(subdir: str) -> dict[str, Traversable]:
     """Built-in YAML files of a data subdirectory by stem; works from a wheel install."""
     folder = resources.files("factory_sim") / "data" / subdir
@@ -177,7 +177,7 @@ def parse_catalog_file(file: Traversable | Path, source: str, kind: str, model_c
 # --- hardware loaders ---------------------------------------------------------------------
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _load_builtin_hardware(name: str) -> HardwareProfile:
     file = builtin_files("hardware_profiles")[name]
     return parse_catalog_file(file, f"hardware_profiles/{file.name}", "hardware", HardwareProfile)

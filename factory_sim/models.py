@@ -268,7 +268,7 @@ class ModelSpec(BaseModel):
         return float(per_layer * self.layers)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _load_builtin_model(name: str) -> ModelSpec:
     file = builtin_files("models")[name]
     return parse_catalog_file(file, f"models/{file.name}", "model", ModelSpec)

@@ -11,9 +11,9 @@ from __future__ import annotations
 import math
 import os
 import sys
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
-from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -22,9 +22,8 @@ from factory_sim.cost import fleet_power_kw, fleet_usd_per_hour, tokens_per_s_pe
 from factory_sim.experiment import Experiment
 from factory_sim.metrics import summarize
 from factory_sim.perf.estimate import capacity_req_per_s
-from factory_sim.perf.steptime import StepTimeModel, effective_context, prefill_attention_pairs
+from factory_sim.perf.steptime import StepTimeModel, prefill_attention_pairs
 from factory_sim.sim.engine import FleetPlan, SimResult, simulate
-from factory_sim.trace import Trace
 from factory_sim.workload import ClosedLoopArrivals, generate_requests, mean_length
 
 SUMMARY_COLUMNS = (

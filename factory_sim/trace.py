@@ -73,7 +73,7 @@ class Trace:
     slo_class_names: list[str] = field(default_factory=lambda: ["default"])
 
     @classmethod
-    def allocate(cls, n: int) -> "Trace":
+    def allocate(cls, n: int) -> Trace:
         floats = {name: np.full(n, np.nan) for name in _FLOAT_COLUMNS}
         ints = {name: np.zeros(n, dtype=np.int64) for name in _INT_COLUMNS}
         small = {name: np.full(n, -1, dtype=np.int32) for name in _SMALL_INT_COLUMNS}

@@ -69,7 +69,8 @@ class ReplicaShape:
                 raise ConfigError(f"{p}.{name}", f"must be a whole number >= 1, got {getattr(self, name)}")
         for name, value in (("precision", self.precision), ("attention_precision", self.attention_precision)):
             if value not in BYTES_PER_ELEMENT:
-                raise ConfigError(f"{p}.{name}", f"unknown precision '{value}'; use one of {', '.join(WEIGHT_PRECISIONS)}")
+                raise ConfigError(f"{p}.{name}",
+                                  f"unknown precision '{value}'; use one of {', '.join(WEIGHT_PRECISIONS)}")
             cp = compute_precision(value)
             if not self.hardware.supports(cp):
                 raise ConfigError(

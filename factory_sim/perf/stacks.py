@@ -8,7 +8,7 @@ cites the measurement it came from or says it is an estimate.
 from __future__ import annotations
 
 import difflib
-from functools import lru_cache
+from functools import cache
 from importlib import resources
 from pathlib import Path
 
@@ -78,7 +78,7 @@ def builtin_stack_names() -> list[str]:
     return sorted(p.stem for p in _stack_dir().glob("*.yaml"))
 
 
-@lru_cache(maxsize=None)
+@cache
 def _load_builtin(name: str) -> SoftwareStack:
     return _parse(_stack_dir() / f"{name}.yaml")
 

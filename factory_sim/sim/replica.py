@@ -22,7 +22,7 @@ in which case it stops at the end of the step in progress and re-plans.
 from __future__ import annotations
 
 from collections import deque
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import simpy
@@ -56,7 +56,7 @@ class Replica:
         max_batch_tokens: int,
         trace: Trace,
         domains: frozenset[int],
-        on_prefill_done: Callable[["Replica", int], None] | None,
+        on_prefill_done: Callable[[Replica, int], None] | None,
         on_finish: Callable[[int], None],
         macro_steps: bool = True,
     ):

@@ -6,7 +6,7 @@ random generator, so it can be swapped without touching the replicas.
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 

@@ -7,7 +7,7 @@ on this: comparing two rates then compares loads, not two different random draws
 
 from __future__ import annotations
 
-from typing import Annotated, Literal, Union
+from typing import Annotated, Literal
 
 import numpy as np
 import pandas as pd
@@ -66,7 +66,7 @@ class TraceArrivals(BaseModel):
 
 
 Arrivals = Annotated[
-    Union[PoissonArrivals, GammaArrivals, ClosedLoopArrivals, TraceArrivals],
+    PoissonArrivals | GammaArrivals | ClosedLoopArrivals | TraceArrivals,
     Field(discriminator="kind"),
 ]
 

@@ -7,7 +7,7 @@ sampler returns whole token counts >= 1.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal, Union
+from typing import Annotated, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -103,7 +103,7 @@ class EmpiricalLength(BaseModel):
 
 
 LengthDist = Annotated[
-    Union[FixedLength, UniformLength, NominalLength, LognormalLength, EmpiricalLength],
+    FixedLength | UniformLength | NominalLength | LognormalLength | EmpiricalLength,
     Field(discriminator="kind"),
 ]
 

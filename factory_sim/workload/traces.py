@@ -18,7 +18,7 @@ import difflib
 import gzip
 import json
 import math
-from functools import lru_cache
+from functools import cache, lru_cache
 from importlib import resources
 from pathlib import Path
 
@@ -104,7 +104,7 @@ def _copy(df: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-@lru_cache(maxsize=None)
+@cache
 def _load_builtin(name: str) -> pd.DataFrame:
     resource = resources.files("factory_sim") / "data" / "traces" / BUILTIN_TRACES[name]
     with resources.as_file(resource) as path:

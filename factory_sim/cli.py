@@ -1,0 +1,138 @@
+"""Command line: a thin layer over the Python API.
+
+Bad input of any kind ends with a one-paragraph message naming the field and exit code 2,
+never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+
+from factory_sim import __version__
+from factory_sim.errors import ConfigError
+
+EXIT_BAD_INPUT = 2
+
+
+def _cmd_run(args) -> int:
+    from factory_sim.experiment import default_experiment_path, load_experiment
+    from factory_sim.report import format_table, write_results
+    from factory_sim.run import run_experiment, stderr_progress
+
+    path = Path(args.experiment) if args.experiment else default_experiment_path()
+    overrides = {"requests": args.requests} if args.requests is not None else {}
+    exp = load_experiment(path, **overrides)
+    started = time.perf_counter()
+    progress = None if args.quiet else stderr_progress
+    if not args.quiet:
+        print(f"factory-sim {__version__}: running '{exp.name}' ({len(exp.fleets)} fleets x "
+              f"{len(exp.slo_tiers)} SLO tiers, model {exp.model})", file=sys.stderr)
+    result = run_experiment(exp, jobs=args.jobs, progress=progress)
+    wall = time.perf_counter() - started
+    print(f"{exp.name}: {exp.description}" if exp.description else exp.name)
+    print(f"model {exp.model_spec.display_name}; workload {exp.workload_spec.name}; "
+          f"prices: {exp.cost.basis} ({exp.cost.tier if exp.cost.basis == 'tier' else 'TCO'}); "
+          f"load: {exp.load.mode}" + (f" (SLO attainment >= {exp.load.target_attainment:.0%})"
+                                       if exp.load.mode == "max_goodput" else ""))
+    print()
+    print(format_table(result.summary))
+    print()
+    print(f"{result.simulations} simulations in {wall:.1f} s")
+    if args.out:
+        files = write_results(args.out, result.summary, result.traces_frame(), trace_format=args.trace_format,
+                              experiment_yaml=path.read_text())
+        print("wrote " + ", ".join(str(f) for f in files))
+    return 0
+
+
+def _cmd_list(args) -> int:
+    from factory_sim.hardware import hardware_table
+    from factory_sim.models import models_table
+    from factory_sim.perf.stacks import builtin_stack_names, load_stack
+    from factory_sim.workload import workloads_table
+
+    if args.what == "hardware":
+        df = hardware_table()
+    elif args.what == "models":
+        df = models_table()
+    elif args.what == "workloads":
+        df = workloads_table()
+    else:
+        df = pd.DataFrame([{"name": s.name, "framework": s.framework, "version": s.version, "date": s.date,
+                            "description": s.description} for s in map(load_stack, builtin_stack_names())])
+    with pd.option_context("display.width", shutil.get_terminal_size((200, 40)).columns,
+                           "display.max_columns", None, "display.max_colwidth", 60):
+        print(df.to_string(index=False))
+    return 0
+
+
+def _cmd_init(args) -> int:
+    from factory_sim.experiment import default_experiment_path
+
+    target = Path(args.file)
+    if target.exists() and not args.force:
+        raise ConfigError("FILE", f"{target} already exists; choose another name or pass --force to overwrite it")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(default_experiment_path().read_text())
+    print(f"wrote {target}: the default experiment, commented. Edit it, then: factory-sim run {target}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="factory-sim",
+        description="Discrete-event simulator of AI inference factories: goodput and cost per million tokens.",
+    )
+    parser.add_argument("--version", action="version", version=f"factory-sim {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = sub.add_parser("run", help="run an experiment (the built-in default without a path)",
+                         description="Run an experiment YAML and print its summary table.")
+    run.add_argument("experiment", nargs="?", help="experiment YAML (default: the built-in default experiment)")
+    run.add_argument("--out", metavar="DIR", help="write summary.csv, the per-request traces and the experiment here")
+    run.add_argument("--trace-format", choices=("parquet", "csv"), default="parquet",
+                     help="per-request trace file format (default: parquet; csv is gzip-compressed)")
+    run.add_argument("--jobs", type=int, default=None, metavar="N",
+                     help="fleets simulated in parallel processes (default: one per core)")
+    run.add_argument("--requests", type=int, default=None, metavar="N",
+                     help="requests per simulation (overrides the experiment's `requests`)")
+    run.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+    run.set_defaults(func=_cmd_run)
+
+    lst = sub.add_parser("list", help="show the built-in catalog", description="Show the built-in catalog.")
+    lst.add_argument("what", choices=("hardware", "models", "workloads", "stacks"))
+    lst.set_defaults(func=_cmd_list)
+
+    init = sub.add_parser("init", help="write the default experiment as a YAML file to start from",
+                          description="Write the default experiment, with comments, to FILE.")
+    init.add_argument("file", metavar="FILE")
+    init.add_argument("--force", action="store_true", help="overwrite FILE if it exists")
+    init.set_defaults(func=_cmd_init)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "jobs", None) is not None and args.jobs < 1:
+        parser.error("--jobs must be >= 1")
+    if getattr(args, "requests", None) is not None and args.requests < 1:
+        parser.error("--requests must be >= 1")
+    try:
+        return args.func(args)
+    except ConfigError as exc:
+        print(f"factory-sim: error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print("factory-sim: interrupted; files already written are complete", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,107 @@
+"""Report: the summary DataFrame as a terminal table, and results written to disk.
+
+Files are written atomically (a temporary file in the same folder, then a rename), so an
+interrupted run leaves either the previous file or the new one, never half of one.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+import pandas as pd
+
+from factory_sim.errors import ConfigError
+
+# (summary column, header, formatter)
+_TABLE = (
+    ("fleet", "fleet", str),
+    ("tier", "tier", str),
+    ("hardware", "hardware", str),
+    ("gpus", "GPUs", lambda v: f"{v:.0f}"),
+    ("offered_req_per_s", "req/s", lambda v: f"{v:.4g}"),
+    ("tokens_per_s_per_gpu", "tok/s/GPU", lambda v: f"{v:,.0f}"),
+    ("tokens_per_s_per_user_p50", "tok/s/user", lambda v: f"{v:.1f}"),
+    ("ttft_p50_s", "TTFT p50 s", lambda v: f"{v:.3f}"),
+    ("ttft_p99_s", "TTFT p99 s", lambda v: f"{v:.3f}"),
+    ("tpot_p50_s", "TPOT p50 ms", lambda v: f"{v * 1e3:.1f}"),
+    ("tpot_p99_s", "TPOT p99 ms", lambda v: f"{v * 1e3:.1f}"),
+    ("slo_attainment", "SLO met", lambda v: f"{v:.1%}"),
+    ("goodput_tokens_per_s", "goodput tok/s", lambda v: f"{v:,.0f}"),
+    ("power_kw", "kW", lambda v: f"{v:,.1f}"),
+    ("usd_per_hour", "$/hour", lambda v: f"{v:,.2f}"),
+    ("usd_per_m_output_tokens", "$/M out", lambda v: f"{v:.4f}"),
+    ("usd_per_m_goodput_tokens", "$/M goodput", lambda v: f"{v:.4f}"),
+    ("cost_ratio_to_reference", "cost vs ref", lambda v: f"{v:.3f}x"),
+)
+
+
+def _cell(value, fmt: Callable) -> str:
+    if value is None or (isinstance(value, float) and (math.isnan(value) or math.isinf(value))):
+        return "-"
+    return fmt(value)
+
+
+def format_table(summary: pd.DataFrame) -> str:
+    """Aligned text table; rows a fleet cannot serve show '-' and their reason below."""
+    headers = [h for _, h, _ in _TABLE]
+    rows = [[_cell(r[c], f) for c, _, f in _TABLE] for _, r in summary.iterrows()]
+    widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(headers)]
+    left = {0, 1, 2}
+
+    def line(cells):
+        pairs = enumerate(zip(cells, widths, strict=True))
+        return "  ".join(c.ljust(w) if i in left else c.rjust(w) for i, (c, w) in pairs)
+
+    out = [line(headers), "  ".join("-" * w for w in widths)]
+    out += [line(r) for r in rows]
+    ref = summary["reference_fleet"].iloc[0] if len(summary) else ""
+    out.append("")
+    out.append(f"cost vs ref: $ per million goodput tokens relative to fleet '{ref}' in the same tier.")
+    for _, r in summary.iterrows():
+        if not r["feasible"]:
+            out.append(f"{r['fleet']} / {r['tier']}: {r['note']}")
+    return "\n".join(out)
+
+
+def _atomic_write(path: Path, write: Callable[[Path], None]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        write(Path(tmp))
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_results(out_dir: str | Path, summary: pd.DataFrame, traces: pd.DataFrame, *,
+                  trace_format: str = "parquet", experiment_yaml: str | None = None) -> list[Path]:
+    """summary.csv, the per-request traces (Parquet or gzip CSV), and the experiment used."""
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise ConfigError("--out", f"{out} exists and is not a folder; name a folder for the results")
+    written = []
+    target = out / "summary.csv"
+    _atomic_write(target, lambda p: summary.to_csv(p, index=False))
+    written.append(target)
+    if trace_format == "parquet":
+        target = out / "traces.parquet"
+        frame = traces.copy()
+        for col in frame.columns:  # categorical columns with mixed levels are stored as text
+            if isinstance(frame[col].dtype, pd.CategoricalDtype):
+                frame[col] = frame[col].astype(str)
+        _atomic_write(target, lambda p: frame.to_parquet(p, index=False))
+    else:
+        target = out / "traces.csv.gz"
+        _atomic_write(target, lambda p: traces.to_csv(p, index=False, compression="gzip"))
+    written.append(target)
+    if experiment_yaml is not None:
+        target = out / "experiment.yaml"
+        _atomic_write(target, lambda p: p.write_text(experiment_yaml))
+        written.append(target)
+    return written

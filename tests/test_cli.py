@@ -1,0 +1,155 @@
+"""The command line as a user meets it: the default run, bad input, files written."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+import pandas as pd
+import pytest
+import yaml
+
+from factory_sim.cli import main
+from factory_sim.experiment import default_experiment_path
+from factory_sim.run import SUMMARY_COLUMNS
+
+SMALL = textwrap.dedent("""\
+    name: small
+    model: llama3_1_8b
+    seed: 3
+    workload:
+      arrivals: {kind: poisson, rate_per_s: 20}
+      input_tokens: {kind: uniform, low: 100, high: 400}
+      output_tokens: {kind: uniform, low: 20, high: 120}
+      requests: 600
+    slo_tiers:
+      - {name: relaxed, ttft_s: 1.0, tpot_s: 0.05}
+      - {name: impossible, ttft_s: 1.0, tpot_s: 0.0001}
+    fleets:
+      - name: h100
+        hardware: h100_sxm
+        precision: fp8
+        aggregated: {replicas: 1, tp: 1, max_batch: 64}
+      - name: b200_disagg
+        hardware: b200_hgx
+        precision: fp8
+        prefill: {replicas: 1}
+        decode: {replicas: 1}
+    load: {mode: max_goodput, search_steps: 4}
+    measurement: {min_span_latencies: 0}
+""")
+
+
+def _write(tmp_path, text, name="exp.yaml"):
+    p = tmp_path / name
+    p.write_text(text)
+    return p
+
+
+def test_default_run_prints_every_column():
+    """The README's first command: `factory-sim run` with no arguments."""
+    proc = subprocess.run([sys.executable, "-m", "factory_sim.cli", "run", "--quiet"], capture_output=True,
+                          text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
+    for header in ("fleet", "tier", "hardware", "GPUs", "req/s", "tok/s/GPU", "tok/s/user", "TTFT p50 s",
+                   "TTFT p99 s", "TPOT p50 ms", "TPOT p99 ms", "SLO met", "goodput tok/s", "kW", "$/hour",
+                   "$/M out", "$/M goodput", "cost vs ref"):
+        assert header in out
+    for fleet in ("h200_fp8", "gb200_fp4", "gb300_fp4"):
+        assert out.count(fleet) >= 2
+    assert "nan" not in out.lower()
+
+
+def test_run_writes_summary_and_traces(tmp_path, capsys):
+    exp = _write(tmp_path, SMALL)
+    assert main(["run", str(exp), "--out", str(tmp_path / "res"), "--quiet", "--jobs", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "impossible" in out and "lowest reachable TPOT" in out
+    summary = pd.read_csv(tmp_path / "res" / "summary.csv")
+    assert list(summary.columns) == list(SUMMARY_COLUMNS)
+    assert len(summary) == 4
+    relaxed = summary[summary.tier == "relaxed"]
+    assert relaxed.feasible.all() and (relaxed.slo_attainment >= 0.9).all()
+    assert (relaxed.usd_per_m_goodput_tokens > 0).all()
+    impossible = summary[summary.tier == "impossible"]
+    assert not impossible.feasible.any() and impossible.note.str.contains("cannot meet TPOT").all()
+    traces = pd.read_parquet(tmp_path / "res" / "traces.parquet")
+    assert {"fleet", "tier", "arrival_s", "first_token_s", "finish_s", "outcome"} <= set(traces.columns)
+    assert yaml.safe_load((tmp_path / "res" / "experiment.yaml").read_text())["name"] == "small"
+
+    assert main(["run", str(exp), "--out", str(tmp_path / "csv"), "--trace-format", "csv", "--quiet",
+                 "--jobs", "1"]) == 0
+    assert len(pd.read_csv(tmp_path / "csv" / "traces.csv.gz")) > 0
+
+
+BAD = {
+    "misspelled key": ("fleets[0].aggregated.replica", "  aggregated: {replicas: 1", "  aggregated: {replica: 1"),
+    "wrong type": ("seed", "seed: 3", "seed: three"),
+    "negative rate": ("workload.arrivals.rate_per_s", "rate_per_s: 20", "rate_per_s: -5"),
+    "unknown hardware": ("fleets[0].hardware", "hardware: h100_sxm", "hardware: h100_sxn"),
+    "unknown model": ("model", "model: llama3_1_8b", "model: llama9"),
+    "does not fit": ("fleets[0].aggregated", "model: llama3_1_8b", "model: llama3_1_405b"),
+    "fp4 on hopper": ("fleets[0].aggregated.precision", "precision: fp8\n    aggregated",
+                      "precision: fp4\n    aggregated"),
+    "bad yaml": ("exp.yaml:", "seed: 3", "seed: [3"),
+    "zero replicas": ("fleets[1].prefill.replicas", "prefill: {replicas: 1}", "prefill: {replicas: 0}"),
+    "unknown router": ("fleets[0]", "precision: fp8\n    aggregated", "precision: fp8\n    router: fastest\n    aggregated"),
+}
+
+
+@pytest.mark.parametrize("case", BAD)
+def test_bad_input_exits_2_naming_the_field(case, tmp_path, capsys):
+    field, old, new = BAD[case]
+    text = SMALL.replace(old, new, 1)
+    assert text != SMALL
+    code = main(["run", str(_write(tmp_path, text)), "--quiet", "--jobs", "1"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert field in err, err
+    assert "Traceback" not in err
+
+
+def test_bad_input_through_the_installed_entry_point_has_no_traceback(tmp_path):
+    p = _write(tmp_path, SMALL.replace("hardware: h100_sxm", "hardware: tpu_v9"))
+    proc = subprocess.run([sys.executable, "-m", "factory_sim.cli", "run", str(p)], capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert "unknown hardware 'tpu_v9'" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_missing_file_and_existing_out_file(tmp_path, capsys):
+    assert main(["run", str(tmp_path / "nope.yaml")]) == 2
+    assert "cannot read experiment file" in capsys.readouterr().err
+    blocker = tmp_path / "taken"
+    blocker.write_text("keep me")
+    assert main(["run", str(_write(tmp_path, SMALL)), "--out", str(blocker), "--quiet", "--jobs", "1"]) == 2
+    assert blocker.read_text() == "keep me"
+
+
+def test_init_writes_the_default_and_never_overwrites(tmp_path, capsys):
+    target = tmp_path / "mine.yaml"
+    assert main(["init", str(target)]) == 0
+    assert target.read_text() == default_experiment_path().read_text()
+    target.write_text("my edits")
+    assert main(["init", str(target)]) == 2
+    assert "already exists" in capsys.readouterr().err
+    assert target.read_text() == "my edits"
+    assert main(["init", str(target), "--force"]) == 0
+
+
+@pytest.mark.parametrize("what", ["hardware", "models", "workloads", "stacks"])
+def test_list(what, capsys):
+    assert main(["list", what]) == 0
+    out = capsys.readouterr().out
+    expected = {"hardware": "gb300_nvl72", "models": "deepseek_r1", "workloads": "chat_1k1k",
+                "stacks": "trtllm_blackwell"}[what]
+    assert expected in out
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["run", "--help"], ["list", "--help"], ["init", "--help"]])
+def test_every_command_has_help(argv, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    assert exit_.value.code == 0
+    assert "usage: factory-sim" in capsys.readouterr().out

@@ -1,0 +1,51 @@
+"""The event loop against queueing theory: one server, fixed service time, Poisson arrivals."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from factory_sim.perf.steptime import StepTimeModel, prefill_attention_pairs
+from factory_sim.sim.engine import simulate
+from tests.helpers import aggregated_fleet, shape
+
+PROMPT_TOKENS = 512
+
+
+@pytest.mark.parametrize("rho", [0.5, 0.8])
+def test_md1_mean_wait_matches_theory(rho):
+    """max_batch=1 and one-token outputs make a replica a single server with a fixed service time
+    (one prefill step); its mean queueing delay must match Pollaczek-Khinchine for M/D/1."""
+    sh = shape("h100_sxm", "llama3_1_8b", "fp8")
+    service_s = StepTimeModel(sh).step_time_s(
+        prefill_tokens=float(PROMPT_TOKENS),
+        prefill_attn_pairs=float(prefill_attention_pairs(sh, PROMPT_TOKENS, 0)),
+        prefill_seqs=1.0,
+    )
+    rate = rho / service_s
+    n = 60_000
+    rng = np.random.default_rng(20261128)
+    arrival = np.cumsum(rng.exponential(1.0 / rate, n))
+    fleet = aggregated_fleet(sh, replicas=1, max_batch=1, max_batch_tokens=4096)
+    tr = simulate(fleet, np.full(n, PROMPT_TOKENS), np.ones(n, dtype=int), arrival_s=arrival).trace
+    service = tr.finish_s - tr.prefill_start_s
+    np.testing.assert_allclose(service, service_s, rtol=1e-9)
+    wait = (tr.prefill_start_s - tr.arrival_s)[n // 10:]  # skip the empty-system start
+    theory = rho * service_s / (2.0 * (1.0 - rho))
+    assert wait.mean() == pytest.approx(theory, rel=0.05)
+
+
+def test_littles_law_in_steady_state():
+    """Mean requests in the system = arrival rate x mean time in the system."""
+    sh = shape("h100_sxm", "llama3_1_8b", "fp8")
+    rng = np.random.default_rng(7)
+    n, rate = 20_000, 40.0
+    arrival = np.cumsum(rng.exponential(1.0 / rate, n))
+    inp, out = rng.integers(100, 600, n), rng.integers(20, 200, n)
+    tr = simulate(aggregated_fleet(sh, 2, 128, 4096), inp, out, arrival_s=arrival).trace
+    t0, t1 = arrival[n // 5], arrival[-n // 5]
+    grid = np.linspace(t0, t1, 4000)
+    in_system = (np.searchsorted(np.sort(tr.arrival_s), grid, side="right")
+                 - np.searchsorted(np.sort(tr.finish_s), grid, side="right"))
+    sojourn = (tr.finish_s - tr.arrival_s)[(arrival >= t0) & (arrival <= t1)]
+    assert in_system.mean() == pytest.approx(rate * sojourn.mean(), rel=0.05)

@@ -1,0 +1,144 @@
+"""Step-time and memory models: monotonicity, rooflines, parallelism arithmetic, refusals."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from factory_sim.errors import ConfigError
+from factory_sim.perf.memory import plan_memory, replica_kv_bytes
+from factory_sim.perf.steptime import StepTimeModel, effective_context, prefill_attention_pairs
+from tests.helpers import shape
+
+SHAPES = {
+    "llama8b_h100": lambda: shape("h100_sxm", "llama3_1_8b", "fp8"),
+    "llama70b_h200_tp8": lambda: shape("h200_sxm", "llama3_1_70b", "fp8", tp=8),
+    "r1_h200_ep8": lambda: shape("h200_sxm", "deepseek_r1", "fp8", tp=1, dp_attention=8, ep=8),
+    "r1_gb200_wide_ep": lambda: shape("gb200_nvl72", "deepseek_r1", "fp4", tp=1, dp_attention=32, ep=32),
+    "gptoss_b200": lambda: shape("b200_hgx", "gpt_oss_120b", "mxfp4", attention_precision="bf16"),
+}
+
+
+def _with_stack(sh, **changes):
+    return dataclasses.replace(sh, stack=sh.stack.model_copy(update=changes))
+
+
+@pytest.mark.parametrize("name", SHAPES)
+@given(batch=st.integers(1, 2000), ctx=st.integers(1, 30_000), grow=st.integers(1, 500))
+def test_step_time_rises_with_batch_and_context(name, batch, ctx, grow):
+    m = StepTimeModel(SHAPES[name]())
+    t = lambda b, c: m.step_time_s(decode_seqs=float(b), decode_ctx_tokens=float(b * c))  # noqa: E731
+    assert t(batch + grow, ctx) >= t(batch, ctx)
+    assert t(batch, ctx + grow) >= t(batch, ctx)
+    p = lambda n: m.step_time_s(prefill_tokens=float(n), prefill_attn_pairs=float(prefill_attention_pairs(  # noqa: E731
+        m.shape, n, 0)), prefill_seqs=1.0)
+    assert p(ctx + grow) >= p(ctx)
+
+
+@pytest.mark.parametrize("name", SHAPES)
+def test_one_vectorized_call_equals_many_scalar_calls(name):
+    m = StepTimeModel(SHAPES[name]())
+    rng = np.random.default_rng(3)
+    p_tok = rng.integers(0, 5000, 50).astype(float)
+    pairs = p_tok * rng.integers(1, 3000, 50)
+    p_seqs = np.minimum(p_tok, rng.integers(1, 8, 50))
+    d_seqs = rng.integers(0, 600, 50).astype(float)
+    d_ctx = d_seqs * rng.integers(1, 8000, 50)
+    vec = m.breakdown(p_tok, pairs, p_seqs, d_seqs, d_ctx).total_s
+    one = [m.step_time_s(*map(float, args)) for args in zip(p_tok, pairs, p_seqs, d_seqs, d_ctx, strict=True)]
+    np.testing.assert_allclose(vec, one, rtol=1e-12)
+    assert m.step_time_s() == 0.0  # an empty step takes no time
+
+
+def test_small_batch_decode_is_memory_bound_and_long_prefill_compute_bound():
+    sh = SHAPES["llama70b_h200_tp8"]()
+    base = StepTimeModel(sh)
+    slower_memory = StepTimeModel(_with_stack(sh, hbm_efficiency=sh.stack.hbm_efficiency * 0.8))
+    slower_compute = StepTimeModel(_with_stack(
+        sh, gemm_efficiency=sh.stack.gemm_efficiency.model_copy(update={"fp8": sh.stack.gemm_efficiency.fp8 * 0.8}),
+        attention_efficiency=sh.stack.attention_efficiency * 0.8))
+
+    def decode(m):
+        b = m.breakdown(decode_seqs=4.0, decode_ctx_tokens=4.0 * 1000)
+        return float(b.attention_linear_s + b.dense_ffn_s + b.attention_core_s)
+
+    def prefill(m):
+        b = m.breakdown(prefill_tokens=8192.0, prefill_attn_pairs=float(prefill_attention_pairs(sh, 8192, 0)),
+                        prefill_seqs=1.0)
+        return float(b.attention_linear_s + b.dense_ffn_s + b.attention_core_s)
+
+    # 20% less bandwidth makes small-batch decode 1/0.8 slower; 20% fewer FLOP/s does not touch it
+    assert decode(slower_memory) == pytest.approx(decode(base) / 0.8, rel=1e-9)
+    assert decode(slower_compute) == pytest.approx(decode(base), rel=1e-9)
+    # and the other way round for a long prompt
+    assert prefill(slower_compute) == pytest.approx(prefill(base) / 0.8, rel=1e-9)
+    assert prefill(slower_memory) == pytest.approx(prefill(base), rel=1e-9)
+
+
+def test_expected_distinct_experts():
+    """A batch of T tokens each choosing top-k of E touches E(1-(1-k/E)^T) experts on average."""
+    sh = SHAPES["r1_h200_ep8"]()
+    m = StepTimeModel(sh)
+    per_touched = m._expert_bytes_per_touched  # bytes if every expert of a GPU is read
+    one = m.breakdown(decode_seqs=1.0, decode_ctx_tokens=1.0).experts_s
+    many = m.breakdown(decode_seqs=100_000.0, decode_ctx_tokens=1e5).experts_s
+    bw = sh.hardware.hbm_bw_bytes_per_s * sh.stack.hbm_efficiency
+    imb = sh.stack.ep_load_imbalance
+    assert float(one) == pytest.approx(imb * per_touched * (8 / 256) / bw, rel=1e-9)  # memory-bound: k/E of experts
+    assert float(many) >= imb * per_touched / bw * (1 - 1e-9)  # every expert read
+
+
+def test_deepseek_r1_fp8_on_one_h100_is_refused_with_the_shortfall():
+    with pytest.raises(ConfigError) as err:
+        plan_memory(shape("h100_sxm", "deepseek_r1", "fp8"))
+    assert "does not fit" in err.value.message and "short by" in err.value.message
+
+
+def test_fp4_on_hopper_is_refused():
+    with pytest.raises(ConfigError, match="no fp4 tensor cores"):
+        shape("h200_sxm", "deepseek_r1", "fp4", tp=8, ep=8)
+
+
+def test_weights_per_gpu_by_hand():
+    # Llama-3.1-70B, FP8 weights, TP8: every matrix split 8 ways; BF16 embedding and head split 8 ways.
+    sh = SHAPES["llama70b_h200_tp8"]()
+    mem = plan_memory(sh)
+    m = sh.model
+    linear = (m.attention_params_per_layer + m.dense_ffn_params_per_layer) * m.layers / 8 * (1 + 4 / 16384)
+    head = (m.embedding_params + m.lm_head_params) / 8 * 2
+    assert mem.weight_bytes_per_gpu == pytest.approx(linear + head, rel=1e-12)
+    usable = 141e9 * 0.9 - 4e9
+    assert mem.kv_capacity_bytes == pytest.approx((usable - mem.weight_bytes_per_gpu) * 8, rel=1e-12)
+    # GQA with 8 KV heads over TP8: one copy of the KV, 80 layers x 2 x 8 x 128 x 1 byte per token
+    assert mem.kv_bytes_per_token == pytest.approx(80 * 2 * 8 * 128 * 1.0 * (1 + 4 / 16384))
+
+
+def test_mla_cache_is_held_by_every_tp_rank():
+    one = plan_memory(shape("h200_sxm", "deepseek_r1", "fp8", tp=8, ep=8))
+    dp = plan_memory(shape("h200_sxm", "deepseek_r1", "fp8", tp=1, dp_attention=8, ep=8))
+    assert one.kv_bytes_per_token == pytest.approx(8 * dp.kv_bytes_per_token)
+    assert float(replica_kv_bytes(shape("h200_sxm", "deepseek_r1", "fp8", tp=8, ep=8), 1000)) == pytest.approx(
+        8 * 1000 * 61 * 576 * (1 + 4 / 16384))
+
+
+def test_sliding_window_caps_context():
+    sh = SHAPES["gptoss_b200"]()
+    assert float(effective_context(sh, 100)) == 100  # below the 128-token window
+    assert float(effective_context(sh, 10_000)) == pytest.approx(0.5 * 10_000 + 0.5 * 128)
+    # causal pairs of a chunk: the full layers see all keys, window layers at most 128
+    full = 300 * 200 + 300 * 301 / 2
+    windowed = sum(min(q, 128) for q in range(201, 501))
+    assert float(prefill_attention_pairs(sh, 300, 200)) == pytest.approx(0.5 * full + 0.5 * windowed)
+
+
+def test_wide_ep_beyond_the_nvlink_domain_pays_the_nic():
+    inside = StepTimeModel(shape("h200_sxm", "deepseek_r1", "fp8", tp=1, dp_attention=8, ep=8))
+    across = StepTimeModel(shape("h200_sxm", "deepseek_r1", "fp8", tp=1, dp_attention=16, ep=16))
+    b = dict(decode_seqs=512.0, decode_ctx_tokens=512.0 * 2000)
+    per_gpu_inside = float(inside.breakdown(**b).communication_s)
+    per_gpu_across = float(across.breakdown(decode_seqs=1024.0, decode_ctx_tokens=1024.0 * 2000).communication_s)
+    assert per_gpu_across > 3 * per_gpu_inside  # 400 Gb/s NIC vs 450 GB/s NVLink
