@@ -46,6 +46,8 @@ SUMMARY_COLUMNS = (
     "usd_per_hour",
     "usd_per_m_output_tokens",
     "usd_per_m_goodput_tokens",
+    "usd_per_m_input_tokens",
+    "usd_per_m_total_tokens",
     "tokens_per_s_per_mw",
     "cost_ratio_to_reference",
     "reference_fleet",
@@ -276,6 +278,8 @@ def _row(exp: Experiment, plan: FleetPlan, tier, point: Point | None, note: str)
         output_tokens_per_s=s["output_tokens_per_s"],
         usd_per_m_output_tokens=usd_per_million_tokens(usd_h, s["output_tokens_per_s"]),
         usd_per_m_goodput_tokens=usd_per_million_tokens(usd_h, s["goodput_tokens_per_s"]),
+        usd_per_m_input_tokens=usd_per_million_tokens(usd_h, s["input_tokens_per_s"]),
+        usd_per_m_total_tokens=usd_per_million_tokens(usd_h, s["input_tokens_per_s"] + s["output_tokens_per_s"]),
         tokens_per_s_per_mw=tokens_per_s_per_mw(s["output_tokens_per_s"], kw),
         requests_measured=s["requests"],
     )

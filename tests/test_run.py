@@ -1,0 +1,64 @@
+"""Running experiments: the load search, fixed loads, seeds, and the report's arithmetic."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import yaml
+
+from factory_sim.cost import fleet_usd_per_hour
+from factory_sim.experiment import parse_experiment
+from factory_sim.run import _LoadSearch, run_experiment, simulate_point
+from tests.test_cli import SMALL
+
+
+def _exp(**changes):
+    raw = yaml.safe_load(SMALL)
+    raw.update(changes)
+    return parse_experiment(raw)
+
+
+def test_search_reports_a_passing_load_with_a_failing_one_just_above():
+    exp = _exp(slo_tiers=[{"name": "relaxed", "ttft_s": 1.0, "tpot_s": 0.05}])
+    plan = exp.fleet_plans()[0]
+    search = _LoadSearch(exp, plan, None)
+    best = search.search("relaxed", guess=50.0, ceiling=200.0)
+    assert best is not None
+    target = exp.load.target_attainment
+    assert search.at(best).summaries["relaxed"]["slo_attainment"] >= target
+    above = [x for x in search.cache if x > best]
+    assert above and min(above) <= best * 1.2  # bracketed tightly
+    assert search.at(min(above)).summaries["relaxed"]["slo_attainment"] < target
+
+
+def test_same_seed_same_run_other_seed_other_run():
+    exp = _exp(load={"mode": "fixed", "rate_per_s": 15})
+    plan = exp.fleet_plans()[1]
+    a = simulate_point(exp, plan, 15.0).sim.trace.to_frame()
+    b = simulate_point(exp, plan, 15.0).sim.trace.to_frame()
+    c = simulate_point(_exp(seed=4, load={"mode": "fixed", "rate_per_s": 15}), plan, 15.0).sim.trace.to_frame()
+    assert a.equals(b)
+    assert not np.allclose(a["arrival_s"], c["arrival_s"])
+
+
+def test_fixed_load_report_arithmetic():
+    exp = _exp(load={"mode": "fixed", "rate_per_s": 15})
+    result = run_experiment(exp, jobs=1)
+    df = result.summary
+    assert len(df) == 4 and df["feasible"].all()
+    for _, row in df.iterrows():
+        plan = next(p for p in exp.fleet_plans() if p.name == row.fleet)
+        usd_h = fleet_usd_per_hour(plan.gpus_by_hardware(), exp.cost)
+        assert row.usd_per_hour == pytest.approx(usd_h)
+        assert row.usd_per_m_output_tokens == pytest.approx(usd_h / (row.output_tokens_per_s * 3600) * 1e6)
+        assert row.tokens_per_s_per_gpu == pytest.approx(row.output_tokens_per_s / row.gpus)
+        assert row.goodput_tokens_per_s <= row.output_tokens_per_s
+        assert row.usd_per_m_total_tokens < row.usd_per_m_output_tokens
+    ref = df[df.fleet == "h100"].set_index("tier")["usd_per_m_goodput_tokens"]
+    other = df[df.fleet == "b200_disagg"].set_index("tier")
+    relaxed = other.loc["relaxed"]
+    assert relaxed.cost_ratio_to_reference == pytest.approx(relaxed.usd_per_m_goodput_tokens / ref["relaxed"])
+    # the 0.1 ms tier is met by no request: infinite cost per goodput token, never NaN
+    assert np.isinf(df[df.tier == "impossible"].usd_per_m_goodput_tokens).all()
+    traces = result.traces_frame()
+    assert set(traces["fleet"]) == {"h100", "b200_disagg"}
