@@ -51,6 +51,34 @@ def _cmd_run(args) -> int:
     return 0
 
 
+def _cmd_validate(args) -> int:
+    from factory_sim.report import atomic_write
+    from factory_sim.validate import format_report, load_points, plot_predicted_vs_published, validate_points
+
+    points = load_points(args.scenarios)
+    for column, wanted in (("system", args.system), ("model", args.model), ("backend", args.backend)):
+        if wanted:
+            points = points[points[column].isin(wanted)]
+    if args.limit is not None:
+        points = points.head(args.limit)
+    if points.empty:
+        raise ConfigError("--system/--model/--backend", "no measured rows match these filters")
+    started = time.perf_counter()
+    results = validate_points(points, jobs=args.jobs)
+    print(format_report(results))
+    print(f"\n{len(points)} measured rows in {time.perf_counter() - started:.1f} s")
+    if args.out:
+        out = Path(args.out)
+        if out.exists() and not out.is_dir():
+            raise ConfigError("--out", f"{out} exists and is not a folder; name a folder for the results")
+        columns = ["id", "quantity", "predicted", "published", "rel_error", "config", "system", "model", "backend",
+                   "mode", "isl", "osl", "concurrency", "skipped"]
+        atomic_write(out / "validation.csv", lambda p: results[columns].to_csv(p, index=False))
+        atomic_write(out / "validation.png", lambda p: plot_predicted_vs_published(results, p))
+        print(f"wrote {out / 'validation.csv'}, {out / 'validation.png'}")
+    return 0
+
+
 def _cmd_list(args) -> int:
     from factory_sim.hardware import hardware_table
     from factory_sim.models import models_table
@@ -109,6 +137,20 @@ def build_parser() -> argparse.ArgumentParser:
     lst.add_argument("what", choices=("hardware", "models", "workloads", "stacks"))
     lst.set_defaults(func=_cmd_list)
 
+    val = sub.add_parser(
+        "validate", help="predict measured deployments and report the error",
+        description="Simulate each measured operating point (exact deployment, closed-loop clients, fixed "
+                    "lengths) and report predicted vs published mean TTFT and TPOT.")
+    val.add_argument("scenarios", nargs="?", metavar="SCENARIOS.csv",
+                     help="measured points CSV (default: the built-in copy of the published measurements)")
+    val.add_argument("--out", metavar="DIR", help="write validation.csv and a predicted-vs-published plot here")
+    val.add_argument("--system", action="append", help="only rows of this system (repeatable)")
+    val.add_argument("--model", action="append", help="only rows of this model (repeatable)")
+    val.add_argument("--backend", action="append", help="only rows of this backend (repeatable)")
+    val.add_argument("--limit", type=int, metavar="N", help="only the first N rows (after filters)")
+    val.add_argument("--jobs", type=int, default=None, metavar="N", help="parallel processes (default: one per core)")
+    val.set_defaults(func=_cmd_validate)
+
     init = sub.add_parser("init", help="write the default experiment as a YAML file to start from",
                           description="Write the default experiment, with comments, to FILE.")
     init.add_argument("file", metavar="FILE")
@@ -124,6 +166,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--jobs must be >= 1")
     if getattr(args, "requests", None) is not None and args.requests < 1:
         parser.error("--requests must be >= 1")
+    if getattr(args, "limit", None) is not None and args.limit < 1:
+        parser.error("--limit must be >= 1")
     try:
         return args.func(args)
     except ConfigError as exc:

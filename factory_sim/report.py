@@ -67,7 +67,8 @@ def format_table(summary: pd.DataFrame) -> str:
     return "\n".join(out)
 
 
-def _atomic_write(path: Path, write: Callable[[Path], None]) -> None:
+def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
+    """Call write(tmp) on a temporary file beside `path`, then rename it into place."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
@@ -87,7 +88,7 @@ def write_results(out_dir: str | Path, summary: pd.DataFrame, traces: pd.DataFra
         raise ConfigError("--out", f"{out} exists and is not a folder; name a folder for the results")
     written = []
     target = out / "summary.csv"
-    _atomic_write(target, lambda p: summary.to_csv(p, index=False))
+    atomic_write(target, lambda p: summary.to_csv(p, index=False))
     written.append(target)
     if trace_format == "parquet":
         target = out / "traces.parquet"
@@ -95,13 +96,13 @@ def write_results(out_dir: str | Path, summary: pd.DataFrame, traces: pd.DataFra
         for col in frame.columns:  # categorical columns with mixed levels are stored as text
             if isinstance(frame[col].dtype, pd.CategoricalDtype):
                 frame[col] = frame[col].astype(str)
-        _atomic_write(target, lambda p: frame.to_parquet(p, index=False))
+        atomic_write(target, lambda p: frame.to_parquet(p, index=False))
     else:
         target = out / "traces.csv.gz"
-        _atomic_write(target, lambda p: traces.to_csv(p, index=False, compression="gzip"))
+        atomic_write(target, lambda p: traces.to_csv(p, index=False, compression="gzip"))
     written.append(target)
     if experiment_yaml is not None:
         target = out / "experiment.yaml"
-        _atomic_write(target, lambda p: p.write_text(experiment_yaml))
+        atomic_write(target, lambda p: p.write_text(experiment_yaml))
         written.append(target)
     return written

@@ -33,9 +33,18 @@ WEIGHT_PRECISIONS = tuple(BYTES_PER_ELEMENT)
 KV_PRECISIONS = ("bf16", "fp8")
 
 
-def compute_precision(precision: str) -> str:
-    """The tensor-core precision a weight format runs at."""
-    return "fp4" if precision in ("fp4", "mxfp4") else precision
+def compute_precision(precision: str, hardware: HardwareProfile | None = None) -> str:
+    """The tensor-core precision a weight format runs at on `hardware`.
+
+    4-bit formats run on FP4 tensor cores where the hardware has them; MXFP4 weights on
+    hardware without FP4 are dequantized and multiplied in BF16 (weight-only, "W4A16", as
+    gpt-oss runs on Hopper), so they save memory and bandwidth but not compute.
+    """
+    if precision not in ("fp4", "mxfp4"):
+        return precision
+    if precision == "mxfp4" and hardware is not None and not hardware.supports("fp4"):
+        return "bf16"
+    return "fp4"
 
 
 @dataclass(frozen=True)
@@ -71,7 +80,7 @@ class ReplicaShape:
             if value not in BYTES_PER_ELEMENT:
                 raise ConfigError(f"{p}.{name}",
                                   f"unknown precision '{value}'; use one of {', '.join(WEIGHT_PRECISIONS)}")
-            cp = compute_precision(value)
+            cp = compute_precision(value, self.hardware)
             if not self.hardware.supports(cp):
                 raise ConfigError(
                     f"{p}.{name}",

@@ -103,7 +103,7 @@ class StepTimeModel:
         self._min_rows = st.gemm_min_rows
 
         def peak(precision: str) -> float:
-            cp = compute_precision(precision)
+            cp = compute_precision(precision, hw)
             return hw.dense_flops_per_s(cp) * st.gemm_peak_fraction(cp)
 
         # Per GPU of a stage, summed over all layers (a step's latency crosses every stage).

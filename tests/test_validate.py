@@ -1,0 +1,98 @@
+"""Validation against measured deployments: exact deployments, analytic single-client check, skips."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from factory_sim.cli import main
+from factory_sim.perf.steptime import StepTimeModel, prefill_attention_pairs
+from factory_sim.validate import Skip, deployment, load_points, predict, validate_points
+
+BASE = {"id": "r1", "system": "h100_sxm", "model": "llama3_1_8b", "hf_model": "x", "backend": "trtllm",
+        "backend_version": "1", "precision": "fp8", "gemm_quant": "fp8", "moe_quant": "fp8", "mode": "agg",
+        "isl": 512, "osl": 64, "concurrency": 1, "batch_size": 1, "tp_size": 1, "pp_size": 1,
+        "attention_dp_size": np.nan, "moe_tp_size": 1, "moe_ep_size": np.nan, "ttft_ms": 50.0, "tpot_ms": 5.0}
+
+
+def test_one_client_matches_the_step_time_model_exactly():
+    """With one client there is no queueing: TTFT is one prefill step, TPOT the mean decode step."""
+    ttft_ms, tpot_ms, config = predict(BASE)
+    shape = deployment(BASE).fleet.pools[0].shape
+    m = StepTimeModel(shape)
+    prefill = m.step_time_s(prefill_tokens=512.0, prefill_attn_pairs=float(prefill_attention_pairs(shape, 512, 0)),
+                            prefill_seqs=1.0)
+    decode = [m.step_time_s(decode_seqs=1.0, decode_ctx_tokens=float(512 + g)) for g in range(1, 64)]
+    assert ttft_ms == pytest.approx(prefill * 1e3, rel=1e-9)
+    assert tpot_ms == pytest.approx(np.mean(decode) * 1e3, rel=1e-9)
+    assert "TP1" in config and "c=1" in config
+
+
+def test_rows_that_cannot_be_scored_say_why():
+    rows = pd.DataFrame([
+        BASE,
+        {**BASE, "id": "r2", "model": "MiniMaxAI/MiniMax-M2.5"},
+        {**BASE, "id": "r3", "mode": "disagg"},
+        {**BASE, "id": "r4", "system": "tpu_v9"},
+        {**BASE, "id": "r5", "model": "llama3_1_405b"},
+        {**BASE, "id": "r6", "concurrency": np.nan},
+        {**BASE, "id": "r7", "moe_quant": "int4_wo", "gemm_quant": "int4_wo"},
+    ])
+    res = validate_points(rows, jobs=1)
+    reasons = res.set_index("id")["skipped"]
+    assert reasons["r2"] == "model 'MiniMaxAI/MiniMax-M2.5' is not in the catalog"
+    assert "worker counts" in reasons["r3"]
+    assert "no hardware profile" in reasons["r4"]
+    assert "does not fit" in reasons["r5"]
+    assert "concurrency" in reasons["r6"]
+    assert "int4_wo" in reasons["r7"]
+    scored = res[res["id"] == "r1"].set_index("quantity")
+    assert set(scored.index) == {"ttft_ms", "tpot_ms"}
+    for q in ("ttft_ms", "tpot_ms"):
+        row = scored.loc[q]
+        assert row.rel_error == pytest.approx((row.predicted - row.published) / row.published)
+
+
+def test_disaggregated_row_builds_both_pools():
+    row = {**BASE, "mode": "disagg", "model": "deepseek_v3", "system": "gb200_nvl72", "precision": "fp4",
+           "gemm_quant": "nvfp4", "moe_quant": "nvfp4", "concurrency": 64, "isl": 1024, "osl": 128,
+           "prefill_num_workers": 2, "prefill_tp_size": 4, "prefill_moe_ep_size": 4, "prefill_batch_size": 2,
+           "decode_num_workers": 1, "decode_tp_size": 1, "decode_attention_dp_size": 8, "decode_moe_ep_size": 8,
+           "decode_batch_size": 8}
+    dep = deployment(row)
+    prefill, decode = dep.fleet.pools
+    assert (prefill.replicas, prefill.shape.gpus, prefill.shape.ep) == (2, 4, 4)
+    assert (decode.replicas, decode.shape.gpus, decode.shape.dp_attention, decode.shape.ep) == (1, 8, 8, 8)
+    assert decode.max_batch >= 64  # every client can be in flight
+    ttft_ms, tpot_ms, _ = predict(row)
+    assert 0 < ttft_ms < 10_000 and 0 < tpot_ms < 1_000
+
+
+def test_hopper_runs_4bit_checkpoints_weight_only():
+    row = {**BASE, "model": "gpt_oss_120b", "system": "h100_sxm", "precision": "fp4", "gemm_quant": "nvfp4",
+           "moe_quant": "nvfp4", "tp_size": 2, "moe_tp_size": 2}
+    shape = deployment(row).fleet.pools[0].shape
+    assert shape.precision == "mxfp4"
+
+
+def test_builtin_points_load_and_cli_writes_results(tmp_path, capsys):
+    assert len(load_points(None)) == 3214
+    points = tmp_path / "points.csv"
+    pd.DataFrame([BASE, {**BASE, "id": "r2", "isl": 1024}]).to_csv(points, index=False)
+    assert main(["validate", str(points), "--out", str(tmp_path / "v"), "--jobs", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "median |error|" in out and "within +-20%" in out
+    df = pd.read_csv(tmp_path / "v" / "validation.csv")
+    assert {"id", "quantity", "predicted", "published", "rel_error", "config"} <= set(df.columns)
+    assert len(df) == 4
+    assert (tmp_path / "v" / "validation.png").stat().st_size > 1000
+
+
+def test_a_file_that_is_not_measured_points_exits_2(tmp_path, capsys):
+    bad = tmp_path / "bad.csv"
+    bad.write_text("a,b\n1,2\n")
+    assert main(["validate", str(bad)]) == 2
+    assert "missing columns" in capsys.readouterr().err
+    with pytest.raises(Skip):
+        deployment({**BASE, "concurrency": 0})
