@@ -79,6 +79,21 @@ def _cmd_validate(args) -> int:
     return 0
 
 
+def _cmd_sweep(args) -> int:
+    from factory_sim.sweep import load_sweep, run_sweep
+
+    spec, base = load_sweep(args.sweep)
+    out = Path(args.out or f"{spec.name}_results.csv")
+    if out.exists() and out.is_dir():
+        raise ConfigError("--out", f"{out} is a folder; name the results file (CSV)")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    df = run_sweep(spec, base, out, jobs=args.jobs, source=args.sweep, progress=not args.quiet)
+    print(f"{spec.name}: {df['point_key'].nunique() if len(df) else 0} points, {len(df)} rows in {out} "
+          f"({time.perf_counter() - started:.1f} s)")
+    return 0
+
+
 def _cmd_list(args) -> int:
     from factory_sim.hardware import hardware_table
     from factory_sim.models import models_table
@@ -150,6 +165,16 @@ def build_parser() -> argparse.ArgumentParser:
     val.add_argument("--limit", type=int, metavar="N", help="only the first N rows (after filters)")
     val.add_argument("--jobs", type=int, default=None, metavar="N", help="parallel processes (default: one per core)")
     val.set_defaults(func=_cmd_validate)
+
+    swp = sub.add_parser(
+        "sweep", help="run an experiment over a grid/zip of field values",
+        description="Vary experiment fields (grid: every combination; zip: lists varied together). Each finished "
+                    "point is appended to the results CSV; a sweep started again skips points already done.")
+    swp.add_argument("sweep", metavar="SWEEP.yaml")
+    swp.add_argument("--out", metavar="FILE.csv", help="results file (default: <sweep name>_results.csv)")
+    swp.add_argument("--jobs", type=int, default=None, metavar="N", help="parallel processes (default: one per core)")
+    swp.add_argument("--quiet", action="store_true", help="no progress bar")
+    swp.set_defaults(func=_cmd_sweep)
 
     init = sub.add_parser("init", help="write the default experiment as a YAML file to start from",
                           description="Write the default experiment, with comments, to FILE.")
