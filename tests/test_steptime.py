@@ -111,8 +111,8 @@ def test_weights_per_gpu_by_hand():
     linear = (m.attention_params_per_layer + m.dense_ffn_params_per_layer) * m.layers / 8 * (1 + 4 / 16384)
     head = (m.embedding_params + m.lm_head_params) / 8 * 2
     assert mem.weight_bytes_per_gpu == pytest.approx(linear + head, rel=1e-12)
-    usable = 141e9 * 0.9 - 4e9
-    assert mem.kv_capacity_bytes == pytest.approx((usable - mem.weight_bytes_per_gpu) * 8, rel=1e-12)
+    free = 141e9 - 4e9 - mem.weight_bytes_per_gpu  # HBM minus activations minus weights
+    assert mem.kv_capacity_bytes == pytest.approx(0.9 * free * 8, rel=1e-12)
     # GQA with 8 KV heads over TP8: one copy of the KV, 80 layers x 2 x 8 x 128 x 1 byte per token
     assert mem.kv_bytes_per_token == pytest.approx(80 * 2 * 8 * 128 * 1.0 * (1 + 4 / 16384))
 

@@ -66,18 +66,20 @@ def plan_memory(shape: ReplicaShape) -> MemoryPlan:
     if shape.pp == 1:
         embedding = (m.embedding_params + m.lm_head_params) / shape.tp * EMBEDDING_BYTES_PER_ELEMENT
 
-    usable = hw.hbm_bytes * st.hbm_utilization - st.activation_reserve_gb * 1e9
+    # As TensorRT-LLM sizes it: weights and the activation reserve first, then the KV cache
+    # takes `hbm_utilization` of what is left (its free_gpu_memory_fraction).
+    usable = hw.hbm_bytes - st.activation_reserve_gb * 1e9
     weights = attention + dense_ffn + experts + embedding
-    kv_per_gpu = usable - weights
+    free = usable - weights
+    kv_per_gpu = free * st.hbm_utilization
     kv_per_token = float(m.kv_bytes_per_token(shape.kv_bytes_per_element)) * shape.kv_replication
-    if kv_per_gpu <= 0:
-        short_gb = -kv_per_gpu / 1e9
+    if free <= 0:
         raise ConfigError(
             shape.path,
             f"{m.name} at {shape.precision} does not fit on {shape.describe()}: weights need "
             f"{weights / 1e9:.1f} GB per GPU but only {usable / 1e9:.1f} GB is usable "
-            f"({hw.hbm_gb:g} GB HBM x {st.hbm_utilization:g} minus {st.activation_reserve_gb:g} GB reserve), "
-            f"short by {short_gb:.1f} GB per GPU; use more GPUs per replica (tp/ep/pp) or a smaller precision",
+            f"({hw.hbm_gb:g} GB HBM minus {st.activation_reserve_gb:g} GB for activations), "
+            f"short by {-free / 1e9:.1f} GB per GPU; use more GPUs per replica (tp/ep/pp) or a smaller precision",
         )
     plan = MemoryPlan(
         attention_weight_bytes_per_gpu=float(attention),

@@ -51,7 +51,7 @@ class SoftwareStack(BaseModel):
     step_overhead_s: float = Field(ge=0)
     layer_overhead_s: float = Field(ge=0)
     kv_transfer_latency_s: float = Field(ge=0)
-    hbm_utilization: float = Field(gt=0, le=1)
+    hbm_utilization: float = Field(gt=0, le=1)  # KV share of the HBM left after weights and activations
     activation_reserve_gb: float = Field(ge=0)
     fitted_to: list[str] = Field(default_factory=list)
 
