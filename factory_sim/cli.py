@@ -94,6 +94,54 @@ def _cmd_sweep(args) -> int:
     return 0
 
 
+def _cmd_frontier(args) -> int:
+    import numpy as np
+
+    from factory_sim.experiment import default_experiment_path, load_experiment
+    from factory_sim.frontier import cost_at_interactivity, crossings, frontier, plot_frontier
+    from factory_sim.report import atomic_write
+
+    path = Path(args.experiment) if args.experiment else default_experiment_path()
+    exp = load_experiment(path)
+    started = time.perf_counter()
+    points = frontier(exp, points=args.points, jobs=args.jobs)
+    reference = args.reference or exp.hardware_of(next(f for f in exp.fleets if f.name == exp.reference)).name
+    if reference not in set(points["hardware"]):
+        raise ConfigError("--reference", f"no fleet of hardware '{reference}' in this experiment; use one of "
+                                         f"{', '.join(sorted(set(points['hardware'])))}")
+    grid = np.array(args.interactivity or [10, 20, 30, 50, 75, 100, 150, 200], dtype=float)
+    curves = cost_at_interactivity(points, grid)
+    cross = crossings(curves, reference)
+    front = points[points["on_frontier"]].sort_values(["hardware", "tokens_per_s_per_user_p50"])
+    with pd.option_context("display.width", 200, "display.max_columns", None, "display.float_format", "{:.4g}".format):
+        print(f"{exp.name}: frontier points (output tokens/s/GPU vs median tokens/s/user), {exp.cost.tier} prices")
+        print(front[["hardware", "fleet", "concurrency", "tokens_per_s_per_user_p50", "tokens_per_s_per_gpu",
+                     "ttft_p50_s", "usd_per_m_output_tokens"]].to_string(index=False))
+        print("\n$ per million output tokens at each interactivity (- : not reachable on the frontier)")
+        table = curves.copy()
+        for hw in curves.columns[1:]:
+            if hw != reference:
+                table[f"{reference}/{hw}"] = curves[reference] / curves[hw]
+        print(table.to_string(index=False, na_rep="-"))
+        print(f"\nwhere {reference} costs 15x / 35x more per output token:")
+        for _, r in cross.iterrows():
+            start = r["from_tokens_per_s_per_user"]
+            where = f"from {start:g} tok/s/user" if np.isfinite(start) else "never on this grid"
+            print(f"  {r['hardware']}: {r['factor']:g}x {where} (largest ratio {r['max_ratio']:.1f}x at "
+                  f"{r['max_ratio_at_tokens_per_s_per_user']:g} tok/s/user)")
+    print(f"\n{len(points)} simulations in {time.perf_counter() - started:.1f} s")
+    if args.out:
+        out = Path(args.out)
+        if out.exists() and not out.is_dir():
+            raise ConfigError("--out", f"{out} exists and is not a folder; name a folder for the results")
+        atomic_write(out / "frontier.csv", lambda p: points.to_csv(p, index=False))
+        atomic_write(out / "cost_curves.csv", lambda p: curves.to_csv(p, index=False))
+        atomic_write(out / "crossings.csv", lambda p: cross.to_csv(p, index=False))
+        atomic_write(out / "frontier.png", lambda p: plot_frontier(points, p))
+        print(f"wrote frontier.csv, cost_curves.csv, crossings.csv and frontier.png to {out}")
+    return 0
+
+
 def _cmd_list(args) -> int:
     from factory_sim.hardware import hardware_table
     from factory_sim.models import models_table
@@ -176,6 +224,22 @@ def build_parser() -> argparse.ArgumentParser:
     swp.add_argument("--quiet", action="store_true", help="no progress bar")
     swp.set_defaults(func=_cmd_sweep)
 
+    fr = sub.add_parser(
+        "frontier", help="throughput vs interactivity frontiers and cost curves per hardware",
+        description="Simulate every fleet under closed-loop clients at a ladder of concurrencies; print each "
+                    "hardware's frontier of output "
+                    "tokens/s/GPU against median tokens/s/user, its cost per million output tokens at given "
+                    "interactivities, and the cost ratio to a reference hardware.")
+    fr.add_argument("experiment", nargs="?", help="experiment YAML (default: the built-in default experiment)")
+    fr.add_argument("--points", type=int, default=12, metavar="N", help="concurrencies per fleet (default 12)")
+    fr.add_argument("--interactivity", type=float, nargs="+", metavar="TOK_S",
+                    help="tokens/s/user at which to compare costs (default 10 20 30 50 75 100 150 200)")
+    fr.add_argument("--reference", metavar="HARDWARE", help="cost ratios are to this hardware "
+                                                              "(default: the reference fleet's)")
+    fr.add_argument("--out", metavar="DIR", help="write frontier.csv, cost_curves.csv, crossings.csv, frontier.png")
+    fr.add_argument("--jobs", type=int, default=None, metavar="N", help="parallel processes (default: one per core)")
+    fr.set_defaults(func=_cmd_frontier)
+
     init = sub.add_parser("init", help="write the default experiment as a YAML file to start from",
                           description="Write the default experiment, with comments, to FILE.")
     init.add_argument("file", metavar="FILE")
@@ -193,6 +257,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--requests must be >= 1")
     if getattr(args, "limit", None) is not None and args.limit < 1:
         parser.error("--limit must be >= 1")
+    if getattr(args, "points", None) is not None and args.points < 2:
+        parser.error("--points must be >= 2")
     try:
         return args.func(args)
     except ConfigError as exc:

@@ -151,7 +151,8 @@ def _simulate_once(exp: Experiment, plan: FleetPlan, load: float, n: int, cap_ov
     return Point(fleet=plan.name, load=load, sim=sim, summaries=summaries)
 
 
-def _mean_lengths(exp: Experiment) -> tuple[float, float]:
+def mean_lengths(exp: Experiment) -> tuple[float, float]:
+    """Mean input and output tokens of the experiment's workload (drawn once for traces)."""
     spec = exp.workload_spec
     if spec.input_tokens is not None and spec.output_tokens is not None:
         return mean_length(spec.input_tokens), mean_length(spec.output_tokens)
@@ -235,7 +236,7 @@ def _lowest_latencies(plan: FleetPlan, mean_in: float, mean_out: float) -> tuple
 
 
 def _infeasible_note(exp: Experiment, plan: FleetPlan, tier, best: Point | None) -> str:
-    mean_in, mean_out = _mean_lengths(exp)
+    mean_in, mean_out = mean_lengths(exp)
     tpot, ttft = _lowest_latencies(plan, mean_in, mean_out)
     if tpot > tier.tpot_s:
         return (f"cannot meet TPOT {tier.tpot_s * 1e3:g} ms at any load: lowest reachable TPOT is "
@@ -302,7 +303,7 @@ def run_fleet(exp: Experiment, index: int, progress: Callable[[str], None] | Non
             points[(plan.name, tier.name)] = point
         return rows, points, 1
     search = _LoadSearch(exp, plan, progress)
-    mean_in, mean_out = _mean_lengths(exp)
+    mean_in, mean_out = mean_lengths(exp)
     cap = capacity_req_per_s(plan, mean_in, mean_out)
     guess, ceiling = (64.0, None) if search.integer else (0.7 * cap, 1.05 * cap)
     for tier in tiers:

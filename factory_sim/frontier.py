@@ -1,0 +1,170 @@
+"""Throughput-interactivity frontiers and the cost curves drawn from them.
+
+Each fleet is simulated as benchmarks drive a server: a closed loop of a fixed number of
+clients, each sending its next request when the previous one finishes, at a ladder of
+concurrencies. Every concurrency gives one operating point:
+output tokens/s per GPU (what the owner sells) against median tokens/s per user (what each
+user sees). The upper-right envelope of those points, across all fleets of the same
+hardware, is the frontier InferenceMAX-style charts plot; dividing the fleet's price by its
+throughput turns it into cost per million output tokens at each interactivity. Comparing
+two hardware kinds at the same interactivity is then a ratio of two curves, which is how
+vendor claims such as "15x lower cost per token" can be checked: they hold at some
+interactivities and not at others.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from concurrent.futures import ProcessPoolExecutor
+
+import numpy as np
+import pandas as pd
+
+from factory_sim.cost import fleet_usd_per_hour, usd_per_million_tokens
+from factory_sim.experiment import Experiment
+from factory_sim.run import simulate_point
+from factory_sim.workload import ClosedLoopArrivals
+
+REQUESTS_PER_CLIENT = 6  # each client's requests per run; measuring skips the first and last share
+
+FRONTIER_COLUMNS = ("fleet", "hardware", "gpus", "concurrency", "tokens_per_s_per_gpu",
+                    "tokens_per_s_per_user_p50", "ttft_p50_s", "tpot_p50_s", "usd_per_hour",
+                    "usd_per_m_output_tokens", "on_frontier")
+
+
+def concurrency_ladder(max_concurrency: int, points: int) -> list[int]:
+    """Client counts from 1 to `max_concurrency`, evenly spaced in log, without repeats."""
+    ladder = np.unique(np.round(np.geomspace(1, max(max_concurrency, 1), points)).astype(int))
+    return [int(c) for c in ladder]
+
+
+def _closed_loop(exp: Experiment, clients: int) -> Experiment:
+    spec = exp.workload_spec
+    closed = spec.model_copy(update={"arrivals": ClosedLoopArrivals(kind="closed_loop", concurrency=clients),
+                                     "requests": max(spec.requests, REQUESTS_PER_CLIENT * clients)})
+    raw = exp.model_dump()
+    raw["workload"], raw["requests"] = closed.model_dump(), None
+    return Experiment.model_validate(raw)
+
+
+def _fleet_points(args) -> list[dict]:
+    exp, index, points = args
+    plan = exp.fleet_plans()[index]
+    exit_role = "decode" if plan.disaggregated else "aggregated"
+    max_clients = sum(p.max_batch * p.replicas for p in plan.pools if p.role == exit_role)
+    usd_h = fleet_usd_per_hour(plan.gpus_by_hardware(), exp.cost)
+    hardware = "+".join(hw.name for hw, _ in plan.gpus_by_hardware())
+    tier = exp.slo_targets[0].name
+    rows = []
+    for clients in concurrency_ladder(max_clients, points):
+        s = simulate_point(_closed_loop(exp, clients), plan, float(clients)).summaries[tier]
+        if not s["tokens_per_s_per_gpu"] > 0 or not math.isfinite(s["tokens_per_s_per_user_p50"]):
+            continue
+        rows.append({
+            "fleet": plan.name, "hardware": hardware, "gpus": plan.gpus, "concurrency": clients,
+            "tokens_per_s_per_gpu": s["tokens_per_s_per_gpu"],
+            "tokens_per_s_per_user_p50": s["tokens_per_s_per_user_p50"],
+            "ttft_p50_s": s["ttft_p50_s"], "tpot_p50_s": s["tpot_p50_s"], "usd_per_hour": usd_h,
+            "usd_per_m_output_tokens": usd_per_million_tokens(usd_h, s["output_tokens_per_s"]),
+        })
+    return rows
+
+
+def pareto_mask(throughput: np.ndarray, interactivity: np.ndarray) -> np.ndarray:
+    """Points no other point beats on both throughput and interactivity."""
+    order = np.argsort(-interactivity, kind="stable")
+    keep = np.zeros(len(order), dtype=bool)
+    best = -np.inf
+    for i in order:
+        if throughput[i] > best:
+            keep[i] = True
+            best = throughput[i]
+    return keep
+
+
+def frontier(exp: Experiment, *, points: int = 12, jobs: int | None = None) -> pd.DataFrame:
+    """Operating points of every fleet, with `on_frontier` marking each hardware kind's envelope."""
+    n = len(exp.fleets)
+    jobs = max(1, min(jobs or os.cpu_count() or 1, n))
+    args = [(exp, i, points) for i in range(n)]
+    if jobs > 1:
+        with ProcessPoolExecutor(max_workers=jobs) as pool:
+            parts = list(pool.map(_fleet_points, args))
+    else:
+        parts = [_fleet_points(a) for a in args]
+    df = pd.DataFrame([r for part in parts for r in part], columns=list(FRONTIER_COLUMNS[:-1]))
+    df["on_frontier"] = False
+    for _, g in df.groupby("hardware"):
+        mask = pareto_mask(g["tokens_per_s_per_gpu"].to_numpy(), g["tokens_per_s_per_user_p50"].to_numpy())
+        df.loc[g.index[mask], "on_frontier"] = True
+    return df[list(FRONTIER_COLUMNS)]
+
+
+def cost_at_interactivity(points: pd.DataFrame, interactivity: np.ndarray) -> pd.DataFrame:
+    """$ per million output tokens of each hardware's frontier when users need >= x tokens/s.
+
+    Between frontier points the cost is interpolated linearly in log-log space. Below the
+    slowest interactivity a hardware was run at, its cheapest point serves those users too
+    (faster than they need); above its fastest, the cost is NaN: it cannot serve them.
+    """
+    x = np.asarray(interactivity, dtype=float)
+    out = {"tokens_per_s_per_user": x}
+    for hw, g in points[points["on_frontier"]].groupby("hardware"):
+        g = g.sort_values("tokens_per_s_per_user_p50")
+        xs, ys = np.log(g["tokens_per_s_per_user_p50"].to_numpy()), np.log(g["usd_per_m_output_tokens"].to_numpy())
+        cost = np.exp(np.interp(np.log(x), xs, ys))  # np.interp holds the end values outside
+        cost[x > np.exp(xs[-1]) * (1 + 1e-9)] = np.nan
+        out[hw] = cost
+    return pd.DataFrame(out)
+
+
+def crossings(curves: pd.DataFrame, reference: str, factors=(15.0, 35.0)) -> pd.DataFrame:
+    """For each hardware and factor: the lowest interactivity at which the reference costs >= factor x more."""
+    rows = []
+    x = curves["tokens_per_s_per_user"].to_numpy()
+    for hw in curves.columns[1:]:
+        if hw == reference:
+            continue
+        ratio = curves[reference].to_numpy() / curves[hw].to_numpy()
+        for factor in factors:
+            hit = np.flatnonzero(ratio >= factor)
+            finite = ratio[np.isfinite(ratio)]
+            rows.append({
+                "hardware": hw, "factor": factor,
+                "from_tokens_per_s_per_user": float(x[hit[0]]) if len(hit) else np.nan,
+                "max_ratio": float(finite.max()) if len(finite) else np.nan,
+                "max_ratio_at_tokens_per_s_per_user": float(x[np.isfinite(ratio)][np.argmax(finite)])
+                if len(finite) else np.nan,
+            })
+    return pd.DataFrame(rows)
+
+
+def plot_frontier(points: pd.DataFrame, path_png, path_svg=None) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 5))
+    for hw, g in points.groupby("hardware"):
+        f = g[g["on_frontier"]].sort_values("tokens_per_s_per_user_p50")
+        line, = ax1.plot(f["tokens_per_s_per_user_p50"], f["tokens_per_s_per_gpu"], "-o", ms=4, label=hw)
+        ax1.scatter(g["tokens_per_s_per_user_p50"], g["tokens_per_s_per_gpu"], s=10, alpha=0.3,
+                    color=line.get_color())
+        ax2.plot(f["tokens_per_s_per_user_p50"], f["usd_per_m_output_tokens"], "-o", ms=4, label=hw)
+    ax1.set_xlabel("interactivity (output tokens/s per user, median)")
+    ax1.set_ylabel("throughput (output tokens/s per GPU)")
+    ax1.set_title("Throughput vs interactivity")
+    ax2.set_xlabel("interactivity (output tokens/s per user, median)")
+    ax2.set_ylabel("cost ($ per million output tokens)")
+    ax2.set_yscale("log")
+    ax2.set_title("Cost per million output tokens")
+    for ax in (ax1, ax2):
+        ax.grid(True, alpha=0.3)
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(path_png, dpi=120, format="png")
+    if path_svg is not None:
+        fig.savefig(path_svg, format="svg")
+    plt.close(fig)
