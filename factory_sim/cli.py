@@ -142,6 +142,35 @@ def _cmd_frontier(args) -> int:
     return 0
 
 
+def _cmd_plan(args) -> int:
+    from factory_sim.plan import budget_capacity, load_plan, make_plan
+    from factory_sim.report import atomic_write
+    from factory_sim.run import stderr_progress
+
+    spec = load_plan(args.plan)
+    started = time.perf_counter()
+    plan = make_plan(spec, jobs=args.jobs, progress=None if args.quiet else stderr_progress)
+    demand = plan["demand_req_per_s"].iloc[0]
+    print(f"{spec.name}: {demand:.4g} req/s of {spec.model} at TTFT <= {spec.slo.ttft_s:g} s, "
+          f"TPOT <= {spec.slo.tpot_s * 1e3:g} ms for >= {spec.target_attainment:.0%} of requests")
+    shown = plan.head(spec.top)
+    with pd.option_context("display.width", 250, "display.max_columns", None, "display.float_format", "{:.4g}".format):
+        print(shown.drop(columns=["note", "demand_req_per_s"]).to_string(index=False, na_rep="-"))
+    for _, r in shown.iterrows():
+        if r["note"]:
+            print(f"  {r['candidate']}: {r['note']}")
+    within = budget_capacity(plan, spec)
+    if len(within):
+        best = within.iloc[0]
+        print(f"\nwithin {spec.power_budget_mw:g} MW the most demand served is "
+              f"{best['max_demand_req_per_s']:.4g} req/s ({int(best['units_in_budget'])} units of {best['candidate']})")
+    print(f"\nplanned in {time.perf_counter() - started:.1f} s")
+    if args.out:
+        atomic_write(Path(args.out), lambda p: plan.to_csv(p, index=False))
+        print(f"wrote {args.out}")
+    return 0
+
+
 def _cmd_list(args) -> int:
     from factory_sim.hardware import hardware_table
     from factory_sim.models import models_table
@@ -239,6 +268,16 @@ def build_parser() -> argparse.ArgumentParser:
     fr.add_argument("--out", metavar="DIR", help="write frontier.csv, cost_curves.csv, crossings.csv, frontier.png")
     fr.add_argument("--jobs", type=int, default=None, metavar="N", help="parallel processes (default: one per core)")
     fr.set_defaults(func=_cmd_frontier)
+
+    pl = sub.add_parser(
+        "plan", help="the cheapest fleet that serves a demand at an SLO",
+        description="Size each candidate building block (rack or node group) for the demand from one unit's "
+                    "max goodput, rank by $/hour, and confirm the best by full-scale simulation.")
+    pl.add_argument("plan", metavar="PLAN.yaml")
+    pl.add_argument("--out", metavar="FILE.csv", help="write the ranked candidates as CSV")
+    pl.add_argument("--jobs", type=int, default=None, metavar="N", help="parallel processes (default: one per core)")
+    pl.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+    pl.set_defaults(func=_cmd_plan)
 
     init = sub.add_parser("init", help="write the default experiment as a YAML file to start from",
                           description="Write the default experiment, with comments, to FILE.")

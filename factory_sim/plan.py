@@ -1,0 +1,180 @@
+"""Capacity plans: the cheapest fleet that serves a demand at an SLO.
+
+A plan names the demand, one SLO, and candidate building blocks (a unit: one NVL72 rack, or
+a group of HGX nodes, with its prefill:decode split and parallelism). Planning runs in
+three steps:
+1. prune: simulate one unit of each candidate and find the most load it serves at the
+   attainment target (the same search `factory-sim run` uses);
+2. size: units needed = demand / unit capacity, rounded up; rank by $/hour;
+3. confirm: simulate the best candidates at full scale at the demand, adding a unit until
+   the attainment target holds.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from factory_sim.errors import ConfigError, from_validation_error
+from factory_sim.experiment import FleetSpec, SloTierSpec, parse_experiment
+from factory_sim.run import mean_lengths, run_experiment
+
+_STRICT = ConfigDict(extra="forbid")
+
+PLAN_COLUMNS = ("rank", "candidate", "hardware", "units", "purchase_units", "gpus", "power_mw", "usd_per_hour",
+                "usd_per_m_output_tokens", "unit_capacity_req_per_s", "capacity_req_per_s", "headroom",
+                "demand_req_per_s", "slo_attainment", "confirmed", "within_power_budget", "note")
+
+
+class DemandSpec(BaseModel):
+    model_config = _STRICT
+    rate_per_s: float | None = Field(default=None, gt=0, description="requests per second")
+    output_tokens_per_s: float | None = Field(default=None, gt=0, description="generated tokens per second")
+
+    @model_validator(mode="after")
+    def _one(self):
+        if (self.rate_per_s is None) == (self.output_tokens_per_s is None):
+            raise ValueError("give exactly one of rate_per_s or output_tokens_per_s")
+        return self
+
+
+class PlanSpec(BaseModel):
+    model_config = _STRICT
+    name: str = "plan"
+    description: str = ""
+    model: str
+    seed: int = 42
+    workload: str | dict[str, Any]
+    requests: int | None = Field(default=None, ge=1)
+    demand: DemandSpec
+    slo: SloTierSpec
+    target_attainment: float = Field(default=0.9, gt=0, le=1)
+    cost: dict[str, Any] = Field(default_factory=dict)
+    power_budget_mw: float | None = Field(default=None, gt=0)
+    candidates: list[FleetSpec] = Field(min_length=1)
+    confirm_top: int = Field(default=3, ge=0, description="candidates confirmed by a full-scale simulation")
+    top: int = Field(default=10, ge=1, description="rows printed")
+
+
+def _experiment_raw(spec: PlanSpec, fleets: list[dict], load: dict) -> dict:
+    raw = {"name": spec.name, "model": spec.model, "seed": spec.seed, "workload": spec.workload,
+           "slo_tiers": [spec.slo.model_dump()], "fleets": fleets, "load": load}
+    if spec.requests is not None:
+        raw["requests"] = spec.requests
+    if spec.cost:
+        raw["cost"] = spec.cost
+    return raw
+
+
+def _scaled(fleet: dict, units: int) -> dict:
+    f = copy.deepcopy(fleet)
+    for role in ("prefill", "decode", "aggregated"):
+        if f.get(role):
+            f[role]["replicas"] = f[role].get("replicas", 1) * units
+    return f
+
+
+def load_plan(path: str | Path) -> PlanSpec:
+    p = Path(path)
+    try:
+        raw = yaml.safe_load(p.read_text())
+    except OSError as exc:
+        raise ConfigError("", f"cannot read plan file {p}: {exc.strerror or exc}") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        raise ConfigError(f"{p}:{mark.line + 1}" if mark else str(p), "not valid YAML") from None
+    if not isinstance(raw, dict):
+        raise ConfigError("", "a plan file must be a mapping (model, workload, demand, slo, candidates)", str(p))
+    try:
+        spec = PlanSpec.model_validate(raw)
+    except ValidationError as exc:
+        raise from_validation_error(exc, source=str(p), raw=raw) from None
+    # every candidate must be a valid, fitting fleet before anything runs
+    parse_experiment(_experiment_raw(spec, [c.model_dump(exclude_none=True) for c in spec.candidates],
+                                     {"mode": "max_goodput"}), source=str(p))
+    return spec
+
+
+def make_plan(spec: PlanSpec, *, jobs: int | None = None, progress=None) -> pd.DataFrame:
+    """Ranked candidate fleets for the demand; see the module docstring for the method."""
+    fleets = [c.model_dump(exclude_none=True) for c in spec.candidates]
+    unit_exp = parse_experiment(_experiment_raw(spec, fleets, {"mode": "max_goodput",
+                                                               "target_attainment": spec.target_attainment}))
+    mean_in, mean_out = mean_lengths(unit_exp)
+    demand = spec.demand.rate_per_s or spec.demand.output_tokens_per_s / mean_out
+    units_summary = run_experiment(unit_exp, jobs=jobs, progress=progress).summary.set_index("fleet")
+
+    rows = []
+    for fleet, plan in zip(fleets, unit_exp.fleet_plans(), strict=True):
+        s = units_summary.loc[fleet["name"]]
+        hw = unit_exp.hardware_of(next(f for f in unit_exp.fleets if f.name == fleet["name"]))
+        row = {"candidate": fleet["name"], "hardware": hw.name, "demand_req_per_s": demand,
+               "unit_gpus": plan.gpus, "unit_usd_per_hour": s["usd_per_hour"], "unit_kw": s["power_kw"],
+               "gpus_per_purchase_unit": hw.gpus_per_purchase_unit, "confirmed": False, "note": ""}
+        if not s["feasible"]:
+            rows.append({**row, "units": math.nan, "unit_capacity_req_per_s": 0.0, "note": s["note"]})
+            continue
+        cap = float(s["offered_req_per_s"])
+        rows.append({**row, "units": math.ceil(demand / cap - 1e-9), "unit_capacity_req_per_s": cap})
+    df = pd.DataFrame(rows)
+    df["slo_attainment"] = math.nan
+    df["usd_per_m_output_tokens"] = math.nan
+    _size(df, spec)
+
+    # confirm the cheapest feasible candidates at full scale, adding units until they hold
+    order = df[df["units"].notna()].sort_values("usd_per_hour").index[: spec.confirm_top]
+    for _attempt in range(3):
+        todo = [i for i in order if not df.at[i, "confirmed"]]
+        if not todo:
+            break
+        scaled = [_scaled(fleets[i], int(df.at[i, "units"])) for i in todo]
+        exp = parse_experiment(_experiment_raw(spec, scaled, {"mode": "fixed", "rate_per_s": demand}))
+        summary = run_experiment(exp, jobs=jobs).summary.set_index("fleet")
+        for i in todo:
+            att = float(summary.loc[df.at[i, "candidate"], "slo_attainment"])
+            df.at[i, "slo_attainment"] = att
+            df.at[i, "usd_per_m_output_tokens"] = float(summary.loc[df.at[i, "candidate"], "usd_per_m_output_tokens"])
+            if att >= spec.target_attainment:
+                df.at[i, "confirmed"] = True
+            else:
+                df.at[i, "note"] = f"one unit added: {int(df.at[i, 'units'])} units met {att:.1%} at full scale"
+                df.at[i, "units"] += 1
+        _size(df, spec)
+    # cheapest first; fleets over the power budget, then candidates that cannot serve, last
+    df = df.assign(_over=~df["within_power_budget"], _never=df["units"].isna())
+    df = df.sort_values(["_never", "_over", "usd_per_hour"]).reset_index(drop=True)
+    df["rank"] = range(1, len(df) + 1)
+    for col in PLAN_COLUMNS:
+        if col not in df:
+            df[col] = math.nan
+    return df[list(PLAN_COLUMNS)]
+
+
+def _size(df: pd.DataFrame, spec: PlanSpec) -> None:
+    df["gpus"] = df["units"] * df["unit_gpus"]
+    df["purchase_units"] = (df["gpus"] / df["gpus_per_purchase_unit"]).apply(
+        lambda x: math.ceil(x - 1e-9) if x == x else x)
+    df["usd_per_hour"] = df["units"] * df["unit_usd_per_hour"]
+    df["power_mw"] = df["units"] * df["unit_kw"] / 1000.0
+    df["capacity_req_per_s"] = df["units"] * df["unit_capacity_req_per_s"]
+    df["headroom"] = df["capacity_req_per_s"] / df["demand_req_per_s"] - 1.0
+    budget = spec.power_budget_mw
+    df["within_power_budget"] = df["units"].notna() & ((df["power_mw"] <= budget) if budget else True)
+
+
+def budget_capacity(plan: pd.DataFrame, spec: PlanSpec) -> pd.DataFrame:
+    """Under the power budget: the most demand each candidate serves with whole units."""
+    if spec.power_budget_mw is None:
+        return pd.DataFrame()
+    df = plan[plan["units"].notna()].copy()
+    unit_mw = df["power_mw"] / df["units"]
+    df["units_in_budget"] = (spec.power_budget_mw / unit_mw).apply(math.floor)
+    df["max_demand_req_per_s"] = df["units_in_budget"] * df["unit_capacity_req_per_s"]
+    return df[["candidate", "hardware", "units_in_budget", "max_demand_req_per_s"]].sort_values(
+        "max_demand_req_per_s", ascending=False)
