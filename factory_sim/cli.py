@@ -105,7 +105,7 @@ def _cmd_frontier(args) -> int:
     exp = load_experiment(path)
     started = time.perf_counter()
     points = frontier(exp, points=args.points, jobs=args.jobs)
-    reference = args.reference or exp.hardware_of(next(f for f in exp.fleets if f.name == exp.reference)).name
+    reference = args.reference or points.loc[points["fleet"] == exp.reference, "hardware"].iloc[0]
     if reference not in set(points["hardware"]):
         raise ConfigError("--reference", f"no fleet of hardware '{reference}' in this experiment; use one of "
                                          f"{', '.join(sorted(set(points['hardware'])))}")

@@ -33,9 +33,19 @@ _STRICT = ConfigDict(extra="forbid")
 
 
 class PoolSpec(BaseModel):
-    """Replicas of one role; GPUs per replica = tp * dp_attention * pp."""
+    """Replicas of one role; GPUs per replica = tp * dp_attention * pp.
+
+    hardware, precision, attention_precision, kv_precision and stack default to the fleet's;
+    setting them per pool makes a mixed fleet (e.g. prefill on GB300, decode on H200).
+    """
 
     model_config = _STRICT
+    name: str | None = Field(default=None, min_length=1)
+    hardware: str | None = None
+    precision: str | None = None
+    attention_precision: str | None = None
+    kv_precision: Literal["fp8", "bf16"] | None = None
+    stack: str | None = None
     replicas: int = Field(ge=1)
     tp: int = Field(default=1, ge=1)
     dp_attention: int = Field(default=1, ge=1)
@@ -46,17 +56,32 @@ class PoolSpec(BaseModel):
 
 
 class FleetSpec(BaseModel):
+    """A fleet: prefill + decode pools (disaggregated) or aggregated pools.
+
+    Each role takes one pool or a list of pools (a mixed fleet: pools on different hardware
+    behind one router).
+    """
+
     model_config = _STRICT
     name: str = Field(min_length=1)
-    hardware: str
+    hardware: str | None = None
     precision: str = "fp8"
     attention_precision: str | None = None
     kv_precision: Literal["fp8", "bf16"] = "fp8"
     stack: str | None = None
     router: str = "least_outstanding_tokens"
-    prefill: PoolSpec | None = None
-    decode: PoolSpec | None = None
-    aggregated: PoolSpec | None = None
+    prefill: PoolSpec | list[PoolSpec] | None = None
+    decode: PoolSpec | list[PoolSpec] | None = None
+    aggregated: PoolSpec | list[PoolSpec] | None = None
+
+    def pools_of(self, role: str) -> list[tuple[str, PoolSpec]]:
+        """(YAML path suffix, pool) of a role, for one pool or a list of them."""
+        spec = getattr(self, role)
+        if spec is None:
+            return []
+        if isinstance(spec, PoolSpec):
+            return [(role, spec)]
+        return [(f"{role}[{j}]", p) for j, p in enumerate(spec)]
 
     @model_validator(mode="after")
     def _one_mode(self):
@@ -68,6 +93,12 @@ class FleetSpec(BaseModel):
             raise ValueError(f"a disaggregated fleet needs both pools: add `{missing}:`")
         if not disagg and self.aggregated is None:
             raise ValueError("give prefill + decode pools (disaggregated) or an aggregated pool")
+        for role in (PREFILL, DECODE, AGGREGATED):
+            if isinstance(getattr(self, role), list) and not getattr(self, role):
+                raise ValueError(f"{role}: give at least one pool")
+            for where, pool in self.pools_of(role):
+                if self.hardware is None and pool.hardware is None:
+                    raise ValueError(f"{where}: no hardware; set `hardware:` on the fleet or on this pool")
         return self
 
     @field_validator("router")
@@ -164,8 +195,11 @@ class Experiment(BaseModel):
     def reference(self) -> str:
         return self.reference_fleet or self.fleets[0].name
 
-    def hardware_of(self, fleet: FleetSpec) -> HardwareProfile:
+    def hardware_of(self, fleet: FleetSpec, pool: PoolSpec | None = None, where: str = "") -> HardwareProfile:
+        """The hardware of a pool (its own, else its fleet's)."""
         i = self.fleets.index(fleet)
+        if pool is not None and pool.hardware is not None:
+            return _at(f"fleets[{i}].{where}.hardware", lambda: load_hardware(pool.hardware))
         return _at(f"fleets[{i}].hardware", lambda: load_hardware(fleet.hardware))
 
     def fleet_plans(self) -> list[FleetPlan]:
@@ -174,24 +208,28 @@ class Experiment(BaseModel):
 
     def _fleet_plan(self, i: int, fleet: FleetSpec) -> FleetPlan:
         model = self.model_spec
-        hw = self.hardware_of(fleet)
-        stack = _at(f"fleets[{i}].stack", lambda: load_stack(fleet.stack or hw.default_stack))
         pools = []
         for role in (PREFILL, DECODE, AGGREGATED):
-            spec: PoolSpec | None = getattr(fleet, role)
-            if spec is None:
-                continue
-            path = f"fleets[{i}].{role}"
-            ep = spec.ep if spec.ep is not None else (spec.tp * spec.dp_attention if model.is_moe else 1)
-            attention_precision = fleet.attention_precision or _default_attention_precision(fleet.precision)
-            shape = ReplicaShape(
-                hardware=hw, model=model, stack=stack, precision=fleet.precision,
-                attention_precision=attention_precision, kv_precision=fleet.kv_precision,
-                tp=spec.tp, dp_attention=spec.dp_attention, ep=ep, pp=spec.pp, path=path,
-            )
-            plan_memory(shape)  # refuses a shape that does not fit, naming the pool
-            pools.append(PoolPlan(name=f"{fleet.name}/{role}", role=role, shape=shape, replicas=spec.replicas,
-                                  max_batch=spec.max_batch, max_batch_tokens=spec.max_batch_tokens))
+            for where, spec in fleet.pools_of(role):
+                path = f"fleets[{i}].{where}"
+                hw = self.hardware_of(fleet, spec, where)
+                stack_name = spec.stack or fleet.stack or hw.default_stack
+                stack = _at(f"{path}.stack" if spec.stack else f"fleets[{i}].stack", lambda n=stack_name: load_stack(n))
+                precision = spec.precision or fleet.precision
+                attention_precision = (spec.attention_precision or fleet.attention_precision
+                                       or _default_attention_precision(precision))
+                ep = spec.ep if spec.ep is not None else (spec.tp * spec.dp_attention if model.is_moe else 1)
+                shape = ReplicaShape(
+                    hardware=hw, model=model, stack=stack, precision=precision,
+                    attention_precision=attention_precision, kv_precision=spec.kv_precision or fleet.kv_precision,
+                    tp=spec.tp, dp_attention=spec.dp_attention, ep=ep, pp=spec.pp, path=path,
+                )
+                plan_memory(shape)  # refuses a shape that does not fit, naming the pool
+                label = f"{fleet.name}/{role}" if where == role else f"{fleet.name}/{role}/{spec.name or hw.name}"
+                if any(p.name == label for p in pools):
+                    label = f"{fleet.name}/{where}"
+                pools.append(PoolPlan(name=label, role=role, shape=shape, replicas=spec.replicas,
+                                      max_batch=spec.max_batch, max_batch_tokens=spec.max_batch_tokens))
         return FleetPlan(name=fleet.name, pools=tuple(pools), router_policy=fleet.router)
 
     def validate_all(self) -> Experiment:

@@ -113,10 +113,10 @@ def make_plan(spec: PlanSpec, *, jobs: int | None = None, progress=None) -> pd.D
     rows = []
     for fleet, plan in zip(fleets, unit_exp.fleet_plans(), strict=True):
         s = units_summary.loc[fleet["name"]]
-        hw = unit_exp.hardware_of(next(f for f in unit_exp.fleets if f.name == fleet["name"]))
-        row = {"candidate": fleet["name"], "hardware": hw.name, "demand_req_per_s": demand,
+        row = {"candidate": fleet["name"], "hardware": s["hardware"], "demand_req_per_s": demand,
                "unit_gpus": plan.gpus, "unit_usd_per_hour": s["usd_per_hour"], "unit_kw": s["power_kw"],
-               "gpus_per_purchase_unit": hw.gpus_per_purchase_unit, "confirmed": False, "note": ""}
+               "unit_gpus_by_hardware": [(hw.gpus_per_purchase_unit, g) for hw, g in plan.gpus_by_hardware()],
+               "confirmed": False, "note": ""}
         if not s["feasible"]:
             rows.append({**row, "units": math.nan, "unit_capacity_req_per_s": 0.0, "note": s["note"]})
             continue
@@ -158,8 +158,11 @@ def make_plan(spec: PlanSpec, *, jobs: int | None = None, progress=None) -> pd.D
 
 def _size(df: pd.DataFrame, spec: PlanSpec) -> None:
     df["gpus"] = df["units"] * df["unit_gpus"]
-    df["purchase_units"] = (df["gpus"] / df["gpus_per_purchase_unit"]).apply(
-        lambda x: math.ceil(x - 1e-9) if x == x else x)
+    # whole racks / nodes of each hardware kind in the fleet
+    df["purchase_units"] = [
+        sum(math.ceil(units * gpus / per_unit - 1e-9) for per_unit, gpus in by_hw) if units == units else math.nan
+        for units, by_hw in zip(df["units"], df["unit_gpus_by_hardware"], strict=True)
+    ]
     df["usd_per_hour"] = df["units"] * df["unit_usd_per_hour"]
     df["power_mw"] = df["units"] * df["unit_kw"] / 1000.0
     df["capacity_req_per_s"] = df["units"] * df["unit_capacity_req_per_s"]

@@ -7,6 +7,7 @@ import pytest
 import yaml
 
 from factory_sim.cost import fleet_usd_per_hour
+from factory_sim.errors import ConfigError
 from factory_sim.experiment import parse_experiment
 from factory_sim.run import _LoadSearch, run_experiment, simulate_point
 from tests.test_cli import SMALL
@@ -62,3 +63,35 @@ def test_fixed_load_report_arithmetic():
     assert np.isinf(df[df.tier == "impossible"].usd_per_m_goodput_tokens).all()
     traces = result.traces_frame()
     assert set(traces["fleet"]) == {"h100", "b200_disagg"}
+
+
+def test_mixed_fleet_serves_from_both_hardware_kinds():
+    raw = yaml.safe_load(SMALL)
+    raw["fleets"] = [{
+        "name": "mixed", "precision": "fp8",
+        "prefill": {"hardware": "b200_hgx", "replicas": 1},
+        "decode": [{"hardware": "h100_sxm", "replicas": 2, "max_batch": 64},
+                   {"hardware": "b200_hgx", "replicas": 1, "max_batch": 64, "name": "blackwell"}],
+    }]
+    raw["load"] = {"mode": "fixed", "rate_per_s": 20}
+    exp = parse_experiment(raw)
+    plan = exp.fleet_plans()[0]
+    assert [p.name for p in plan.pools] == ["mixed/prefill", "mixed/decode/h100_sxm", "mixed/decode/blackwell"]
+    assert sorted((hw.name, g) for hw, g in plan.gpus_by_hardware()) == [("b200_hgx", 2), ("h100_sxm", 2)]
+    result = run_experiment(exp, jobs=1)
+    row = result.summary.iloc[0]
+    assert row.hardware == "b200_hgx+h100_sxm"
+    assert row.usd_per_hour == pytest.approx(fleet_usd_per_hour(plan.gpus_by_hardware(), exp.cost))
+    tr = result.points[("mixed", "relaxed")].sim.trace
+    served = tr.to_frame().query("outcome == 'done'")
+    assert set(served["hardware"]) == {"b200_hgx", "h100_sxm"}
+    # prefill on B200, decode on H100: the KV cache crosses hardware over the NIC (50 GB/s per GPU, one lane)
+    h100 = served[served["hardware"] == "h100_sxm"]
+    assert (h100["kv_transfer_s"] > 0).all()
+
+
+def test_mixed_fleet_pool_without_hardware_is_refused():
+    raw = yaml.safe_load(SMALL)
+    raw["fleets"] = [{"name": "m", "prefill": {"replicas": 1}, "decode": {"hardware": "h100_sxm", "replicas": 1}}]
+    with pytest.raises(ConfigError, match="no hardware"):
+        parse_experiment(raw)
