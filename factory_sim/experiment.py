@@ -69,7 +69,7 @@ class FleetSpec(BaseModel):
     attention_precision: str | None = None
     kv_precision: Literal["fp8", "bf16"] = "fp8"
     stack: str | None = None
-    router: str = "least_outstanding_tokens"
+    router: str = "least_loaded"
     prefill: PoolSpec | list[PoolSpec] | None = None
     decode: PoolSpec | list[PoolSpec] | None = None
     aggregated: PoolSpec | list[PoolSpec] | None = None

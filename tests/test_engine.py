@@ -110,3 +110,22 @@ def test_closed_loop_keeps_concurrency_bounded():
     in_flight = [(np.sum((tr.arrival_s <= x) & (tr.finish_s > x))) for x in t]
     assert max(in_flight) <= 8
     _check_causal_and_complete(tr)
+
+
+def test_least_loaded_weighs_replicas_by_speed():
+    """Identical replicas: the same as least outstanding tokens. A fast and a slow one: the fast gets more."""
+    arrival, inp, out = _requests(9, 400, 40.0)
+    same_a = simulate(aggregated_fleet(SMALL, 3, router="least_loaded"), inp, out, arrival_s=arrival).trace
+    same_b = simulate(aggregated_fleet(SMALL, 3, router="least_outstanding_tokens"), inp, out, arrival_s=arrival).trace
+    assert same_a.to_frame().equals(same_b.to_frame())
+
+    from factory_sim.sim.engine import FleetPlan, PoolPlan
+
+    fast = shape("b200_hgx", "llama3_1_8b", "fp8")
+    pools = (PoolPlan("slow", "aggregated", SMALL, 1, 64, 2048), PoolPlan("fast", "aggregated", fast, 1, 64, 2048))
+    share = {}
+    for policy in ("least_outstanding_tokens", "least_loaded"):
+        tr = simulate(FleetPlan("mix", pools, policy), inp, out, arrival_s=arrival).trace
+        share[policy] = float(np.mean(tr.prefill_replica == 1))
+    assert share["least_loaded"] > share["least_outstanding_tokens"]
+    assert share["least_loaded"] > 0.5

@@ -33,6 +33,25 @@ def decode_tokens_per_s(pool, mean_input_tokens: float, mean_output_tokens: floa
     return pool.replicas * batch / dt
 
 
+def replica_tokens_per_s(shape, role: str, max_batch: int, max_batch_tokens: int,
+                         context_tokens: float = 2048.0) -> float:
+    """Tokens/s one replica processes when full: prompt tokens for prefill, output tokens otherwise.
+
+    A routing weight, not a prediction: decode is priced at the batch cap (bounded at 256,
+    past which TPOT targets rarely hold) and a typical context.
+    """
+    st = StepTimeModel(shape)
+    if role == "prefill":
+        budget = float(max_batch_tokens)
+        pairs = float(prefill_attention_pairs(shape, min(budget, context_tokens), 0.0)) * max(budget / context_tokens,
+                                                                                              1.0)
+        return budget / st.step_time_s(prefill_tokens=budget, prefill_attn_pairs=pairs,
+                                       prefill_seqs=max(budget / context_tokens, 1.0))
+    batch = float(min(max_batch, 256))
+    ctx = batch * float(effective_context(shape, context_tokens))
+    return batch / st.step_time_s(decode_seqs=batch, decode_ctx_tokens=ctx)
+
+
 def capacity_req_per_s(fleet, mean_input_tokens: float, mean_output_tokens: float) -> float:
     """Requests/s the fleet sustains with full batches (an upper bound for any SLO)."""
     prefill = [p for p in fleet.pools if p.role == "prefill"]
