@@ -171,6 +171,15 @@ def _cmd_plan(args) -> int:
     return 0
 
 
+def _cmd_plot(args) -> int:
+    from factory_sim.plots import plot_results
+
+    out = args.out or str(Path(args.results).with_suffix("")) + f"_{args.kind}"
+    paths = plot_results(args.results, args.kind, out, metric=args.metric)
+    print("wrote " + ", ".join(str(p) for p in paths))
+    return 0
+
+
 def _cmd_list(args) -> int:
     from factory_sim.hardware import hardware_table
     from factory_sim.models import models_table
@@ -278,6 +287,16 @@ def build_parser() -> argparse.ArgumentParser:
     pl.add_argument("--jobs", type=int, default=None, metavar="N", help="parallel processes (default: one per core)")
     pl.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     pl.set_defaults(func=_cmd_plan)
+
+    plt_ = sub.add_parser(
+        "plot", help="draw a results file as PNG and SVG",
+        description="pareto / cost-curve: a frontier.csv; latency-cdf: a traces file from run --out; "
+                    "mix-surface: a sweep results CSV over two or more fields.")
+    plt_.add_argument("results", metavar="RESULTS")
+    plt_.add_argument("--kind", required=True, choices=("pareto", "cost-curve", "latency-cdf", "mix-surface"))
+    plt_.add_argument("--out", metavar="STEM", help="output path without extension (default: RESULTS_KIND)")
+    plt_.add_argument("--metric", help="mix-surface: the summary column to draw (default usd_per_m_goodput_tokens)")
+    plt_.set_defaults(func=_cmd_plot)
 
     init = sub.add_parser("init", help="write the default experiment as a YAML file to start from",
                           description="Write the default experiment, with comments, to FILE.")
