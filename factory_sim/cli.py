@@ -22,7 +22,7 @@ EXIT_BAD_INPUT = 2
 
 def _cmd_run(args) -> int:
     from factory_sim.experiment import default_experiment_path, load_experiment
-    from factory_sim.report import format_table, write_results
+    from factory_sim.report import atomic_write, format_table, write_results
     from factory_sim.run import run_experiment, stderr_progress
 
     path = Path(args.experiment) if args.experiment else default_experiment_path()
@@ -44,11 +44,41 @@ def _cmd_run(args) -> int:
     print(format_table(result.summary))
     print()
     print(f"{result.simulations} simulations in {wall:.1f} s")
+    samples = args.samples if args.samples is not None else exp.uncertainty.samples
+    sample_rows = band_rows = None
+    if samples > 0:
+        sample_rows, band_rows = _run_uncertainty(path, exp, samples, overrides, args)
     if args.out:
         files = write_results(args.out, result.summary, result.traces_frame(), trace_format=args.trace_format,
                               experiment_yaml=path.read_text())
+        if sample_rows is not None:
+            atomic_write(Path(args.out) / "samples.csv", lambda p: sample_rows.to_csv(p, index=False))
+            atomic_write(Path(args.out) / "bands.csv", lambda p: band_rows.to_csv(p, index=False))
+            files += [Path(args.out) / "samples.csv", Path(args.out) / "bands.csv"]
         print("wrote " + ", ".join(str(f) for f in files))
     return 0
+
+
+def _run_uncertainty(path: Path, exp, samples: int, overrides: dict, args):
+    import yaml
+
+    from factory_sim.uncertainty import bands, run_samples
+
+    if not exp.uncertainty.inputs:
+        raise ConfigError("uncertainty.inputs", "--samples needs distributions under uncertainty.inputs, e.g. "
+                                                "cost.price_scale: {kind: uniform, low: 0.8, high: 1.2}")
+    raw = yaml.safe_load(path.read_text())
+    raw.update(overrides)
+    started = time.perf_counter()
+    rows = run_samples(raw, exp.uncertainty, samples, jobs=args.jobs)
+    b = bands(rows)
+    print(f"\nuncertainty: {samples} Latin-hypercube draws of {', '.join(exp.uncertainty.inputs)} "
+          f"({time.perf_counter() - started:.1f} s)")
+    cols = ["fleet", "tier"] + [f"{m}_p{q}" for m in ("usd_per_m_goodput_tokens", "goodput_tokens_per_s")
+                                for q in (5, 50, 95)]
+    with pd.option_context("display.width", 250, "display.max_columns", None, "display.float_format", "{:.4g}".format):
+        print(b[cols].to_string(index=False))
+    return rows, b
 
 
 def _cmd_validate(args) -> int:
@@ -231,6 +261,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="fleets simulated in parallel processes (default: one per core)")
     run.add_argument("--requests", type=int, default=None, metavar="N",
                      help="requests per simulation (overrides the experiment's `requests`)")
+    run.add_argument("--samples", type=int, default=None, metavar="N",
+                     help="uncertainty draws (overrides uncertainty.samples); prints p5/p50/p95 bands")
     run.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     run.set_defaults(func=_cmd_run)
 
@@ -291,11 +323,13 @@ def build_parser() -> argparse.ArgumentParser:
     plt_ = sub.add_parser(
         "plot", help="draw a results file as PNG and SVG",
         description="pareto / cost-curve: a frontier.csv; latency-cdf: a traces file from run --out; "
-                    "mix-surface: a sweep results CSV over two or more fields.")
+                    "mix-surface: a sweep results CSV over two or more fields; bands: bands.csv from run --samples.")
     plt_.add_argument("results", metavar="RESULTS")
-    plt_.add_argument("--kind", required=True, choices=("pareto", "cost-curve", "latency-cdf", "mix-surface"))
+    plt_.add_argument("--kind", required=True,
+                      choices=("pareto", "cost-curve", "latency-cdf", "mix-surface", "bands"))
     plt_.add_argument("--out", metavar="STEM", help="output path without extension (default: RESULTS_KIND)")
-    plt_.add_argument("--metric", help="mix-surface: the summary column to draw (default usd_per_m_goodput_tokens)")
+    plt_.add_argument("--metric", help="mix-surface, bands: the summary column to draw "
+                                       "(default usd_per_m_goodput_tokens)")
     plt_.set_defaults(func=_cmd_plot)
 
     init = sub.add_parser("init", help="write the default experiment as a YAML file to start from",
@@ -315,6 +349,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--requests must be >= 1")
     if getattr(args, "limit", None) is not None and args.limit < 1:
         parser.error("--limit must be >= 1")
+    if getattr(args, "samples", None) is not None and args.samples < 0:
+        parser.error("--samples must be >= 0")
     if getattr(args, "points", None) is not None and args.points < 2:
         parser.error("--points must be >= 2")
     try:

@@ -54,6 +54,8 @@ class CostSpec(BaseModel):
     basis: Literal["tier", "tco"] = "tier"
     tier: PriceTier = "hyperscaler"
     tco: TcoSpec = Field(default_factory=TcoSpec)
+    # Multiplies every $/GPU-hour: a negotiated discount, or an uncertain price (see `uncertainty`).
+    price_scale: float = Field(default=1.0, gt=0)
 
 
 def usd_per_gpu_hour(hw: HardwareProfile, cost: CostSpec) -> float:
@@ -72,7 +74,7 @@ def usd_per_gpu_hour(hw: HardwareProfile, cost: CostSpec) -> float:
         of IT load). This leaves out host and network power, so it is the lower figure.
     """
     if cost.basis == "tier":
-        return float(getattr(hw.usd_per_gpu_hour, cost.tier))
+        return float(getattr(hw.usd_per_gpu_hour, cost.tier)) * cost.price_scale
     tco = cost.tco
     capex = tco.capex_usd_per_gpu if tco.capex_usd_per_gpu is not None else hw.capex_usd_per_gpu
     if capex is None:
@@ -89,7 +91,7 @@ def usd_per_gpu_hour(hw: HardwareProfile, cost: CostSpec) -> float:
         energy_kw = billed_kw * tco.pue
     energy = energy_kw * tco.usd_per_kwh
     facility = tco.facility_usd_per_kw_month * MONTHS_PER_YEAR / HOURS_PER_YEAR * billed_kw
-    return capital + energy + facility
+    return (capital + energy + facility) * cost.price_scale
 
 
 def fleet_usd_per_hour(gpus_by_hardware: GpusByHardware, cost: CostSpec) -> float:

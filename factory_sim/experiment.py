@@ -11,7 +11,7 @@ from __future__ import annotations
 from functools import cached_property
 from importlib import resources
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -23,10 +23,11 @@ from factory_sim.metrics import SloTarget
 from factory_sim.models import ModelSpec, load_model
 from factory_sim.perf.memory import plan_memory
 from factory_sim.perf.replica import ReplicaShape
-from factory_sim.perf.stacks import load_stack
+from factory_sim.perf.stacks import load_stack, override_stack
 from factory_sim.sim.engine import FleetPlan, PoolPlan
 from factory_sim.sim.replica import AGGREGATED, DECODE, PREFILL
 from factory_sim.sim.router import ROUTER_POLICIES
+from factory_sim.uncertainty import UncertaintySpec
 from factory_sim.workload import WorkloadSpec, load_workload
 
 _STRICT = ConfigDict(extra="forbid")
@@ -46,6 +47,7 @@ class PoolSpec(BaseModel):
     attention_precision: str | None = None
     kv_precision: Literal["fp8", "bf16"] | None = None
     stack: str | None = None
+    stack_overrides: dict[str, Any] = Field(default_factory=dict, description="software-stack fields to replace")
     replicas: int = Field(ge=1)
     tp: int = Field(default=1, ge=1)
     dp_attention: int = Field(default=1, ge=1)
@@ -69,6 +71,9 @@ class FleetSpec(BaseModel):
     attention_precision: str | None = None
     kv_precision: Literal["fp8", "bf16"] = "fp8"
     stack: str | None = None
+    # replace software-stack fields for this fleet, e.g. {hbm_efficiency: 0.8}: "the same GPU,
+    # other software" without a new stack file
+    stack_overrides: dict[str, Any] = Field(default_factory=dict)
     router: str = "least_loaded"
     prefill: PoolSpec | list[PoolSpec] | None = None
     decode: PoolSpec | list[PoolSpec] | None = None
@@ -163,6 +168,7 @@ class Experiment(BaseModel):
     load: LoadSpec = LoadSpec()
     measurement: MeasurementSpec = MeasurementSpec()
     reference_fleet: str | None = Field(default=None, description="cost ratios are to this fleet; default: the first")
+    uncertainty: UncertaintySpec = UncertaintySpec()
 
     @model_validator(mode="after")
     def _unique_names(self):
@@ -215,6 +221,10 @@ class Experiment(BaseModel):
                 hw = self.hardware_of(fleet, spec, where)
                 stack_name = spec.stack or fleet.stack or hw.default_stack
                 stack = _at(f"{path}.stack" if spec.stack else f"fleets[{i}].stack", lambda n=stack_name: load_stack(n))
+                overrides = {**fleet.stack_overrides, **spec.stack_overrides}
+                if overrides:
+                    where_set = f"{path}.stack_overrides" if spec.stack_overrides else f"fleets[{i}].stack_overrides"
+                    stack = _at(where_set, lambda st=stack, o=overrides: override_stack(st, o))
                 precision = spec.precision or fleet.precision
                 attention_precision = (spec.attention_precision or fleet.attention_precision
                                        or _default_attention_precision(precision))

@@ -3,7 +3,8 @@
 - pareto: output tokens/s/GPU against tokens/s/user, per hardware (frontier.csv);
 - cost-curve: $ per million output tokens against tokens/s/user (frontier.csv);
 - latency-cdf: TTFT and TPOT distributions per fleet and tier (traces.parquet / .csv.gz);
-- mix-surface: a metric over two swept fields (a sweep's results CSV).
+- mix-surface: a metric over two swept fields (a sweep's results CSV);
+- bands: p5/p50/p95 of a metric per fleet and tier (bands.csv from `run --samples`).
 Each writes PNG and SVG.
 """
 
@@ -17,7 +18,7 @@ import pandas as pd
 from factory_sim.errors import ConfigError
 from factory_sim.report import atomic_write
 
-PLOT_KINDS = ("pareto", "cost-curve", "latency-cdf", "mix-surface")
+PLOT_KINDS = ("pareto", "cost-curve", "latency-cdf", "mix-surface", "bands")
 
 
 def read_results(path: str | Path) -> pd.DataFrame:
@@ -47,6 +48,8 @@ def _figure(kind: str, df: pd.DataFrame, metric: str | None):
 
     if kind == "latency-cdf":
         return _latency_cdf(plt, df)
+    if kind == "bands":
+        return _bands(plt, df, metric or "usd_per_m_goodput_tokens")
     fig, ax = plt.subplots(figsize=(7.5, 4.8))
     if kind in ("pareto", "cost-curve"):
         _need(df, {"hardware", "tokens_per_s_per_user_p50", "tokens_per_s_per_gpu", "usd_per_m_output_tokens",
@@ -113,6 +116,29 @@ def _latency_cdf(plt, df: pd.DataFrame):
         ax.set_title(f"{title} distribution")
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def _bands(plt, df: pd.DataFrame, metric: str):
+    cols = {f"{metric}_p{q}" for q in (5, 50, 95)}
+    _need(df, {"fleet", "tier"} | cols, "bands", "`factory-sim run --samples N --out`")
+    finite = np.isfinite(df[sorted(cols)].to_numpy(dtype=float)).all(axis=1)
+    if not finite.any():
+        raise ConfigError("RESULTS", f"no fleet and tier has finite {metric} bands (nothing met the SLO)")
+    df = df[finite]
+    fig, ax = plt.subplots(figsize=(7.5, 4.8))
+    labels = [f"{f}\n{t}" for f, t in zip(df["fleet"], df["tier"], strict=True)]
+    mid = df[f"{metric}_p50"].to_numpy(dtype=float)
+    low = mid - df[f"{metric}_p5"].to_numpy(dtype=float)
+    high = df[f"{metric}_p95"].to_numpy(dtype=float) - mid
+    x = np.arange(len(df))
+    ax.errorbar(x, mid, yerr=[low, high], fmt="o", capsize=6, label="p50 with p5-p95 band")
+    ax.set_xticks(x, labels)
+    ax.set_ylabel(metric)
+    ax.set_title(f"{metric}: uncertainty bands")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
 

@@ -66,6 +66,14 @@ class SoftwareStack(BaseModel):
         return value
 
 
+def override_stack(stack: SoftwareStack, overrides: dict) -> SoftwareStack:
+    """The stack with some fields replaced, validated like a stack file."""
+    try:
+        return SoftwareStack.model_validate({**stack.model_dump(), **overrides})
+    except ValidationError as exc:
+        raise from_validation_error(exc, raw=overrides) from None
+
+
 def _compute_precision(precision: str) -> str:
     return "fp4" if precision in ("fp4", "mxfp4") else precision
 
