@@ -118,7 +118,8 @@ def _cmd_sweep(args) -> int:
         raise ConfigError("--out", f"{out} is a folder; name the results file (CSV)")
     out.parent.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
-    df = run_sweep(spec, base, out, jobs=args.jobs, source=args.sweep, progress=not args.quiet)
+    df = run_sweep(spec, base, out, jobs=args.jobs, source=args.sweep, progress=not args.quiet,
+                   scheduler=args.scheduler)
     print(f"{spec.name}: {df['point_key'].nunique() if len(df) else 0} points, {len(df)} rows in {out} "
           f"({time.perf_counter() - started:.1f} s)")
     return 0
@@ -291,6 +292,8 @@ def build_parser() -> argparse.ArgumentParser:
     swp.add_argument("sweep", metavar="SWEEP.yaml")
     swp.add_argument("--out", metavar="FILE.csv", help="results file (default: <sweep name>_results.csv)")
     swp.add_argument("--jobs", type=int, default=None, metavar="N", help="parallel processes (default: one per core)")
+    swp.add_argument("--scheduler", metavar="tcp://HOST:PORT",
+                     help="run the points on this Dask cluster (needs: pip install 'factory-sim[dask]')")
     swp.add_argument("--quiet", action="store_true", help="no progress bar")
     swp.set_defaults(func=_cmd_sweep)
 

@@ -156,6 +156,24 @@ def _run_point(args) -> tuple[str, dict, pd.DataFrame | str]:
         return key, overrides, str(exc)
 
 
+def _on_dask(scheduler: str, args: list):
+    """Yield point outcomes as a Dask cluster finishes them."""
+    try:
+        from dask.distributed import Client
+        from dask.distributed import as_completed as dask_completed
+    except ImportError:
+        raise ConfigError("--scheduler", "running on a Dask cluster needs the dask extra: "
+                                         "pip install 'factory-sim[dask]'") from None
+    try:
+        client = Client(scheduler, timeout="10s")
+    except (OSError, TimeoutError) as exc:
+        raise ConfigError("--scheduler", f"cannot reach the Dask scheduler at {scheduler}: {exc}") from None
+    with client:
+        futures = client.map(_run_point, args, pure=False)
+        for fut in dask_completed(futures):
+            yield fut.result()
+
+
 def _done_keys(results: Path) -> set[str]:
     """Points completely written; a torn point (an interrupted write) is dropped from the file."""
     if not results.exists() or results.stat().st_size == 0:
@@ -183,8 +201,12 @@ def _append(results: Path, rows: pd.DataFrame) -> None:
 
 
 def run_sweep(spec: SweepSpec, base: dict, results: Path, *, jobs: int | None = None, source: str = "sweep",
-              progress: bool = True) -> pd.DataFrame:
-    """Run every point not yet in `results`, appending each as it finishes; returns all rows."""
+              progress: bool = True, scheduler: str | None = None) -> pd.DataFrame:
+    """Run every point not yet in `results`, appending each as it finishes; returns all rows.
+
+    Points run in local processes, or on an existing Dask cluster when `scheduler` names
+    one (tcp://HOST:PORT, or a distributed.Client / LocalCluster address).
+    """
     points = sweep_points(spec.sweep)
     for overrides in points[:1]:
         build_point(base, overrides, source)  # a bad field path or value fails before any work
@@ -217,7 +239,10 @@ def run_sweep(spec: SweepSpec, base: dict, results: Path, *, jobs: int | None = 
             print(f"\r{spec.name}: [{bar:<30}] {finished}/{total} points, {elapsed:.0f} s, ETA {eta:.0f} s",
                   end="" if finished < total else "\n", file=sys.stderr, flush=True)
 
-    if jobs == 1:
+    if scheduler:
+        for outcome in _on_dask(scheduler, args):
+            record(*outcome)
+    elif jobs == 1:
         for a in args:
             record(*_run_point(a))
     else:

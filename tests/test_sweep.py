@@ -78,3 +78,26 @@ def test_bad_sweep_field_exits_2_before_running(tmp_path, capsys):
     assert main(["sweep", str(sweep), "--out", str(tmp_path / "r.csv"), "--jobs", "1", "--quiet"]) == 2
     assert "fleets[0].aggregated.replicas" in capsys.readouterr().err
     assert not (tmp_path / "r.csv").exists()
+
+
+def test_sweep_on_a_dask_local_cluster_gives_the_same_rows(tmp_path):
+    from dask.distributed import LocalCluster
+
+    sweep = _sweep_file(tmp_path)
+    local = tmp_path / "local.csv"
+    assert main(["sweep", str(sweep), "--out", str(local), "--jobs", "1", "--quiet"]) == 0
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None) as cluster:
+        on_dask = tmp_path / "dask.csv"
+        assert main(["sweep", str(sweep), "--out", str(on_dask), "--scheduler", cluster.scheduler_address,
+                     "--quiet"]) == 0
+    cols = ["point_key", "fleet", "tier", "goodput_tokens_per_s", "usd_per_m_goodput_tokens"]
+    a = pd.read_csv(local)[cols].sort_values(cols[:3]).reset_index(drop=True)
+    b = pd.read_csv(on_dask)[cols].sort_values(cols[:3]).reset_index(drop=True)
+    pd.testing.assert_frame_equal(a, b)
+
+
+def test_unreachable_scheduler_is_a_clear_error(tmp_path, capsys):
+    sweep = _sweep_file(tmp_path)
+    assert main(["sweep", str(sweep), "--out", str(tmp_path / "r.csv"), "--scheduler", "tcp://127.0.0.1:9",
+                 "--quiet"]) == 2
+    assert "cannot reach the Dask scheduler" in capsys.readouterr().err
