@@ -165,7 +165,7 @@ def _on_dask(scheduler: str, args: list):
         raise ConfigError("--scheduler", "running on a Dask cluster needs the dask extra: "
                                          "pip install 'factory-sim[dask]'") from None
     try:
-        client = Client(scheduler, timeout="10s")
+        client = Client(scheduler, timeout="5s")
     except (OSError, TimeoutError) as exc:
         raise ConfigError("--scheduler", f"cannot reach the Dask scheduler at {scheduler}: {exc}") from None
     with client:
