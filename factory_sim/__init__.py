@@ -7,36 +7,45 @@
 
 The same API drives the command line: `frontier` / `cost_at_interactivity` / `crossings`
 (cost curves), `load_plan` / `make_plan` (capacity plans), `load_sweep` / `run_sweep`
-(what-if sweeps), `validate_points` (error against measured deployments).
+(what-if sweeps), `validate_points` (error against measured deployments). Names are
+imported on first use, so `import factory_sim` stays cheap.
 """
+
+from importlib import import_module
 
 __version__ = "0.1.0"
 
-from factory_sim.errors import ConfigError  # noqa: E402
-from factory_sim.experiment import Experiment, default_experiment, load_experiment, parse_experiment  # noqa: E402
-from factory_sim.frontier import cost_at_interactivity, crossings, frontier  # noqa: E402
-from factory_sim.plan import PlanSpec, load_plan, make_plan  # noqa: E402
-from factory_sim.run import RunResult, run_experiment  # noqa: E402
-from factory_sim.sweep import load_sweep, run_sweep  # noqa: E402
-from factory_sim.validate import load_points, validate_points  # noqa: E402
+_EXPORTS = {
+    "ConfigError": "factory_sim.errors",
+    "Experiment": "factory_sim.experiment",
+    "default_experiment": "factory_sim.experiment",
+    "load_experiment": "factory_sim.experiment",
+    "parse_experiment": "factory_sim.experiment",
+    "cost_at_interactivity": "factory_sim.frontier",
+    "crossings": "factory_sim.frontier",
+    "frontier": "factory_sim.frontier",
+    "PlanSpec": "factory_sim.plan",
+    "load_plan": "factory_sim.plan",
+    "make_plan": "factory_sim.plan",
+    "RunResult": "factory_sim.run",
+    "run_experiment": "factory_sim.run",
+    "load_sweep": "factory_sim.sweep",
+    "run_sweep": "factory_sim.sweep",
+    "load_points": "factory_sim.validate",
+    "validate_points": "factory_sim.validate",
+}
 
-__all__ = [
-    "ConfigError",
-    "Experiment",
-    "PlanSpec",
-    "RunResult",
-    "__version__",
-    "cost_at_interactivity",
-    "crossings",
-    "default_experiment",
-    "frontier",
-    "load_experiment",
-    "load_plan",
-    "load_points",
-    "load_sweep",
-    "make_plan",
-    "parse_experiment",
-    "run_experiment",
-    "run_sweep",
-    "validate_points",
-]
+__all__ = ["__version__", *sorted(_EXPORTS)]
+
+
+def __getattr__(name: str):
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'factory_sim' has no attribute {name!r}")
+    value = getattr(import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return __all__

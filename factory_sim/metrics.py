@@ -76,11 +76,13 @@ def latencies(trace: Trace) -> dict[str, np.ndarray]:
     TPOT (and so interactivity) is also NaN for requests with a single output token, which
     have no inter-token gap to measure.
     """
-    done = trace.done
-    arrival = trace.arrival_s
-    first = trace.first_token_s
-    finish = trace.finish_s
-    gaps = trace.output_tokens - 1
+    return _latencies(trace.done, trace.arrival_s, trace.first_token_s, trace.finish_s, trace.output_tokens)
+
+
+def _latencies(
+    done: np.ndarray, arrival: np.ndarray, first: np.ndarray, finish: np.ndarray, output_tokens: np.ndarray
+) -> dict[str, np.ndarray]:
+    gaps = output_tokens - 1
     with np.errstate(divide="ignore", invalid="ignore"):
         tpot = np.where(done & (gaps > 0), (finish - first) / gaps, np.nan)
         interactivity = 1.0 / tpot
@@ -98,7 +100,7 @@ def meets_slo(trace: Trace, slo: SloLike) -> np.ndarray:
     Requests that were rejected, timed out or never finished do not meet it; a request with
     one output token meets the TPOT target vacuously.
     """
-    return _meets(trace, latencies(trace), slo)
+    return _meets(latencies(trace), trace.output_tokens, *_targets(trace, slo))
 
 
 def measurement_window(
@@ -152,7 +154,7 @@ def summarize(
     finish of those requests; rates are 0 if nothing finished either.
     """
     scope = _Scope.build(trace, slo, warmup_s, cooldown_s)
-    return scope.summary(scope.measured, _check_gpus(gpus))
+    return scope.summary(np.ones(scope.outcome.size, dtype=bool), _check_gpus(gpus))
 
 
 def summarize_by(
@@ -183,7 +185,7 @@ def summarize_by(
             raise ValueError(f"`gpus` needs one count per group ({len(names)}), got {len(gpus_per_group)}")
     scope = _Scope.build(trace, slo, warmup_s, cooldown_s)
     rows = [
-        scope.summary(scope.measured & (codes == code), _check_gpus(group_gpus))
+        scope.summary(codes[scope.measured] == code, _check_gpus(group_gpus))
         for code, group_gpus in enumerate(gpus_per_group)
     ]
     return pd.DataFrame(rows, index=pd.Index(list(names), name="group"), columns=list(SUMMARY_KEYS))
@@ -191,37 +193,47 @@ def summarize_by(
 
 @dataclass(frozen=True)
 class _Scope:
-    """What every group of one run shares: latencies, SLO verdicts and the window."""
+    """What every group of one run shares: the window's length and, for each request that
+    arrived in it, its outcome, tokens, latencies and SLO verdict. Nothing is computed for
+    the requests outside the window."""
 
-    trace: Trace
+    measured: np.ndarray | slice  # which requests of the trace arrived in the window (a mask, or all)
+    # the rest: one entry per measured request
+    outcome: np.ndarray
+    input_tokens: np.ndarray
+    output_tokens: np.ndarray
     lat: dict[str, np.ndarray]
     meets: np.ndarray
-    measured: np.ndarray
     window_s: float
 
     @classmethod
     def build(cls, trace: Trace, slo: SloLike, warmup_s: float, cooldown_s: float) -> _Scope:
         start, end = measurement_window(trace, warmup_s, cooldown_s)
         arrival = trace.arrival_s
-        measured = (arrival >= start) & (arrival <= end)
+        in_window = (arrival >= start) & (arrival <= end)
+        measured = slice(None) if in_window.all() else in_window  # a slice takes views, not copies
+        ttft_max, tpot_max = _targets(trace, slo)
+        outcome = trace.outcome[measured]
+        output_tokens = trace.output_tokens[measured]
+        finish = trace.finish_s[measured]
+        done = outcome == DONE
         window_s = end - start
-        if window_s == 0:
-            finished = measured & trace.done
-            if finished.any():
-                window_s = float(np.max(trace.finish_s[finished])) - start
-        lat = latencies(trace)
-        return cls(trace, lat, _meets(trace, lat, slo), measured, float(window_s))
+        if window_s == 0 and done.any():
+            window_s = float(np.max(finish[done])) - start
+        lat = _latencies(done, arrival[measured], trace.first_token_s[measured], finish, output_tokens)
+        meets = _meets(lat, output_tokens, _measured(ttft_max, measured), _measured(tpot_max, measured))
+        return cls(measured, outcome, trace.input_tokens[measured], output_tokens, lat, meets, float(window_s))
 
     def summary(self, sel: np.ndarray, gpus: int) -> dict[str, float]:
-        trace = self.trace
-        outcome = trace.outcome
+        """The summary of the measured requests selected by `sel` (a mask over them)."""
+        outcome = self.outcome
         done = sel & (outcome == DONE)
-        multi = done & (trace.output_tokens > 1)
+        multi = done & (self.output_tokens > 1)
         good = sel & self.meets
         requests = np.count_nonzero(sel)
-        out_tokens = float(trace.output_tokens[done].sum())
-        in_tokens = float(trace.input_tokens[done].sum())
-        good_tokens = float(trace.output_tokens[good].sum())
+        out_tokens = float(self.output_tokens[done].sum())
+        in_tokens = float(self.input_tokens[done].sum())
+        good_tokens = float(self.output_tokens[good].sum())
         good_requests = float(np.count_nonzero(good))
         interactivity = self.lat["interactivity_tok_s_user"][multi]
 
@@ -271,12 +283,16 @@ def _stats(prefix: str, values: np.ndarray) -> dict[str, float]:
     }
 
 
-def _meets(trace: Trace, lat: dict[str, np.ndarray], slo: SloLike) -> np.ndarray:
-    ttft_max, tpot_max = _targets(trace, slo)
+def _meets(lat: dict[str, np.ndarray], output_tokens: np.ndarray, ttft_max, tpot_max) -> np.ndarray:
     # NaN latencies (not done) compare False, so unfinished requests fail the TTFT test.
     ttft_ok = lat["ttft_s"] <= ttft_max
-    tpot_ok = (trace.output_tokens <= 1) | (lat["tpot_s"] <= tpot_max)
+    tpot_ok = (output_tokens <= 1) | (lat["tpot_s"] <= tpot_max)
     return ttft_ok & tpot_ok
+
+
+def _measured(target: float | np.ndarray, measured: np.ndarray | slice) -> float | np.ndarray:
+    """A target for the measured requests: per request when targets differ by SLO class."""
+    return target[measured] if isinstance(target, np.ndarray) else target
 
 
 def _targets(trace: Trace, slo: SloLike) -> tuple[float | np.ndarray, float | np.ndarray]:

@@ -17,8 +17,6 @@ from typing import Annotated, Literal
 import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, model_validator
-from scipy import stats
-from scipy.stats import qmc
 
 _STRICT = ConfigDict(extra="forbid")
 
@@ -39,6 +37,8 @@ class UniformDist(BaseModel):
         return self
 
     def frozen(self):
+        from scipy import stats  # imported here: scipy.stats costs every run 0.5 s of start-up
+
         return stats.uniform(loc=self.low, scale=self.high - self.low)
 
 
@@ -56,6 +56,8 @@ class TriangularDist(BaseModel):
         return self
 
     def frozen(self):
+        from scipy import stats
+
         return stats.triang(c=(self.mode - self.low) / (self.high - self.low), loc=self.low,
                             scale=self.high - self.low)
 
@@ -71,6 +73,8 @@ class NormalDist(BaseModel):
     high: float | None = None
 
     def frozen(self):
+        from scipy import stats
+
         low = self.mean - 3 * self.sd if self.low is None else self.low
         high = self.mean + 3 * self.sd if self.high is None else self.high
         return stats.truncnorm((low - self.mean) / self.sd, (high - self.mean) / self.sd, loc=self.mean,
@@ -86,6 +90,8 @@ class LognormalDist(BaseModel):
     sigma: float = Field(gt=0)
 
     def frozen(self):
+        from scipy import stats
+
         return stats.lognorm(s=self.sigma, scale=self.median)
 
 
@@ -104,6 +110,8 @@ def draw(spec: UncertaintySpec, samples: int) -> list[dict[str, float]]:
     """`samples` Latin-hypercube draws of every input, as {path: value} overrides."""
     if not spec.inputs or samples <= 0:
         return []
+    from scipy.stats import qmc
+
     paths = list(spec.inputs)
     unit = qmc.LatinHypercube(d=len(paths), seed=spec.seed).random(samples)
     out = []

@@ -17,6 +17,7 @@ CATALOG = [
     "gpt_oss_120b",
     "kimi_k2",
     "llama2_70b",
+    "llama2_7b",
     "llama3_1_405b",
     "llama3_1_70b",
     "llama3_1_8b",

@@ -14,6 +14,7 @@ nothing about queues.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -57,23 +58,31 @@ def prefill_attention_pairs(shape: ReplicaShape, chunk_tokens, prior_tokens) -> 
     """
     c = np.asarray(chunk_tokens, dtype=float)
     p = np.asarray(prior_tokens, dtype=float)
-    full = c * p + c * (c + 1.0) / 2.0
+    return _causal_pairs(_ArrayOps, c, p, *_window(shape))
+
+
+def _window(shape: ReplicaShape) -> tuple[float, float]:
+    """(share of layers with a sliding window, window tokens); (0, 0) without one."""
     m = shape.model
     window_layers = m.attention_layers_window()
-    if not window_layers:
+    return (window_layers / m.layers, float(m.sliding_window)) if window_layers else (0.0, 0.0)
+
+
+def _causal_pairs(ops, c, p, f_window: float, w: float):
+    full = c * p + c * (c + 1.0) / 2.0
+    if not f_window:
         return full
-    w = float(m.sliding_window)
     # sum over q = p+1 .. p+c of min(q, w)
-    below_end = np.clip(np.minimum(p + c, w), p, None)  # last q counted in full below the window
+    below_end = ops.maximum(ops.minimum(p + c, w), p)  # last q counted in full below the window
     n_below = below_end - p
     below = n_below * (p + 1.0 + below_end) / 2.0
     windowed = below + (c - n_below) * w
-    f_window = window_layers / m.layers
     return (1.0 - f_window) * full + f_window * windowed
 
 
 class _ArrayOps:
     maximum = staticmethod(np.maximum)
+    minimum = staticmethod(np.minimum)
     expm1 = staticmethod(np.expm1)
 
 
@@ -81,7 +90,13 @@ class _ScalarOps:
     """The same formulas on Python floats: one step priced without NumPy's per-call overhead."""
 
     maximum = staticmethod(max)
+    minimum = staticmethod(min)
     expm1 = staticmethod(math.expm1)
+
+
+# Pure-decode plans up to this many steps are priced in a Python loop; longer ones in NumPy,
+# whose per-call overhead only pays off over many elements. Both give the same floats.
+_NUMPY_MIN_STEPS = 24
 
 
 _TINY = 1e-30  # guards divisions whose result is multiplied by zero when rows == 0
@@ -135,6 +150,9 @@ class StepTimeModel:
         self._comm_per_token, self._comm_fixed = self._communication_coefficients()
         self._comm_share = 1.0 - st.comm_overlap_fraction
         self._overhead = st.step_overhead_s + st.layer_overhead_s * m.layers
+        self._window = _window(shape)
+        # (ops, tokens, logits) -> _batch_terms: the event loop prices the same batch sizes again and again
+        self._terms: dict[tuple, tuple[float, float, float]] = {}
 
     # -- helpers -----------------------------------------------------------------------
     def _gemm_time(self, ops, flops, weight_bytes, rows, peak_flops):
@@ -205,12 +223,29 @@ class StepTimeModel:
             experts = 0.0 * tokens
         flops, weights, peak = self._head
         lm_head = self._gemm_time(ops, flops * logits, weights, logits / self._dp, peak)
-        attn_flops = pairs * self._attn_flops_prefill + d_ctx * self._attn_flops_decode
-        attention_core = ops.maximum(attn_flops / self._attn_core_flops, d_ctx * self._kv_read_per_ctx / self._hbm_bw)
+        attention_core = self._attention_core(ops, pairs, d_ctx)
         busy = tokens > 0
         comm = busy * (self._comm_per_token * tokens + self._comm_fixed) * self._comm_share
         overhead = busy * self._overhead
         return attn_linear, dense_ffn, experts, lm_head, attention_core, comm, overhead
+
+    def _attention_core(self, ops, pairs, d_ctx):
+        """Attention math: the only term that depends on context, not just on the batch's size."""
+        attn_flops = pairs * self._attn_flops_prefill + d_ctx * self._attn_flops_decode
+        return ops.maximum(attn_flops / self._attn_core_flops, d_ctx * self._kv_read_per_ctx / self._hbm_bw)
+
+    def _batch_terms(self, ops, tokens: float, logits: float) -> tuple[float, float, float]:
+        """(linear layers, communication, overhead) of a batch of `tokens` tokens and `logits`
+        sequences, cached: a step's total is linear + attention core + communication + overhead,
+        added in that order, as `sum(_price(...))` adds them."""
+        key = (ops, tokens, logits)
+        terms = self._terms.get(key)
+        if terms is None:
+            attn_linear, dense_ffn, experts, lm_head, _, comm, overhead = self._price(
+                ops, tokens, 0.0, logits, 0.0, 0.0)
+            terms = self._terms[key] = (float(attn_linear + dense_ffn + experts + lm_head), float(comm),
+                                        float(overhead))
+        return terms
 
     # -- the model ---------------------------------------------------------------------
     def breakdown(
@@ -237,14 +272,40 @@ class StepTimeModel:
                     decode_ctx_tokens=0.0):
         """Total seconds: a float for scalar arguments, an array otherwise."""
         args = (prefill_tokens, prefill_attn_pairs, prefill_seqs, decode_seqs, decode_ctx_tokens)
-        if all(isinstance(x, (int, float)) for x in args):
-            return float(sum(self._price(_ScalarOps, *(float(x) for x in args))))
-        return self.breakdown(*args).total_s
+        if not all(isinstance(x, (int, float)) for x in args):
+            return self.breakdown(*args).total_s
+        return self.batch_s(*(float(x) for x in args))
+
+    def batch_s(self, prefill_tokens: float, prefill_attn_pairs: float, prefill_seqs: float, decode_seqs: float,
+                decode_ctx_tokens: float) -> float:
+        """step_time_s of one batch given as Python floats, without checking them: the event loop's call."""
+        linear, comm, overhead = self._batch_terms(_ScalarOps, prefill_tokens + decode_seqs,
+                                                   prefill_seqs + decode_seqs)
+        return linear + self._attention_core(_ScalarOps, prefill_attn_pairs, decode_ctx_tokens) + comm + overhead
+
+    def prefill_pairs(self, chunk_tokens: float, prior_tokens: float) -> float:
+        """prefill_attention_pairs of one chunk, on Python floats."""
+        return _causal_pairs(_ScalarOps, float(chunk_tokens), float(prior_tokens), *self._window)
 
     # -- decode fast path ----------------------------------------------------------------
     def decode_steps_s(self, n_seqs: int, ctx_sums) -> np.ndarray:
         """Durations of pure-decode steps of `n_seqs` sequences, one per context sum given."""
-        return sum(self._price(_ArrayOps, 0.0, 0.0, 0.0, float(n_seqs), np.asarray(ctx_sums, dtype=float)))
+        linear, comm, overhead = self._batch_terms(_ArrayOps, float(n_seqs), float(n_seqs))
+        return linear + self._attention_core(_ArrayOps, 0.0, np.asarray(ctx_sums, dtype=float)) + comm + overhead
+
+    def decode_elapsed_s(self, n_seqs: int, ctx_sums) -> Sequence[float]:
+        """Seconds from the start of a run of pure-decode steps to the end of each: the running
+        sum of decode_steps_s, indexable and sorted."""
+        if len(ctx_sums) >= _NUMPY_MIN_STEPS:
+            return np.cumsum(self.decode_steps_s(n_seqs, ctx_sums))
+        # the batch's terms as the NumPy path has them (np.expm1 and math.expm1 can differ in the
+        # last bit), so that both paths give the same floats
+        linear, comm, overhead = self._batch_terms(_ArrayOps, float(n_seqs), float(n_seqs))
+        elapsed, out = 0.0, []
+        for ctx in ctx_sums:
+            elapsed += linear + self._attention_core(_ScalarOps, 0.0, float(ctx)) + comm + overhead
+            out.append(elapsed)
+        return out
 
     def min_decode_step_s(self, context_tokens: float) -> float:
         """The fastest a single sequence can generate at this context (the lowest reachable TPOT)."""

@@ -1,4 +1,4 @@
-"""A replica's scheduler: continuous batching with chunked prefill, as a SimPy process.
+"""A replica's scheduler: continuous batching with chunked prefill, on the SimPy clock.
 
 One class serves the three roles: `prefill` (prompts only, then hand the KV cache off),
 `decode` (continuous batching of requests whose KV arrived), and `aggregated` (both on the
@@ -14,22 +14,31 @@ Scheduling rules (the step-by-step reference in the tests implements the same on
   the step's token budget (max_batch_tokens) on prompt chunks, oldest admission first.
 - A prompt's last chunk yields the first token at the end of that step.
 While no prompt is in flight and nothing can be admitted, the batch does not change until
-the next request finishes: the replica then prices all those steps in one NumPy call and
-waits once (macro-step), waking early only if a request arrives that could be admitted,
-in which case it stops at the end of the step in progress and re-plans.
+the next request finishes: the replica then prices all those steps at once and waits once
+(macro-step), cut short only if a request arrives that could be admitted, in which case it
+stops at the end of the step in progress and re-plans.
+
+The replica is a state machine on SimPy timeouts rather than a generator process: the end
+of a step (or of a macro-step) is one timeout whose callback finishes it and starts the
+next, and a cut macro-step is a new timeout at the end of the step in progress, the old one
+being ignored when it fires. Nothing here costs more than a few Python operations per
+event: each sequence's finishing step is known when it joins, so advancing the batch by
+any number of steps is one addition plus a heap pop per finished sequence.
 """
 
 from __future__ import annotations
 
+import heapq
+from bisect import bisect_left
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import simpy
 
 from factory_sim.perf.memory import MemoryPlan
 from factory_sim.perf.replica import ReplicaShape
-from factory_sim.perf.steptime import StepTimeModel, effective_context, prefill_attention_pairs
+from factory_sim.perf.steptime import StepTimeModel, effective_context
 from factory_sim.trace import Trace
 
 PREFILL, DECODE, AGGREGATED = "prefill", "decode", "aggregated"
@@ -51,13 +60,15 @@ class Replica:
         shape: ReplicaShape,
         step_model: StepTimeModel,
         memory: MemoryPlan,
-        kv_need_bytes: np.ndarray,
+        kv_need_bytes: list[float],
+        input_tokens: list[int],
+        output_tokens: list[int],
         max_batch: int,
         max_batch_tokens: int,
         trace: Trace,
         domains: frozenset[int],
         on_prefill_done: Callable[[Replica, int], None] | None,
-        on_finish: Callable[[int], None],
+        on_finish: Callable[[Replica, int], None],
         macro_steps: bool = True,
     ):
         self.env = env
@@ -71,6 +82,8 @@ class Replica:
         self.max_batch_tokens = max_batch_tokens
         self.kv_capacity_bytes = memory.kv_capacity_bytes
         self._kv_need = kv_need_bytes  # per request: KV this replica reserves for it
+        self._input_tokens = input_tokens
+        self._output_tokens = output_tokens
         self.trace = trace
         self.domains = domains
         self._on_prefill_done = on_prefill_done
@@ -81,52 +94,73 @@ class Replica:
         self.queue: deque[int] = deque()
         self.kv_reserved_bytes = 0.0
         self.outstanding_tokens = 0  # prompt + output tokens still to process; routers read it
-        # prompts in flight: request id -> prompt tokens already prefilled
-        self._prefilling: dict[int, int] = {}
-        # decode batch as parallel arrays (first _n rows live): request id, tokens left to
-        # generate, context length; _ctx_total is the sum of the live contexts
-        self._ids = np.empty(64, dtype=np.int64)
-        self._left = np.empty(64, dtype=np.int64)
-        self._ctx = np.empty(64, dtype=np.int64)
-        self._n = 0
+        # prompts in flight: request id -> (prompt tokens already prefilled, prompt tokens)
+        self._prefilling: dict[int, tuple[int, int]] = {}
+        # The decode batch. _step_index counts the decode steps run so far; a sequence joins
+        # with its finishing step on the heap (finishing step, join order, request id) and its
+        # context minus _step_index in _ctx_base (in join order); _ctx_total is the sum of
+        # the live contexts.
+        self._step_index = 0
+        self._finishing: list[tuple[int, int, int]] = []
+        self._joined = 0
+        self._ctx_base: dict[int, int] = {}
         self._ctx_total = 0
         self._kv_of: dict[int, float] = {}
-        self._wake: simpy.Event | None = None
+        # What is in flight: nothing (idle), a mixed step, or decode steps (a macro-step while
+        # _plan_event is set, which an admissible arrival may cut short).
+        self._idle = True
+        self._mixed: tuple[float, float, list[tuple[int, int, int, int]], int, int] | None = None
+        self._decoding: tuple[int, float] | None = None  # (steps, end time) of the decode steps in flight
+        self._plan: tuple[float, Sequence[float], int] | None = None  # (start, elapsed after each step, steps)
+        self._plan_event: simpy.Event | None = None
         self.steps = 0  # forward passes run (for statistics)
-        env.process(self._run())
 
     # -- what the router and engine call --------------------------------------------------
     def kv_need_bytes(self, rid: int) -> float:
-        return float(self._kv_need[rid])
+        return self._kv_need[rid]
 
     def submit(self, rid: int) -> None:
         """Queue a request (a prompt, or for a decode replica a request whose KV arrived)."""
-        tr = self.trace
         if self.role == DECODE:
-            self.outstanding_tokens += int(tr.output_tokens[rid]) - 1
+            self.outstanding_tokens += self._output_tokens[rid] - 1
         elif self.role == PREFILL:
-            self.outstanding_tokens += int(tr.input_tokens[rid])
+            self.outstanding_tokens += self._input_tokens[rid]
         else:
-            self.outstanding_tokens += int(tr.input_tokens[rid] + tr.output_tokens[rid])
+            self.outstanding_tokens += self._input_tokens[rid] + self._output_tokens[rid]
         self.queue.append(rid)
-        if self._wake is not None and not self._wake.triggered and self._head_fits():
-            self._wake.succeed()
+        if self._idle:
+            if self._head_fits():
+                # start at this instant, but after every request submitted at it has queued
+                self._idle = False
+                self.env.timeout(0.0).callbacks.append(self._boundary)
+        elif self._plan_event is not None and self._head_fits():
+            self._cut_plan()
 
     @property
     def active_sequences(self) -> int:
-        return self._n + len(self._prefilling)
+        return len(self._ctx_base) + len(self._prefilling)
 
     # -- scheduling -------------------------------------------------------------------------
     def _head_fits(self) -> bool:
-        if not self.queue or self.active_sequences >= self.max_batch:
+        if not self.queue or len(self._ctx_base) + len(self._prefilling) >= self.max_batch:
             return False
-        return self.kv_reserved_bytes + self.kv_need_bytes(self.queue[0]) <= self.kv_capacity_bytes
+        return self.kv_reserved_bytes + self._kv_need[self.queue[0]] <= self.kv_capacity_bytes
+
+    def _boundary(self, _event: simpy.Event | None = None) -> None:
+        """A step boundary: admit what fits, then start the next step, or go idle."""
+        self._admit()
+        if self._prefilling:
+            self._start_mixed_step()
+        elif self._ctx_base:
+            self._start_decode_steps()
+        else:
+            self._idle = True
 
     def _admit(self) -> None:
         now, tr = self.env.now, self.trace
         while self._head_fits():
             rid = self.queue.popleft()
-            need = self.kv_need_bytes(rid)
+            need = self._kv_need[rid]
             self.kv_reserved_bytes += need
             self._kv_of[rid] = need
             if self.role == DECODE:
@@ -134,21 +168,18 @@ class Replica:
                 tr.decode_replica[rid] = self.index
                 self._join_decode(rid, generated=1)
             else:
-                self._prefilling[rid] = 0
+                self._prefilling[rid] = (0, self._input_tokens[rid])
 
     def _join_decode(self, rid: int, generated: int) -> None:
-        tr = self.trace
-        left = int(tr.output_tokens[rid]) - generated
+        left = self._output_tokens[rid] - generated
         if left <= 0:
             self._finish(rid, self.env.now)
             return
-        n = self._n
-        if n == len(self._ids):
-            self._ids, self._left, self._ctx = (np.resize(a, 2 * n) for a in (self._ids, self._left, self._ctx))
-        ctx = int(tr.input_tokens[rid]) + generated
-        self._ids[n], self._left[n], self._ctx[n] = rid, left, ctx
+        ctx = self._input_tokens[rid] + generated
+        heapq.heappush(self._finishing, (self._step_index + left, self._joined, rid))
+        self._joined += 1
+        self._ctx_base[rid] = ctx - self._step_index
         self._ctx_total += ctx
-        self._n = n + 1
 
     def _release(self, rid: int) -> None:
         self.kv_reserved_bytes -= self._kv_of.pop(rid)
@@ -158,67 +189,54 @@ class Replica:
     def _finish(self, rid: int, t: float) -> None:
         self._release(rid)
         self.trace.finish_s[rid] = t
-        self._on_finish(rid)
+        self._on_finish(self, rid)
 
-    def _decode_ctx_sums(self, steps: int) -> np.ndarray:
+    def _decode_ctx_sum(self) -> float:
+        """Layer-averaged context sum of the decode batch, for the step about to run."""
+        return float(self._ctx_total) if not self._sliding else float(self._decode_ctx_sums(1)[0])
+
+    def _decode_ctx_sums(self, steps: int) -> Sequence[float]:
         """Layer-averaged context sums of the decode batch for each of the next `steps` steps."""
-        n = self._n
+        n = len(self._ctx_base)
         if not self._sliding:
-            return self._ctx_total + n * np.arange(steps, dtype=float)
-        ctx = self._ctx[:n].astype(float)
-        return effective_context(self.shape, ctx[None, :] + np.arange(steps)[:, None]).sum(axis=1)
+            return range(self._ctx_total, self._ctx_total + n * steps, n)
+        ctx = np.fromiter(self._ctx_base.values(), dtype=np.int64, count=n) + self._step_index
+        return effective_context(self.shape, ctx.astype(float)[None, :] + np.arange(steps)[:, None]).sum(axis=1)
 
-    def _run(self):
-        env = self.env
-        while True:
-            self._admit()
-            if self._prefilling:
-                yield from self._mixed_step()
-            elif self._n:
-                yield from self._decode_steps()
-            else:
-                self._wake = env.event()
-                yield self._wake
-                self._wake = None
-
-    def _mixed_step(self):
-        """One step: decode every sequence past prefill, fill the rest of the budget with prompt chunks."""
-        env, tr = self.env, self.trace
-        start = env.now
-        n_dec = self._n
+    # -- a mixed step: decode every sequence past prefill, fill the rest with prompt chunks --
+    def _start_mixed_step(self) -> None:
+        tr, start = self.trace, self.env.now
+        n_dec = len(self._ctx_base)
         budget = max(self.max_batch_tokens - n_dec, 0)
-        chunks: list[tuple[int, int, int]] = []  # (rid, chunk, prior)
-        for rid, done in self._prefilling.items():
+        chunks: list[tuple[int, int, int, int]] = []  # (rid, chunk, prior, prompt)
+        p_tokens, pairs = 0, 0.0
+        for rid, (done, prompt) in self._prefilling.items():
             if budget <= 0:
                 break
-            chunk = min(int(tr.input_tokens[rid]) - done, budget)
-            chunks.append((rid, chunk, done))
+            chunk = min(prompt - done, budget)
+            chunks.append((rid, chunk, done, prompt))
             budget -= chunk
+            p_tokens += chunk
+            pairs += self.step_model.prefill_pairs(chunk, done)
             if done == 0:
                 tr.prefill_start_s[rid] = start
-        if chunks:
-            c = np.array([x[1] for x in chunks], dtype=float)
-            p = np.array([x[2] for x in chunks], dtype=float)
-            p_tokens, pairs = float(c.sum()), float(prefill_attention_pairs(self.shape, c, p).sum())
-        else:
-            p_tokens = pairs = 0.0
-        dt = self.step_model.step_time_s(
-            prefill_tokens=p_tokens,
-            prefill_attn_pairs=pairs,
-            prefill_seqs=float(len(chunks)),
-            decode_seqs=float(n_dec),
-            decode_ctx_tokens=float(self._decode_ctx_sums(1)[0]) if n_dec else 0.0,
-        )
-        yield env.timeout(dt)
+        dt = self.step_model.batch_s(float(p_tokens), pairs, float(len(chunks)), float(n_dec),
+                                     self._decode_ctx_sum() if n_dec else 0.0)
+        self._mixed = (start, dt, chunks, n_dec, p_tokens)
+        self.env.timeout(dt).callbacks.append(self._end_mixed_step)
+
+    def _end_mixed_step(self, _event: simpy.Event) -> None:
+        start, dt, chunks, n_dec, p_tokens = self._mixed
+        tr = self.trace
         end = start + dt
         self.steps += 1
-        self.outstanding_tokens -= int(p_tokens) + n_dec
+        self.outstanding_tokens -= p_tokens + n_dec
         if n_dec:
             self._advance_decode(1, end)
-        for rid, chunk, done in chunks:
+        for rid, chunk, done, prompt in chunks:
             done += chunk
-            if done < tr.input_tokens[rid]:
-                self._prefilling[rid] = done
+            if done < prompt:
+                self._prefilling[rid] = (done, prompt)
                 continue
             del self._prefilling[rid]
             tr.prefill_end_s[rid] = end
@@ -230,45 +248,56 @@ class Replica:
                 tr.decode_start_s[rid] = end
                 tr.decode_replica[rid] = self.index
                 self._join_decode(rid, generated=1)
+        self._boundary()
 
-    def _decode_steps(self):
-        """Pure decode until the next finish: priced at once, interrupted only by an admission."""
-        env = self.env
-        start = env.now
-        n = self._n
-        horizon = min(int(self._left[:n].min()), MACRO_HORIZON_STEPS) if self._macro else 1
+    # -- pure decode until the next finish: priced at once, cut short only by an admission ----
+    def _start_decode_steps(self) -> None:
+        start = self.env.now
+        horizon = min(self._finishing[0][0] - self._step_index, MACRO_HORIZON_STEPS) if self._macro else 1
         if horizon > 1 and self._head_fits():
             horizon = 1  # an admissible request is already waiting: stop after this step
-        cum = np.cumsum(self.step_model.decode_steps_s(n, self._decode_ctx_sums(horizon)))
+        elapsed = self.step_model.decode_elapsed_s(len(self._ctx_base), self._decode_ctx_sums(horizon))
         if horizon > 1:
-            self._wake = env.event()
-            yield env.timeout(float(cum[-1])) | self._wake
-            self._wake = None
-            steps = min(int(np.searchsorted(cum, env.now - start, side="left")) + 1, horizon)
+            self._plan = (start, elapsed, horizon)
+            self._decoding = (horizon, start + float(elapsed[-1]))
+            self._plan_event = self.env.timeout(float(elapsed[-1]))
+            self._plan_event.callbacks.append(self._end_plan)
         else:
-            steps = 1
-        end = start + float(cum[steps - 1])
-        if end > env.now:
-            yield env.timeout(end - env.now)
+            end = start + float(elapsed[0])
+            self._decoding = (1, end)
+            self.env.timeout(end - start).callbacks.append(self._end_decode_steps)
+
+    def _end_plan(self, event: simpy.Event) -> None:
+        if event is self._plan_event:  # else the plan was cut and this is its stale end
+            self._plan_event = None
+            self._end_decode_steps()
+
+    def _cut_plan(self) -> None:
+        """Stop the macro-step at the end of the step in progress."""
+        now = self.env.now
+        start, elapsed, horizon = self._plan
+        self._plan_event = None
+        steps = min(bisect_left(elapsed, now - start) + 1, horizon)
+        end = start + float(elapsed[steps - 1])
+        self._decoding = (steps, end)
+        self.env.timeout(end - now if end > now else 0.0).callbacks.append(self._end_decode_steps)
+
+    def _end_decode_steps(self, _event: simpy.Event | None = None) -> None:
+        steps, end = self._decoding
         self.steps += steps
-        self.outstanding_tokens -= n * steps
+        self.outstanding_tokens -= len(self._ctx_base) * steps
         self._advance_decode(steps, end)
+        self._boundary()
 
     def _advance_decode(self, steps: int, t: float) -> None:
-        n = self._n
-        left, ctx = self._left[:n], self._ctx[:n]
-        left -= steps
-        ctx += steps
-        self._ctx_total += n * steps
-        done = left <= 0
-        if not done.any():
-            return
-        finished = self._ids[:n][done]
-        self._ctx_total -= int(ctx[done].sum())
-        keep = ~done
-        m = int(keep.sum())
-        for a in (self._ids, self._left, self._ctx):
-            a[:m] = a[:n][keep]
-        self._n = m
-        for rid in finished.tolist():
+        """Every sequence of the decode batch generated `steps` tokens, the last at time t."""
+        self._step_index += steps
+        self._ctx_total += len(self._ctx_base) * steps
+        finishing, now_step = self._finishing, self._step_index
+        finished = []
+        while finishing and finishing[0][0] <= now_step:
+            rid = heapq.heappop(finishing)[2]
+            self._ctx_total -= self._ctx_base.pop(rid) + now_step
+            finished.append(rid)
+        for rid in finished:
             self._finish(rid, t)

@@ -9,10 +9,13 @@ so a mixed fleet sends a fast GB300 replica more work than an H200 node.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from operator import attrgetter
 
 import numpy as np
 
 from factory_sim.perf.estimate import replica_tokens_per_s
+
+_OUTSTANDING = attrgetter("outstanding_tokens")
 
 ROUTER_POLICIES = ("round_robin", "least_outstanding_tokens", "least_loaded", "power_of_two")
 
@@ -24,7 +27,7 @@ class Router:
         self.policy = policy
         self._rng = rng
         self._next: dict[int, int] = {}
-        self._speed: dict[int, float] = {}  # replica index -> tokens/s when full
+        self._speed_of: dict[int, tuple] = {}  # id(candidate list) -> (the list, speeds or None)
         self._choose: Callable = getattr(self, f"_{policy}")
 
     def choose(self, candidates: Sequence, group: int = 0):
@@ -40,18 +43,24 @@ class Router:
 
     @staticmethod
     def _least_outstanding_tokens(candidates, group):
-        return min(candidates, key=lambda r: (r.outstanding_tokens, r.index))
+        # candidates come in replica-index order and min keeps the first: ties go to the lowest index
+        return min(candidates, key=_OUTSTANDING)
 
-    def _drain_s(self, replica) -> float:
-        """Seconds the replica needs to finish what it holds."""
-        speed = self._speed.get(replica.index)
-        if speed is None:
-            speed = self._speed[replica.index] = replica_tokens_per_s(
-                replica.shape, replica.role, replica.max_batch, replica.max_batch_tokens)
-        return replica.outstanding_tokens / speed
+    def _speeds(self, candidates) -> list[float] | None:
+        """Full-batch tokens/s of each candidate, or None when they are all equal (cached per list)."""
+        entry = self._speed_of.get(id(candidates))
+        if entry is None or entry[0] is not candidates:
+            speeds = [replica_tokens_per_s(r.shape, r.role, r.max_batch, r.max_batch_tokens) for r in candidates]
+            entry = self._speed_of[id(candidates)] = (candidates, None if len(set(speeds)) == 1 else speeds)
+        return entry[1]
 
     def _least_loaded(self, candidates, group):
-        return min(candidates, key=lambda r: (self._drain_s(r), r.index))
+        """Least seconds to drain what a replica holds: outstanding tokens over its speed."""
+        speeds = self._speeds(candidates)
+        if speeds is None:  # identical replicas: the same order as outstanding tokens
+            return min(candidates, key=_OUTSTANDING)
+        best = min(range(len(candidates)), key=lambda i: candidates[i].outstanding_tokens / speeds[i])
+        return candidates[best]
 
     def _power_of_two(self, candidates, group):
         i, j = self._rng.choice(len(candidates), size=2, replace=False)

@@ -11,7 +11,6 @@ from typing import Annotated, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
-from scipy.stats import norm
 
 from factory_sim.workload.traces import check_trace_ref, load_trace
 
@@ -148,10 +147,12 @@ def mean_length(dist: LengthDist) -> float:
     if isinstance(dist, LognormalLength):
         if dist.max_tokens is None:
             return dist.mean
+        from scipy.special import ndtr  # the standard normal CDF, imported here: scipy is slow to import
+
         # E[min(X, m)] = E[X; X < m] + m * P(X >= m) for X lognormal(mu, sigma).
         log_m = np.log(dist.max_tokens)
-        below = dist.mean * norm.cdf((log_m - dist.mu - dist.sigma**2) / dist.sigma)
-        above = dist.max_tokens * norm.sf((log_m - dist.mu) / dist.sigma)
+        below = dist.mean * ndtr((log_m - dist.mu - dist.sigma**2) / dist.sigma)
+        above = dist.max_tokens * ndtr(-(log_m - dist.mu) / dist.sigma)
         return float(below + above)
     if isinstance(dist, EmpiricalLength):
         return float(dist.values().mean())
