@@ -13,7 +13,6 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from factory_sim.cost import CostSpec
@@ -29,6 +28,7 @@ from factory_sim.sim.replica import AGGREGATED, DECODE, PREFILL
 from factory_sim.sim.router import ROUTER_POLICIES
 from factory_sim.uncertainty import UncertaintySpec
 from factory_sim.workload import WorkloadSpec, load_workload
+from factory_sim.yamlio import read_mapping
 
 _STRICT = ConfigDict(extra="forbid")
 
@@ -279,20 +279,9 @@ def parse_experiment(raw, source: str = "<experiment>") -> Experiment:
 
 def load_experiment(path: str | Path, **overrides) -> Experiment:
     """Read and validate an experiment file; `overrides` replace top-level fields (e.g. requests)."""
-    p = Path(path)
-    try:
-        text = p.read_text()
-    except OSError as exc:
-        raise ConfigError("", f"cannot read experiment file {p}: {exc.strerror or exc}") from None
-    try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{p}:{mark.line + 1}" if mark is not None else str(p)
-        raise ConfigError(where, f"not valid YAML: {getattr(exc, 'problem', exc)}") from None
-    if overrides and isinstance(raw, dict):
-        raw.update(overrides)
-    return parse_experiment(raw, source=str(p))
+    raw = read_mapping(path, "experiment", "a mapping of fields (name, model, workload, ...)")
+    raw.update(overrides)
+    return parse_experiment(raw, source=str(path))
 
 
 def default_experiment_path() -> Path:

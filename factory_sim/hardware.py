@@ -15,10 +15,10 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import pandas as pd
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from factory_sim.errors import ConfigError, from_validation_error
+from factory_sim.yamlio import parse_mapping
 
 Precision = Literal["bf16", "fp8", "fp4"]
 PRECISIONS: tuple[str, ...] = ("bf16", "fp8", "fp4")
@@ -113,21 +113,6 @@ class HardwareProfile(BaseModel):
 # --- YAML catalog loading (shared with factory_sim.models) -------------------------------
 
 
-def read_yaml_mapping(text: str, source: str) -> dict[str, Any]:
-    """Parse YAML that must be a mapping; syntax errors point at file:line."""
-    try:
-        data = yaml.safe_load(text)
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        where = f"{source}:{mark.line + 1}" if mark is not None else source
-        raise ConfigError(where, f"invalid YAML: {exc.problem or exc}") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(source, f"invalid YAML: {exc}") from None
-    if not isinstance(data, dict):
-        raise ConfigError(source, "expected a mapping of keys to values at the top level")
-    return data
-
-
 @functools.cache
 def builtin_files(subdir: str) -> dict[str, Traversable]:
     """Built-in YAML files of a data subdirectory by stem; works from a wheel install."""
@@ -167,7 +152,7 @@ def resolve_catalog_entry(
 
 
 def parse_catalog_file(file: Traversable | Path, source: str, kind: str, model_cls: type[BaseModel]) -> Any:
-    data = read_yaml_mapping(file.read_text(encoding="utf-8"), source)
+    data = parse_mapping(file.read_text(encoding="utf-8"), source)
     try:
         return model_cls.model_validate(data)
     except ValidationError as exc:

@@ -18,12 +18,11 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from factory_sim.errors import ConfigError, from_validation_error
 from factory_sim.experiment import FleetSpec, SloTierSpec, parse_experiment
 from factory_sim.run import mean_lengths, run_experiment
+from factory_sim.yamlio import read_mapping, validate
 
 _STRICT = ConfigDict(extra="forbid")
 
@@ -81,23 +80,11 @@ def _scaled(fleet: dict, units: int) -> dict:
 
 
 def load_plan(path: str | Path) -> PlanSpec:
-    p = Path(path)
-    try:
-        raw = yaml.safe_load(p.read_text())
-    except OSError as exc:
-        raise ConfigError("", f"cannot read plan file {p}: {exc.strerror or exc}") from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        raise ConfigError(f"{p}:{mark.line + 1}" if mark else str(p), "not valid YAML") from None
-    if not isinstance(raw, dict):
-        raise ConfigError("", "a plan file must be a mapping (model, workload, demand, slo, candidates)", str(p))
-    try:
-        spec = PlanSpec.model_validate(raw)
-    except ValidationError as exc:
-        raise from_validation_error(exc, source=str(p), raw=raw) from None
+    raw = read_mapping(path, "plan", "a mapping (model, workload, demand, slo, candidates)")
+    spec = validate(PlanSpec, raw, str(path))
     # every candidate must be a valid, fitting fleet before anything runs
     parse_experiment(_experiment_raw(spec, [c.model_dump(exclude_none=True) for c in spec.candidates],
-                                     {"mode": "max_goodput"}), source=str(p))
+                                     {"mode": "max_goodput"}), source=str(path))
     return spec
 
 

@@ -21,12 +21,12 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from factory_sim.errors import ConfigError, from_validation_error
+from factory_sim.errors import ConfigError
 from factory_sim.experiment import default_experiment_path, parse_experiment
 from factory_sim.report import atomic_write
+from factory_sim.yamlio import read_mapping, validate
 
 _PATH_STEP = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
 
@@ -114,27 +114,13 @@ def point_key(overrides: dict[str, Any]) -> str:
 
 def load_sweep(path: str | Path) -> tuple[SweepSpec, dict]:
     p = Path(path)
-    try:
-        raw = yaml.safe_load(p.read_text())
-    except OSError as exc:
-        raise ConfigError("", f"cannot read sweep file {p}: {exc.strerror or exc}") from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        raise ConfigError(f"{p}:{mark.line + 1}" if mark else str(p), "not valid YAML") from None
-    if not isinstance(raw, dict):
-        raise ConfigError("", "a sweep file must be a mapping with `base:` and `sweep:`", str(p))
-    try:
-        spec = SweepSpec.model_validate(raw)
-    except ValidationError as exc:
-        raise from_validation_error(exc, source=str(p), raw=raw) from None
+    raw = read_mapping(p, "sweep", "a mapping with `base:` and `sweep:`")
+    spec = validate(SweepSpec, raw, str(p))
     if isinstance(spec.base, dict):
         base = copy.deepcopy(spec.base)
     else:
         base_path = default_experiment_path() if spec.base == "default" else (p.parent / spec.base)
-        try:
-            base = yaml.safe_load(Path(base_path).read_text())
-        except (OSError, yaml.YAMLError) as exc:
-            raise ConfigError("base", f"cannot read base experiment {base_path}: {exc}", str(p)) from None
+        base = read_mapping(base_path, "base experiment")
     return spec, base
 
 

@@ -12,10 +12,10 @@ from functools import cache
 from importlib import resources
 from pathlib import Path
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from factory_sim.errors import ConfigError, from_validation_error
+from factory_sim.yamlio import read_mapping, validate
 
 
 class GemmEfficiency(BaseModel):
@@ -92,16 +92,7 @@ def _load_builtin(name: str) -> SoftwareStack:
 
 
 def _parse(path: Path) -> SoftwareStack:
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError) as exc:
-        raise ConfigError("stack", f"cannot read stack profile {path}: {exc}") from None
-    if not isinstance(raw, dict):
-        raise ConfigError("stack", f"{path} must hold a mapping of stack fields")
-    try:
-        return SoftwareStack.model_validate(raw)
-    except ValidationError as exc:
-        raise from_validation_error(exc, source=str(path), raw=raw) from None
+    return validate(SoftwareStack, read_mapping(path, "stack profile"), str(path))
 
 
 def load_stack(name_or_path: str) -> SoftwareStack:

@@ -13,10 +13,9 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
-from factory_sim.errors import ConfigError, from_validation_error
+from factory_sim.errors import ConfigError
 from factory_sim.workload.arrivals import (
     Arrivals,
     ClosedLoopArrivals,
@@ -38,6 +37,7 @@ from factory_sim.workload.lengths import (
     sample_lengths,
 )
 from factory_sim.workload.traces import list_traces, load_trace
+from factory_sim.yamlio import parse_mapping, validate
 
 __all__ = [
     "Arrivals",
@@ -203,20 +203,9 @@ def load_workload(name_or_path: str) -> WorkloadSpec:
 
 
 def _parse_workload(text: str, source: str, default_name: str) -> WorkloadSpec:
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{source}:{mark.line + 1}" if mark is not None else source
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise ConfigError(where, f"invalid YAML: {problem}") from None
-    if not isinstance(data, dict):
-        raise ConfigError(source, "a workload file must be a mapping with at least `arrivals:`")
+    data = parse_mapping(text, source, "a workload mapping with at least `arrivals:`")
     data.setdefault("name", default_name)
-    try:
-        return WorkloadSpec.model_validate(data)
-    except ValidationError as exc:
-        raise from_validation_error(exc, source=source, raw=data) from None
+    return validate(WorkloadSpec, data, source)
 
 
 def list_workloads() -> list[WorkloadSpec]:
