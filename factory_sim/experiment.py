@@ -55,6 +55,10 @@ class PoolSpec(BaseModel):
     pp: int = Field(default=1, ge=1)
     max_batch: int = Field(default=256, ge=1, description="most sequences a replica runs at once")
     max_batch_tokens: int = Field(default=8192, ge=1, description="token budget of one step (prefill chunk size)")
+    # Overload control, for the pools requests enter (prefill or aggregated): refuse a request
+    # when this many wait for admission at its replica; drop one that waited longer.
+    max_queue: int | None = Field(default=None, ge=0, description="waiting requests per replica before refusing")
+    queue_timeout_s: float | None = Field(default=None, gt=0, description="longest wait for admission")
 
 
 class FleetSpec(BaseModel):
@@ -104,6 +108,9 @@ class FleetSpec(BaseModel):
             for where, pool in self.pools_of(role):
                 if self.hardware is None and pool.hardware is None:
                     raise ValueError(f"{where}: no hardware; set `hardware:` on the fleet or on this pool")
+                if role == DECODE and (pool.max_queue is not None or pool.queue_timeout_s is not None):
+                    raise ValueError(f"{where}: max_queue and queue_timeout_s apply where requests enter "
+                                     "(the prefill pool); a decode pool takes every request whose KV arrives")
         return self
 
     @field_validator("router")
@@ -239,7 +246,8 @@ class Experiment(BaseModel):
                 if any(p.name == label for p in pools):
                     label = f"{fleet.name}/{where}"
                 pools.append(PoolPlan(name=label, role=role, shape=shape, replicas=spec.replicas,
-                                      max_batch=spec.max_batch, max_batch_tokens=spec.max_batch_tokens))
+                                      max_batch=spec.max_batch, max_batch_tokens=spec.max_batch_tokens,
+                                      max_queue=spec.max_queue, queue_timeout_s=spec.queue_timeout_s))
         return FleetPlan(name=fleet.name, pools=tuple(pools), router_policy=fleet.router)
 
     def validate_all(self) -> Experiment:

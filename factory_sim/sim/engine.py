@@ -19,7 +19,15 @@ from factory_sim.perf.steptime import StepTimeModel
 from factory_sim.sim.replica import AGGREGATED, DECODE, PREFILL, Replica
 from factory_sim.sim.router import Router
 from factory_sim.sim.transfer import kv_link
-from factory_sim.trace import DONE, REASON_TOO_LONG_FOR_KV, REJECTED, Trace
+from factory_sim.trace import (
+    DONE,
+    REASON_QUEUE_FULL,
+    REASON_TIMEOUT,
+    REASON_TOO_LONG_FOR_KV,
+    REJECTED,
+    TIMED_OUT,
+    Trace,
+)
 
 
 @dataclass(frozen=True)
@@ -32,6 +40,11 @@ class PoolPlan:
     replicas: int
     max_batch: int
     max_batch_tokens: int
+    # Overload control at the front door (prefill or aggregated pools): a replica refuses a
+    # request when this many already wait for admission, and drops one that waited longer
+    # than queue_timeout_s. None: unbounded, never.
+    max_queue: int | None = None
+    queue_timeout_s: float | None = None
 
     @property
     def gpus(self) -> int:
@@ -134,7 +147,9 @@ class _Engine:
                     domains=domains,
                     on_prefill_done=self._prefill_done,
                     on_finish=self._finish,
+                    on_timeout=self._timed_out,
                     macro_steps=macro_steps,
+                    queue_timeout_s=pool.queue_timeout_s,
                 )
                 self.replicas.append(rep)
                 self.by_role[pool.role].append(rep)
@@ -173,7 +188,18 @@ class _Engine:
             return
         rep = self.router.choose(fits, group=0)
         tr.prefill_replica[rid] = rep.index
+        cap = self.fleet.pools[rep.pool_index].max_queue
+        if cap is not None and len(rep.queue) >= cap:
+            tr.outcome[rid] = REJECTED
+            tr.reason[rid] = REASON_QUEUE_FULL
+            self._notify_done(rid)
+            return
         rep.submit(rid)
+
+    def _timed_out(self, rid: int) -> None:
+        self.trace.outcome[rid] = TIMED_OUT
+        self.trace.reason[rid] = REASON_TIMEOUT
+        self._notify_done(rid)
 
     def _prefill_done(self, prefill: Replica, rid: int) -> None:
         tr = self.trace

@@ -69,7 +69,9 @@ class Replica:
         domains: frozenset[int],
         on_prefill_done: Callable[[Replica, int], None] | None,
         on_finish: Callable[[Replica, int], None],
+        on_timeout: Callable[[int], None] | None = None,
         macro_steps: bool = True,
+        queue_timeout_s: float | None = None,
     ):
         self.env = env
         self.index = index
@@ -92,6 +94,10 @@ class Replica:
         self._sliding = bool(shape.model.attention_layers_window())
 
         self.queue: deque[int] = deque()
+        # requests wait at most queue_timeout_s for admission; the deadlines, in queue order
+        self._timeout_s = queue_timeout_s
+        self._deadlines: deque[float] = deque()
+        self._on_timeout = on_timeout
         self.kv_reserved_bytes = 0.0
         self.outstanding_tokens = 0  # prompt + output tokens still to process; routers read it
         # prompts in flight: request id -> (prompt tokens already prefilled, prompt tokens)
@@ -128,6 +134,9 @@ class Replica:
         else:
             self.outstanding_tokens += self._input_tokens[rid] + self._output_tokens[rid]
         self.queue.append(rid)
+        if self._timeout_s is not None:
+            self._deadlines.append(self.env.now + self._timeout_s)
+            self._expire()
         if self._idle:
             if self._head_fits():
                 # start at this instant, but after every request submitted at it has queued
@@ -156,9 +165,25 @@ class Replica:
         else:
             self._idle = True
 
+    def _expire(self) -> None:
+        """Drop queued requests whose admission deadline has passed (checked whenever the queue is read)."""
+        now = self.env.now
+        while self._deadlines and self._deadlines[0] < now:
+            self._deadlines.popleft()
+            rid = self.queue.popleft()
+            if self.role == PREFILL:
+                self.outstanding_tokens -= self._input_tokens[rid]
+            else:
+                self.outstanding_tokens -= self._input_tokens[rid] + self._output_tokens[rid]
+            self._on_timeout(rid)
+
     def _admit(self) -> None:
         now, tr = self.env.now, self.trace
+        if self._timeout_s is not None:
+            self._expire()
         while self._head_fits():
+            if self._deadlines:
+                self._deadlines.popleft()
             rid = self.queue.popleft()
             need = self._kv_need[rid]
             self.kv_reserved_bytes += need
