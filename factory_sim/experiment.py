@@ -33,6 +33,16 @@ from factory_sim.yamlio import read_mapping
 _STRICT = ConfigDict(extra="forbid")
 
 
+class MtpSpec(BaseModel):
+    """Multi-token prediction: the model's MTP module drafts tokens the main model verifies."""
+
+    model_config = _STRICT
+    draft_tokens: int = Field(default=1, ge=1, le=8)
+    # chance a drafted token is accepted given the one before it was; DeepSeek reports 85-90%
+    # for its second-token prediction (DeepSeek-V3 Technical Report, arXiv:2412.19437, sec. 5.4.3)
+    acceptance_rate: float = Field(default=0.85, ge=0, lt=1)
+
+
 class PoolSpec(BaseModel):
     """Replicas of one role; GPUs per replica = tp * dp_attention * pp.
 
@@ -48,6 +58,7 @@ class PoolSpec(BaseModel):
     kv_precision: Literal["fp8", "bf16"] | None = None
     stack: str | None = None
     stack_overrides: dict[str, Any] = Field(default_factory=dict, description="software-stack fields to replace")
+    mtp: MtpSpec | None = None
     replicas: int = Field(ge=1)
     tp: int = Field(default=1, ge=1)
     dp_attention: int = Field(default=1, ge=1)
@@ -78,6 +89,7 @@ class FleetSpec(BaseModel):
     # replace software-stack fields for this fleet, e.g. {hbm_efficiency: 0.8}: "the same GPU,
     # other software" without a new stack file
     stack_overrides: dict[str, Any] = Field(default_factory=dict)
+    mtp: MtpSpec | None = Field(default=None, description="multi-token prediction for decode (DeepSeek's MTP)")
     router: str = "least_loaded"
     prefill: PoolSpec | list[PoolSpec] | None = None
     decode: PoolSpec | list[PoolSpec] | None = None
@@ -236,10 +248,13 @@ class Experiment(BaseModel):
                 attention_precision = (spec.attention_precision or fleet.attention_precision
                                        or _default_attention_precision(precision))
                 ep = spec.ep if spec.ep is not None else (spec.tp * spec.dp_attention if model.is_moe else 1)
+                mtp = (spec.mtp or fleet.mtp) if role != PREFILL else None  # drafting speeds up decode only
                 shape = ReplicaShape(
                     hardware=hw, model=model, stack=stack, precision=precision,
                     attention_precision=attention_precision, kv_precision=spec.kv_precision or fleet.kv_precision,
-                    tp=spec.tp, dp_attention=spec.dp_attention, ep=ep, pp=spec.pp, path=path,
+                    tp=spec.tp, dp_attention=spec.dp_attention, ep=ep, pp=spec.pp,
+                    mtp_draft_tokens=mtp.draft_tokens if mtp else 0, mtp_acceptance=mtp.acceptance_rate if mtp else 0.0,
+                    path=path,
                 )
                 plan_memory(shape)  # refuses a shape that does not fit, naming the pool
                 label = f"{fleet.name}/{role}" if where == role else f"{fleet.name}/{role}/{spec.name or hw.name}"

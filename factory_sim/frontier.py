@@ -55,6 +55,8 @@ def _fleet_points(args) -> list[dict]:
     max_clients = sum(p.max_batch * p.replicas for p in plan.pools if p.role == exit_role)
     usd_h = fleet_usd_per_hour(plan.gpus_by_hardware(), exp.cost)
     hardware = "+".join(hw.name for hw, _ in plan.gpus_by_hardware())
+    if any(p.shape.mtp_draft_tokens for p in plan.pools):
+        hardware += " mtp"  # its own curve: the same hardware with multi-token prediction
     tier = exp.slo_targets[0].name
     rows = []
     for clients in concurrency_ladder(max_clients, points):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -129,3 +130,19 @@ def test_least_loaded_weighs_replicas_by_speed():
         share[policy] = float(np.mean(tr.prefill_replica == 1))
     assert share["least_loaded"] > share["least_outstanding_tokens"]
     assert share["least_loaded"] > 0.5
+
+
+def test_decode_with_multi_token_prediction_runs_at_the_priced_rate():
+    """One request alone: its decode takes exactly the per-token MTP step times summed."""
+    import dataclasses
+
+    from factory_sim.perf.steptime import StepTimeModel
+
+    prefill = shape("gb200_nvl72", "deepseek_r1", "fp4", tp=4, ep=4)
+    decode = dataclasses.replace(shape("gb200_nvl72", "deepseek_r1", "fp4", tp=1, dp_attention=8, ep=8),
+                                 mtp_draft_tokens=2, mtp_acceptance=0.7)
+    fleet = disaggregated_fleet(prefill, decode)
+    res = simulate(fleet, np.array([900]), np.array([200]), arrival_s=np.array([1.0]))
+    tr = res.trace
+    steps = StepTimeModel(decode).decode_steps_s(1, [900.0 + g for g in range(1, 200)])
+    assert tr.finish_s[0] - tr.decode_start_s[0] == pytest.approx(float(np.sum(steps)), rel=1e-9)

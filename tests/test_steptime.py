@@ -142,3 +142,19 @@ def test_wide_ep_beyond_the_nvlink_domain_pays_the_nic():
     per_gpu_inside = float(inside.breakdown(**b).communication_s)
     per_gpu_across = float(across.breakdown(decode_seqs=1024.0, decode_ctx_tokens=1024.0 * 2000).communication_s)
     assert per_gpu_across > 3 * per_gpu_inside  # 400 Gb/s NIC vs 450 GB/s NVLink
+
+
+def test_multi_token_prediction():
+    base = SHAPES["r1_gb200_wide_ep"]()
+    mtp = dataclasses.replace(base, mtp_draft_tokens=3, mtp_acceptance=0.8)
+    assert mtp.mtp_tokens_per_pass == pytest.approx(1 + 0.8 + 0.64 + 0.512)
+    plain, spec = StepTimeModel(base), StepTimeModel(mtp)
+    # small batches are memory-bound: verifying 4 positions costs little more than 1, so the
+    # time per token falls; a draft that is never accepted only adds work
+    small = dict(n_seqs=8, ctx_sum=8 * 2000.0)
+    assert spec.decode_token_s(**small) < 0.8 * plain.decode_token_s(**small)
+    useless = StepTimeModel(dataclasses.replace(base, mtp_draft_tokens=3, mtp_acceptance=0.0))
+    assert useless.decode_token_s(**small) > plain.decode_token_s(**small)
+    assert spec.min_decode_step_s(2000) < plain.min_decode_step_s(2000)
+    with pytest.raises(ConfigError, match="no multi-token-prediction module"):
+        dataclasses.replace(SHAPES["llama70b_h200_tp8"](), mtp_draft_tokens=1, mtp_acceptance=0.5)

@@ -29,7 +29,7 @@ def decode_tokens_per_s(pool, mean_input_tokens: float, mean_output_tokens: floa
     ctx = mean_input_tokens + mean_output_tokens / 2.0
     fits = mem.kv_capacity_bytes / (mem.kv_bytes_per_token * (mean_input_tokens + mean_output_tokens))
     batch = float(max(1.0, min(pool.max_batch, np.floor(fits))))
-    dt = float(st.step_time_s(decode_seqs=batch, decode_ctx_tokens=batch * float(effective_context(pool.shape, ctx))))
+    dt = st.decode_token_s(batch, batch * float(effective_context(pool.shape, ctx)))
     return pool.replicas * batch / dt
 
 
@@ -49,7 +49,7 @@ def replica_tokens_per_s(shape, role: str, max_batch: int, max_batch_tokens: int
                                        prefill_seqs=max(budget / context_tokens, 1.0))
     batch = float(min(max_batch, 256))
     ctx = batch * float(effective_context(shape, context_tokens))
-    return batch / st.step_time_s(decode_seqs=batch, decode_ctx_tokens=ctx)
+    return batch / st.decode_token_s(batch, ctx)
 
 
 def capacity_req_per_s(fleet, mean_input_tokens: float, mean_output_tokens: float) -> float:

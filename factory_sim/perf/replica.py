@@ -69,6 +69,11 @@ class ReplicaShape:
     dp_attention: int = 1
     ep: int = 1
     pp: int = 1
+    # Multi-token prediction (speculative decoding with the model's own MTP module): each
+    # decode pass verifies `mtp_draft_tokens` drafted tokens; each is accepted with
+    # probability `mtp_acceptance` given the previous one was. 0 drafts: off.
+    mtp_draft_tokens: int = 0
+    mtp_acceptance: float = 0.0
     path: str = "replica"
 
     def __post_init__(self) -> None:
@@ -97,6 +102,12 @@ class ReplicaShape:
                 )
         elif self.ep != 1:
             raise ConfigError(f"{p}.ep", f"{self.model.name} is a dense model: expert parallelism must be 1")
+        if self.mtp_draft_tokens:
+            if self.model.mtp_layers < 1:
+                raise ConfigError(f"{p}.mtp", f"{self.model.name} has no multi-token-prediction module; "
+                                              "remove mtp or use a model with one (e.g. deepseek_r1)")
+            if not 0.0 <= self.mtp_acceptance < 1.0:
+                raise ConfigError(f"{p}.mtp.acceptance_rate", "must be in [0, 1)")
         if self.pp > self.model.layers:
             raise ConfigError(f"{p}.pp", f"pp={self.pp} exceeds the model's {self.model.layers} layers")
 
@@ -144,6 +155,12 @@ class ReplicaShape:
     def domain_size(self) -> int:
         return self.hardware.gpus_per_scaleup_domain
 
+    @property
+    def mtp_tokens_per_pass(self) -> float:
+        """Expected tokens a decode pass yields: 1 + a + a^2 + ... + a^k for k drafts."""
+        a, k = self.mtp_acceptance, self.mtp_draft_tokens
+        return (1.0 - a ** (k + 1)) / (1.0 - a) if k else 1.0
+
     def describe(self) -> str:
         parts = [f"{self.gpus}x{self.hardware.name}", self.precision, f"TP{self.tp}"]
         if self.dp_attention > 1:
@@ -152,4 +169,6 @@ class ReplicaShape:
             parts.append(f"EP{self.ep}")
         if self.pp > 1:
             parts.append(f"PP{self.pp}")
+        if self.mtp_draft_tokens:
+            parts.append(f"MTP{self.mtp_draft_tokens}")
         return " ".join(parts)

@@ -153,6 +153,7 @@ class StepTimeModel:
         self._window = _window(shape)
         # (ops, tokens, logits) -> _batch_terms: the event loop prices the same batch sizes again and again
         self._terms: dict[tuple, tuple[float, float, float]] = {}
+        self._mtp_drafts = shape.mtp_draft_tokens
 
     # -- helpers -----------------------------------------------------------------------
     def _gemm_time(self, ops, flops, weight_bytes, rows, peak_flops):
@@ -229,9 +230,13 @@ class StepTimeModel:
         overhead = busy * self._overhead
         return attn_linear, dense_ffn, experts, lm_head, attention_core, comm, overhead
 
-    def _attention_core(self, ops, pairs, d_ctx):
-        """Attention math: the only term that depends on context, not just on the batch's size."""
-        attn_flops = pairs * self._attn_flops_prefill + d_ctx * self._attn_flops_decode
+    def _attention_core(self, ops, pairs, d_ctx, queries_per_seq: float = 1.0):
+        """Attention math: the only term that depends on context, not just on the batch's size.
+
+        With multi-token prediction a decode sequence has several query tokens over the same
+        KV cache: the math grows with them, the KV read does not.
+        """
+        attn_flops = pairs * self._attn_flops_prefill + d_ctx * self._attn_flops_decode * queries_per_seq
         return ops.maximum(attn_flops / self._attn_core_flops, d_ctx * self._kv_read_per_ctx / self._hbm_bw)
 
     def _batch_terms(self, ops, tokens: float, logits: float) -> tuple[float, float, float]:
@@ -289,14 +294,37 @@ class StepTimeModel:
 
     # -- decode fast path ----------------------------------------------------------------
     def decode_steps_s(self, n_seqs: int, ctx_sums) -> np.ndarray:
-        """Durations of pure-decode steps of `n_seqs` sequences, one per context sum given."""
+        """Durations of pure-decode steps of `n_seqs` sequences, one per context sum given.
+
+        With multi-token prediction a step is the pass's time per token it yields on average
+        (a mean-field view: tokens arrive at the expected rate, not in bursts).
+        """
+        if self._mtp_drafts:
+            return self._mtp_step_s(_ArrayOps, float(n_seqs), np.asarray(ctx_sums, dtype=float))
         linear, comm, overhead = self._batch_terms(_ArrayOps, float(n_seqs), float(n_seqs))
         return linear + self._attention_core(_ArrayOps, 0.0, np.asarray(ctx_sums, dtype=float)) + comm + overhead
+
+    def _mtp_step_s(self, ops, n: float, ctx):
+        """One decode pass with k drafts per sequence, divided by the tokens it yields.
+
+        The main model verifies k + 1 positions per sequence (GEMM rows and logits x (k+1),
+        attention math x (k+1), the same KV read); the MTP module (mtp_layers layers and the
+        LM head) runs k times on n tokens to draft them.
+        """
+        k, shape = self._mtp_drafts, self.shape
+        linear, comm, overhead = self._batch_terms(ops, n * (k + 1), n * (k + 1))
+        verify = linear + self._attention_core(ops, 0.0, ctx, k + 1) + comm + overhead
+        d_linear, d_comm, _ = self._batch_terms(ops, n, n)
+        flops, weights, peak = self._head
+        head = float(self._gemm_time(ops, flops * n, weights, n / self._dp, peak))
+        share = shape.model.mtp_layers / shape.model.layers
+        draft = k * ((d_linear - head + d_comm + self._attention_core(ops, 0.0, ctx)) * share + head)
+        return (verify + draft) / shape.mtp_tokens_per_pass
 
     def decode_elapsed_s(self, n_seqs: int, ctx_sums) -> Sequence[float]:
         """Seconds from the start of a run of pure-decode steps to the end of each: the running
         sum of decode_steps_s, indexable and sorted."""
-        if len(ctx_sums) >= _NUMPY_MIN_STEPS:
+        if len(ctx_sums) >= _NUMPY_MIN_STEPS or self._mtp_drafts:
             return np.cumsum(self.decode_steps_s(n_seqs, ctx_sums))
         # the batch's terms as the NumPy path has them (np.expm1 and math.expm1 can differ in the
         # last bit), so that both paths give the same floats
@@ -309,5 +337,9 @@ class StepTimeModel:
 
     def min_decode_step_s(self, context_tokens: float) -> float:
         """The fastest a single sequence can generate at this context (the lowest reachable TPOT)."""
-        ctx = float(effective_context(self.shape, context_tokens))
-        return self.step_time_s(decode_seqs=1.0, decode_ctx_tokens=ctx)
+        return self.decode_token_s(1, float(effective_context(self.shape, context_tokens)))
+
+    def decode_token_s(self, n_seqs: float, ctx_sum: float) -> float:
+        """Seconds per generated token of a pure-decode step (multi-token prediction included)."""
+        return float(self.decode_steps_s(int(n_seqs), [ctx_sum])[0]) if self._mtp_drafts else \
+            self.step_time_s(decode_seqs=float(n_seqs), decode_ctx_tokens=float(ctx_sum))
