@@ -244,6 +244,11 @@ def _cmd_init(args) -> int:
     return 0
 
 
+def _add_jobs(sub: argparse.ArgumentParser) -> None:
+    sub.add_argument("--jobs", type=int, default=None, metavar="N",
+                     help="parallel processes (default: one per core)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="factory-sim",
@@ -258,8 +263,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--out", metavar="DIR", help="write summary.csv, the per-request traces and the experiment here")
     run.add_argument("--trace-format", choices=("parquet", "csv"), default="parquet",
                      help="per-request trace file format (default: parquet; csv is gzip-compressed)")
-    run.add_argument("--jobs", type=int, default=None, metavar="N",
-                     help="fleets simulated in parallel processes (default: one per core)")
+    _add_jobs(run)
     run.add_argument("--requests", type=int, default=None, metavar="N",
                      help="requests per simulation (overrides the experiment's `requests`)")
     run.add_argument("--samples", type=int, default=None, metavar="N",
@@ -282,7 +286,7 @@ def build_parser() -> argparse.ArgumentParser:
     val.add_argument("--model", action="append", help="only rows of this model (repeatable)")
     val.add_argument("--backend", action="append", help="only rows of this backend (repeatable)")
     val.add_argument("--limit", type=int, metavar="N", help="only the first N rows (after filters)")
-    val.add_argument("--jobs", type=int, default=None, metavar="N", help="parallel processes (default: one per core)")
+    _add_jobs(val)
     val.set_defaults(func=_cmd_validate)
 
     swp = sub.add_parser(
@@ -291,7 +295,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "point is appended to the results CSV; a sweep started again skips points already done.")
     swp.add_argument("sweep", metavar="SWEEP.yaml")
     swp.add_argument("--out", metavar="FILE.csv", help="results file (default: <sweep name>_results.csv)")
-    swp.add_argument("--jobs", type=int, default=None, metavar="N", help="parallel processes (default: one per core)")
+    _add_jobs(swp)
     swp.add_argument("--scheduler", metavar="tcp://HOST:PORT",
                      help="run the points on this Dask cluster (needs: pip install 'factory-sim[dask]')")
     swp.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -310,7 +314,7 @@ def build_parser() -> argparse.ArgumentParser:
     fr.add_argument("--reference", metavar="HARDWARE", help="cost ratios are to this hardware "
                                                               "(default: the reference fleet's)")
     fr.add_argument("--out", metavar="DIR", help="write frontier.csv, cost_curves.csv, crossings.csv, frontier.png")
-    fr.add_argument("--jobs", type=int, default=None, metavar="N", help="parallel processes (default: one per core)")
+    _add_jobs(fr)
     fr.set_defaults(func=_cmd_frontier)
 
     pl = sub.add_parser(
@@ -319,7 +323,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "max goodput, rank by $/hour, and confirm the best by full-scale simulation.")
     pl.add_argument("plan", metavar="PLAN.yaml")
     pl.add_argument("--out", metavar="FILE.csv", help="write the ranked candidates as CSV")
-    pl.add_argument("--jobs", type=int, default=None, metavar="N", help="parallel processes (default: one per core)")
+    _add_jobs(pl)
     pl.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     pl.set_defaults(func=_cmd_plan)
 
