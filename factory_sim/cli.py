@@ -199,6 +199,25 @@ def _cmd_plan(args) -> int:
     if args.out:
         atomic_write(Path(args.out), lambda p: plan.to_csv(p, index=False))
         print(f"wrote {args.out}")
+    samples = args.samples if args.samples is not None else spec.uncertainty.samples
+    if samples > 0:
+        from factory_sim.plan import plan_bands
+        from factory_sim.yamlio import read_mapping
+
+        if not spec.uncertainty.inputs:
+            raise ConfigError("uncertainty.inputs", "--samples needs distributions under uncertainty.inputs, e.g. "
+                                                    "demand.rate_per_s: {kind: uniform, low: 2500, high: 3500}")
+        started = time.perf_counter()
+        _, bands = plan_bands(read_mapping(args.plan, "plan"), spec, samples, jobs=args.jobs)
+        print(f"\nfleet size under uncertainty: {samples} Latin-hypercube draws of "
+              f"{', '.join(spec.uncertainty.inputs)} ({time.perf_counter() - started:.1f} s)")
+        with pd.option_context("display.width", 250, "display.max_columns", None,
+                               "display.float_format", "{:.4g}".format):
+            print(bands.to_string(index=False))
+        if args.out:
+            target = Path(args.out).with_name(Path(args.out).stem + "_bands.csv")
+            atomic_write(target, lambda p: bands.to_csv(p, index=False))
+            print(f"wrote {target}")
     return 0
 
 
@@ -324,6 +343,8 @@ def build_parser() -> argparse.ArgumentParser:
     pl.add_argument("plan", metavar="PLAN.yaml")
     pl.add_argument("--out", metavar="FILE.csv", help="write the ranked candidates as CSV")
     _add_jobs(pl)
+    pl.add_argument("--samples", type=int, default=None, metavar="N",
+                    help="uncertainty draws (overrides uncertainty.samples): p5/p50/p95 of units, GPUs, MW, $/hour")
     pl.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     pl.set_defaults(func=_cmd_plan)
 

@@ -17,11 +17,13 @@ import math
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from factory_sim.experiment import FleetSpec, SloTierSpec, parse_experiment
 from factory_sim.run import mean_lengths, run_experiment
+from factory_sim.uncertainty import UncertaintySpec, draw
 from factory_sim.yamlio import read_mapping, validate
 
 _STRICT = ConfigDict(extra="forbid")
@@ -59,6 +61,9 @@ class PlanSpec(BaseModel):
     candidates: list[FleetSpec] = Field(min_length=1)
     confirm_top: int = Field(default=3, ge=0, description="candidates confirmed by a full-scale simulation")
     top: int = Field(default=10, ge=1, description="rows printed")
+    # distributions over plan fields (demand.rate_per_s, cost.price_scale,
+    # candidates[0].stack_overrides.hbm_efficiency, ...): fleet size and cost come with bands
+    uncertainty: UncertaintySpec = Field(default_factory=UncertaintySpec)
 
 
 def _experiment_raw(spec: PlanSpec, fleets: list[dict], load: dict) -> dict:
@@ -168,3 +173,45 @@ def budget_capacity(plan: pd.DataFrame, spec: PlanSpec) -> pd.DataFrame:
     df["max_demand_req_per_s"] = df["units_in_budget"] * df["unit_capacity_req_per_s"]
     return df[["candidate", "hardware", "units_in_budget", "max_demand_req_per_s"]].sort_values(
         "max_demand_req_per_s", ascending=False)
+
+
+def _plan_sample(args) -> pd.DataFrame:
+    from factory_sim.sweep import set_field
+
+    index, raw, overrides = args
+    raw = copy.deepcopy(raw)
+    for path, value in overrides.items():
+        set_field(raw, path, value)
+    spec = PlanSpec.model_validate(raw)
+    plan = make_plan(spec.model_copy(update={"confirm_top": 0}), jobs=1)
+    plan.insert(0, "sample", index)
+    return plan
+
+
+def plan_bands(raw: dict, spec: PlanSpec, samples: int, *,
+               jobs: int | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Each draw sized (without the full-scale confirmation) and p5/p50/p95 of units, GPUs, MW and $/hour.
+
+    Returns (every draw's rows, bands per candidate).
+    """
+    import os
+    from concurrent.futures import ProcessPoolExecutor
+
+    base = {k: v for k, v in raw.items() if k != "uncertainty"}
+    args = [(i, base, d) for i, d in enumerate(draw(spec.uncertainty, samples))]
+    jobs = max(1, min(jobs or os.cpu_count() or 1, len(args) or 1))
+    if jobs == 1:
+        parts = [_plan_sample(a) for a in args]
+    else:
+        with ProcessPoolExecutor(max_workers=jobs) as pool:
+            parts = list(pool.map(_plan_sample, args))
+    rows = pd.concat(parts, ignore_index=True)
+    bands = []
+    for candidate, g in rows.groupby("candidate", sort=False):
+        row = {"candidate": candidate, "samples": len(g), "feasible_share": float(g["units"].notna().mean())}
+        for col in ("units", "gpus", "power_mw", "usd_per_hour"):
+            v = g[col].dropna().to_numpy(dtype=float)
+            for q in (5, 50, 95):
+                row[f"{col}_p{q}"] = float(np.percentile(v, q)) if len(v) else math.nan
+        bands.append(row)
+    return rows, pd.DataFrame(bands).sort_values("usd_per_hour_p50")

@@ -67,3 +67,17 @@ def test_demand_in_tokens_converts_with_the_mean_output():
     plan = make_plan(spec, jobs=1)
     assert plan["demand_req_per_s"].iloc[0] == pytest.approx(6000.0 / 70.0)  # uniform 20..120 has mean 70
     assert not plan["confirmed"].any()
+
+
+def test_fleet_size_bands_under_uncertain_demand(tmp_path, capsys):
+    raw = dict(PLAN, confirm_top=0, uncertainty={"samples": 4, "seed": 3, "inputs": {
+        "demand.rate_per_s": {"kind": "uniform", "low": 200, "high": 4000}}})
+    p = tmp_path / "plan.yaml"
+    p.write_text(yaml.safe_dump(raw))
+    assert main(["plan", str(p), "--quiet", "--jobs", "1", "--out", str(tmp_path / "plan.csv")]) == 0
+    assert "fleet size under uncertainty: 4 Latin-hypercube draws" in capsys.readouterr().out
+    bands = pd.read_csv(tmp_path / "plan_bands.csv").set_index("candidate")
+    for _, b in bands.iterrows():
+        assert b.units_p5 <= b.units_p50 <= b.units_p95
+        assert b.units_p95 > b.units_p5  # demand from 200 to 4,000 req/s needs more units at the top
+        assert b.usd_per_hour_p50 / b.units_p50 == pytest.approx(b.usd_per_hour_p95 / b.units_p95)
