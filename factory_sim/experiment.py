@@ -13,9 +13,10 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from factory_sim.cost import CostSpec
+from factory_sim.cost import CostSpec, usd_per_gpu_hour
 from factory_sim.errors import ConfigError, from_validation_error
 from factory_sim.hardware import HardwareProfile, load_hardware
 from factory_sim.metrics import SloTarget
@@ -140,6 +141,21 @@ class SloTierSpec(BaseModel):
     tpot_s: float = Field(gt=0)
 
 
+class TrafficClassSpec(BaseModel):
+    """A share of the traffic with its own SLO; `latency_critical` classes are what the
+    `slo_aware` router sends to the fastest pool (default: the class with the tightest TPOT)."""
+
+    model_config = _STRICT
+    name: str = Field(min_length=1)
+    share: float = Field(gt=0)
+    ttft_s: float = Field(gt=0)
+    tpot_s: float = Field(gt=0)
+    latency_critical: bool | None = None
+
+
+CLASS_TIER = "per_class"  # the one tier of a multi-class experiment: each request against its class
+
+
 class LoadSpec(BaseModel):
     """Fixed load, or the search for the highest load that keeps SLO attainment >= target."""
 
@@ -181,13 +197,29 @@ class Experiment(BaseModel):
     seed: int = 42
     workload: str | WorkloadSpec
     requests: int | None = Field(default=None, ge=1, description="overrides workload.requests")
-    slo_tiers: list[SloTierSpec] = Field(min_length=1)
+    slo_tiers: list[SloTierSpec] = Field(default_factory=list)
+    # instead of tiers: traffic classes, each request drawn into one by share and judged by its SLO
+    traffic_classes: list[TrafficClassSpec] = Field(default_factory=list)
     fleets: list[FleetSpec] = Field(min_length=1)
     cost: CostSpec = CostSpec()
     load: LoadSpec = LoadSpec()
     measurement: MeasurementSpec = MeasurementSpec()
     reference_fleet: str | None = Field(default=None, description="cost ratios are to this fleet; default: the first")
     uncertainty: UncertaintySpec = UncertaintySpec()
+
+    @model_validator(mode="after")
+    def _tiers_or_classes(self):
+        synthetic = [t.name for t in self.slo_tiers] == [CLASS_TIER]
+        if self.traffic_classes and self.slo_tiers and not synthetic:
+            raise ValueError("give slo_tiers or traffic_classes, not both: with classes every request is judged "
+                             "by its own class's SLO")
+        if not self.traffic_classes and not self.slo_tiers:
+            raise ValueError("give at least one SLO tier under slo_tiers (or traffic_classes)")
+        if self.traffic_classes:
+            tight = min(self.traffic_classes, key=lambda c: c.tpot_s)
+            self.slo_tiers = [SloTierSpec(name=CLASS_TIER, ttft_s=min(c.ttft_s for c in self.traffic_classes),
+                                          tpot_s=tight.tpot_s)]
+        return self
 
     @model_validator(mode="after")
     def _unique_names(self):
@@ -213,8 +245,22 @@ class Experiment(BaseModel):
         return spec
 
     @property
-    def slo_targets(self) -> list[SloTarget]:
-        return [SloTarget(ttft_s=t.ttft_s, tpot_s=t.tpot_s, name=t.name) for t in self.slo_tiers]
+    def slo_evaluations(self) -> list[tuple[str, SloTarget | list[SloTarget]]]:
+        """(tier name, what requests are judged by): one target per tier, or one per traffic class."""
+        if self.traffic_classes:
+            return [(CLASS_TIER, [SloTarget(ttft_s=c.ttft_s, tpot_s=c.tpot_s, name=c.name)
+                                  for c in self.traffic_classes])]
+        return [(t.name, SloTarget(ttft_s=t.ttft_s, tpot_s=t.tpot_s, name=t.name)) for t in self.slo_tiers]
+
+    def class_shares(self) -> np.ndarray:
+        shares = np.array([c.share for c in self.traffic_classes], dtype=float)
+        return shares / shares.sum()
+
+    def latency_critical_classes(self) -> np.ndarray:
+        """Per class: is it latency-critical (explicitly, or by having the tightest TPOT)?"""
+        tight = min(c.tpot_s for c in self.traffic_classes)
+        return np.array([c.latency_critical if c.latency_critical is not None else c.tpot_s == tight
+                         for c in self.traffic_classes], dtype=bool)
 
     @property
     def reference(self) -> str:
@@ -262,7 +308,8 @@ class Experiment(BaseModel):
                     label = f"{fleet.name}/{where}"
                 pools.append(PoolPlan(name=label, role=role, shape=shape, replicas=spec.replicas,
                                       max_batch=spec.max_batch, max_batch_tokens=spec.max_batch_tokens,
-                                      max_queue=spec.max_queue, queue_timeout_s=spec.queue_timeout_s))
+                                      max_queue=spec.max_queue, queue_timeout_s=spec.queue_timeout_s,
+                                      usd_per_hour_per_replica=usd_per_gpu_hour(hw, self.cost) * shape.gpus))
         return FleetPlan(name=fleet.name, pools=tuple(pools), router_policy=fleet.router)
 
     def validate_all(self) -> Experiment:

@@ -57,7 +57,7 @@ def _fleet_points(args) -> list[dict]:
     hardware = "+".join(hw.name for hw, _ in plan.gpus_by_hardware())
     if any(p.shape.mtp_draft_tokens for p in plan.pools):
         hardware += " mtp"  # its own curve: the same hardware with multi-token prediction
-    tier = exp.slo_targets[0].name
+    tier = exp.slo_evaluations[0][0]
     rows = []
     for clients in concurrency_ladder(max_clients, points):
         s = simulate_point(_closed_loop(exp, clients), plan, float(clients)).summaries[tier]

@@ -62,7 +62,7 @@ def format_table(summary: pd.DataFrame) -> str:
     out.append("")
     out.append(f"cost vs ref: $ per million goodput tokens relative to fleet '{ref}' in the same tier.")
     for _, r in summary.iterrows():
-        if not r["feasible"]:
+        if isinstance(r["note"], str) and r["note"]:
             out.append(f"{r['fleet']} / {r['tier']}: {r['note']}")
     return "\n".join(out)
 

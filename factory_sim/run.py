@@ -20,7 +20,7 @@ import pandas as pd
 
 from factory_sim.cost import fleet_power_kw, fleet_usd_per_hour, tokens_per_s_per_mw, usd_per_million_tokens
 from factory_sim.experiment import Experiment
-from factory_sim.metrics import summarize
+from factory_sim.metrics import summarize, summarize_by
 from factory_sim.perf.estimate import capacity_req_per_s
 from factory_sim.perf.steptime import StepTimeModel, prefill_attention_pairs
 from factory_sim.sim.engine import FleetPlan, SimResult, simulate
@@ -128,25 +128,32 @@ def _arrival_span(trace) -> float:
 def _simulate_once(exp: Experiment, plan: FleetPlan, load: float, n: int, cap_overload: bool) -> Point:
     spec = exp.workload_spec
     rng = np.random.default_rng(exp.seed)
+    classes = {}
+    if exp.traffic_classes:  # each request drawn into a class, independently of its arrival and lengths
+        draw = np.random.default_rng([exp.seed, 7]).choice(len(exp.traffic_classes), size=n, p=exp.class_shares())
+        classes = {"slo_class": draw, "latency_critical": exp.latency_critical_classes(),
+                   "slo_class_names": [c.name for c in exp.traffic_classes]}
     if _closed_loop(exp):
         batch = generate_requests(spec, rng, n=n)
         sim = simulate(plan, batch.input_tokens, batch.output_tokens, concurrency=int(load),
-                       think_time_s=spec.arrivals.think_time_s, seed=exp.seed)
+                       think_time_s=spec.arrivals.think_time_s, seed=exp.seed, **classes)
     else:
         batch = generate_requests(spec, rng, rate_per_s=load, n=n)
         until = None
         if cap_overload:
             # a request still running this long after the last arrival misses every tier
             slack = max(t.ttft_s + (int(batch.output_tokens.max()) - 1) * t.tpot_s for t in exp.slo_tiers)
+            if exp.traffic_classes:
+                slack = max(c.ttft_s + (int(batch.output_tokens.max()) - 1) * c.tpot_s for c in exp.traffic_classes)
             until = float(batch.arrival_s[-1]) + slack
         sim = simulate(plan, batch.input_tokens, batch.output_tokens, arrival_s=batch.arrival_s,
-                       seed=exp.seed, until_s=until)
+                       seed=exp.seed, until_s=until, **classes)
     span = _arrival_span(sim.trace)
     m = exp.measurement
     summaries = {
-        t.name: summarize(sim.trace, t, gpus=plan.gpus, warmup_s=m.warmup_fraction * span,
-                          cooldown_s=m.cooldown_fraction * span)
-        for t in exp.slo_targets
+        name: summarize(sim.trace, slo, gpus=plan.gpus, warmup_s=m.warmup_fraction * span,
+                        cooldown_s=m.cooldown_fraction * span)
+        for name, slo in exp.slo_evaluations
     }
     return Point(fleet=plan.name, load=load, sim=sim, summaries=summaries)
 
@@ -265,6 +272,8 @@ def _row(exp: Experiment, plan: FleetPlan, tier, point: Point | None, note: str)
     if point is None:
         return row
     s = point.summaries[tier.name]
+    if exp.traffic_classes:
+        row["note"] = _per_class_note(exp, point)
     row.update(
         offered_req_per_s=s["offered_req_per_s"],
         concurrency=point.load if _closed_loop(exp) else np.nan,
@@ -285,6 +294,18 @@ def _row(exp: Experiment, plan: FleetPlan, tier, point: Point | None, note: str)
         requests_measured=s["requests"],
     )
     return row
+
+
+def _per_class_note(exp: Experiment, point: Point) -> str:
+    """SLO attainment of each traffic class, over the measured window."""
+    tr = point.sim.trace
+    span = _arrival_span(tr)
+    m = exp.measurement
+    targets = exp.slo_evaluations[0][1]
+    by_class = summarize_by(tr, targets, tr.slo_class, [c.name for c in exp.traffic_classes],
+                            gpus=point.sim.fleet.gpus, warmup_s=m.warmup_fraction * span,
+                            cooldown_s=m.cooldown_fraction * span)
+    return "per class: " + ", ".join(f"{name} {att:.1%}" for name, att in by_class["slo_attainment"].items())
 
 
 def run_fleet(exp: Experiment, index: int, progress: Callable[[str], None] | None = None):

@@ -45,6 +45,7 @@ class PoolPlan:
     # than queue_timeout_s. None: unbounded, never.
     max_queue: int | None = None
     queue_timeout_s: float | None = None
+    usd_per_hour_per_replica: float = 0.0  # for cost-aware routing
 
     @property
     def gpus(self) -> int:
@@ -103,6 +104,7 @@ class _Engine:
         self.closed_loop = closed_loop
         self.think_time_s = think_time_s
         self._done_events: dict[int, simpy.Event] = {}
+        self.critical: list[bool] | None = None  # per request: latency-critical traffic class
         hw_names = sorted({p.shape.hardware.name for p in fleet.pools})
         trace.pool_names = [p.name for p in fleet.pools]
         trace.hardware_names = hw_names
@@ -150,6 +152,7 @@ class _Engine:
                     on_timeout=self._timed_out,
                     macro_steps=macro_steps,
                     queue_timeout_s=pool.queue_timeout_s,
+                    usd_per_hour=pool.usd_per_hour_per_replica,
                 )
                 self.replicas.append(rep)
                 self.by_role[pool.role].append(rep)
@@ -186,7 +189,8 @@ class _Engine:
             tr.reason[rid] = REASON_TOO_LONG_FOR_KV
             self._notify_done(rid)
             return
-        rep = self.router.choose(fits, group=0)
+        critical = self.critical[rid] if self.critical is not None else False
+        rep = self.router.choose(fits, group=0, critical=critical)
         tr.prefill_replica[rid] = rep.index
         cap = self.fleet.pools[rep.pool_index].max_queue
         if cap is not None and len(rep.queue) >= cap:
@@ -207,7 +211,8 @@ class _Engine:
             tr.finish_s[rid] = self.env.now
             self._finish(prefill, rid)
             return
-        dec = self.router.choose(self._fitting(DECODE, rid), group=1)
+        critical = self.critical[rid] if self.critical is not None else False
+        dec = self.router.choose(self._fitting(DECODE, rid), group=1, critical=critical)
         link = self._link_cache.get((prefill.index, dec.index))
         if link is None:
             link = self._link_cache[(prefill.index, dec.index)] = kv_link(prefill, dec)
@@ -278,16 +283,26 @@ def simulate(
     seed: int = 0,
     until_s: float | None = None,
     macro_steps: bool = True,
+    slo_class: np.ndarray | None = None,
+    latency_critical: np.ndarray | None = None,
+    slo_class_names: list[str] | None = None,
 ) -> SimResult:
     """Run the fleet on one batch of requests; open loop (arrival_s) or closed loop (concurrency).
 
     `until_s` stops the clock early (requests still in flight stay `pending` in the trace).
+    `slo_class` gives each request's traffic class and `latency_critical` says, per class,
+    which ones an SLO-aware router sends to the fastest replicas.
     """
     n = len(input_tokens)
     trace = Trace.allocate(n)
     trace.input_tokens[:] = input_tokens
     trace.output_tokens[:] = np.maximum(output_tokens, 1)
+    if slo_class is not None:
+        trace.slo_class[:] = slo_class
+        trace.slo_class_names = list(slo_class_names or [str(i) for i in range(int(np.max(slo_class)) + 1)])
     eng = _Engine(fleet, trace, seed, macro_steps, concurrency, think_time_s)
+    if latency_critical is not None:
+        eng.critical = np.asarray(latency_critical, dtype=bool)[trace.slo_class].tolist()
     if arrival_s is not None:
         if len(arrival_s) != n:
             raise ValueError("arrival_s and token arrays differ in length")

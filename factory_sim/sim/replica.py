@@ -72,6 +72,7 @@ class Replica:
         on_timeout: Callable[[int], None] | None = None,
         macro_steps: bool = True,
         queue_timeout_s: float | None = None,
+        usd_per_hour: float = 0.0,
     ):
         self.env = env
         self.index = index
@@ -94,6 +95,7 @@ class Replica:
         self._sliding = bool(shape.model.attention_layers_window())
 
         self.queue: deque[int] = deque()
+        self.usd_per_hour = usd_per_hour  # what the replica costs; cost-aware routing reads it
         # requests wait at most queue_timeout_s for admission; the deadlines, in queue order
         self._timeout_s = queue_timeout_s
         self._deadlines: deque[float] = deque()

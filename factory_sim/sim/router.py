@@ -3,7 +3,11 @@
 A policy sees only the candidate replicas' public load (`outstanding_tokens`), their shape,
 and a seeded random generator, so it can be swapped without touching the replicas.
 `least_loaded` divides the outstanding tokens by what the replica processes per second,
-so a mixed fleet sends a fast GB300 replica more work than an H200 node.
+so a mixed fleet sends a fast GB300 replica more work than an H200 node. `slo_aware` sends
+latency-critical traffic classes to the replicas with the lowest single-request latency and
+other traffic to the rest (spilling over when they fall ROUTER_SLACK_S behind); `cost_aware`
+takes the cheapest replica per token unless it is more than ROUTER_SLACK_S behind the
+least-loaded one.
 """
 
 from __future__ import annotations
@@ -17,7 +21,21 @@ from factory_sim.perf.estimate import replica_tokens_per_s
 
 _OUTSTANDING = attrgetter("outstanding_tokens")
 
-ROUTER_POLICIES = ("round_robin", "least_outstanding_tokens", "least_loaded", "power_of_two")
+ROUTER_POLICIES = ("round_robin", "least_outstanding_tokens", "least_loaded", "power_of_two", "slo_aware",
+                   "cost_aware")
+
+# How far behind the least-loaded replica (seconds of work to drain) a replica may be and
+# still be preferred: by cost_aware for a cheaper token, by slo_aware to keep the fastest
+# replicas for latency-critical traffic. An estimate; the knob that trades latency for it.
+ROUTER_SLACK_S = 1.0
+
+
+def _alone_s(replica) -> float:
+    """How long one request alone waits on this replica per step: its latency floor."""
+    if replica.role == "prefill":
+        return replica.step_model.step_time_s(prefill_tokens=1024.0, prefill_attn_pairs=1024.0 * 1025 / 2,
+                                              prefill_seqs=1.0)
+    return replica.step_model.min_decode_step_s(2048.0)
 
 
 class Router:
@@ -28,12 +46,17 @@ class Router:
         self._rng = rng
         self._next: dict[int, int] = {}
         self._speed_of: dict[int, tuple] = {}  # id(candidate list) -> (the list, speeds or None)
+        self._fast_of: dict[int, tuple] = {}  # id(candidate list) -> (the list, fastest, the rest)
+        self._speed_by_replica: dict[int, float] = {}
         self._choose: Callable = getattr(self, f"_{policy}")
 
-    def choose(self, candidates: Sequence, group: int = 0):
-        """Pick one of `candidates` (replicas); `group` keeps separate round-robin cursors."""
+    def choose(self, candidates: Sequence, group: int = 0, critical: bool = False):
+        """Pick one of `candidates` (replicas); `group` keeps separate round-robin cursors;
+        `critical` marks latency-critical traffic (used by slo_aware)."""
         if len(candidates) == 1:
             return candidates[0]
+        if self.policy == "slo_aware":
+            return self._slo_aware(candidates, critical)
         return self._choose(candidates, group)
 
     def _round_robin(self, candidates, group):
@@ -61,6 +84,48 @@ class Router:
             return min(candidates, key=_OUTSTANDING)
         best = min(range(len(candidates)), key=lambda i: candidates[i].outstanding_tokens / speeds[i])
         return candidates[best]
+
+    def _split_by_latency(self, candidates) -> tuple[list, list]:
+        """(fastest, the rest): replicas within 5% of the lowest single-request step time (cached per list)."""
+        entry = self._fast_of.get(id(candidates))
+        if entry is None or entry[0] is not candidates:
+            latency = [_alone_s(r) for r in candidates]
+            best = min(latency)
+            fast = [r for r, t in zip(candidates, latency, strict=True) if t <= best * 1.05]
+            rest = [r for r, t in zip(candidates, latency, strict=True) if t > best * 1.05]
+            entry = self._fast_of[id(candidates)] = (candidates, fast, rest)
+        return entry[1], entry[2]
+
+    def _slo_aware(self, candidates, critical: bool):
+        """Latency-critical traffic to the fastest replicas; other traffic to the rest, spilling
+        onto the fastest only when the rest are more than ROUTER_SLACK_S further behind."""
+        fast, rest = self._split_by_latency(candidates)
+        best_fast = fast[0] if len(fast) == 1 else self._least_loaded(fast, 0)
+        if critical or not rest:
+            return best_fast
+        best_rest = rest[0] if len(rest) == 1 else self._least_loaded(rest, 0)
+        if self._drain_s(best_rest) > self._drain_s(best_fast) + ROUTER_SLACK_S:
+            return best_fast
+        return best_rest
+
+    def _drain_s(self, replica) -> float:
+        return replica.outstanding_tokens / self._speed_one(replica)
+
+    def _cost_aware(self, candidates, group):
+        """The cheapest replica per token among those nearly as free as the least-loaded one."""
+        speeds = self._speeds(candidates) or [self._speed_one(candidates[0])] * len(candidates)
+        drain = [r.outstanding_tokens / v for r, v in zip(candidates, speeds, strict=True)]
+        limit = min(drain) + ROUTER_SLACK_S
+        best = min((i for i in range(len(candidates)) if drain[i] <= limit),
+                   key=lambda i: (candidates[i].usd_per_hour / speeds[i], drain[i], i))
+        return candidates[best]
+
+    def _speed_one(self, r) -> float:
+        speed = self._speed_by_replica.get(r.index)
+        if speed is None:
+            speed = self._speed_by_replica[r.index] = replica_tokens_per_s(r.shape, r.role, r.max_batch,
+                                                                           r.max_batch_tokens)
+        return speed
 
     def _power_of_two(self, candidates, group):
         i, j = self._rng.choice(len(candidates), size=2, replace=False)
