@@ -15,14 +15,13 @@ interactivities and not at others.
 from __future__ import annotations
 
 import math
-import os
-from concurrent.futures import ProcessPoolExecutor
 
 import numpy as np
 import pandas as pd
 
 from factory_sim.cost import fleet_usd_per_hour, usd_per_million_tokens
 from factory_sim.experiment import Experiment
+from factory_sim.parallel import map_jobs
 from factory_sim.run import simulate_point
 from factory_sim.workload import ClosedLoopArrivals
 
@@ -87,14 +86,7 @@ def pareto_mask(throughput: np.ndarray, interactivity: np.ndarray) -> np.ndarray
 
 def frontier(exp: Experiment, *, points: int = 12, jobs: int | None = None) -> pd.DataFrame:
     """Operating points of every fleet, with `on_frontier` marking each hardware kind's envelope."""
-    n = len(exp.fleets)
-    jobs = max(1, min(jobs or os.cpu_count() or 1, n))
-    args = [(exp, i, points) for i in range(n)]
-    if jobs > 1:
-        with ProcessPoolExecutor(max_workers=jobs) as pool:
-            parts = list(pool.map(_fleet_points, args))
-    else:
-        parts = [_fleet_points(a) for a in args]
+    parts = map_jobs(_fleet_points, [(exp, i, points) for i in range(len(exp.fleets))], jobs)
     df = pd.DataFrame([r for part in parts for r in part], columns=list(FRONTIER_COLUMNS[:-1]))
     df["on_frontier"] = False
     for _, g in df.groupby("hardware"):

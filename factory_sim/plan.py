@@ -22,6 +22,7 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from factory_sim.experiment import FleetSpec, SloTierSpec, parse_experiment
+from factory_sim.parallel import map_jobs
 from factory_sim.run import mean_lengths, run_experiment
 from factory_sim.uncertainty import UncertaintySpec, draw
 from factory_sim.yamlio import read_mapping, validate
@@ -194,18 +195,9 @@ def plan_bands(raw: dict, spec: PlanSpec, samples: int, *,
 
     Returns (every draw's rows, bands per candidate).
     """
-    import os
-    from concurrent.futures import ProcessPoolExecutor
-
     base = {k: v for k, v in raw.items() if k != "uncertainty"}
     args = [(i, base, d) for i, d in enumerate(draw(spec.uncertainty, samples))]
-    jobs = max(1, min(jobs or os.cpu_count() or 1, len(args) or 1))
-    if jobs == 1:
-        parts = [_plan_sample(a) for a in args]
-    else:
-        with ProcessPoolExecutor(max_workers=jobs) as pool:
-            parts = list(pool.map(_plan_sample, args))
-    rows = pd.concat(parts, ignore_index=True)
+    rows = pd.concat(map_jobs(_plan_sample, args, jobs), ignore_index=True)
     bands = []
     for candidate, g in rows.groupby("candidate", sort=False):
         row = {"candidate": candidate, "samples": len(g), "feasible_share": float(g["units"].notna().mean())}

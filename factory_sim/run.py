@@ -9,10 +9,8 @@ once, so the tiers share runs. Fleets run in parallel processes.
 from __future__ import annotations
 
 import math
-import os
 import sys
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -21,6 +19,7 @@ import pandas as pd
 from factory_sim.cost import fleet_power_kw, fleet_usd_per_hour, tokens_per_s_per_mw, usd_per_million_tokens
 from factory_sim.experiment import Experiment
 from factory_sim.metrics import summarize, summarize_by
+from factory_sim.parallel import map_jobs, worker_count
 from factory_sim.perf.estimate import capacity_req_per_s
 from factory_sim.perf.steptime import StepTimeModel, prefill_attention_pairs
 from factory_sim.sim.engine import FleetPlan, SimResult, simulate
@@ -348,10 +347,8 @@ def run_experiment(exp: Experiment, *, jobs: int | None = None,
                    progress: Callable[[str], None] | None = None) -> RunResult:
     """Every fleet x tier; fleets in parallel processes when jobs > 1."""
     n = len(exp.fleets)
-    jobs = min(jobs or os.cpu_count() or 1, n)
-    if jobs > 1:
-        with ProcessPoolExecutor(max_workers=jobs) as pool:
-            results = list(pool.map(_run_fleet_quiet, [(exp, i) for i in range(n)]))
+    if worker_count(jobs, n) > 1:
+        results = map_jobs(_run_fleet_quiet, [(exp, i) for i in range(n)], jobs)
         if progress:
             for (rows, _, sims) in results:
                 progress(f"{rows[0]['fleet']}: {sims} simulations")

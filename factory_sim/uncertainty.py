@@ -10,13 +10,13 @@ bands. The nominal experiment is the one without the draws.
 from __future__ import annotations
 
 import copy
-import os
-from concurrent.futures import ProcessPoolExecutor
 from typing import Annotated, Literal
 
 import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from factory_sim.parallel import map_jobs
 
 _STRICT = ConfigDict(extra="forbid")
 
@@ -146,13 +146,7 @@ def run_samples(raw: dict, spec: UncertaintySpec, samples: int, *, jobs: int | N
     base = copy.deepcopy(raw)
     base.pop("uncertainty", None)
     draws = draw(spec, samples)
-    args = [(i, base, d) for i, d in enumerate(draws)]
-    jobs = max(1, min(jobs or os.cpu_count() or 1, len(args) or 1))
-    if jobs == 1:
-        results = [_run_sample(a) for a in args]
-    else:
-        with ProcessPoolExecutor(max_workers=jobs) as pool:
-            results = list(pool.map(_run_sample, args))
+    results = map_jobs(_run_sample, [(i, base, d) for i, d in enumerate(draws)], jobs)
     frames, failed = [], []
     for index, overrides, outcome in results:
         if isinstance(outcome, str):

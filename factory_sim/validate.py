@@ -11,8 +11,6 @@ not fit) are listed with the reason, never dropped silently.
 from __future__ import annotations
 
 import math
-import os
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
@@ -25,6 +23,7 @@ from factory_sim.errors import ConfigError
 from factory_sim.hardware import list_hardware, load_hardware
 from factory_sim.metrics import latencies
 from factory_sim.models import list_models, load_model
+from factory_sim.parallel import map_jobs, worker_count
 from factory_sim.perf.memory import plan_memory
 from factory_sim.perf.replica import ReplicaShape
 from factory_sim.perf.stacks import load_stack
@@ -219,13 +218,12 @@ def _score_rows(rows: list[dict]) -> list[dict]:
 def validate_points(points: pd.DataFrame, *, jobs: int | None = None) -> pd.DataFrame:
     """One row per (measured row, quantity) scored, plus one row per skipped measured row."""
     records = points.to_dict("records")
-    jobs = max(1, min(jobs or os.cpu_count() or 1, len(records)))
-    if jobs == 1 or len(records) < 8:
+    workers = worker_count(jobs, len(records))
+    if workers == 1 or len(records) < 8:
         scored = _score_rows(records)
-    else:
-        chunks = [records[i::jobs * 4] for i in range(jobs * 4)]
-        with ProcessPoolExecutor(max_workers=jobs) as pool:
-            scored = [r for part in pool.map(_score_rows, chunks) for r in part]
+    else:  # several chunks per process, so a slow chunk does not leave a core idle
+        chunks = [records[i::workers * 4] for i in range(workers * 4)]
+        scored = [r for part in map_jobs(_score_rows, chunks, workers) for r in part]
     df = pd.DataFrame(scored)
     order = {rid: i for i, rid in enumerate(points["id"])} if "id" in points else {}
     if order:
