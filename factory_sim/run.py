@@ -141,9 +141,8 @@ def _simulate_once(exp: Experiment, plan: FleetPlan, load: float, n: int, cap_ov
         until = None
         if cap_overload:
             # a request still running this long after the last arrival misses every tier
-            slack = max(t.ttft_s + (int(batch.output_tokens.max()) - 1) * t.tpot_s for t in exp.slo_tiers)
-            if exp.traffic_classes:
-                slack = max(c.ttft_s + (int(batch.output_tokens.max()) - 1) * c.tpot_s for c in exp.traffic_classes)
+            longest = int(batch.output_tokens.max()) - 1
+            slack = max(t.ttft_s + longest * t.tpot_s for t in (exp.traffic_classes or exp.slo_tiers))
             until = float(batch.arrival_s[-1]) + slack
         sim = simulate(plan, batch.input_tokens, batch.output_tokens, arrival_s=batch.arrival_s,
                        seed=exp.seed, until_s=until, **classes)

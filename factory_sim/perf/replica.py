@@ -152,10 +152,6 @@ class ReplicaShape:
         return max(1.0, self.tp / self.model.n_kv_heads)
 
     @property
-    def domain_size(self) -> int:
-        return self.hardware.gpus_per_scaleup_domain
-
-    @property
     def mtp_tokens_per_pass(self) -> float:
         """Expected tokens a decode pass yields: 1 + a + a^2 + ... + a^k for k drafts."""
         a, k = self.mtp_acceptance, self.mtp_draft_tokens

@@ -147,10 +147,6 @@ class Replica:
         elif self._plan_event is not None and self._head_fits():
             self._cut_plan()
 
-    @property
-    def active_sequences(self) -> int:
-        return len(self._ctx_base) + len(self._prefilling)
-
     # -- scheduling -------------------------------------------------------------------------
     def _head_fits(self) -> bool:
         if not self.queue or len(self._ctx_base) + len(self._prefilling) >= self.max_batch:
