@@ -18,13 +18,14 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from factory_sim.cost import CostSpec, usd_per_gpu_hour
 from factory_sim.errors import ConfigError, from_validation_error
-from factory_sim.hardware import HardwareProfile, load_hardware
+from factory_sim.hardware import FaultRate, HardwareProfile, load_hardware
 from factory_sim.metrics import SloTarget
 from factory_sim.models import ModelSpec, load_model
 from factory_sim.perf.memory import plan_memory
 from factory_sim.perf.replica import ReplicaShape
 from factory_sim.perf.stacks import load_stack, override_stack
 from factory_sim.sim.engine import FleetPlan, PoolPlan
+from factory_sim.sim.faults import FAULT_KINDS, FaultPlan, FaultRates, Injection
 from factory_sim.sim.replica import AGGREGATED, DECODE, PREFILL
 from factory_sim.sim.router import ROUTER_POLICIES
 from factory_sim.uncertainty import UncertaintySpec
@@ -92,6 +93,8 @@ class FleetSpec(BaseModel):
     stack_overrides: dict[str, Any] = Field(default_factory=dict)
     mtp: MtpSpec | None = Field(default=None, description="multi-token prediction for decode (DeepSeek's MTP)")
     router: str = "least_loaded"
+    fault_domain_policy: Literal["drain", "degraded"] | None = Field(
+        default=None, description="overrides faults.domain_policy for this fleet")
     prefill: PoolSpec | list[PoolSpec] | None = None
     decode: PoolSpec | list[PoolSpec] | None = None
     aggregated: PoolSpec | list[PoolSpec] | None = None
@@ -189,6 +192,44 @@ class MeasurementSpec(BaseModel):
         return self
 
 
+class InjectionSpec(BaseModel):
+    """One failure at a chosen time, for a reproducible what-if."""
+
+    model_config = _STRICT
+    at_s: float = Field(ge=0)
+    hardware: str
+    kind: Literal["gpu", "node", "switch", "rack"]
+    unit: int = Field(default=0, ge=0, description="which unit of that kind, counted from 0 over the fleet")
+    repair_s: float | None = Field(default=None, ge=0, description="default: the kind's mean time to repair")
+
+
+class FaultSpec(BaseModel):
+    """Hardware failures during the run. Rates come from each hardware profile's
+    `reliability` section; `overrides` replaces them per hardware and kind."""
+
+    model_config = _STRICT
+    enabled: bool = True
+    random: bool = Field(default=True, description="draw failures from the rates (false: only `inject`)")
+    distribution: Literal["exponential", "weibull"] = "exponential"
+    weibull_shape: float = Field(default=1.0, gt=0, description="< 1: failures cluster early (infant mortality)")
+    rate_multiplier: float = Field(default=1.0, gt=0, description="failures this many times as often (stress test)")
+    domain_policy: Literal["drain", "degraded"] = "drain"
+    max_retries: int = Field(default=2, ge=0)
+    # estimate: a client or gateway notices the broken stream and re-sends after about a second
+    retry_after_s: float = Field(default=1.0, ge=0)
+    # estimate: re-forming a smaller expert-parallel group (weights of the lost ranks reloaded)
+    reconfigure_s: float = Field(default=60.0, ge=0)
+    # estimate: process start, CUDA graph capture and warm-up of a TensorRT-LLM or SGLang engine
+    engine_start_s: float = Field(default=120.0, ge=0)
+    # estimate: safetensors from local NVMe into HBM, per GPU in parallel
+    weight_load_gb_per_s: float = Field(default=2.0, gt=0)
+    restart_s: float | None = Field(default=None, ge=0, description="default: engine_start_s + weights/load speed")
+    stationary_start: bool = Field(default=True, description="start with units up or down as in the long run")
+    overrides: dict[str, dict[Literal["gpu", "node", "switch", "rack"], FaultRate | None]] = Field(
+        default_factory=dict)
+    inject: list[InjectionSpec] = Field(default_factory=list)
+
+
 class Experiment(BaseModel):
     model_config = _STRICT
     name: str = "experiment"
@@ -206,6 +247,7 @@ class Experiment(BaseModel):
     measurement: MeasurementSpec = MeasurementSpec()
     reference_fleet: str | None = Field(default=None, description="cost ratios are to this fleet; default: the first")
     uncertainty: UncertaintySpec = UncertaintySpec()
+    faults: FaultSpec | None = None
 
     @model_validator(mode="after")
     def _tiers_or_classes(self):
@@ -315,8 +357,68 @@ class Experiment(BaseModel):
     def validate_all(self) -> Experiment:
         """Resolve every name and fleet now, so errors surface before hours of simulation."""
         _ = self.model_spec, self.workload_spec
-        self.fleet_plans()
+        plans = self.fleet_plans()
+        for plan in plans:
+            self.fault_plan(plan)
+        if self.faults_on:
+            in_use = {p.shape.hardware.name for plan in plans for p in plan.pools}
+            for j, inj in enumerate(self.faults.inject):
+                name = _at(f"faults.inject[{j}].hardware", lambda n=inj.hardware: load_hardware(n)).name
+                if name not in in_use:
+                    raise ConfigError(f"faults.inject[{j}].hardware",
+                                      f"no fleet uses {name}; the fleets use {', '.join(sorted(in_use))}")
         return self
+
+    @property
+    def faults_on(self) -> bool:
+        return self.faults is not None and self.faults.enabled
+
+    def fault_plan(self, plan: FleetPlan) -> FaultPlan | None:
+        """The fault plan of one fleet, or None when faults are off (the fault-free engine)."""
+        if not self.faults_on:
+            return None
+        f = self.faults
+        fleet_spec = next(fs for fs in self.fleets if fs.name == plan.name)
+        hardware = {p.shape.hardware.name: p.shape.hardware for p in plan.pools}
+        for name in f.overrides:
+            _at(f"faults.overrides.{name}", lambda n=name: load_hardware(n))
+        rates = {}
+        for name, hw in hardware.items():
+            per_kind = {k: getattr(hw.reliability, k) for k in FAULT_KINDS}
+            per_kind.update(f.overrides.get(name, {}))
+            rates[name] = tuple(
+                FaultRates(kind, r.mtbf_hours * 3600.0 / f.rate_multiplier, r.mttr_hours * 3600.0, r.per_domain)
+                for kind, r in per_kind.items() if r is not None) if f.random else ()
+        switches = {name: (f.overrides.get(name, {}).get("switch") or hw.reliability.switch).per_domain
+                    for name, hw in hardware.items()
+                    if f.overrides.get(name, {}).get("switch") or hw.reliability.switch}
+        injections = []
+        for j, inj in enumerate(f.inject):
+            path = f"faults.inject[{j}]"
+            hw = _at(f"{path}.hardware", lambda n=inj.hardware: load_hardware(n))
+            if hw.name not in hardware:
+                continue  # an injection into another fleet's hardware
+            gpus = sum(p.gpus for p in plan.pools if p.shape.hardware.name == hw.name)
+            count = {"gpu": gpus, "node": -(-gpus // hw.gpus_per_node),
+                     "rack": -(-gpus // hw.gpus_per_scaleup_domain),
+                     "switch": -(-gpus // hw.gpus_per_scaleup_domain) * switches.get(hw.name, 1)}[inj.kind]
+            if inj.unit >= count:
+                raise ConfigError(f"{path}.unit", f"fleet '{plan.name}' has {count} {inj.kind} unit(s) of {hw.name} "
+                                  f"(numbered from 0); got {inj.unit}")
+            repair = inj.repair_s
+            if repair is None:
+                rate = getattr(hw.reliability, inj.kind)
+                repair = rate.mttr_hours * 3600.0 if rate else 0.0
+            injections.append(Injection(inj.at_s, hw.name, inj.kind, inj.unit, repair))
+        restart = tuple(
+            f.restart_s if f.restart_s is not None
+            else f.engine_start_s + plan_memory(p.shape).weight_bytes_per_gpu / (f.weight_load_gb_per_s * 1e9)
+            for p in plan.pools)
+        return FaultPlan(rates=rates, restart_s=restart, distribution=f.distribution, weibull_shape=f.weibull_shape,
+                         domain_policy=fleet_spec.fault_domain_policy or f.domain_policy,
+                         max_retries=f.max_retries, retry_after_s=f.retry_after_s,
+                         reconfigure_s=f.reconfigure_s, stationary_start=f.stationary_start,
+                         injections=tuple(injections), switches_per_domain=switches)
 
 
 def _default_attention_precision(precision: str) -> str:

@@ -34,6 +34,29 @@ class UsdPerGpuHour(BaseModel):
     rental_3yr: float = Field(gt=0)
 
 
+class FaultRate(BaseModel):
+    """Mean time between failures of one unit, and to bring its capacity back (repair or swap)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    mtbf_hours: float = Field(gt=0)
+    mttr_hours: float = Field(ge=0)
+    per_domain: int = Field(default=1, ge=1, description="units per scale-up domain (switches)")
+
+
+class Reliability(BaseModel):
+    """Fault rates per unit kind: a GPU, a node (HGX baseboard or NVL72 compute tray), an
+    NVLink switch (tray) of a scale-up domain, the rack (the whole domain). A kind left out
+    does not fail."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    gpu: FaultRate | None = None
+    node: FaultRate | None = None
+    switch: FaultRate | None = None
+    rack: FaultRate | None = None
+
+
 class HardwareProfile(BaseModel):
     """One GPU of a system kind plus the system facts (domain size, purchase unit)."""
 
@@ -57,6 +80,7 @@ class HardwareProfile(BaseModel):
     placeholder_price: bool = False
     capex_usd_per_gpu: float | None = Field(default=None, gt=0)
     default_stack: str = Field(min_length=1)
+    reliability: Reliability = Reliability()
 
     @field_validator("dense_tflops")
     @classmethod

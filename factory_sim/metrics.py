@@ -13,13 +13,15 @@ import numpy as np
 import pandas as pd
 
 from factory_sim.errors import ConfigError
-from factory_sim.trace import DONE, PENDING, REJECTED, TIMED_OUT, Trace
+from factory_sim.trace import DONE, FAILED, PENDING, REJECTED, TIMED_OUT, Trace
 
 SUMMARY_KEYS: tuple[str, ...] = (
     "requests",
     "done",
     "rejected",
     "timed_out",
+    "failed",
+    "retried",
     "unfinished",
     "window_s",
     "offered_req_per_s",
@@ -205,6 +207,7 @@ class _Scope:
     lat: dict[str, np.ndarray]
     meets: np.ndarray
     window_s: float
+    retries: np.ndarray
 
     @classmethod
     def build(cls, trace: Trace, slo: SloLike, warmup_s: float, cooldown_s: float) -> _Scope:
@@ -222,7 +225,8 @@ class _Scope:
             window_s = float(np.max(finish[done])) - start
         lat = _latencies(done, arrival[measured], trace.first_token_s[measured], finish, output_tokens)
         meets = _meets(lat, output_tokens, _measured(ttft_max, measured), _measured(tpot_max, measured))
-        return cls(measured, outcome, trace.input_tokens[measured], output_tokens, lat, meets, float(window_s))
+        return cls(measured, outcome, trace.input_tokens[measured], output_tokens, lat, meets, float(window_s),
+                   trace.retries[measured])
 
     def summary(self, sel: np.ndarray, gpus: int) -> dict[str, float]:
         """The summary of the measured requests selected by `sel` (a mask over them)."""
@@ -242,6 +246,8 @@ class _Scope:
             "done": float(np.count_nonzero(done)),
             "rejected": float(np.count_nonzero(sel & (outcome == REJECTED))),
             "timed_out": float(np.count_nonzero(sel & (outcome == TIMED_OUT))),
+            "failed": float(np.count_nonzero(sel & (outcome == FAILED))),
+            "retried": float(np.count_nonzero(sel & (self.retries > 0))),
             "unfinished": float(np.count_nonzero(sel & (outcome == PENDING))),
             "window_s": self.window_s,
             "offered_req_per_s": self._per_s(requests),

@@ -38,6 +38,18 @@ _TABLE = (
     ("cost_ratio_to_reference", "cost vs ref", lambda v: f"{v:.3f}x"),
 )
 
+# shown when the experiment has faults on
+_FAULT_TABLE = (
+    ("availability", "avail run", lambda v: f"{v:.2%}"),
+    ("availability_long_run", "avail long-run", lambda v: f"{v:.3%}"),
+    ("faults_in_run", "faults", lambda v: f"{v:.0f}"),
+    ("requests_retried", "retried in run", lambda v: f"{v:.0f}"),
+    ("requests_failed", "failed in run", lambda v: f"{v:.0f}"),
+    ("goodput_tokens_per_s_no_faults", "goodput no faults", lambda v: f"{v:,.0f}"),
+    ("goodput_lost_fraction", "goodput lost", lambda v: f"{v:.1%}"),
+    ("usd_per_m_goodput_tokens_no_faults", "$/M goodput no faults", lambda v: f"{v:.4f}"),
+)
+
 
 def _cell(value, fmt: Callable) -> str:
     if value is None or (isinstance(value, float) and (math.isnan(value) or math.isinf(value))):
@@ -47,8 +59,11 @@ def _cell(value, fmt: Callable) -> str:
 
 def format_table(summary: pd.DataFrame) -> str:
     """Aligned text table; rows a fleet cannot serve show '-' and their reason below."""
-    headers = [h for _, h, _ in _TABLE]
-    rows = [[_cell(r[c], f) for c, _, f in _TABLE] for _, r in summary.iterrows()]
+    table = _TABLE
+    if "availability" in summary and summary["availability"].notna().any():
+        table = _TABLE + _FAULT_TABLE
+    headers = [h for _, h, _ in table]
+    rows = [[_cell(r[c], f) for c, _, f in table] for _, r in summary.iterrows()]
     widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(headers)]
     left = {0, 1, 2}
 

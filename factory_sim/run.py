@@ -23,6 +23,8 @@ from factory_sim.parallel import map_jobs, worker_count
 from factory_sim.perf.estimate import capacity_req_per_s
 from factory_sim.perf.steptime import StepTimeModel, prefill_attention_pairs
 from factory_sim.sim.engine import FleetPlan, SimResult, simulate
+from factory_sim.sim.faults import long_run_availability
+from factory_sim.trace import FAILED
 from factory_sim.workload import ClosedLoopArrivals, generate_requests, mean_length
 
 SUMMARY_COLUMNS = (
@@ -53,6 +55,15 @@ SUMMARY_COLUMNS = (
     "requests_measured",
     "feasible",
     "note",
+    # with faults on: what they cost, against the same fleet and load without faults
+    "availability",
+    "availability_long_run",
+    "faults_in_run",
+    "requests_retried",
+    "requests_failed",
+    "goodput_tokens_per_s_no_faults",
+    "goodput_lost_fraction",
+    "usd_per_m_goodput_tokens_no_faults",
 )
 
 
@@ -95,7 +106,7 @@ def _closed_loop(exp: Experiment) -> bool:
 
 
 def simulate_point(exp: Experiment, plan: FleetPlan, load: float, *, cap_overload: bool = True,
-                   e2e_hint_s: float | None = None) -> Point:
+                   e2e_hint_s: float | None = None, faults: bool = True) -> Point:
     """Simulate `plan` at `load` (req/s open loop, clients closed loop) and summarize every tier.
 
     The run is long enough that its arrival span covers `min_span_latencies` median
@@ -108,14 +119,14 @@ def simulate_point(exp: Experiment, plan: FleetPlan, load: float, *, cap_overloa
     n = exp.workload_spec.requests
     if e2e_hint_s and not _closed_loop(exp):
         n = max(n, min(m.max_requests, int(math.ceil(load * m.min_span_latencies * e2e_hint_s * 1.1))))
-    point = _simulate_once(exp, plan, load, n, cap_overload)
+    point = _simulate_once(exp, plan, load, n, cap_overload, faults)
     if point.e2e_p50_s > 0 and n < m.max_requests:
         span = _arrival_span(point.sim.trace)
         needed = m.min_span_latencies * point.e2e_p50_s
         if span < needed:
             n_more = min(m.max_requests, int(math.ceil(n * needed / max(span, 1e-9) * 1.1)))
             if n_more > n:
-                point = _simulate_once(exp, plan, load, n_more, cap_overload)
+                point = _simulate_once(exp, plan, load, n_more, cap_overload, faults)
     return point
 
 
@@ -124,7 +135,8 @@ def _arrival_span(trace) -> float:
     return float(arrivals.max() - arrivals.min()) if arrivals.size else 0.0
 
 
-def _simulate_once(exp: Experiment, plan: FleetPlan, load: float, n: int, cap_overload: bool) -> Point:
+def _simulate_once(exp: Experiment, plan: FleetPlan, load: float, n: int, cap_overload: bool,
+                   faults: bool = True) -> Point:
     spec = exp.workload_spec
     rng = np.random.default_rng(exp.seed)
     classes = {}
@@ -132,6 +144,8 @@ def _simulate_once(exp: Experiment, plan: FleetPlan, load: float, n: int, cap_ov
         draw = np.random.default_rng([exp.seed, 7]).choice(len(exp.traffic_classes), size=n, p=exp.class_shares())
         classes = {"slo_class": draw, "latency_critical": exp.latency_critical_classes(),
                    "slo_class_names": [c.name for c in exp.traffic_classes]}
+    if faults and exp.faults_on:
+        classes["faults"] = exp.fault_plan(plan)
     if _closed_loop(exp):
         batch = generate_requests(spec, rng, n=n)
         sim = simulate(plan, batch.input_tokens, batch.output_tokens, concurrency=int(load),
@@ -291,7 +305,32 @@ def _row(exp: Experiment, plan: FleetPlan, tier, point: Point | None, note: str)
         tokens_per_s_per_mw=tokens_per_s_per_mw(s["output_tokens_per_s"], kw),
         requests_measured=s["requests"],
     )
+    if exp.faults_on:
+        row.update(_fault_columns(exp, plan, tier, point, usd_h))
     return row
+
+
+def _fault_columns(exp: Experiment, plan: FleetPlan, tier, point: Point, usd_h: float) -> dict:
+    """Availability and what the faults cost, against the same fleet at the same load without them."""
+    fault_plan = exp.fault_plan(plan)
+    twin = _simulate_once(exp, plan, point.load, len(point.sim.trace), cap_overload=exp.load.mode != "fixed",
+                          faults=False)
+    s, s0 = point.summaries[tier.name], twin.summaries[tier.name]
+    pools = list(zip(plan.pools, fault_plan.restart_s, strict=True))
+    hardware = {p.shape.hardware.name: p.shape.hardware for p in plan.pools}
+    good, good0 = s["goodput_tokens_per_s"], s0["goodput_tokens_per_s"]
+    return {
+        "availability": point.sim.availability,
+        "availability_long_run": (long_run_availability(fault_plan, pools, hardware)
+                                  if fault_plan.draws_random_faults() else float("nan")),
+        "faults_in_run": len(point.sim.faults.events),
+        # over the whole run, like the faults: a failure before the measured window still costs retries
+        "requests_retried": int(np.count_nonzero(point.sim.trace.retries)),
+        "requests_failed": int(np.count_nonzero(point.sim.trace.outcome == FAILED)),
+        "goodput_tokens_per_s_no_faults": good0,
+        "goodput_lost_fraction": 1.0 - good / good0 if good0 > 0 else float("nan"),
+        "usd_per_m_goodput_tokens_no_faults": usd_per_million_tokens(usd_h, good0),
+    }
 
 
 def _per_class_note(exp: Experiment, point: Point) -> str:

@@ -17,18 +17,23 @@ PENDING = -1  # never finished: still in flight when the simulation ended
 DONE = 0
 REJECTED = 1
 TIMED_OUT = 2
-OUTCOME_NAMES = {PENDING: "pending", DONE: "done", REJECTED: "rejected", TIMED_OUT: "timed_out"}
+FAILED = 3  # lost to hardware faults more often than the retries allow
+OUTCOME_NAMES = {PENDING: "pending", DONE: "done", REJECTED: "rejected", TIMED_OUT: "timed_out", FAILED: "failed"}
 
 # Why a request was refused (int8 column `reason`); 0 = no reason (not refused).
 REASON_NONE = 0
 REASON_TOO_LONG_FOR_KV = 1  # input + output tokens exceed one replica's KV capacity
 REASON_QUEUE_FULL = 2
 REASON_TIMEOUT = 3
+REASON_RETRIES_EXHAUSTED = 4  # its replica failed and it was already retried max_retries times
+REASON_NO_REPLICA_UP = 5  # every replica that could serve it was down or draining
 REASON_NAMES = {
     REASON_NONE: "",
     REASON_TOO_LONG_FOR_KV: "context exceeds replica KV capacity",
     REASON_QUEUE_FULL: "queue full",
     REASON_TIMEOUT: "timed out in queue",
+    REASON_RETRIES_EXHAUSTED: "replica failed, retries exhausted",
+    REASON_NO_REPLICA_UP: "no replica up",
 }
 
 _FLOAT_COLUMNS = (
@@ -41,7 +46,7 @@ _FLOAT_COLUMNS = (
     "kv_transfer_s",
 )
 _INT_COLUMNS = ("input_tokens", "output_tokens")
-_SMALL_INT_COLUMNS = ("slo_class", "prefill_replica", "decode_replica", "pool", "hardware")
+_SMALL_INT_COLUMNS = ("slo_class", "prefill_replica", "decode_replica", "pool", "hardware", "retries")
 
 
 @dataclass
@@ -66,6 +71,7 @@ class Trace:
     decode_replica: np.ndarray
     pool: np.ndarray
     hardware: np.ndarray
+    retries: np.ndarray
     outcome: np.ndarray
     reason: np.ndarray
     pool_names: list[str] = field(default_factory=list)
@@ -78,6 +84,7 @@ class Trace:
         ints = {name: np.zeros(n, dtype=np.int64) for name in _INT_COLUMNS}
         small = {name: np.full(n, -1, dtype=np.int32) for name in _SMALL_INT_COLUMNS}
         small["slo_class"][:] = 0
+        small["retries"][:] = 0
         return cls(
             **floats,
             **ints,
@@ -102,6 +109,7 @@ class Trace:
         df["hardware"] = _names(self.hardware, self.hardware_names)
         df["prefill_replica"] = self.prefill_replica
         df["decode_replica"] = self.decode_replica
+        df["retries"] = self.retries
         df["outcome"] = pd.Categorical.from_codes(
             self.outcome.astype(np.int64) + 1, [OUTCOME_NAMES[k] for k in sorted(OUTCOME_NAMES)]
         )

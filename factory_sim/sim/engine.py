@@ -16,12 +16,16 @@ from factory_sim.hardware import HardwareProfile
 from factory_sim.perf.memory import MemoryPlan, plan_memory, replica_kv_bytes
 from factory_sim.perf.replica import ReplicaShape
 from factory_sim.perf.steptime import StepTimeModel
+from factory_sim.sim.faults import FaultInjector, FaultLog, FaultPlan
 from factory_sim.sim.replica import AGGREGATED, DECODE, PREFILL, Replica
 from factory_sim.sim.router import Router
 from factory_sim.sim.transfer import kv_link
 from factory_sim.trace import (
     DONE,
+    FAILED,
+    REASON_NO_REPLICA_UP,
     REASON_QUEUE_FULL,
+    REASON_RETRIES_EXHAUSTED,
     REASON_TIMEOUT,
     REASON_TOO_LONG_FOR_KV,
     REJECTED,
@@ -83,6 +87,44 @@ class SimResult:
     steps: int
     sim_end_s: float
     replicas_per_pool: list[int] = field(default_factory=list)
+    faults: FaultLog | None = None  # what the faults did, when a fault plan was given
+
+    @property
+    def availability(self) -> float:
+        """Share of the fleet's GPU-seconds in service over the run (1.0 without faults)."""
+        if self.faults is None or self.sim_end_s <= 0:
+            return 1.0
+        return 1.0 - sum(self.faults.lost_gpu_s) / (self.fleet.gpus * self.sim_end_s)
+
+
+def place_replicas(fleet: FleetPlan) -> list[int]:
+    """First GPU of each replica (in pool order), numbered per hardware kind.
+
+    Replicas are packed into scale-up domains largest first, each into the first domain
+    with room, as an operator lays out a rack: a 48-GPU decode instance and six 4-GPU
+    prefill instances share one NVL72 instead of a replica straddling two racks. A replica
+    larger than a domain takes whole domains of its own.
+    """
+    sizes = [(p.shape.hardware, p.shape.gpus) for p in fleet.pools for _ in range(p.replicas)]
+    first = [0] * len(sizes)
+    used: dict[str, list[int]] = {}  # per hardware: GPUs taken in each domain so far
+    for i in sorted(range(len(sizes)), key=lambda i: -sizes[i][1]):
+        hw, gpus = sizes[i]
+        size = hw.gpus_per_scaleup_domain
+        domains = used.setdefault(hw.name, [])
+        if gpus <= size:
+            d = next((d for d, taken in enumerate(domains) if size - taken >= gpus), None)
+            if d is None:
+                d = len(domains)
+                domains.append(0)
+            first[i] = d * size + domains[d]
+            domains[d] += gpus
+        else:
+            d = len(domains)
+            whole = -(-gpus // size)
+            domains.extend([size] * whole)
+            first[i] = d * size
+    return first
 
 
 def _events_scheduled(env: simpy.Environment) -> int:
@@ -96,7 +138,7 @@ def _events_scheduled(env: simpy.Environment) -> int:
 
 class _Engine:
     def __init__(self, fleet: FleetPlan, trace: Trace, seed: int, macro_steps: bool, closed_loop: int | None,
-                 think_time_s: float):
+                 think_time_s: float, faults: FaultPlan | None = None):
         self.env = simpy.Environment()
         self.fleet = fleet
         self.trace = trace
@@ -116,7 +158,7 @@ class _Engine:
         self._candidates: dict[tuple, list[Replica]] = {}
         # the replicas read requests' numbers one at a time: from lists, which index ~10x faster than arrays
         input_tokens, output_tokens = trace.input_tokens.tolist(), trace.output_tokens.tolist()
-        gpu_offset: dict[str, int] = {}
+        self.first_gpu = place_replicas(fleet)
         for pool_index, pool in enumerate(fleet.pools):
             memory: MemoryPlan = plan_memory(pool.shape)
             step_model = StepTimeModel(pool.shape)
@@ -127,8 +169,7 @@ class _Engine:
             kv_need_list = kv_need.tolist()
             hw = pool.shape.hardware
             for _ in range(pool.replicas):
-                first = gpu_offset.get(hw.name, 0)
-                gpu_offset[hw.name] = first + pool.shape.gpus
+                first = self.first_gpu[len(self.replicas)]
                 domain = hw.gpus_per_scaleup_domain
                 domains = frozenset(range(first // domain, (first + pool.shape.gpus - 1) // domain + 1))
                 rep = Replica(
@@ -166,6 +207,23 @@ class _Engine:
             for i, p in enumerate(fleet.pools) if p.role == PREFILL
         }
         self._link_cache: dict[tuple[int, int], tuple[float, float]] = {}
+        self.faults: FaultInjector | None = None
+        self._service_cache: dict[int, tuple[list[Replica], int, list[Replica]]] = {}
+        self.all_done: simpy.Event | None = None
+        self._terminal = 0
+        if faults is not None:
+            self._setup_faults(faults, seed)
+
+    def _setup_faults(self, plan: FaultPlan, seed: int) -> None:
+        ranges = [(rep.shape.hardware.name, first, first + rep.shape.gpus)
+                  for rep, first in zip(self.replicas, self.first_gpu, strict=True)]
+        hardware = {p.shape.hardware.name: p.shape.hardware for p in self.fleet.pools}
+        self.faults = FaultInjector(self.env, plan, self.replicas, ranges, hardware, self._lost, seed)
+        self._max_retries = plan.max_retries
+        self._retry_after_s = plan.retry_after_s
+        # with faults the clock never runs dry (units keep failing): stop when every request is settled
+        self.all_done = self.env.event()
+        self.faults.start()
 
     def _fitting(self, role: str, rid: int) -> list[Replica]:
         """Replicas of `role` whose KV cache can ever hold request `rid` (cached per pool set)."""
@@ -177,16 +235,37 @@ class _Engine:
             cands = self._candidates[key] = [r for i in key[1:] for r in self._pool_replicas[i]]
         return cands
 
+    def _in_service(self, replicas: list[Replica]) -> list[Replica]:
+        """The replicas that take work now; the same list object until one enters or leaves
+        service, so the router's per-list caches keep working."""
+        if self.faults is None or not self.faults.out_of_service:
+            return replicas
+        entry = self._service_cache.get(id(replicas))
+        if entry is None or entry[0] is not replicas or entry[1] != self.faults.version:
+            entry = self._service_cache[id(replicas)] = (
+                replicas, self.faults.version, [r for r in replicas if r.accepting])
+        return entry[2]
+
     # -- request life cycle ---------------------------------------------------------------
     def arrive(self, rid: int) -> None:
+        self.trace.arrival_s[rid] = self.env.now
+        self._dispatch(rid)
+
+    def _dispatch(self, rid: int) -> None:
+        """Route a request (a new one, or a retry) to an entry replica."""
         tr = self.trace
-        tr.arrival_s[rid] = self.env.now
         fits = self._fitting(self.entry_role, rid)
         if self._disaggregated and fits and not self._fitting(DECODE, rid):
             fits = []  # the decode side must be able to hold the whole context too
         if not fits:
             tr.outcome[rid] = REJECTED
             tr.reason[rid] = REASON_TOO_LONG_FOR_KV
+            self._notify_done(rid)
+            return
+        fits = self._in_service(fits)
+        if not fits:
+            tr.outcome[rid] = REJECTED
+            tr.reason[rid] = REASON_NO_REPLICA_UP
             self._notify_done(rid)
             return
         critical = self.critical[rid] if self.critical is not None else False
@@ -212,7 +291,11 @@ class _Engine:
             self._finish(prefill, rid)
             return
         critical = self.critical[rid] if self.critical is not None else False
-        dec = self.router.choose(self._fitting(DECODE, rid), group=1, critical=critical)
+        decoders = self._in_service(self._fitting(DECODE, rid))
+        if not decoders:  # no decode replica can take the KV: the prompt's work is lost
+            self._lost([rid])
+            return
+        dec = self.router.choose(decoders, group=1, critical=critical)
         link = self._link_cache.get((prefill.index, dec.index))
         if link is None:
             link = self._link_cache[(prefill.index, dec.index)] = kv_link(prefill, dec)
@@ -220,7 +303,29 @@ class _Engine:
         dt = float(self._kv_copy_bytes[prefill.pool_index][rid]) / bytes_per_s + latency_s
         tr.kv_transfer_s[rid] = dt
         arrived = self.env.timeout(dt)
-        arrived.callbacks.append(lambda _ev: dec.submit(rid))
+        arrived.callbacks.append(lambda _ev: self._kv_arrived(dec, rid))
+
+    def _kv_arrived(self, dec: Replica, rid: int) -> None:
+        if dec.accepting or dec.draining:
+            dec.submit(rid)
+        else:  # the decode replica failed while the KV was on its way
+            self._lost([rid])
+
+    def _lost(self, rids: list[int]) -> None:
+        """Requests a replica failure lost: sent again after retry_after_s, up to max_retries times."""
+        tr = self.trace
+        for rid in rids:
+            tr.retries[rid] += 1
+            if tr.retries[rid] > self._max_retries:
+                tr.outcome[rid] = FAILED
+                tr.reason[rid] = REASON_RETRIES_EXHAUSTED
+                self._notify_done(rid)
+                continue
+            for column in (tr.prefill_start_s, tr.prefill_end_s, tr.first_token_s, tr.decode_start_s,
+                           tr.kv_transfer_s):
+                column[rid] = np.nan
+            tr.decode_replica[rid] = -1
+            self.env.timeout(self._retry_after_s).callbacks.append(lambda _ev, r=rid: self._dispatch(r))
 
     def _finish(self, rep: Replica, rid: int) -> None:
         """`rep` produced the request's last token."""
@@ -234,6 +339,10 @@ class _Engine:
         ev = self._done_events.pop(rid, None)
         if ev is not None:
             ev.succeed()
+        if self.all_done is not None:
+            self._terminal += 1
+            if self._terminal == len(self.trace) and not self.all_done.triggered:
+                self.all_done.succeed()
 
     # -- where requests come from ------------------------------------------------------------
     def open_loop(self, arrival_s: np.ndarray) -> None:
@@ -286,12 +395,14 @@ def simulate(
     slo_class: np.ndarray | None = None,
     latency_critical: np.ndarray | None = None,
     slo_class_names: list[str] | None = None,
+    faults: FaultPlan | None = None,
 ) -> SimResult:
     """Run the fleet on one batch of requests; open loop (arrival_s) or closed loop (concurrency).
 
     `until_s` stops the clock early (requests still in flight stay `pending` in the trace).
     `slo_class` gives each request's traffic class and `latency_critical` says, per class,
-    which ones an SLO-aware router sends to the fastest replicas.
+    which ones an SLO-aware router sends to the fastest replicas. `faults` makes hardware
+    fail and get repaired during the run (sim/faults.py); without it nothing fails.
     """
     n = len(input_tokens)
     trace = Trace.allocate(n)
@@ -300,7 +411,7 @@ def simulate(
     if slo_class is not None:
         trace.slo_class[:] = slo_class
         trace.slo_class_names = list(slo_class_names or [str(i) for i in range(int(np.max(slo_class)) + 1)])
-    eng = _Engine(fleet, trace, seed, macro_steps, concurrency, think_time_s)
+    eng = _Engine(fleet, trace, seed, macro_steps, concurrency, think_time_s, faults)
     if latency_critical is not None:
         eng.critical = np.asarray(latency_critical, dtype=bool)[trace.slo_class].tolist()
     if arrival_s is not None:
@@ -311,7 +422,17 @@ def simulate(
         eng.closed_loop_clients(n, concurrency)
     else:
         raise ValueError("give arrival_s (open loop) or concurrency (closed loop)")
-    eng.env.run(until=until_s)
+    if eng.all_done is None:
+        eng.env.run(until=until_s)
+    else:
+        if until_s is not None:
+            eng.env.timeout(until_s).callbacks.append(
+                lambda _ev: None if eng.all_done.triggered else eng.all_done.succeed())
+        if n and not eng.all_done.triggered:
+            try:
+                eng.env.run(until=eng.all_done)
+            except RuntimeError:  # nothing left to happen: only injected faults, and they are over
+                pass
     return SimResult(
         trace=trace,
         fleet=fleet,
@@ -319,4 +440,5 @@ def simulate(
         steps=sum(r.steps for r in eng.replicas),
         sim_end_s=float(eng.env.now),
         replicas_per_pool=[p.replicas for p in fleet.pools],
+        faults=eng.faults.close() if eng.faults is not None else None,
     )

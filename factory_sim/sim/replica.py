@@ -121,7 +121,15 @@ class Replica:
         self._decoding: tuple[int, float] | None = None  # (steps, end time) of the decode steps in flight
         self._plan: tuple[float, Sequence[float], int] | None = None  # (start, elapsed after each step, steps)
         self._plan_event: simpy.Event | None = None
+        self._step_event: simpy.Event | None = None  # the pending end of a step; a failure voids it
         self.steps = 0  # forward passes run (for statistics)
+        # Faults (sim/faults.py): a replica that is not `accepting` gets no new work from the
+        # router; one that is draining finishes what it holds first. `slowdown` stretches every
+        # step of a replica running degraded on fewer GPUs.
+        self.accepting = True
+        self.draining = False
+        self.slowdown = 1.0
+        self._nominal_kv_capacity_bytes = self.kv_capacity_bytes
 
     # -- what the router and engine call --------------------------------------------------
     def kv_need_bytes(self, rid: int) -> float:
@@ -143,7 +151,8 @@ class Replica:
             if self._head_fits():
                 # start at this instant, but after every request submitted at it has queued
                 self._idle = False
-                self.env.timeout(0.0).callbacks.append(self._boundary)
+                self._step_event = self.env.timeout(0.0)
+                self._step_event.callbacks.append(self._boundary)
         elif self._plan_event is not None and self._head_fits():
             self._cut_plan()
 
@@ -153,8 +162,10 @@ class Replica:
             return False
         return self.kv_reserved_bytes + self._kv_need[self.queue[0]] <= self.kv_capacity_bytes
 
-    def _boundary(self, _event: simpy.Event | None = None) -> None:
+    def _boundary(self, event: simpy.Event | None = None) -> None:
         """A step boundary: admit what fits, then start the next step, or go idle."""
+        if event is not None and event is not self._step_event:
+            return  # scheduled before a failure wiped the replica
         self._admit()
         if self._prefilling:
             self._start_mixed_step()
@@ -162,6 +173,8 @@ class Replica:
             self._start_decode_steps()
         else:
             self._idle = True
+            if self.draining and not self.queue:
+                self._drained()
 
     def _expire(self) -> None:
         """Drop queued requests whose admission deadline has passed (checked whenever the queue is read)."""
@@ -245,10 +258,15 @@ class Replica:
                 tr.prefill_start_s[rid] = start
         dt = self.step_model.batch_s(float(p_tokens), pairs, float(len(chunks)), float(n_dec),
                                      self._decode_ctx_sum() if n_dec else 0.0)
+        if self.slowdown != 1.0:
+            dt *= self.slowdown
         self._mixed = (start, dt, chunks, n_dec, p_tokens)
-        self.env.timeout(dt).callbacks.append(self._end_mixed_step)
+        self._step_event = self.env.timeout(dt)
+        self._step_event.callbacks.append(self._end_mixed_step)
 
-    def _end_mixed_step(self, _event: simpy.Event) -> None:
+    def _end_mixed_step(self, event: simpy.Event) -> None:
+        if event is not self._step_event:
+            return
         start, dt, chunks, n_dec, p_tokens = self._mixed
         tr = self.trace
         end = start + dt
@@ -280,6 +298,8 @@ class Replica:
         if horizon > 1 and self._head_fits():
             horizon = 1  # an admissible request is already waiting: stop after this step
         elapsed = self.step_model.decode_elapsed_s(len(self._ctx_base), self._decode_ctx_sums(horizon))
+        if self.slowdown != 1.0:
+            elapsed = [e * self.slowdown for e in elapsed]
         if horizon > 1:
             self._plan = (start, elapsed, horizon)
             self._decoding = (horizon, start + float(elapsed[-1]))
@@ -288,7 +308,8 @@ class Replica:
         else:
             end = start + float(elapsed[0])
             self._decoding = (1, end)
-            self.env.timeout(end - start).callbacks.append(self._end_decode_steps)
+            self._step_event = self.env.timeout(end - start)
+            self._step_event.callbacks.append(self._end_decode_steps)
 
     def _end_plan(self, event: simpy.Event) -> None:
         if event is self._plan_event:  # else the plan was cut and this is its stale end
@@ -303,9 +324,12 @@ class Replica:
         steps = min(bisect_left(elapsed, now - start) + 1, horizon)
         end = start + float(elapsed[steps - 1])
         self._decoding = (steps, end)
-        self.env.timeout(end - now if end > now else 0.0).callbacks.append(self._end_decode_steps)
+        self._step_event = self.env.timeout(end - now if end > now else 0.0)
+        self._step_event.callbacks.append(self._end_decode_steps)
 
-    def _end_decode_steps(self, _event: simpy.Event | None = None) -> None:
+    def _end_decode_steps(self, event: simpy.Event | None = None) -> None:
+        if event is not None and event is not self._step_event:
+            return
         steps, end = self._decoding
         self.steps += steps
         self.outstanding_tokens -= len(self._ctx_base) * steps
@@ -324,3 +348,59 @@ class Replica:
             finished.append(rid)
         for rid in finished:
             self._finish(rid, t)
+
+    # -- faults (driven by sim/faults.py) ---------------------------------------------------
+    def fail(self) -> list[int]:
+        """The replica's GPUs are gone: every request it holds is lost, and so is its KV cache.
+
+        Returns the lost requests (queued, prefilling, decoding) in that order, so the engine
+        can retry them. Pending step ends are voided; the replica stays out of routing until
+        `restore` is called.
+        """
+        lost = list(self.queue) + list(self._prefilling) + list(self._ctx_base)
+        self.queue.clear()
+        self._deadlines.clear()
+        self._prefilling.clear()
+        self._finishing.clear()
+        self._ctx_base.clear()
+        self._kv_of.clear()
+        self._ctx_total = 0
+        self.kv_reserved_bytes = 0.0
+        self.outstanding_tokens = 0
+        self._idle = True
+        self._mixed = self._decoding = self._plan = None
+        self._plan_event = self._step_event = None
+        self.accepting = False
+        self.draining = False
+        return lost
+
+    def restore(self, capacity_fraction: float = 1.0) -> None:
+        """Back in service (empty), at `capacity_fraction` of its GPUs when running degraded."""
+        self.set_capacity(capacity_fraction)
+        self.accepting = True
+        self.draining = False
+
+    def set_capacity(self, fraction: float) -> None:
+        """Run on `fraction` of the GPUs: steps take 1/fraction as long, the KV cache shrinks alike."""
+        self.slowdown = 1.0 / fraction
+        self.kv_capacity_bytes = self._nominal_kv_capacity_bytes * fraction
+
+    def drain(self, on_drained: Callable[[Replica], None]) -> None:
+        """Take no new work, finish what is held, then call `on_drained` (at once if idle)."""
+        self.accepting = False
+        self.draining = True
+        self._on_drained = on_drained
+        if self._idle and not self.queue:
+            self._drained()
+
+    def cancel_drain(self) -> None:
+        self.draining = False
+        self.accepting = True
+
+    def _drained(self) -> None:
+        self.draining = False
+        self._on_drained(self)
+
+    @property
+    def holds_work(self) -> bool:
+        return bool(self.queue or self._prefilling or self._ctx_base)
