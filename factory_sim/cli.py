@@ -83,29 +83,88 @@ def _run_uncertainty(path: Path, exp, samples: int, overrides: dict, args):
 
 def _cmd_validate(args) -> int:
     from factory_sim.report import atomic_write
-    from factory_sim.validate import format_report, load_points, plot_predicted_vs_published, validate_points
+    from factory_sim.validate import (
+        format_report,
+        format_throughput_report,
+        load_reference,
+        plot_predicted_vs_published,
+        throughput_rows,
+        validate_points,
+        validate_throughput,
+    )
 
-    points = load_points(args.scenarios)
-    for column, wanted in (("system", args.system), ("model", args.model), ("backend", args.backend)):
-        if wanted:
-            points = points[points[column].isin(wanted)]
-    if args.limit is not None:
-        points = points.head(args.limit)
-    if points.empty:
-        raise ConfigError("--system/--model/--backend", "no measured rows match these filters")
+    reference = load_reference(args.scenarios)
+    out = Path(args.out) if args.out else None
+    if out is not None and out.exists() and not out.is_dir():
+        raise ConfigError("--out", f"{out} exists and is not a folder; name a folder for the results")
+    matched = 0
+    points = reference.get("points")
+    if points is not None:
+        for column, wanted in (("system", args.system), ("model", args.model), ("backend", args.backend)):
+            if wanted:
+                points = points[points[column].isin(wanted)]
+        if args.limit is not None:
+            points = points.head(args.limit)
+        matched += len(points)
+    calibration = reference.get("calibration")
+    if calibration is not None:
+        calibration = throughput_rows(calibration)
+        for column, wanted in (("system", args.system), ("model", args.model)):
+            if wanted:
+                calibration = calibration[calibration[column].isin(wanted)]
+        if args.backend and "points" in reference:
+            calibration = calibration.head(0)  # --backend selects measured points only
+        if args.limit is not None:
+            calibration = calibration.head(args.limit)
+        matched += len(calibration)
+    if not matched:
+        raise ConfigError("--system/--model/--backend", "no rows match these filters")
+    if calibration is not None and len(calibration):
+        started = time.perf_counter()
+        thr = validate_throughput(calibration, jobs=args.jobs)
+        print(format_throughput_report(thr))
+        print(f"\n{len(calibration)} throughput rows in {time.perf_counter() - started:.1f} s\n")
+        if out is not None:
+            atomic_write(out / "throughput_validation.csv", lambda p: thr.to_csv(p, index=False))
+            print(f"wrote {out / 'throughput_validation.csv'}")
+    if points is not None and len(points):
+        started = time.perf_counter()
+        results = validate_points(points, jobs=args.jobs)
+        print(format_report(results))
+        print(f"\n{len(points)} measured rows in {time.perf_counter() - started:.1f} s")
+        if out is not None:
+            columns = ["id", "quantity", "predicted", "published", "rel_error", "config", "system", "model",
+                       "backend", "mode", "isl", "osl", "concurrency", "skipped"]
+            atomic_write(out / "validation.csv", lambda p: results[columns].to_csv(p, index=False))
+            atomic_write(out / "validation.png", lambda p: plot_predicted_vs_published(results, p))
+            print(f"wrote {out / 'validation.csv'}, {out / 'validation.png'}")
+    return 0
+
+
+def _cmd_calibrate(args) -> int:
+    from factory_sim.calibrate import calibrate, format_calibration, write_profiles
+    from factory_sim.run import stderr_progress
+    from factory_sim.validate import load_reference
+
+    calibration, points = [], []
+    for source in args.rows or [None]:
+        ref = load_reference(source)
+        if "calibration" in ref:
+            calibration.append(ref["calibration"])
+        if "points" in ref:
+            points.append(ref["points"])
     started = time.perf_counter()
-    results = validate_points(points, jobs=args.jobs)
-    print(format_report(results))
-    print(f"\n{len(points)} measured rows in {time.perf_counter() - started:.1f} s")
-    if args.out:
-        out = Path(args.out)
-        if out.exists() and not out.is_dir():
-            raise ConfigError("--out", f"{out} exists and is not a folder; name a folder for the results")
-        columns = ["id", "quantity", "predicted", "published", "rel_error", "config", "system", "model", "backend",
-                   "mode", "isl", "osl", "concurrency", "skipped"]
-        atomic_write(out / "validation.csv", lambda p: results[columns].to_csv(p, index=False))
-        atomic_write(out / "validation.png", lambda p: plot_predicted_vs_published(results, p))
-        print(f"wrote {out / 'validation.csv'}, {out / 'validation.png'}")
+    fits, skipped = calibrate(pd.concat(calibration, ignore_index=True) if calibration else None,
+                              pd.concat(points, ignore_index=True) if points else None,
+                              points_sample=args.points, profiles=args.profile, rounds=args.rounds,
+                              jobs=args.jobs, loo=not args.no_loo, progress=None if args.quiet else stderr_progress)
+    if not fits:
+        raise ConfigError("ROWS", "no stack profile has enough rows to fit "
+                                  "(give calibration rows or measured points, or another --profile)")
+    print(format_calibration(fits, skipped))
+    print(f"\ncalibrated {len(fits)} profiles in {time.perf_counter() - started:.1f} s")
+    for path in write_profiles(fits, Path(args.out)):
+        print(f"wrote {path}")
     return 0
 
 
@@ -295,18 +354,44 @@ def build_parser() -> argparse.ArgumentParser:
     lst.set_defaults(func=_cmd_list)
 
     val = sub.add_parser(
-        "validate", help="predict measured deployments and report the error",
-        description="Simulate each measured operating point (exact deployment, closed-loop clients, fixed "
-                    "lengths) and report predicted vs published mean TTFT and TPOT.")
-    val.add_argument("scenarios", nargs="?", metavar="SCENARIOS.csv",
-                     help="measured points CSV (default: the built-in copy of the published measurements)")
-    val.add_argument("--out", metavar="DIR", help="write validation.csv and a predicted-vs-published plot here")
+        "validate", help="predict measured deployments and published results; report the error",
+        description="Without a file: score the built-in measured operating points (exact deployment, closed-loop "
+                    "clients all starting at t=0, fixed lengths; mean TTFT and TPOT) and the throughput rows of "
+                    "the built-in calibration.csv (MLPerf Offline/Server/Interactive and tokens/s/GPU at an "
+                    "interactivity, with a bounded search of the serving configuration). A given file is "
+                    "recognised by its header.")
+    val.add_argument("scenarios", nargs="?", metavar="FILE.csv",
+                     help="measured points or calibration CSV (default: both built-in files)")
+    val.add_argument("--out", metavar="DIR", help="write validation.csv, throughput_validation.csv and a "
+                                                  "predicted-vs-published plot here")
     val.add_argument("--system", action="append", help="only rows of this system (repeatable)")
     val.add_argument("--model", action="append", help="only rows of this model (repeatable)")
-    val.add_argument("--backend", action="append", help="only rows of this backend (repeatable)")
-    val.add_argument("--limit", type=int, metavar="N", help="only the first N rows (after filters)")
+    val.add_argument("--backend", action="append", help="only measured rows of this backend (repeatable)")
+    val.add_argument("--limit", type=int, metavar="N", help="only the first N rows of each file (after filters)")
     _add_jobs(val)
     val.set_defaults(func=_cmd_validate)
+
+    cal = sub.add_parser(
+        "calibrate", help="fit software-stack constants to published results and write the profiles",
+        description="Fit a few constants per stack profile (GEMM efficiency scale, HBM and attention efficiency, "
+                    "per-step overhead, EP load imbalance) by bounded least squares on log relative error, with "
+                    "a prior toward the measured microbenchmarks, to the Offline rows of calibration files and a "
+                    "stratified sample of measured points. Reports in-sample and leave-one-(system, model)-group-"
+                    "out error and writes each profile's YAML with `fitted_to`.")
+    cal.add_argument("rows", nargs="*", metavar="ROWS.csv",
+                     help="calibration and/or measured-points CSVs (default: both built-in files)")
+    cal.add_argument("--out", metavar="FILE_OR_DIR", default="calibrated_stacks",
+                     help="folder for one YAML per profile, or a .yaml file when one profile is fitted "
+                          "(default: calibrated_stacks/)")
+    cal.add_argument("--profile", action="append", metavar="NAME", help="fit only this stack profile (repeatable)")
+    cal.add_argument("--points", type=int, default=100, metavar="N",
+                     help="measured points to fit to, a stratified sample (default 100; 0: all)")
+    cal.add_argument("--rounds", type=int, default=3, metavar="N",
+                     help="Gauss-Newton rounds, each simulating every row once per parameter (default 3)")
+    cal.add_argument("--no-loo", action="store_true", help="skip the leave-one-group-out error")
+    cal.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+    _add_jobs(cal)
+    cal.set_defaults(func=_cmd_calibrate)
 
     swp = sub.add_parser(
         "sweep", help="run an experiment over a grid/zip of field values",
@@ -379,8 +464,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--limit must be >= 1")
     if getattr(args, "samples", None) is not None and args.samples < 0:
         parser.error("--samples must be >= 0")
-    if getattr(args, "points", None) is not None and args.points < 2:
-        parser.error("--points must be >= 2")
+    if getattr(args, "points", None) is not None and args.points < (0 if args.command == "calibrate" else 2):
+        parser.error("--points must be >= 2" if args.command != "calibrate" else "--points must be >= 0")
+    if getattr(args, "rounds", None) is not None and args.rounds < 1:
+        parser.error("--rounds must be >= 1")
     try:
         return args.func(args)
     except ConfigError as exc:

@@ -96,3 +96,83 @@ def test_a_file_that_is_not_measured_points_exits_2(tmp_path, capsys):
     assert "missing columns" in capsys.readouterr().err
     with pytest.raises(Skip):
         deployment({**BASE, "concurrency": 0})
+
+
+# -- published throughput rows (calibration.csv schema) ---------------------------------------
+
+CAL = {"id": "T1", "source": "test", "date": "2026-04-01", "system": "h200_sxm", "gpus": 1, "model": "llama3_1_8b",
+       "precision": "fp8", "isl_mean": 256.0, "osl_mean": 64.0, "scenario": "offline", "ttft_p99_ms": np.nan,
+       "tpot_p99_ms": np.nan, "interactivity_tok_s_user": np.nan, "metric": "output_tok_s_per_gpu",
+       "value": 10000.0, "unit": "tokens/s/GPU", "confidence": "high", "notes": "software: TensorRT-LLM"}
+
+
+def test_a_throughput_row_of_each_scenario_produces_a_prediction():
+    from factory_sim.validate import validate_throughput
+
+    rows = pd.DataFrame([
+        CAL,
+        {**CAL, "id": "T2", "scenario": "server", "ttft_p99_ms": 2000.0, "tpot_p99_ms": 100.0},
+        {**CAL, "id": "T3", "scenario": "interactive", "ttft_p99_ms": 500.0, "tpot_p99_ms": 20.0},
+        {**CAL, "id": "T4", "scenario": "at_interactivity", "interactivity_tok_s_user": 150.0,
+         "metric": "tok_s_per_gpu"},
+    ])
+    res = validate_throughput(rows, jobs=1).set_index("id")
+    assert (res["skipped"] == "").all(), res["skipped"].to_dict()
+    assert (res["predicted"] > 0).all()
+    # latency limits cost throughput: Offline >= Server >= Interactive
+    assert res.loc["T1", "predicted"] >= res.loc["T2", "predicted"] >= res.loc["T3", "predicted"]
+    assert res.loc["T2", "rel_error"] == pytest.approx((res.loc["T2", "predicted"] - 10000.0) / 10000.0)
+    assert "stack=trtllm_hopper" in res.loc["T1", "config"]
+
+
+def test_throughput_rows_that_cannot_be_scored_say_why():
+    from factory_sim.validate import validate_throughput
+
+    rows = pd.DataFrame([
+        {**CAL, "id": "U1", "system": "tpu_v9"},
+        {**CAL, "id": "U2", "osl_mean": np.nan},
+        {**CAL, "id": "U3", "scenario": "server"},
+        {**CAL, "id": "U4", "model": "llama3_1_405b", "gpus": 1},
+    ])
+    res = validate_throughput(rows, jobs=1).set_index("id")["skipped"]
+    assert "no hardware profile" in res["U1"]
+    assert "osl_mean" in res["U2"]
+    assert "limits" in res["U3"]
+    assert "fits no replica" in res["U4"]
+
+
+def test_the_stack_follows_framework_generation_and_date():
+    from factory_sim.hardware import load_hardware
+    from factory_sim.perf.stacks import select_stack
+
+    b200, h100 = load_hardware("b200_hgx"), load_hardware("h100_sxm")
+    assert select_stack(b200, "trtllm", "2025-09-09")[0].name == "trtllm_blackwell_2025"
+    assert select_stack(b200, "trtllm", "2026-04-01")[0].name == "trtllm_blackwell"
+    assert select_stack(h100, "vllm", "2026-03-01")[0].name == "vllm_hopper"
+    stack, note = select_stack(h100, "some-engine")
+    assert stack.name == "trtllm_hopper" and "no some-engine profile" in note
+    row = {**BASE, "backend": "sglang", "measured_date": "2026-03-02"}
+    assert "stack=sglang_hopper" in deployment(row).config
+
+
+def test_builtin_reference_holds_both_kinds_and_a_calibration_file_is_recognised(tmp_path, capsys):
+    from factory_sim.validate import load_reference
+
+    ref = load_reference(None)
+    assert set(ref) == {"points", "calibration"} and len(ref["calibration"]) == 96
+    path = tmp_path / "cal.csv"
+    pd.DataFrame([CAL, {**CAL, "id": "P1", "metric": "gpu_tdp_w", "value": 700.0}]).to_csv(path, index=False)
+    assert set(load_reference(path)) == {"calibration"}
+    assert main(["validate", str(path), "--out", str(tmp_path / "v"), "--jobs", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "throughput rows: 1, scored: 1" in out
+    df = pd.read_csv(tmp_path / "v" / "throughput_validation.csv")
+    assert {"id", "predicted", "published", "rel_error", "config"} <= set(df.columns)
+
+
+def test_squared_parallelism_rows_are_read_as_the_gpus_their_ids_name():
+    row = {**BASE, "model": "deepseek_v3", "system": "b200_hgx", "precision": "fp4", "gemm_quant": "nvfp4",
+           "moe_quant": "nvfp4", "tp_size": 64, "attention_dp_size": 1, "moe_tp_size": 8, "moe_ep_size": 8,
+           "concurrency": 8}
+    shape = deployment(row).fleet.pools[0].shape
+    assert (shape.gpus, shape.tp, shape.ep) == (8, 8, 8)

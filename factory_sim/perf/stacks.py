@@ -33,7 +33,10 @@ class SoftwareStack(BaseModel):
     name: str
     framework: str
     version: str
-    date: str
+    date: str  # when this software version was current, "YYYY-MM": picks the stack of a dated result
+    # GPU generation the profile was measured on ("hopper" or "blackwell", which covers
+    # Blackwell Ultra); None: a profile not meant for automatic selection.
+    generation: str | None = None
     description: str = ""
     gemm_efficiency: GemmEfficiency
     # GEMM rows (tokens) per GPU at which efficiency reaches half its large-GEMM value:
@@ -64,6 +67,45 @@ class SoftwareStack(BaseModel):
                 f"gemm_efficiency.{_compute_precision(precision)} to the stack profile",
             )
         return value
+
+
+# Names measured data uses for the serving frameworks of the built-in profiles.
+FRAMEWORK_ALIASES = {"trtllm": "tensorrt-llm", "tensorrt_llm": "tensorrt-llm", "tensorrt-llm": "tensorrt-llm",
+                     "trt-llm": "tensorrt-llm", "sglang": "sglang", "vllm": "vllm"}
+
+
+def stack_generation(hardware_generation: str) -> str:
+    """The stack family of a hardware generation: Blackwell Ultra runs Blackwell's kernels."""
+    return "blackwell" if hardware_generation.startswith("blackwell") else hardware_generation
+
+
+def select_stack(hardware, framework: str | None = None, date: str | None = None) -> tuple[SoftwareStack, str]:
+    """The built-in stack for a GPU generation, serving framework and result date, and a note
+    saying why when it is not an exact match ("" otherwise).
+
+    Among the profiles of that generation and framework, the newest one dated no later than
+    `date` ("YYYY-MM[-DD]") is the software a result of that date ran; without a date the
+    newest. A framework with no profile for the generation falls back to the hardware's
+    default stack, and the note says so.
+    """
+    generation = stack_generation(hardware.generation)
+    wanted = FRAMEWORK_ALIASES.get(str(framework).lower(), str(framework).lower()) if framework else None
+    note = ""
+    if wanted is None:
+        wanted = load_stack(hardware.default_stack).framework
+    matches = [s for s in map(load_stack, builtin_stack_names())
+               if s.generation == generation and s.framework == wanted]
+    if not matches:
+        default = load_stack(hardware.default_stack)
+        return default, f"no {wanted} profile for {generation}: used {default.name}"
+    matches.sort(key=lambda s: s.date)
+    if date:
+        month = str(date)[:7]
+        earlier = [s for s in matches if s.date <= month]
+        if earlier:
+            return earlier[-1], note
+        return matches[0], f"no {wanted} {generation} profile as old as {month}: used {matches[0].name}"
+    return matches[-1], note
 
 
 def override_stack(stack: SoftwareStack, overrides: dict) -> SoftwareStack:

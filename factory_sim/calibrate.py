@@ -1,0 +1,494 @@
+"""Fit a few software-stack constants to published results, and say which rows they came from.
+
+Per stack profile (one per GPU generation, framework and software date; `select_stack`
+assigns each row its profile) a handful of parameters is fitted: a scale on the GEMM
+efficiencies, the HBM efficiency, the attention efficiency, the per-step overhead and the
+expert-parallel load imbalance. The fit is a bounded least squares (scipy) on the log of
+predicted / published, over the Offline throughput rows of calibration.csv and a stratified
+sample of the measured operating points, with a prior penalty that pulls each parameter
+toward its microbenchmark value (or its estimate, more loosely).
+
+Every prediction is a simulation, so the fit is cheap by construction: each Gauss-Newton
+round simulates every row once plus once per parameter (a finite-difference Jacobian), then
+solves the linearised problem with scipy; a few rounds converge. Server/Interactive rows
+are not fitted to (their load search is the costly part): they stay out of sample.
+Leave-one-group-out error refits without each (system, model) group on the same
+linearisation and simulates the held-out rows at the refitted values.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from scipy.optimize import least_squares
+
+from factory_sim.errors import ConfigError
+from factory_sim.hardware import load_hardware
+from factory_sim.parallel import map_jobs, worker_count
+from factory_sim.perf.stacks import SoftwareStack, _stack_dir, load_stack, override_stack
+from factory_sim.validate import (
+    THROUGHPUT_METRICS,
+    Skip,
+    benchmark,
+    deployment,
+    predict,
+    predict_throughput,
+    row_stack,
+)
+
+
+@dataclass(frozen=True)
+class Parameter:
+    """One fitted constant: how to read and write it, its bounds, and the prior's spread (log)."""
+
+    name: str
+    lower: float
+    upper: float
+    prior_sigma_log: float
+    why: str
+
+    def get(self, stack: SoftwareStack) -> float:
+        if self.name == "gemm_scale":
+            return 1.0
+        return float(getattr(stack, self.name))
+
+    def apply(self, stack: SoftwareStack, value: float) -> dict:
+        if self.name == "gemm_scale":
+            eff = stack.gemm_efficiency.model_dump()
+            return {"gemm_efficiency": {k: (min(1.0, v * value) if v is not None else None) for k, v in eff.items()}}
+        return {self.name: value}
+
+
+# Priors: GEMM and HBM efficiencies are measured (measured_efficiency.csv: cuBLASLt GEMM and HBM
+# Triad/STREAM microbenchmarks), so they are held tightly; the others are estimates, held loosely.
+PARAMETERS = (
+    Parameter("gemm_scale", 0.3, 1.3, 0.15, "scale on the measured large-GEMM efficiencies"),
+    Parameter("hbm_efficiency", 0.5, 0.95, 0.08, "measured HBM Triad/STREAM fraction of peak"),
+    Parameter("attention_efficiency", 0.05, 1.0, 0.7, "estimate"),
+    Parameter("step_overhead_s", 1e-4, 0.02, 1.0, "estimate"),
+    Parameter("ep_load_imbalance", 1.0, 3.0, 0.3, "estimate"),
+)
+# Spread of a row's log error the fit expects (estimate); the prior terms are in these units.
+ROW_SIGMA_LOG = 0.25
+# Weights per quantity. Measured TTFT is reported but not fitted to: it also carries the
+# harness's front-end time (tokenization, HTTP, scheduling of the first burst), which no stack
+# constant models, and fitting compute efficiencies to it would slow every other prediction.
+QUANTITY_WEIGHT = {"throughput": 1.0, "tpot_ms": 1.0, "ttft_ms": 0.0}
+# Largest parameter move per Gauss-Newton round (log), a trust region for the linearisation.
+MAX_MOVE_LOG = 0.4
+CONFIDENCE_WEIGHT = {"high": 1.0, "medium": 0.5, "low": 0.0}  # low-confidence rows get no weight
+JACOBIAN_STEP_LOG = 0.1
+MIN_ROWS_PER_PROFILE = 3
+
+
+@dataclass
+class FitRow:
+    """A row the fit uses: its source row, its profile and group, and for throughput rows the
+    serving configuration chosen at the starting values (held fixed while the stack varies)."""
+
+    id: str
+    kind: str  # "throughput" or "points"
+    row: dict
+    profile: str
+    group: str
+    weight: float
+    config: str | None = None
+    published: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class ProfileFit:
+    profile: str
+    start: dict[str, float]
+    values: dict[str, float]
+    rows: list[str]
+    errors_before: pd.DataFrame
+    errors_after: pd.DataFrame
+    loo: pd.DataFrame
+    rounds: int
+
+
+def _stratified(points: pd.DataFrame, n: int, seed: int = 0) -> pd.DataFrame:
+    """About n rows, every (system, backend, model) stratum represented, the rest proportional."""
+    if len(points) <= n:
+        return points
+    keys = ["system", "backend", "model"]
+    strata = points.groupby(keys, sort=True)
+    picks = []
+    rng = np.random.default_rng(seed)
+    for _, g in strata:
+        k = max(1, int(round(n * len(g) / len(points))))
+        picks.extend(rng.choice(g.index.to_numpy(), size=min(k, len(g)), replace=False).tolist())
+    return points.loc[sorted(picks)]
+
+
+def collect_rows(calibration: pd.DataFrame | None, points: pd.DataFrame | None, *, points_sample: int = 100,
+                 profiles: list[str] | None = None) -> tuple[list[FitRow], list[tuple[str, str]]]:
+    """The rows to fit to (Offline throughput rows, a stratified sample of measured points),
+    and the rows left out with the reason."""
+    rows: list[FitRow] = []
+    skipped: list[tuple[str, str]] = []
+    if calibration is not None:
+        for row in calibration.to_dict("records"):
+            rid = str(row.get("id"))
+            if row.get("metric") not in THROUGHPUT_METRICS:
+                continue
+            weight = CONFIDENCE_WEIGHT.get(str(row.get("confidence", "high")), 1.0)
+            if row.get("scenario") != "offline":
+                skipped.append((rid, "latency-bounded scenario: held out of the fit"))
+                continue
+            if weight == 0:
+                skipped.append((rid, "low confidence: no weight in the fit"))
+                continue
+            try:
+                b = benchmark(row)
+                _, config = predict_throughput(row)
+            except (Skip, ConfigError) as why:
+                skipped.append((rid, str(why)))
+                continue
+            rows.append(FitRow(rid, "throughput", row, b.stack.name, f"{row['system']}/{row['model']}", weight,
+                               config.split(" stack=")[0], {"throughput": float(row["value"])}))
+    if points is not None and len(points):
+        ok = []
+        for idx, row in zip(points.index, points.to_dict("records"), strict=True):
+            try:
+                deployment(row)
+            except (Skip, ConfigError):
+                continue
+            ok.append(idx)
+        sample = _stratified(points.loc[ok], points_sample) if points_sample else points.loc[ok]
+        for row in sample.to_dict("records"):
+            hw = load_hardware(str(row["system"]))
+            stack, _ = row_stack(hw, row.get("backend"), row.get("measured_date"))
+            rows.append(FitRow(str(row["id"]), "points", row, stack.name, f"{row['system']}/{row['model']}", 1.0,
+                               None, {"ttft_ms": float(row["ttft_ms"]), "tpot_ms": float(row["tpot_ms"])}))
+    if profiles:
+        rows = [r for r in rows if r.profile in profiles]
+    return rows, skipped
+
+
+def _predict(args) -> list[dict[str, float]]:
+    """Predicted quantities of each row under `stacks` (NaN where the row could not be run)."""
+    rows, stacks = args
+    out = []
+    for fr in rows:
+        try:
+            if fr.kind == "throughput":
+                value, _ = predict_throughput(fr.row, stacks, config=fr.config)
+                out.append({"throughput": value})
+            else:
+                ttft, tpot, _ = predict(fr.row, stacks=stacks)
+                out.append({"ttft_ms": ttft, "tpot_ms": tpot})
+        except (Skip, ConfigError):
+            out.append({q: math.nan for q in fr.published})
+    return out
+
+
+def _predict_all(rows: list[FitRow], stacks: dict[str, SoftwareStack], jobs: int | None) -> list[dict[str, float]]:
+    workers = worker_count(jobs, len(rows))
+    if workers == 1:
+        return _predict((rows, stacks))
+    order = [list(range(len(rows)))[i::workers] for i in range(workers)]
+    parts = map_jobs(_predict, [([rows[i] for i in idx], stacks) for idx in order], workers)
+    out: list[dict[str, float]] = [{} for _ in rows]
+    for idx, part in zip(order, parts, strict=True):
+        for i, p in zip(idx, part, strict=True):
+            out[i] = p
+    return out
+
+
+def _log_errors(rows: list[FitRow], predictions: list[dict[str, float]]) -> tuple[np.ndarray, np.ndarray]:
+    """(log(pred/pub) per row-quantity, weight per row-quantity), in a fixed order."""
+    errs, weights = [], []
+    for fr, pred in zip(rows, predictions, strict=True):
+        for q, pub in fr.published.items():
+            p = pred.get(q, math.nan)
+            errs.append(math.log(p / pub) if p > 0 and pub > 0 else math.nan)
+            weights.append(fr.weight * QUANTITY_WEIGHT[q])
+    return np.array(errs), np.array(weights)
+
+
+def _error_frame(rows: list[FitRow], predictions: list[dict[str, float]]) -> pd.DataFrame:
+    records = []
+    for fr, pred in zip(rows, predictions, strict=True):
+        for q, pub in fr.published.items():
+            p = pred.get(q, math.nan)
+            records.append({"id": fr.id, "profile": fr.profile, "group": fr.group, "quantity": q, "predicted": p,
+                            "published": pub, "rel_error": (p - pub) / pub})
+    return pd.DataFrame(records)
+
+
+def _stacks_at(profile: str, base: SoftwareStack, params: tuple[Parameter, ...], x: np.ndarray,
+               start: dict[str, float]) -> dict[str, SoftwareStack]:
+    overrides: dict = {}
+    for p, xi in zip(params, x, strict=True):
+        overrides.update(p.apply(base, start[p.name] * math.exp(xi)))
+    return {profile: override_stack(base, overrides)}
+
+
+def _bounds(params: tuple[Parameter, ...], base: SoftwareStack, start: dict[str, float]):
+    lo, hi = [], []
+    for p in params:
+        upper = p.upper
+        if p.name == "gemm_scale":
+            upper = min(p.upper, 1.0 / max(v for v in base.gemm_efficiency.model_dump().values() if v))
+        lo.append(math.log(p.lower / start[p.name]))
+        hi.append(math.log(max(upper, start[p.name] * 1.0001) / start[p.name]))
+    return np.array(lo), np.array(hi)
+
+
+def _objective(e: np.ndarray, w: np.ndarray, x: np.ndarray, sigmas: np.ndarray, x_prior: np.ndarray) -> float:
+    ok = np.isfinite(e) & (w > 0)
+    return float(np.sum(w[ok] * (e[ok] / ROW_SIGMA_LOG) ** 2) + np.sum(((x - x_prior) / sigmas) ** 2))
+
+
+def _solve_linear(e0: np.ndarray, jac: np.ndarray, w: np.ndarray, x0: np.ndarray, sigmas: np.ndarray,
+                  bounds, mask: np.ndarray, iterations: int, x_prior: np.ndarray) -> np.ndarray:
+    """Bounded least squares of the linearised errors (rows in `mask`) plus the prior terms,
+    within MAX_MOVE_LOG of x0."""
+    mask = mask & (w > 0)
+    sw = np.sqrt(w[mask]) / ROW_SIGMA_LOG
+
+    def fun(x):
+        return np.concatenate([sw * (e0[mask] + jac[mask] @ (x - x0)), (x - x_prior) / sigmas])
+
+    lo = np.maximum(bounds[0], x0 - MAX_MOVE_LOG)
+    hi = np.minimum(bounds[1], x0 + MAX_MOVE_LOG)
+    start = np.clip(x0, lo + 1e-9, hi - 1e-9)
+    return least_squares(fun, start, bounds=(lo, hi), max_nfev=50 * iterations).x
+
+
+def prior_values(profile: str) -> dict[str, float]:
+    """Prior centres of a built-in profile: the value a fitted line's comment names as its prior
+    ("prior 0.87: <citation>"), else the value itself. gemm_scale's prior is relative to the
+    current FP8 (else BF16) GEMM efficiency."""
+    text = (_stack_dir() / f"{profile}.yaml").read_text()
+    out = {}
+    for m in re.finditer(r"^\s*([a-z0-9_]+):\s*([0-9.eE+-]+)\s*#.*?prior ([0-9.eE+-]+):", text, flags=re.M):
+        out[m.group(1)] = float(m.group(3))
+    stack = load_stack(profile)
+    key = "fp8" if "fp8" in out else "bf16"
+    current = getattr(stack.gemm_efficiency, key)
+    out["gemm_scale"] = out.get(key, current) / current
+    return out
+
+
+def fit_profile(profile: str, rows: list[FitRow], *, rounds: int = 3, iterations: int = 20, jobs: int | None = None,
+                loo: bool = True, prior_weight: float = 1.0, parameters: list[str] | None = None,
+                progress: Callable[[str], None] | None = None) -> ProfileFit:
+    """Gauss-Newton rounds: simulate, finite-difference Jacobian, scipy on the linearisation.
+
+    The prior pulls toward the measured (or estimated) value the profile cites, not toward a
+    previous fit; `prior_weight` scales its pull (1: as PARAMETERS states).
+    """
+    base = load_stack(profile)
+    moe_ep = any(_uses_ep(fr) for fr in rows)
+    params = tuple(p for p in PARAMETERS if (p.name != "ep_load_imbalance" or moe_ep)
+                   and (parameters is None or p.name in parameters))
+    start = {p.name: p.get(base) for p in params}
+    priors = prior_values(profile)
+    x_prior = np.array([math.log(priors.get(p.name, start[p.name]) / start[p.name]) for p in params])
+    sigmas = np.array([p.prior_sigma_log for p in params]) / math.sqrt(prior_weight)
+    bounds = _bounds(params, base, start)
+    x = np.zeros(len(params))
+    say = progress or (lambda _m: None)
+
+    def evaluate(xv):
+        return _predict_all(rows, _stacks_at(profile, base, params, xv, start), jobs)
+
+    pred0 = evaluate(x)
+    before = _error_frame(rows, pred0)
+    pred, done = pred0, 0
+    e_cur, w = _log_errors(rows, pred)
+    best = _objective(e_cur, w, x, sigmas, x_prior)
+    for r in range(rounds):
+        e0 = e_cur
+        ok = np.isfinite(e0)
+        jac = np.zeros((len(e0), len(params)))
+        for j in range(len(params)):
+            step = np.zeros(len(params))
+            step[j] = JACOBIAN_STEP_LOG if x[j] + JACOBIAN_STEP_LOG <= bounds[1][j] else -JACOBIAN_STEP_LOG
+            ej, _ = _log_errors(rows, evaluate(x + step))
+            jac[:, j] = (ej - e0) / step[j]
+        ok &= np.isfinite(jac).all(axis=1)
+        x_lin = _solve_linear(np.nan_to_num(e0), np.nan_to_num(jac), w, x, sigmas, bounds, ok, iterations, x_prior)
+        done = r + 1
+        accepted = False
+        for shrink in (1.0, 0.5, 0.25):  # a step the simulation confirms, else a shorter one
+            x_try = x + shrink * (x_lin - x)
+            pred_try = evaluate(x_try)
+            e_try, _ = _log_errors(rows, pred_try)
+            value = _objective(e_try, w, x_try, sigmas, x_prior)
+            if value < best:
+                moved = float(np.max(np.abs(x_try - x)))
+                x, pred, e_cur, best, accepted = x_try, pred_try, e_try, value, True
+                break
+        say(f"{profile}: round {done}: median |log error| {np.nanmedian(np.abs(e_cur[w > 0])):.3f}, "
+            + (f"largest parameter move {moved:.3f} (log)" if accepted else "no improving step"))
+        if not accepted or moved < 0.01:
+            break
+    after = _error_frame(rows, pred)
+    values = {p.name: start[p.name] * math.exp(xi) for p, xi in zip(params, x, strict=True)}
+    loo_frame = _leave_group_out(profile, base, params, start, rows, pred, x, sigmas, bounds, iterations,
+                                 jobs, x_prior) if loo else pd.DataFrame()
+    return ProfileFit(profile, start, values, [fr.id for fr in rows], before, after, loo_frame, done)
+
+
+def _uses_ep(fr: FitRow) -> bool:
+    try:
+        if fr.kind == "points":
+            return any(p.shape.ep > 1 for p in deployment(fr.row).fleet.pools)
+        return " EP" in (fr.config or "") and not re.search(r" EP1\b", fr.config or "")
+    except (Skip, ConfigError):
+        return False
+
+
+def _leave_group_out(profile, base, params, start, rows, pred, x, sigmas, bounds, iterations, jobs,
+                     x_prior) -> pd.DataFrame:
+    """Per (system, model) group: refit without it (on the linearisation at the fitted values,
+    with a fresh Jacobian) and simulate the held-out rows at the refitted values."""
+    groups = sorted({fr.group for fr in rows})
+    if len(groups) < 2:
+        return pd.DataFrame()
+    e0, w = _log_errors(rows, pred)
+    jac = np.zeros((len(e0), len(params)))
+    for j in range(len(params)):
+        step = np.zeros(len(params))
+        step[j] = JACOBIAN_STEP_LOG if x[j] + JACOBIAN_STEP_LOG <= bounds[1][j] else -JACOBIAN_STEP_LOG
+        ej, _ = _log_errors(rows, _predict_all(rows, _stacks_at(profile, base, params, x + step, start), jobs))
+        jac[:, j] = (ej - e0) / step[j]
+    row_of = np.concatenate([[i] * len(fr.published) for i, fr in enumerate(rows)]).astype(int)
+    frames = []
+    for g in groups:
+        held = np.array([rows[i].group == g for i in row_of])
+        mask = ~held & np.isfinite(e0) & np.isfinite(jac).all(axis=1)
+        xg = _solve_linear(np.nan_to_num(e0), np.nan_to_num(jac), w, x, sigmas, bounds, mask, iterations, x_prior)
+        held_rows = [fr for fr in rows if fr.group == g]
+        frames.append(_error_frame(held_rows, _predict_all(held_rows, _stacks_at(profile, base, params, xg, start),
+                                                           jobs)))
+    return pd.concat(frames, ignore_index=True)
+
+
+# -- writing profiles -------------------------------------------------------------------------
+
+def _fmt(value: float) -> str:
+    return f"{value:.4g}" if abs(value) >= 1e-3 else f"{value:.3e}"
+
+
+def profile_yaml(fit: ProfileFit) -> str:
+    """The stack's YAML with the fitted values replaced, each commented with what it was fitted to
+    and its prior, and `fitted_to` listing the rows."""
+    text = (_stack_dir() / f"{fit.profile}.yaml").read_text()
+    n_thr = sum(1 for r in fit.rows if r.startswith("CAL-"))
+    n_pts = len(fit.rows) - n_thr
+    what = f"fitted to the {n_thr} throughput rows and {n_pts} measured points in fitted_to (factory-sim calibrate)"
+    for name, value in fit.values.items():
+        if name == "gemm_scale":
+            def scale(m: re.Match, value=value) -> str:
+                old = float(m.group(2))
+                prior_value, prior = _prior_of(m.group(3), old)
+                return f"{m.group(1)}{_fmt(min(1.0, old * value))}   # {what}; prior {prior_value:g}: {prior}"
+            text = re.sub(r"^(  (?:bf16|fp8|fp4): )([0-9.eE+-]+)\s*#?\s*(.*)$", scale, text, flags=re.M)
+            continue
+
+        def repl(m: re.Match, v=value) -> str:
+            prior_value, prior = _prior_of(m.group(3), float(m.group(2)))
+            return f"{m.group(1)}{_fmt(v)}   # {what}; prior {prior_value:g}: {prior}"
+        text = re.sub(rf"^({name}:\s*)([0-9.eE+-]+)\s*#?\s*(.*)$", repl, text, flags=re.M)
+    listing = "".join(f"\n  - {r}" for r in fit.rows) if fit.rows else " []"
+    text = re.sub(r"^fitted_to:.*(\n  - .*)*", f"fitted_to:{listing}", text, flags=re.M)
+    return text
+
+
+def _prior_of(comment: str, value: float) -> tuple[float, str]:
+    """(prior value, its citation) of a line that may already carry a fitted comment."""
+    m = re.search(r"prior ([0-9.eE+-]+): (.*)$", comment)
+    return (float(m.group(1)), m.group(2)) if m else (value, comment)
+
+
+def write_profiles(fits: list[ProfileFit], out: Path) -> list[Path]:
+    """One YAML per fitted profile into a folder, or the one profile into a .yaml file."""
+    if out.suffix in (".yaml", ".yml"):
+        if len(fits) != 1:
+            raise ConfigError("--out", f"{len(fits)} profiles were fitted ({', '.join(f.profile for f in fits)}); "
+                                       "name a folder, or fit one profile with --profile")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(profile_yaml(fits[0]))
+        return [out]
+    if out.exists() and not out.is_dir():
+        raise ConfigError("--out", f"{out} exists and is not a folder; name a folder or a .yaml file")
+    out.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for fit in fits:
+        path = out / f"{fit.profile}.yaml"
+        path.write_text(profile_yaml(fit))
+        paths.append(path)
+    return paths
+
+
+# -- the whole calibration ----------------------------------------------------------------------
+
+def calibrate(calibration: pd.DataFrame | None, points: pd.DataFrame | None, *, points_sample: int = 100,
+              profiles: list[str] | None = None, rounds: int = 3, iterations: int = 20, jobs: int | None = None,
+              loo: bool = True, prior_weight: float = 1.0, parameters: list[str] | None = None,
+              progress: Callable[[str], None] | None = None
+              ) -> tuple[list[ProfileFit], list[tuple[str, str]]]:
+    """Fit every profile that has at least MIN_ROWS_PER_PROFILE rows; return the fits and the
+    rows left out (with the reason)."""
+    rows, skipped = collect_rows(calibration, points, points_sample=points_sample, profiles=profiles)
+    fits = []
+    for profile in sorted({r.profile for r in rows}):
+        mine = [r for r in rows if r.profile == profile]
+        if len(mine) < MIN_ROWS_PER_PROFILE:
+            skipped.extend((r.id, f"profile {profile} has only {len(mine)} rows: not fitted") for r in mine)
+            continue
+        if progress:
+            progress(f"{profile}: fitting to {len(mine)} rows")
+        fits.append(fit_profile(profile, mine, rounds=rounds, iterations=iterations, jobs=jobs, loo=loo,
+                                prior_weight=prior_weight, parameters=parameters, progress=progress))
+    return fits, skipped
+
+
+def _summary(frame: pd.DataFrame) -> str:
+    if frame is None or frame.empty:
+        return "n/a"
+    parts = []
+    for q in ("throughput", "tpot_ms", "ttft_ms"):
+        e = frame.loc[frame["quantity"] == q, "rel_error"].abs().dropna()
+        if len(e):
+            parts.append(f"{q} {np.median(e):.1%} ({len(e)})")
+    return ", ".join(parts)
+
+
+def format_calibration(fits: list[ProfileFit], skipped: list[tuple[str, str]]) -> str:
+    """Fitted values against their starting values, and median |error| before, after and
+    leave-one-group-out, per profile and over all."""
+    lines = []
+    for f in fits:
+        lines.append(f"{f.profile}: {len(f.rows)} rows, {f.rounds} rounds")
+        for name, v in f.values.items():
+            lines.append(f"  {name:<22} {_fmt(f.start[name]):>10} -> {_fmt(v)}")
+        lines.append(f"  median |error| before: {_summary(f.errors_before)}")
+        lines.append(f"  median |error| after (in sample): {_summary(f.errors_after)}")
+        lines.append(f"  median |error| leave-one-group-out: {_summary(f.loo)}")
+    if fits:
+        cat = pd.concat
+        lines.append("all profiles:")
+        lines.append(f"  before: {_summary(cat([f.errors_before for f in fits]))}")
+        lines.append(f"  after (in sample): {_summary(cat([f.errors_after for f in fits]))}")
+        loo = [f.loo for f in fits if not f.loo.empty]
+        lines.append(f"  leave-one-group-out: {_summary(cat(loo)) if loo else 'n/a'}")
+    if skipped:
+        lines.append(f"rows not fitted to: {len(skipped)}")
+        reasons: dict[str, int] = {}
+        for _, why in skipped:
+            reasons[why] = reasons.get(why, 0) + 1
+        for why, count in sorted(reasons.items(), key=lambda kv: -kv[1]):
+            lines.append(f"  {count:5d}  {why}")
+    return "\n".join(lines)

@@ -1,0 +1,84 @@
+"""Calibration: recovers known constants from synthetic rows, writes a loadable profile."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from factory_sim.calibrate import calibrate, format_calibration, profile_yaml, write_profiles
+from factory_sim.perf.stacks import load_stack, override_stack
+from factory_sim.validate import predict
+
+# Synthetic measured points: one small model on one GPU of two systems, short contexts (so
+# attention hardly matters) and a spread of batch sizes. The weight read scales with each
+# system's HBM bandwidth and the fixed per-step cost does not, which tells the two apart.
+BASE = {"system": "h100_sxm", "model": "llama3_1_8b", "hf_model": "x", "backend": "trtllm", "backend_version": "1",
+        "precision": "fp8", "gemm_quant": "fp8", "moe_quant": "fp8", "mode": "agg", "tp_size": 1, "pp_size": 1,
+        "attention_dp_size": 1, "moe_tp_size": 1, "moe_ep_size": 1, "measured_date": "2026-03-01"}
+SHAPES = [(64, 16, 1), (64, 16, 1), (64, 16, 16), (64, 16, 16), (64, 16, 64), (64, 16, 64)]
+TRUE = {"hbm_efficiency": 0.70, "step_overhead_s": 0.004}
+
+
+def _synthetic_points() -> pd.DataFrame:
+    """Rows whose published values the simulator itself produced with the TRUE constants."""
+    truth = {"trtllm_hopper": override_stack(load_stack("trtllm_hopper"), TRUE)}
+    rows = []
+    for i, (isl, osl, c) in enumerate(SHAPES):
+        system = ("h100_sxm", "h200_sxm")[i % 2]  # two (system, model) groups for leave-one-out
+        row = {**BASE, "id": f"s{i}", "system": system, "isl": isl, "osl": osl, "concurrency": c, "batch_size": c}
+        ttft, tpot, _ = predict(row, stacks=truth)
+        rows.append({**row, "ttft_ms": ttft, "tpot_ms": tpot})
+    return pd.DataFrame(rows)
+
+
+@pytest.fixture(scope="module")
+def fitted():
+    points = _synthetic_points()
+    # the two constants these rows identify, and a negligible prior: the rows alone decide
+    fits, skipped = calibrate(None, points, points_sample=0, profiles=["trtllm_hopper"], rounds=4, iterations=10,
+                              jobs=1, prior_weight=1e-4, parameters=["hbm_efficiency", "step_overhead_s"])
+    return fits, skipped
+
+
+def test_calibration_recovers_known_constants(fitted):
+    fits, _ = fitted
+    (fit,) = fits
+    assert fit.profile == "trtllm_hopper"
+    assert fit.values["hbm_efficiency"] == pytest.approx(TRUE["hbm_efficiency"], rel=0.1)
+    assert fit.values["step_overhead_s"] == pytest.approx(TRUE["step_overhead_s"], rel=0.25)
+    before = fit.errors_before.query("quantity == 'tpot_ms'")["rel_error"].abs().median()
+    after = fit.errors_after.query("quantity == 'tpot_ms'")["rel_error"].abs().median()
+    assert after < 0.05 < before
+
+
+def test_leave_one_group_out_error_is_reported(fitted):
+    fits, skipped = fitted
+    loo = fits[0].loo
+    assert set(loo["group"]) == {"h100_sxm/llama3_1_8b", "h200_sxm/llama3_1_8b"}
+    assert np.isfinite(loo["rel_error"]).all()
+    text = format_calibration(fits, skipped)
+    assert "leave-one-group-out" in text and "trtllm_hopper" in text
+
+
+def test_written_profile_loads_as_a_stack_and_lists_what_it_was_fitted_to(fitted, tmp_path):
+    fits, _ = fitted
+    (path,) = write_profiles(fits, tmp_path / "out")
+    stack = load_stack(str(path))
+    assert stack.name == "trtllm_hopper"
+    assert stack.fitted_to == [f"s{i}" for i in range(len(SHAPES))]
+    assert stack.hbm_efficiency == pytest.approx(fits[0].values["hbm_efficiency"], rel=1e-3)
+    text = profile_yaml(fits[0])
+    line = next(x for x in text.splitlines() if x.startswith("hbm_efficiency:"))
+    assert "fitted to" in line and "prior 0.87" in line
+    assert yaml.safe_load(text)["fitted_to"][0] == "s0"
+
+
+def test_calibrate_cli_on_a_file_without_enough_rows_exits_2(tmp_path, capsys):
+    from factory_sim.cli import main
+
+    bad = tmp_path / "bad.csv"
+    bad.write_text("a,b\n1,2\n")
+    assert main(["calibrate", str(bad), "--out", str(tmp_path / "o")]) == 2
+    assert "neither" in capsys.readouterr().err
