@@ -26,6 +26,7 @@ from factory_sim.perf.replica import ReplicaShape
 from factory_sim.perf.stacks import load_stack, override_stack
 from factory_sim.sim.engine import FleetPlan, PoolPlan
 from factory_sim.sim.faults import FAULT_KINDS, FaultPlan, FaultRates, Injection
+from factory_sim.sim.prefix_cache import PrefixCachePlan
 from factory_sim.sim.replica import AGGREGATED, DECODE, PREFILL
 from factory_sim.sim.router import ROUTER_POLICIES
 from factory_sim.uncertainty import UncertaintySpec
@@ -74,6 +75,30 @@ class PoolSpec(BaseModel):
     queue_timeout_s: float | None = Field(default=None, gt=0, description="longest wait for admission")
 
 
+class PrefixCacheSpec(BaseModel):
+    """Keep prompt KV blocks on prefill (or aggregated) replicas for requests that share the prefix.
+    Block size comes from the workload's block hashes (a sessions workload or a trace with hash_ids)."""
+
+    model_config = _STRICT
+    enabled: bool = True
+    hbm_fraction: float = Field(default=1.0, ge=0, le=1, description="share of unreserved KV memory it may hold")
+    host_gb_per_gpu: float = Field(default=0.0, ge=0, description="host-memory tier per GPU (0: none)")
+    host_gb_per_s: float | None = Field(default=None, gt=0, description="host -> GPU bandwidth per GPU")
+
+    @model_validator(mode="after")
+    def _host_needs_bandwidth(self):
+        if self.host_gb_per_gpu > 0 and self.host_gb_per_s is None:
+            raise ValueError("host_gb_per_gpu needs host_gb_per_s (e.g. about 50 for PCIe Gen5 x16, "
+                             "about 450 for Grace's NVLink-C2C per direction)")
+        return self
+
+    def plan(self) -> PrefixCachePlan | None:
+        if not self.enabled:
+            return None
+        return PrefixCachePlan(hbm_fraction=self.hbm_fraction, host_bytes_per_gpu=self.host_gb_per_gpu * 1e9,
+                               host_bytes_per_s_per_gpu=(self.host_gb_per_s or 0.0) * 1e9)
+
+
 class FleetSpec(BaseModel):
     """A fleet: prefill + decode pools (disaggregated) or aggregated pools.
 
@@ -93,6 +118,7 @@ class FleetSpec(BaseModel):
     stack_overrides: dict[str, Any] = Field(default_factory=dict)
     mtp: MtpSpec | None = Field(default=None, description="multi-token prediction for decode (DeepSeek's MTP)")
     router: str = "least_loaded"
+    prefix_cache: PrefixCacheSpec | None = None
     fault_domain_policy: Literal["drain", "degraded"] | None = Field(
         default=None, description="overrides faults.domain_policy for this fleet")
     prefill: PoolSpec | list[PoolSpec] | None = None
@@ -351,6 +377,8 @@ class Experiment(BaseModel):
                 pools.append(PoolPlan(name=label, role=role, shape=shape, replicas=spec.replicas,
                                       max_batch=spec.max_batch, max_batch_tokens=spec.max_batch_tokens,
                                       max_queue=spec.max_queue, queue_timeout_s=spec.queue_timeout_s,
+                                      prefix_cache=(fleet.prefix_cache.plan() if fleet.prefix_cache is not None
+                                                    and role != DECODE else None),
                                       usd_per_hour_per_replica=usd_per_gpu_hour(hw, self.cost) * shape.gpus))
         return FleetPlan(name=fleet.name, pools=tuple(pools), router_policy=fleet.router)
 
@@ -360,6 +388,12 @@ class Experiment(BaseModel):
         plans = self.fleet_plans()
         for plan in plans:
             self.fault_plan(plan)
+        cached = [i for i, f in enumerate(self.fleets) if f.prefix_cache is not None and f.prefix_cache.enabled]
+        if cached and not self.workload_has_block_hashes:
+            raise ConfigError(f"fleets[{cached[0]}].prefix_cache",
+                              f"workload '{self.workload_spec.name}' gives no prompt block hashes, so nothing can "
+                              "be found in a prefix cache; use a sessions workload (arrivals.kind: sessions) or a "
+                              "trace with hash_ids (e.g. mooncake_conversation), or remove prefix_cache")
         if self.faults_on:
             in_use = {p.shape.hardware.name for plan in plans for p in plan.pools}
             for j, inj in enumerate(self.faults.inject):
@@ -368,6 +402,13 @@ class Experiment(BaseModel):
                     raise ConfigError(f"faults.inject[{j}].hardware",
                                       f"no fleet uses {name}; the fleets use {', '.join(sorted(in_use))}")
         return self
+
+    @cached_property
+    def workload_has_block_hashes(self) -> bool:
+        from factory_sim.workload import generate_requests
+        batch = generate_requests(self.workload_spec, np.random.default_rng(self.seed),
+                                  n=min(self.workload_spec.requests, 4))
+        return getattr(batch, "block_hashes", None) is not None
 
     @property
     def faults_on(self) -> bool:

@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from factory_sim.cost import fleet_usd_per_hour, usd_per_million_tokens
+from factory_sim.errors import ConfigError
 from factory_sim.experiment import Experiment
 from factory_sim.parallel import map_jobs
 from factory_sim.run import simulate_point
@@ -86,6 +87,11 @@ def pareto_mask(throughput: np.ndarray, interactivity: np.ndarray) -> np.ndarray
 
 def frontier(exp: Experiment, *, points: int = 12, jobs: int | None = None) -> pd.DataFrame:
     """Operating points of every fleet, with `on_frontier` marking each hardware kind's envelope."""
+    if exp.workload_spec.arrivals.kind == "sessions":
+        raise ConfigError("workload.arrivals.kind",
+                          "the frontier drives a closed loop of independent clients; a sessions workload "
+                          "brings its own arrivals and turn structure, which the frontier would drop. Use a "
+                          "workload with length distributions (e.g. chat_1k1k), or `factory-sim run` for it")
     parts = map_jobs(_fleet_points, [(exp, i, points) for i in range(len(exp.fleets))], jobs)
     df = pd.DataFrame([r for part in parts for r in part], columns=list(FRONTIER_COLUMNS[:-1]))
     df["on_frontier"] = False

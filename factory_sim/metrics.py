@@ -45,6 +45,8 @@ SUMMARY_KEYS: tuple[str, ...] = (
     "goodput_tokens_per_s",
     "goodput_req_per_s",
     "goodput_tokens_per_s_per_gpu",
+    "prefix_hit_rate",
+    "prefill_tokens_saved_per_s",
 )
 
 _PERCENTILES = (50.0, 90.0, 99.0)
@@ -208,6 +210,7 @@ class _Scope:
     meets: np.ndarray
     window_s: float
     retries: np.ndarray
+    cached_tokens: np.ndarray
 
     @classmethod
     def build(cls, trace: Trace, slo: SloLike, warmup_s: float, cooldown_s: float) -> _Scope:
@@ -226,7 +229,7 @@ class _Scope:
         lat = _latencies(done, arrival[measured], trace.first_token_s[measured], finish, output_tokens)
         meets = _meets(lat, output_tokens, _measured(ttft_max, measured), _measured(tpot_max, measured))
         return cls(measured, outcome, trace.input_tokens[measured], output_tokens, lat, meets, float(window_s),
-                   trace.retries[measured])
+                   trace.retries[measured], trace.cached_tokens[measured])
 
     def summary(self, sel: np.ndarray, gpus: int) -> dict[str, float]:
         """The summary of the measured requests selected by `sel` (a mask over them)."""
@@ -268,6 +271,9 @@ class _Scope:
             "goodput_tokens_per_s": goodput_tokens_per_s,
             "goodput_req_per_s": self._per_s(good_requests),
             "goodput_tokens_per_s_per_gpu": goodput_tokens_per_s / gpus,
+            # share of the served prompt tokens a prefix cache spared the prefill
+            "prefix_hit_rate": float(self.cached_tokens[done].sum()) / in_tokens if in_tokens else 0.0,
+            "prefill_tokens_saved_per_s": self._per_s(float(self.cached_tokens[done].sum())),
         }
         return result
 

@@ -38,6 +38,12 @@ _TABLE = (
     ("cost_ratio_to_reference", "cost vs ref", lambda v: f"{v:.3f}x"),
 )
 
+# shown when some fleet has a prefix cache
+_CACHE_TABLE = (
+    ("prefix_hit_rate", "prefix hit", lambda v: f"{v:.1%}"),
+    ("prefill_tokens_saved_per_s", "prefill tok/s saved", lambda v: f"{v:,.0f}"),
+)
+
 # shown when the experiment has faults on
 _FAULT_TABLE = (
     ("availability", "avail run", lambda v: f"{v:.2%}"),
@@ -60,8 +66,10 @@ def _cell(value, fmt: Callable) -> str:
 def format_table(summary: pd.DataFrame) -> str:
     """Aligned text table; rows a fleet cannot serve show '-' and their reason below."""
     table = _TABLE
+    if "prefix_hit_rate" in summary and (summary["prefix_hit_rate"].fillna(0) > 0).any():
+        table = table + _CACHE_TABLE
     if "availability" in summary and summary["availability"].notna().any():
-        table = _TABLE + _FAULT_TABLE
+        table = table + _FAULT_TABLE
     headers = [h for _, h, _ in table]
     rows = [[_cell(r[c], f) for c, _, f in table] for _, r in summary.iterrows()]
     widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(headers)]

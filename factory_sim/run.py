@@ -55,6 +55,8 @@ SUMMARY_COLUMNS = (
     "requests_measured",
     "feasible",
     "note",
+    "prefix_hit_rate",
+    "prefill_tokens_saved_per_s",
     # with faults on: what they cost, against the same fleet and load without faults
     "availability",
     "availability_long_run",
@@ -152,8 +154,9 @@ def _simulate_once(exp: Experiment, plan: FleetPlan, load: float, n: int, cap_ov
                        think_time_s=spec.arrivals.think_time_s, seed=exp.seed, **classes)
     else:
         batch = generate_requests(spec, rng, rate_per_s=load, n=n)
+        classes |= _prefix_and_sessions(batch)
         until = None
-        if cap_overload:
+        if cap_overload and "next_turn" not in classes:  # (a session's later turns have no arrival time yet)
             # a request still running this long after the last arrival misses every tier
             longest = int(batch.output_tokens.max()) - 1
             slack = max(t.ttft_s + longest * t.tpot_s for t in (exp.traffic_classes or exp.slo_tiers))
@@ -170,10 +173,21 @@ def _simulate_once(exp: Experiment, plan: FleetPlan, load: float, n: int, cap_ov
     return Point(fleet=plan.name, load=load, sim=sim, summaries=summaries)
 
 
+def _prefix_and_sessions(batch) -> dict:
+    """What the engine needs of a batch beyond lengths and times: block hashes and session links."""
+    out = {}
+    if batch.block_hashes is not None:
+        out |= {"block_hashes": batch.block_hashes, "block_tokens": batch.block_tokens}
+    if batch.next_turn is not None:
+        out |= {"next_turn": batch.next_turn, "think_s": batch.think_s}
+    return out
+
+
 def mean_lengths(exp: Experiment) -> tuple[float, float]:
-    """Mean input and output tokens of the experiment's workload (drawn once for traces)."""
+    """Mean input and output tokens of the experiment's workload (drawn once for traces and
+    sessions, whose prompts grow turn by turn)."""
     spec = exp.workload_spec
-    if spec.input_tokens is not None and spec.output_tokens is not None:
+    if spec.input_tokens is not None and spec.output_tokens is not None and spec.arrivals.kind != "sessions":
         return mean_length(spec.input_tokens), mean_length(spec.output_tokens)
     batch = generate_requests(spec, np.random.default_rng(exp.seed))
     return float(batch.input_tokens.mean()), float(batch.output_tokens.mean())
@@ -304,6 +318,8 @@ def _row(exp: Experiment, plan: FleetPlan, tier, point: Point | None, note: str)
         usd_per_m_total_tokens=usd_per_million_tokens(usd_h, s["input_tokens_per_s"] + s["output_tokens_per_s"]),
         tokens_per_s_per_mw=tokens_per_s_per_mw(s["output_tokens_per_s"], kw),
         requests_measured=s["requests"],
+        prefix_hit_rate=s["prefix_hit_rate"],
+        prefill_tokens_saved_per_s=s["prefill_tokens_saved_per_s"],
     )
     if exp.faults_on:
         row.update(_fault_columns(exp, plan, tier, point, usd_h))
@@ -351,11 +367,11 @@ def run_fleet(exp: Experiment, index: int, progress: Callable[[str], None] | Non
     tiers = exp.slo_tiers
     rows, points = [], {}
     if exp.load.mode == "fixed":
-        load = exp.load.concurrency if _closed_loop(exp) else exp.load.rate_per_s
-        if load is None:
-            spec_rate = getattr(exp.workload_spec.arrivals, "rate_per_s", None)
-            load = spec_rate if not _closed_loop(exp) else exp.workload_spec.arrivals.concurrency
-        point = simulate_point(exp, plan, float(load), cap_overload=False)
+        if _closed_loop(exp):
+            load = float(exp.load.concurrency or exp.workload_spec.arrivals.concurrency)
+        else:  # None: the workload's own rate (or a trace's own times)
+            load = exp.load.rate_per_s
+        point = simulate_point(exp, plan, load, cap_overload=False)
         for tier in tiers:
             rows.append(_row(exp, plan, tier, point, ""))
             points[(plan.name, tier.name)] = point

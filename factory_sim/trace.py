@@ -27,6 +27,7 @@ REASON_QUEUE_FULL = 2
 REASON_TIMEOUT = 3
 REASON_RETRIES_EXHAUSTED = 4  # its replica failed and it was already retried max_retries times
 REASON_NO_REPLICA_UP = 5  # every replica that could serve it was down or draining
+REASON_SESSION_ABANDONED = 6  # an earlier turn of its session was not served, so the client stopped
 REASON_NAMES = {
     REASON_NONE: "",
     REASON_TOO_LONG_FOR_KV: "context exceeds replica KV capacity",
@@ -34,6 +35,7 @@ REASON_NAMES = {
     REASON_TIMEOUT: "timed out in queue",
     REASON_RETRIES_EXHAUSTED: "replica failed, retries exhausted",
     REASON_NO_REPLICA_UP: "no replica up",
+    REASON_SESSION_ABANDONED: "session abandoned after an unserved turn",
 }
 
 _FLOAT_COLUMNS = (
@@ -45,7 +47,7 @@ _FLOAT_COLUMNS = (
     "finish_s",
     "kv_transfer_s",
 )
-_INT_COLUMNS = ("input_tokens", "output_tokens")
+_INT_COLUMNS = ("input_tokens", "output_tokens", "cached_tokens")
 _SMALL_INT_COLUMNS = ("slo_class", "prefill_replica", "decode_replica", "pool", "hardware", "retries")
 
 
@@ -66,6 +68,7 @@ class Trace:
     kv_transfer_s: np.ndarray
     input_tokens: np.ndarray
     output_tokens: np.ndarray
+    cached_tokens: np.ndarray
     slo_class: np.ndarray
     prefill_replica: np.ndarray
     decode_replica: np.ndarray

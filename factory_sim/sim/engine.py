@@ -17,6 +17,7 @@ from factory_sim.perf.memory import MemoryPlan, plan_memory, replica_kv_bytes
 from factory_sim.perf.replica import ReplicaShape
 from factory_sim.perf.steptime import StepTimeModel
 from factory_sim.sim.faults import FaultInjector, FaultLog, FaultPlan
+from factory_sim.sim.prefix_cache import PrefixCache, PrefixCachePlan
 from factory_sim.sim.replica import AGGREGATED, DECODE, PREFILL, Replica
 from factory_sim.sim.router import Router
 from factory_sim.sim.transfer import kv_link
@@ -26,6 +27,7 @@ from factory_sim.trace import (
     REASON_NO_REPLICA_UP,
     REASON_QUEUE_FULL,
     REASON_RETRIES_EXHAUSTED,
+    REASON_SESSION_ABANDONED,
     REASON_TIMEOUT,
     REASON_TOO_LONG_FOR_KV,
     REJECTED,
@@ -50,6 +52,7 @@ class PoolPlan:
     max_queue: int | None = None
     queue_timeout_s: float | None = None
     usd_per_hour_per_replica: float = 0.0  # for cost-aware routing
+    prefix_cache: PrefixCachePlan | None = None  # prefill/aggregated pools: keep prompt KV for reuse
 
     @property
     def gpus(self) -> int:
@@ -138,7 +141,8 @@ def _events_scheduled(env: simpy.Environment) -> int:
 
 class _Engine:
     def __init__(self, fleet: FleetPlan, trace: Trace, seed: int, macro_steps: bool, closed_loop: int | None,
-                 think_time_s: float, faults: FaultPlan | None = None):
+                 think_time_s: float, faults: FaultPlan | None = None,
+                 block_hashes: list[tuple[int, ...]] | None = None, block_tokens: int | None = None):
         self.env = simpy.Environment()
         self.fleet = fleet
         self.trace = trace
@@ -168,6 +172,9 @@ class _Engine:
             self._pool_replicas.append([])
             kv_need_list = kv_need.tolist()
             hw = pool.shape.hardware
+            cache_block_bytes = None
+            if pool.prefix_cache is not None and pool.role != DECODE and block_hashes is not None:
+                cache_block_bytes = float(replica_kv_bytes(pool.shape, np.array([float(block_tokens)]))[0])
             for _ in range(pool.replicas):
                 first = self.first_gpu[len(self.replicas)]
                 domain = hw.gpus_per_scaleup_domain
@@ -194,6 +201,9 @@ class _Engine:
                     macro_steps=macro_steps,
                     queue_timeout_s=pool.queue_timeout_s,
                     usd_per_hour=pool.usd_per_hour_per_replica,
+                    prefix_cache=(PrefixCache(pool.prefix_cache, block_tokens, cache_block_bytes)
+                                  if cache_block_bytes is not None else None),
+                    block_hashes=block_hashes,
                 )
                 self.replicas.append(rep)
                 self.by_role[pool.role].append(rep)
@@ -211,6 +221,8 @@ class _Engine:
         self._service_cache: dict[int, tuple[list[Replica], int, list[Replica]]] = {}
         self.all_done: simpy.Event | None = None
         self._terminal = 0
+        self.next_turn: list[int] | None = None  # sessions: each request's next turn (-1: none)
+        self.think_s: list[float] | None = None
         if faults is not None:
             self._setup_faults(faults, seed)
 
@@ -269,7 +281,7 @@ class _Engine:
             self._notify_done(rid)
             return
         critical = self.critical[rid] if self.critical is not None else False
-        rep = self.router.choose(fits, group=0, critical=critical)
+        rep = self.router.choose(fits, group=0, critical=critical, rid=rid)
         tr.prefill_replica[rid] = rep.index
         cap = self.fleet.pools[rep.pool_index].max_queue
         if cap is not None and len(rep.queue) >= cap:
@@ -339,30 +351,50 @@ class _Engine:
         ev = self._done_events.pop(rid, None)
         if ev is not None:
             ev.succeed()
+        if self.next_turn is not None and self.next_turn[rid] >= 0:
+            self._next_turn(rid, self.next_turn[rid])
         if self.all_done is not None:
             self._terminal += 1
             if self._terminal == len(self.trace) and not self.all_done.triggered:
                 self.all_done.succeed()
 
+    def _next_turn(self, rid: int, nxt: int) -> None:
+        """A session's turn ended: the next one arrives after the think time, if this one was served."""
+        if self.trace.outcome[rid] == DONE:
+            self.env.timeout(self.think_s[nxt]).callbacks.append(lambda _ev: self.arrive(nxt))
+        else:  # the client gives up on the session
+            self.trace.outcome[nxt] = REJECTED
+            self.trace.reason[nxt] = REASON_SESSION_ABANDONED
+            self._notify_done(nxt)
+
     # -- where requests come from ------------------------------------------------------------
     def open_loop(self, arrival_s: np.ndarray) -> None:
-        """Arrivals at given times: a chain of timeouts, each arrival's event scheduling the next."""
-        self._arrival_times = arrival_s.tolist()
+        """Arrivals at given times: a chain of timeouts, each arrival's event scheduling the next.
+        Requests without a time (a session's later turns) arrive when their previous turn ends."""
+        scheduled = np.isfinite(arrival_s)
+        if scheduled.all():
+            self._arrival_rids = None
+            self._arrival_times = arrival_s.tolist()
+        else:
+            rids = np.flatnonzero(scheduled)
+            rids = rids[np.argsort(arrival_s[rids], kind="stable")]
+            self._arrival_rids = rids.tolist()
+            self._arrival_times = arrival_s[rids].tolist()
         self._next_arrival = 0
         if self._arrival_times:
             self.env.timeout(max(self._arrival_times[0], 0.0)).callbacks.append(self._arrivals_due)
 
     def _arrivals_due(self, _event: simpy.Event) -> None:
-        env, times = self.env, self._arrival_times
-        rid = self._next_arrival
-        self.arrive(rid)
-        rid += 1
-        while rid < len(times) and not times[rid] > env.now:  # arrivals at this instant share its event
-            self.arrive(rid)
-            rid += 1
-        self._next_arrival = rid
-        if rid < len(times):
-            env.timeout(times[rid] - env.now).callbacks.append(self._arrivals_due)
+        env, times, rids = self.env, self._arrival_times, self._arrival_rids
+        i = self._next_arrival
+        self.arrive(i if rids is None else rids[i])
+        i += 1
+        while i < len(times) and not times[i] > env.now:  # arrivals at this instant share its event
+            self.arrive(i if rids is None else rids[i])
+            i += 1
+        self._next_arrival = i
+        if i < len(times):
+            env.timeout(times[i] - env.now).callbacks.append(self._arrivals_due)
 
     def closed_loop_clients(self, n_requests: int, concurrency: int):
         counter = iter(range(n_requests))
@@ -396,6 +428,10 @@ def simulate(
     latency_critical: np.ndarray | None = None,
     slo_class_names: list[str] | None = None,
     faults: FaultPlan | None = None,
+    block_hashes: list[tuple[int, ...]] | None = None,
+    block_tokens: int | None = None,
+    next_turn: np.ndarray | None = None,
+    think_s: np.ndarray | None = None,
 ) -> SimResult:
     """Run the fleet on one batch of requests; open loop (arrival_s) or closed loop (concurrency).
 
@@ -403,6 +439,9 @@ def simulate(
     `slo_class` gives each request's traffic class and `latency_critical` says, per class,
     which ones an SLO-aware router sends to the fastest replicas. `faults` makes hardware
     fail and get repaired during the run (sim/faults.py); without it nothing fails.
+    `block_hashes` (per request, its prompt's block hashes of `block_tokens` tokens each) feed
+    the prefix caches of pools that have one. `next_turn` and `think_s` make sessions: a
+    request with NaN arrival time arrives `think_s` after the turn pointing to it finishes.
     """
     n = len(input_tokens)
     trace = Trace.allocate(n)
@@ -411,7 +450,14 @@ def simulate(
     if slo_class is not None:
         trace.slo_class[:] = slo_class
         trace.slo_class_names = list(slo_class_names or [str(i) for i in range(int(np.max(slo_class)) + 1)])
-    eng = _Engine(fleet, trace, seed, macro_steps, concurrency, think_time_s, faults)
+    if block_hashes is not None and (len(block_hashes) != n or not block_tokens or block_tokens < 1):
+        raise ValueError("block_hashes needs one entry per request and block_tokens >= 1")
+    eng = _Engine(fleet, trace, seed, macro_steps, concurrency, think_time_s, faults, block_hashes, block_tokens)
+    if next_turn is not None:
+        if arrival_s is None:
+            raise ValueError("sessions (next_turn) need open-loop arrival times for their first turns")
+        eng.next_turn = np.asarray(next_turn, dtype=np.int64).tolist()
+        eng.think_s = np.zeros(n).tolist() if think_s is None else np.asarray(think_s, dtype=float).tolist()
     if latency_critical is not None:
         eng.critical = np.asarray(latency_critical, dtype=bool)[trace.slo_class].tolist()
     if arrival_s is not None:

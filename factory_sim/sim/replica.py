@@ -39,6 +39,7 @@ import simpy
 from factory_sim.perf.memory import MemoryPlan
 from factory_sim.perf.replica import ReplicaShape
 from factory_sim.perf.steptime import StepTimeModel, effective_context
+from factory_sim.sim.prefix_cache import PrefixCache
 from factory_sim.trace import Trace
 
 PREFILL, DECODE, AGGREGATED = "prefill", "decode", "aggregated"
@@ -73,6 +74,8 @@ class Replica:
         macro_steps: bool = True,
         queue_timeout_s: float | None = None,
         usd_per_hour: float = 0.0,
+        prefix_cache: PrefixCache | None = None,
+        block_hashes: list[tuple[int, ...]] | None = None,
     ):
         self.env = env
         self.index = index
@@ -130,10 +133,19 @@ class Replica:
         self.draining = False
         self.slowdown = 1.0
         self._nominal_kv_capacity_bytes = self.kv_capacity_bytes
+        # Prefix cache (prefill and aggregated roles): per request, the hashes of its prompt's
+        # blocks; _cache_first holds, for a request admitted with a hit, the host-load seconds
+        # its first chunk pays.
+        self.prefix_cache = prefix_cache if prefix_cache is not None and prefix_cache.enabled else None
+        self._block_hashes = block_hashes
+        self._cache_first: dict[int, float] = {}
 
     # -- what the router and engine call --------------------------------------------------
     def kv_need_bytes(self, rid: int) -> float:
         return self._kv_need[rid]
+
+    def prompt_tokens(self, rid: int) -> int:
+        return self._input_tokens[rid]
 
     def submit(self, rid: int) -> None:
         """Queue a request (a prompt, or for a decode replica a request whose KV arrived)."""
@@ -203,8 +215,37 @@ class Replica:
                 tr.decode_start_s[rid] = now
                 tr.decode_replica[rid] = self.index
                 self._join_decode(rid, generated=1)
-            else:
+            elif self.prefix_cache is None:
                 self._prefilling[rid] = (0, self._input_tokens[rid])
+            else:
+                self._prefilling[rid] = (self._use_cache(rid), self._input_tokens[rid])
+        if self.prefix_cache is not None:
+            self.prefix_cache.trim(self.kv_capacity_bytes - self.kv_reserved_bytes)
+
+    # -- prefix cache ----------------------------------------------------------------------
+    def _cacheable_blocks(self, rid: int) -> Sequence[int]:
+        """The hashes of the request's whole prompt blocks (a partial last block is not shared)."""
+        hashes = self._block_hashes[rid]
+        return hashes[: self._input_tokens[rid] // self.prefix_cache.block_tokens]
+
+    def cached_prefix_tokens(self, rid: int) -> int:
+        """Prompt tokens of request `rid` this replica's cache would spare (for KV-aware routing)."""
+        if self.prefix_cache is None:
+            return 0
+        hbm, host = self.prefix_cache.match(self._cacheable_blocks(rid))
+        return min((hbm + host) * self.prefix_cache.block_tokens, self._input_tokens[rid] - 1)
+
+    def _use_cache(self, rid: int) -> int:
+        """Admit with the cached prefix: the prompt tokens prefill can skip (at least one is computed)."""
+        blocks = self._cacheable_blocks(rid)
+        hbm, host = self.prefix_cache.match(blocks)
+        cached = min((hbm + host) * self.prefix_cache.block_tokens, self._input_tokens[rid] - 1)
+        self.trace.cached_tokens[rid] = max(cached, 0)
+        if cached <= 0:
+            return 0
+        self._cache_first[rid] = self.prefix_cache.use(blocks, hbm, host)
+        self.outstanding_tokens -= cached
+        return cached
 
     def _join_decode(self, rid: int, generated: int) -> None:
         left = self._output_tokens[rid] - generated
@@ -245,7 +286,7 @@ class Replica:
         n_dec = len(self._ctx_base)
         budget = max(self.max_batch_tokens - n_dec, 0)
         chunks: list[tuple[int, int, int, int]] = []  # (rid, chunk, prior, prompt)
-        p_tokens, pairs = 0, 0.0
+        p_tokens, pairs, host_load_s = 0, 0.0, 0.0
         for rid, (done, prompt) in self._prefilling.items():
             if budget <= 0:
                 break
@@ -256,10 +297,17 @@ class Replica:
             pairs += self.step_model.prefill_pairs(chunk, done)
             if done == 0:
                 tr.prefill_start_s[rid] = start
+            elif self._cache_first:  # the first chunk after a prefix-cache hit
+                load_s = self._cache_first.pop(rid, None)
+                if load_s is not None:
+                    tr.prefill_start_s[rid] = start
+                    host_load_s += load_s
         dt = self.step_model.batch_s(float(p_tokens), pairs, float(len(chunks)), float(n_dec),
                                      self._decode_ctx_sum() if n_dec else 0.0)
         if self.slowdown != 1.0:
             dt *= self.slowdown
+        if host_load_s:
+            dt += host_load_s  # blocks come back from host memory before the step computes on them
         self._mixed = (start, dt, chunks, n_dec, p_tokens)
         self._step_event = self.env.timeout(dt)
         self._step_event.callbacks.append(self._end_mixed_step)
@@ -282,6 +330,8 @@ class Replica:
             del self._prefilling[rid]
             tr.prefill_end_s[rid] = end
             tr.first_token_s[rid] = end
+            if self.prefix_cache is not None:
+                self.prefix_cache.insert(self._cacheable_blocks(rid))
             if self.role == PREFILL:
                 self._release(rid)
                 self._on_prefill_done(self, rid)
@@ -289,6 +339,8 @@ class Replica:
                 tr.decode_start_s[rid] = end
                 tr.decode_replica[rid] = self.index
                 self._join_decode(rid, generated=1)
+        if self.prefix_cache is not None:
+            self.prefix_cache.trim(self.kv_capacity_bytes - self.kv_reserved_bytes)
         self._boundary()
 
     # -- pure decode until the next finish: priced at once, cut short only by an admission ----
@@ -372,6 +424,9 @@ class Replica:
         self._plan_event = self._step_event = None
         self.accepting = False
         self.draining = False
+        self._cache_first.clear()
+        if self.prefix_cache is not None:
+            self.prefix_cache.clear()
         return lost
 
     def restore(self, capacity_fraction: float = 1.0) -> None:

@@ -7,7 +7,10 @@ so a mixed fleet sends a fast GB300 replica more work than an H200 node. `slo_aw
 latency-critical traffic classes to the replicas with the lowest single-request latency and
 other traffic to the rest (spilling over when they fall ROUTER_SLACK_S behind); `cost_aware`
 takes the cheapest replica per token unless it is more than ROUTER_SLACK_S behind the
-least-loaded one.
+least-loaded one. `kv_aware` weighs a replica's cached prefix of the request against its
+load: it picks the replica that would finish the request's prompt soonest, counting the
+outstanding tokens plus the prompt tokens its prefix cache would not spare, over its speed
+(decode routing, where there is no prefix to reuse, is least_loaded).
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from factory_sim.perf.estimate import replica_tokens_per_s
 _OUTSTANDING = attrgetter("outstanding_tokens")
 
 ROUTER_POLICIES = ("round_robin", "least_outstanding_tokens", "least_loaded", "power_of_two", "slo_aware",
-                   "cost_aware")
+                   "cost_aware", "kv_aware")
 
 # How far behind the least-loaded replica (seconds of work to drain) a replica may be and
 # still be preferred: by cost_aware for a cheaper token, by slo_aware to keep the fastest
@@ -50,14 +53,29 @@ class Router:
         self._speed_by_replica: dict[int, float] = {}
         self._choose: Callable = getattr(self, f"_{policy}")
 
-    def choose(self, candidates: Sequence, group: int = 0, critical: bool = False):
+    def choose(self, candidates: Sequence, group: int = 0, critical: bool = False, rid: int | None = None):
         """Pick one of `candidates` (replicas); `group` keeps separate round-robin cursors;
-        `critical` marks latency-critical traffic (used by slo_aware)."""
+        `critical` marks latency-critical traffic (used by slo_aware); `rid` is the request
+        (used by kv_aware to look up its cached prefix)."""
         if len(candidates) == 1:
             return candidates[0]
         if self.policy == "slo_aware":
             return self._slo_aware(candidates, critical)
+        if self.policy == "kv_aware":
+            return self._kv_aware(candidates, group, rid)
         return self._choose(candidates, group)
+
+    def _kv_aware(self, candidates, group, rid):
+        if rid is None or group != 0:
+            return self._least_loaded(candidates, group)
+        speeds = self._speeds(candidates)
+        prompt = candidates[0].prompt_tokens(rid)
+        best, best_cost = 0, float("inf")
+        for i, r in enumerate(candidates):
+            cost = (r.outstanding_tokens + prompt - r.cached_prefix_tokens(rid)) / (speeds[i] if speeds else 1.0)
+            if cost < best_cost:
+                best, best_cost = i, cost
+        return candidates[best]
 
     def _round_robin(self, candidates, group):
         i = self._next.get(group, 0)

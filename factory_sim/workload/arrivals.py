@@ -1,8 +1,10 @@
-"""When requests arrive: open-loop processes, closed-loop clients, or a replayed trace.
+"""When requests arrive: open-loop processes, closed-loop clients, sessions, or a replayed trace.
 
 Open-loop generators draw unit-rate interarrival gaps and divide by the rate, so one seed
 gives the same arrival pattern at every load, only stretched in time. Load searches rely
-on this: comparing two rates then compares loads, not two different random draws.
+on this: comparing two rates then compares loads, not two different random draws. The
+diurnal process maps the same unit-rate draws through its rate curve, so it keeps this
+property too (scaled loads, same draws), though not as a plain stretch.
 """
 
 from __future__ import annotations
@@ -11,9 +13,10 @@ from typing import Annotated, Literal
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from factory_sim.errors import ConfigError
+from factory_sim.workload.sessions import SessionArrivals
 from factory_sim.workload.traces import check_trace_ref, load_trace
 
 
@@ -33,6 +36,37 @@ class GammaArrivals(BaseModel):
     kind: Literal["gamma"] = "gamma"
     rate_per_s: float = Field(gt=0, allow_inf_nan=False)
     cv: float = Field(gt=0, allow_inf_nan=False)
+
+
+class DiurnalArrivals(BaseModel):
+    """A day's traffic: Poisson arrivals whose rate follows a cosine from
+    `trough_rate_per_s` at `trough_at_s` (and every `period_s` after it) up to
+    `peak_rate_per_s` half a period later. The mean rate is (peak + trough) / 2.
+
+    rate(t) = trough + (peak - trough) * (1 - cos(2 pi (t - trough_at_s) / period_s)) / 2
+    """
+
+    model_config = ConfigDict(extra="forbid")
+    kind: Literal["diurnal"] = "diurnal"
+    peak_rate_per_s: float = Field(gt=0, allow_inf_nan=False)
+    trough_rate_per_s: float = Field(ge=0, allow_inf_nan=False)
+    period_s: float = Field(default=86400.0, gt=0, allow_inf_nan=False)
+    trough_at_s: float = Field(default=0.0, allow_inf_nan=False)
+
+    @model_validator(mode="after")
+    def _peak_above_trough(self) -> DiurnalArrivals:
+        if self.peak_rate_per_s < self.trough_rate_per_s:
+            raise ValueError(
+                f"peak_rate_per_s ({self.peak_rate_per_s}) must be >= "
+                f"trough_rate_per_s ({self.trough_rate_per_s})"
+            )
+        return self
+
+    @property
+    def rate_per_s(self) -> float:
+        """The mean rate over a period, so code that asks any open-loop process for its
+        rate gets the offered load."""
+        return (self.peak_rate_per_s + self.trough_rate_per_s) / 2
 
 
 class ClosedLoopArrivals(BaseModel):
@@ -66,7 +100,7 @@ class TraceArrivals(BaseModel):
 
 
 Arrivals = Annotated[
-    PoissonArrivals | GammaArrivals | ClosedLoopArrivals | TraceArrivals,
+    PoissonArrivals | GammaArrivals | DiurnalArrivals | ClosedLoopArrivals | TraceArrivals | SessionArrivals,
     Field(discriminator="kind"),
 ]
 
@@ -77,8 +111,10 @@ def arrival_times(
     """Sorted arrival times in seconds (float64) for `n` requests.
 
     `rate_per_s` replaces the configured rate; for a trace it rescales time so that the
-    trace's mean rate equals it. Poisson and gamma arrivals start after time 0; a trace's
-    first request arrives at 0. Closed-loop arrivals raise ValueError: the engine drives them.
+    trace's mean rate equals it; for a diurnal curve it scales peak and trough alike so that
+    the mean rate equals it. Poisson, gamma and diurnal arrivals start after time 0; a
+    trace's first request arrives at 0. Closed-loop arrivals and sessions raise ValueError:
+    their later requests arrive when earlier ones finish, which the engine decides.
     """
     if n < 0:
         raise ValueError(f"n must be >= 0, got {n}")
@@ -91,6 +127,10 @@ def arrival_times(
         shape = 1.0 / arr.cv**2
         unit_gaps = rng.gamma(shape, 1.0 / shape, size=n)
         return _times(unit_gaps, rate_per_s or arr.rate_per_s)
+    if isinstance(arr, DiurnalArrivals):
+        unit_times = np.cumsum(np.maximum(rng.standard_exponential(n), np.finfo(np.float64).tiny))
+        scale = 1.0 if rate_per_s is None else rate_per_s / arr.rate_per_s
+        return _diurnal_times(arr, unit_times / scale)
     if isinstance(arr, TraceArrivals):
         return trace_requests(arr, n, rate_per_s)["arrival_s"].to_numpy()
     if isinstance(arr, ClosedLoopArrivals):
@@ -98,13 +138,25 @@ def arrival_times(
             "closed-loop arrivals depend on when earlier requests finish; "
             "the simulation engine generates them"
         )
+    if isinstance(arr, SessionArrivals):
+        raise ValueError(
+            "a session's later turns arrive when earlier ones finish; use generate_requests "
+            "for the first turns' times and the think times, and let the engine schedule the rest"
+        )
     raise TypeError(f"not an arrival process: {type(arr).__name__}")
 
 
 def mean_rate_per_s(arr: Arrivals) -> float | None:
-    """Offered requests per second; None for closed loop, whose rate is an outcome."""
-    if isinstance(arr, (PoissonArrivals, GammaArrivals)):
+    """Offered requests per second; None for closed loop, whose rate is an outcome.
+
+    Sessions: sessions per second times the mean turns per session. This is approximate:
+    an upper bound when sessions are cut short by max_context_tokens, and reached only
+    once the run is long compared with a session.
+    """
+    if isinstance(arr, (PoissonArrivals, GammaArrivals, DiurnalArrivals)):
         return arr.rate_per_s
+    if isinstance(arr, SessionArrivals):
+        return arr.rate_per_s * arr.mean_turns()
     if isinstance(arr, TraceArrivals):
         return _native_rate_per_s(load_trace(arr.trace)["arrival_s"].to_numpy(), arr.trace) * arr.time_scale
     if isinstance(arr, ClosedLoopArrivals):
@@ -148,6 +200,47 @@ def _times(unit_gaps: np.ndarray, rate_per_s: float) -> np.ndarray:
     # A gamma draw with a small shape can underflow to 0; keep every arrival after time 0.
     unit_gaps = np.maximum(unit_gaps, np.finfo(np.float64).tiny)
     return np.cumsum(unit_gaps) / rate_per_s
+
+
+def _diurnal_times(arr: DiurnalArrivals, cumulative: np.ndarray) -> np.ndarray:
+    """Time rescaling: the times t at which the expected count Lambda(t) = integral of
+    rate(t) from 0 reaches each of `cumulative` (sorted points of a unit-rate Poisson
+    process), which makes the t a Poisson process with that rate.
+
+    Lambda(t) = m t - (a / w) (sin(w (t - t0)) + sin(w t0)), with m the mean rate, a half
+    the peak-to-trough swing and w = 2 pi / period. It is increasing and within 2 a / w of
+    m t, which brackets each root; safeguarded Newton then converges in a few steps.
+    """
+    mean = arr.rate_per_s
+    swing = (arr.peak_rate_per_s - arr.trough_rate_per_s) / 2
+    omega = 2 * np.pi / arr.period_s
+    if swing == 0 or cumulative.size == 0:
+        return cumulative / mean
+    offset = np.sin(omega * arr.trough_at_s)
+    reach = 2 * swing / omega
+    low = np.maximum((cumulative - reach) / mean, 0.0)
+    high = (cumulative + reach) / mean
+    t = cumulative / mean
+    tol_s = 1e-12 * max(arr.period_s, float(high[-1]))
+    todo = np.arange(t.size)  # roots not yet converged; near a zero rate Newton is slow
+    for _ in range(200):
+        tt, lo, hi, target = t[todo], low[todo], high[todo], cumulative[todo]
+        phase = omega * (tt - arr.trough_at_s)
+        excess = mean * tt - (swing / omega) * (np.sin(phase) + offset) - target
+        lo = np.where(excess < 0, tt, lo)
+        hi = np.where(excess > 0, tt, hi)
+        rate = mean - swing * np.cos(phase)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            step = tt - excess / rate
+        bad = ~((step >= lo) & (step <= hi))  # outside the bracket, or a zero rate
+        step = np.where(bad, (lo + hi) / 2, step)
+        t[todo], low[todo], high[todo] = step, lo, hi
+        moving = np.abs(step - tt) > tol_s
+        if not moving.any():
+            break
+        todo = todo[moving]
+    # Roots solved to tol_s may cross by less than tol_s; arrivals stay sorted.
+    return np.maximum.accumulate(t)
 
 
 def _native_rate_per_s(raw_s: np.ndarray, name: str) -> float:
