@@ -24,6 +24,7 @@ from factory_sim.models import ModelSpec, load_model
 from factory_sim.perf.memory import plan_memory
 from factory_sim.perf.replica import ReplicaShape
 from factory_sim.perf.stacks import load_stack, override_stack
+from factory_sim.sim.autoscaler import AutoscalePlan
 from factory_sim.sim.engine import FleetPlan, PoolPlan
 from factory_sim.sim.faults import FAULT_KINDS, FaultPlan, FaultRates, Injection
 from factory_sim.sim.prefix_cache import PrefixCachePlan
@@ -44,6 +45,33 @@ class MtpSpec(BaseModel):
     # chance a drafted token is accepted given the one before it was; DeepSeek reports 85-90%
     # for its second-token prediction (DeepSeek-V3 Technical Report, arXiv:2412.19437, sec. 5.4.3)
     acceptance_rate: float = Field(default=0.85, ge=0, lt=1)
+
+
+class AutoscaleSpec(BaseModel):
+    """Scale a pool between bounds from its observed latency and queue (sim/autoscaler.py);
+    the pool's `replicas` is where it starts."""
+
+    model_config = _STRICT
+    min_replicas: int = Field(default=1, ge=1)
+    max_replicas: int = Field(ge=1)
+    interval_s: float = Field(default=30.0, gt=0, description="how often the planner looks")
+    # default: engine start plus loading the weights, as after a failure (faults.engine_start_s,
+    # faults.weight_load_gb_per_s)
+    scale_up_delay_s: float | None = Field(default=None, ge=0)
+    cooldown_s: float = Field(default=300.0, ge=0, description="no scale-down this soon after a change")
+    up_threshold: float = Field(default=0.8, gt=0, description="scale up when p90 latency / SLO passes this")
+    down_threshold: float = Field(default=0.4, ge=0, description="scale down when it stays below this")
+    step_fraction: float = Field(default=0.25, gt=0, le=1)
+    target_occupancy: float = Field(default=0.6, gt=0, le=1,
+                                    description="batch-slot use one replica fewer must stay under to scale down")
+
+    @model_validator(mode="after")
+    def _bounds(self):
+        if self.min_replicas > self.max_replicas:
+            raise ValueError(f"min_replicas ({self.min_replicas}) must be <= max_replicas ({self.max_replicas})")
+        if self.down_threshold >= self.up_threshold:
+            raise ValueError("down_threshold must be below up_threshold, or the planner would oscillate")
+        return self
 
 
 class PoolSpec(BaseModel):
@@ -73,6 +101,15 @@ class PoolSpec(BaseModel):
     # when this many wait for admission at its replica; drop one that waited longer.
     max_queue: int | None = Field(default=None, ge=0, description="waiting requests per replica before refusing")
     queue_timeout_s: float | None = Field(default=None, gt=0, description="longest wait for admission")
+    autoscale: AutoscaleSpec | None = None
+
+    @model_validator(mode="after")
+    def _starts_within_bounds(self):
+        a = self.autoscale
+        if a is not None and not a.min_replicas <= self.replicas <= a.max_replicas:
+            raise ValueError(f"replicas ({self.replicas}) is where autoscaling starts and must lie within "
+                             f"min_replicas..max_replicas ({a.min_replicas}..{a.max_replicas})")
+        return self
 
 
 class PrefixCacheSpec(BaseModel):
@@ -379,8 +416,28 @@ class Experiment(BaseModel):
                                       max_queue=spec.max_queue, queue_timeout_s=spec.queue_timeout_s,
                                       prefix_cache=(fleet.prefix_cache.plan() if fleet.prefix_cache is not None
                                                     and role != DECODE else None),
+                                      autoscale=self._autoscale_plan(spec, shape, f"{path}.autoscale"),
                                       usd_per_hour_per_replica=usd_per_gpu_hour(hw, self.cost) * shape.gpus))
         return FleetPlan(name=fleet.name, pools=tuple(pools), router_policy=fleet.router)
+
+    def _autoscale_plan(self, spec: PoolSpec, shape: ReplicaShape, path: str) -> AutoscalePlan | None:
+        a = spec.autoscale
+        if a is None:
+            return None
+        if self.faults_on:
+            raise ConfigError(path, "autoscaling and faults in one experiment are not modelled together; "
+                              "run them as two experiments")
+        delay = a.scale_up_delay_s
+        if delay is None:
+            f = self.faults or FaultSpec(enabled=False)
+            delay = f.engine_start_s + plan_memory(shape).weight_bytes_per_gpu / (f.weight_load_gb_per_s * 1e9)
+        targets = [t for _, t in self.slo_evaluations]
+        flat = [x for t in targets for x in (t if isinstance(t, list) else [t])]
+        return AutoscalePlan(min_replicas=a.min_replicas, max_replicas=a.max_replicas, interval_s=a.interval_s,
+                             scale_up_delay_s=delay, cooldown_s=a.cooldown_s,
+                             ttft_slo_s=min(t.ttft_s for t in flat), tpot_slo_s=min(t.tpot_s for t in flat),
+                             up_threshold=a.up_threshold, down_threshold=a.down_threshold,
+                             step_fraction=a.step_fraction, target_occupancy=a.target_occupancy)
 
     def validate_all(self) -> Experiment:
         """Resolve every name and fleet now, so errors surface before hours of simulation."""

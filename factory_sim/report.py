@@ -44,6 +44,13 @@ _CACHE_TABLE = (
     ("prefill_tokens_saved_per_s", "prefill tok/s saved", lambda v: f"{v:,.0f}"),
 )
 
+# shown when some pool autoscales
+_SCALE_TABLE = (
+    ("gpus_held_mean", "GPUs held (mean)", lambda v: f"{v:,.1f}"),
+    ("gpu_hours_billed", "GPU-hours", lambda v: f"{v:,.1f}"),
+    ("scale_events", "scalings", lambda v: f"{v:.0f}"),
+)
+
 # shown when the experiment has faults on
 _FAULT_TABLE = (
     ("availability", "avail run", lambda v: f"{v:.2%}"),
@@ -68,6 +75,8 @@ def format_table(summary: pd.DataFrame) -> str:
     table = _TABLE
     if "prefix_hit_rate" in summary and (summary["prefix_hit_rate"].fillna(0) > 0).any():
         table = table + _CACHE_TABLE
+    if "gpus_held_mean" in summary and summary["gpus_held_mean"].notna().any():
+        table = table + _SCALE_TABLE
     if "availability" in summary and summary["availability"].notna().any():
         table = table + _FAULT_TABLE
     headers = [h for _, h, _ in table]

@@ -57,6 +57,10 @@ SUMMARY_COLUMNS = (
     "note",
     "prefix_hit_rate",
     "prefill_tokens_saved_per_s",
+    # with autoscaling: what was held and billed (usd_per_hour is then the run's average)
+    "gpus_held_mean",
+    "gpu_hours_billed",
+    "scale_events",
     # with faults on: what they cost, against the same fleet and load without faults
     "availability",
     "availability_long_run",
@@ -321,9 +325,38 @@ def _row(exp: Experiment, plan: FleetPlan, tier, point: Point | None, note: str)
         prefix_hit_rate=s["prefix_hit_rate"],
         prefill_tokens_saved_per_s=s["prefill_tokens_saved_per_s"],
     )
+    if point.sim.scaling is not None:
+        row.update(_scaling_columns(exp, plan, point, s))
     if exp.faults_on:
         row.update(_fault_columns(exp, plan, tier, point, usd_h))
     return row
+
+
+def _scaling_columns(exp: Experiment, plan: FleetPlan, point: Point, s: dict) -> dict:
+    """Cost of an autoscaled fleet: the GPU-hours it held, not its largest size."""
+    sim = point.sim
+    span_s = sim.sim_end_s
+    held: dict[str, list] = {}
+    for i, pool in enumerate(plan.pools):
+        hw = pool.shape.hardware
+        gpu_s = sim.scaling.gpu_s.get(i, pool.gpus * span_s)
+        held.setdefault(hw.name, [hw, 0.0])[1] += gpu_s
+    gpus_mean = [(hw, gpu_s / span_s) for hw, gpu_s in held.values()] if span_s > 0 else []
+    usd_h = fleet_usd_per_hour(gpus_mean, exp.cost)
+    mean = sum(g for _, g in gpus_mean)
+    return {
+        "gpus": sum(p.replica_slots * p.shape.gpus for p in plan.pools),  # the most it may hold
+        "tokens_per_s_per_gpu": s["output_tokens_per_s"] / mean if mean > 0 else float("nan"),
+        "gpus_held_mean": mean,
+        "gpu_hours_billed": sum(gpu_s for _, gpu_s in held.values()) / 3600.0,
+        "scale_events": len(sim.scaling.events),
+        "usd_per_hour": usd_h,
+        "power_kw": fleet_power_kw(gpus_mean),
+        "usd_per_m_output_tokens": usd_per_million_tokens(usd_h, s["output_tokens_per_s"]),
+        "usd_per_m_goodput_tokens": usd_per_million_tokens(usd_h, s["goodput_tokens_per_s"]),
+        "usd_per_m_input_tokens": usd_per_million_tokens(usd_h, s["input_tokens_per_s"]),
+        "usd_per_m_total_tokens": usd_per_million_tokens(usd_h, s["input_tokens_per_s"] + s["output_tokens_per_s"]),
+    }
 
 
 def _fault_columns(exp: Experiment, plan: FleetPlan, tier, point: Point, usd_h: float) -> dict:

@@ -16,6 +16,7 @@ from factory_sim.hardware import HardwareProfile
 from factory_sim.perf.memory import MemoryPlan, plan_memory, replica_kv_bytes
 from factory_sim.perf.replica import ReplicaShape
 from factory_sim.perf.steptime import StepTimeModel
+from factory_sim.sim.autoscaler import AutoscalePlan, Autoscaler, ScaleLog
 from factory_sim.sim.faults import FaultInjector, FaultLog, FaultPlan
 from factory_sim.sim.prefix_cache import PrefixCache, PrefixCachePlan
 from factory_sim.sim.replica import AGGREGATED, DECODE, PREFILL, Replica
@@ -53,6 +54,12 @@ class PoolPlan:
     queue_timeout_s: float | None = None
     usd_per_hour_per_replica: float = 0.0  # for cost-aware routing
     prefix_cache: PrefixCachePlan | None = None  # prefill/aggregated pools: keep prompt KV for reuse
+    autoscale: AutoscalePlan | None = None  # scale between its bounds; `replicas` is where it starts
+
+    @property
+    def replica_slots(self) -> int:
+        """Replica objects the pool needs: its most replicas."""
+        return max(self.replicas, self.autoscale.max_replicas) if self.autoscale else self.replicas
 
     @property
     def gpus(self) -> int:
@@ -91,6 +98,7 @@ class SimResult:
     sim_end_s: float
     replicas_per_pool: list[int] = field(default_factory=list)
     faults: FaultLog | None = None  # what the faults did, when a fault plan was given
+    scaling: ScaleLog | None = None  # what the autoscaler did, when a pool scales
 
     @property
     def availability(self) -> float:
@@ -108,7 +116,7 @@ def place_replicas(fleet: FleetPlan) -> list[int]:
     prefill instances share one NVL72 instead of a replica straddling two racks. A replica
     larger than a domain takes whole domains of its own.
     """
-    sizes = [(p.shape.hardware, p.shape.gpus) for p in fleet.pools for _ in range(p.replicas)]
+    sizes = [(p.shape.hardware, p.shape.gpus) for p in fleet.pools for _ in range(p.replica_slots)]
     first = [0] * len(sizes)
     used: dict[str, list[int]] = {}  # per hardware: GPUs taken in each domain so far
     for i in sorted(range(len(sizes)), key=lambda i: -sizes[i][1]):
@@ -175,7 +183,7 @@ class _Engine:
             cache_block_bytes = None
             if pool.prefix_cache is not None and pool.role != DECODE and block_hashes is not None:
                 cache_block_bytes = float(replica_kv_bytes(pool.shape, np.array([float(block_tokens)]))[0])
-            for _ in range(pool.replicas):
+            for _ in range(pool.replica_slots):
                 first = self.first_gpu[len(self.replicas)]
                 domain = hw.gpus_per_scaleup_domain
                 domains = frozenset(range(first // domain, (first + pool.shape.gpus - 1) // domain + 1))
@@ -218,6 +226,8 @@ class _Engine:
         }
         self._link_cache: dict[tuple[int, int], tuple[float, float]] = {}
         self.faults: FaultInjector | None = None
+        self.autoscaler: Autoscaler | None = None
+        self._trackers: list = []  # what takes replicas out of service: faults, the autoscaler
         self._service_cache: dict[int, tuple[list[Replica], int, list[Replica]]] = {}
         self.all_done: simpy.Event | None = None
         self._terminal = 0
@@ -225,12 +235,21 @@ class _Engine:
         self.think_s: list[float] | None = None
         if faults is not None:
             self._setup_faults(faults, seed)
+        scaled = {i: (p.autoscale, self._pool_replicas[i], p.replicas)
+                  for i, p in enumerate(fleet.pools) if p.autoscale is not None}
+        if scaled:
+            self.autoscaler = Autoscaler(self.env, scaled, trace)
+            self._trackers.append(self.autoscaler)
+            if self.all_done is None:  # the planner's clock never runs dry either
+                self.all_done = self.env.event()
+            self.autoscaler.start()
 
     def _setup_faults(self, plan: FaultPlan, seed: int) -> None:
         ranges = [(rep.shape.hardware.name, first, first + rep.shape.gpus)
                   for rep, first in zip(self.replicas, self.first_gpu, strict=True)]
         hardware = {p.shape.hardware.name: p.shape.hardware for p in self.fleet.pools}
         self.faults = FaultInjector(self.env, plan, self.replicas, ranges, hardware, self._lost, seed)
+        self._trackers.append(self.faults)
         self._max_retries = plan.max_retries
         self._retry_after_s = plan.retry_after_s
         # with faults the clock never runs dry (units keep failing): stop when every request is settled
@@ -250,12 +269,13 @@ class _Engine:
     def _in_service(self, replicas: list[Replica]) -> list[Replica]:
         """The replicas that take work now; the same list object until one enters or leaves
         service, so the router's per-list caches keep working."""
-        if self.faults is None or not self.faults.out_of_service:
+        trackers = self._trackers
+        if not trackers or not any(t.out_of_service for t in trackers):
             return replicas
+        version = sum(t.version for t in trackers)
         entry = self._service_cache.get(id(replicas))
-        if entry is None or entry[0] is not replicas or entry[1] != self.faults.version:
-            entry = self._service_cache[id(replicas)] = (
-                replicas, self.faults.version, [r for r in replicas if r.accepting])
+        if entry is None or entry[0] is not replicas or entry[1] != version:
+            entry = self._service_cache[id(replicas)] = (replicas, version, [r for r in replicas if r.accepting])
         return entry[2]
 
     # -- request life cycle ---------------------------------------------------------------
@@ -298,6 +318,8 @@ class _Engine:
 
     def _prefill_done(self, prefill: Replica, rid: int) -> None:
         tr = self.trace
+        if self.autoscaler is not None:
+            self.autoscaler.observe(prefill.pool_index, rid)
         if tr.output_tokens[rid] <= 1:  # the prompt's pass produced the only token
             tr.finish_s[rid] = self.env.now
             self._finish(prefill, rid)
@@ -345,6 +367,8 @@ class _Engine:
         tr.outcome[rid] = DONE
         tr.pool[rid] = rep.pool_index
         tr.hardware[rid] = rep.hardware_index
+        if self.autoscaler is not None and rep.role != PREFILL:
+            self.autoscaler.observe(rep.pool_index, rid)
         self._notify_done(rid)
 
     def _notify_done(self, rid: int) -> None:
@@ -487,4 +511,5 @@ def simulate(
         sim_end_s=float(eng.env.now),
         replicas_per_pool=[p.replicas for p in fleet.pools],
         faults=eng.faults.close() if eng.faults is not None else None,
+        scaling=eng.autoscaler.close() if eng.autoscaler is not None else None,
     )

@@ -1,0 +1,190 @@
+"""A planner that scales each pool between its bounds from what it observes.
+
+Every `interval_s` it looks at one pool: the requests that finished there since its last
+look (their TTFT against the SLO for prefill pools, TPOT for decode pools, both for
+aggregated ones), the requests queued and the batch slots in use. Pressure above
+`up_threshold` of the SLO, or a queue, adds replicas (a quarter more, at least one); they
+are billed from the decision but serve only after `scale_up_delay_s` (loading weights and
+starting the engine). When pressure is below `down_threshold`, or below `up_threshold`
+while one replica fewer would still run under `target_occupancy` of its batch slots, and
+nothing changed for `cooldown_s`, one replica retires: it takes no new work, finishes what
+it holds, and is released. Prefill and decode pools scale independently.
+
+Billing is the integral of the replicas held (starting, serving or draining) over time; the
+planner keeps the step function of held replicas per pool, so the bill can be checked
+against it exactly.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import simpy
+
+PARKED, STARTING, ACTIVE, DRAINING = "parked", "starting", "active", "draining"
+
+
+@dataclass(frozen=True)
+class AutoscalePlan:
+    min_replicas: int
+    max_replicas: int
+    interval_s: float
+    scale_up_delay_s: float
+    cooldown_s: float
+    ttft_slo_s: float
+    tpot_slo_s: float
+    up_threshold: float = 0.8  # scale up when the p90 latency passes this share of the SLO
+    down_threshold: float = 0.4  # scale down when it stays under this share
+    step_fraction: float = 0.25  # replicas added per decision, as a share of those serving
+    # sequences running / batch slots that one replica fewer must stay under to scale down
+    # (the latency signal alone never falls low when the TPOT floor is near the SLO)
+    target_occupancy: float = 0.6
+
+
+@dataclass
+class ScaleLog:
+    """Per pool: (time, replicas held) at every change, and GPU-seconds held in total."""
+
+    held: dict[int, list[tuple[float, int]]] = field(default_factory=dict)
+    gpu_s: dict[int, float] = field(default_factory=dict)
+    events: list[tuple[float, int, str, int]] = field(default_factory=list)  # (t, pool, "up"/"down", replicas)
+
+
+class Autoscaler:
+    def __init__(self, env: simpy.Environment, pools: dict[int, tuple[AutoscalePlan, list, int]], trace):
+        """`pools`: pool index -> (plan, the pool's replicas (max_replicas of them), initial replicas)."""
+        self.env, self.trace = env, trace
+        self._pools = pools
+        self.version = 0
+        self.out_of_service = 0
+        self.log = ScaleLog()
+        self._state: dict[int, str] = {}
+        self._since: dict[int, float] = {}  # held replicas: when billing started
+        self._gpus: dict[int, int] = {}
+        self._observed: dict[int, list[int]] = {i: [] for i in pools}
+        self._last_change: dict[int, float] = {i: -math.inf for i in pools}
+        for pool_index, (_, replicas, initial) in pools.items():
+            self.log.gpu_s[pool_index] = 0.0
+            for k, rep in enumerate(replicas):
+                self._gpus[rep.index] = rep.shape.gpus
+                if k < initial:
+                    self._state[rep.index] = ACTIVE
+                    self._since[rep.index] = 0.0
+                else:
+                    self._state[rep.index] = PARKED
+                    rep.accepting = False
+                    self.out_of_service += 1
+            self.log.held[pool_index] = [(0.0, min(initial, len(replicas)))]
+
+    def start(self) -> None:
+        for pool_index in self._pools:
+            self.env.process(self._watch(pool_index))
+
+    def observe(self, pool_index: int, rid: int) -> None:
+        """A request finished on (or left) a pool the planner watches."""
+        obs = self._observed.get(pool_index)
+        if obs is not None:
+            obs.append(rid)
+
+    # -- the control loop ---------------------------------------------------------------------
+    def _watch(self, pool_index: int):
+        plan, replicas, _ = self._pools[pool_index]
+        while True:
+            yield self.env.timeout(plan.interval_s)
+            self._decide(pool_index, plan, replicas)
+
+    def _pressure(self, pool_index: int, plan: AutoscalePlan, role: str) -> float:
+        """p90 latency over the SLO of the requests seen since the last look (0 if none)."""
+        rids = np.asarray(self._observed[pool_index], dtype=np.int64)
+        self._observed[pool_index] = []
+        if rids.size == 0:
+            return 0.0
+        tr = self.trace
+        pressure = 0.0
+        if role in ("prefill", "aggregated"):
+            ttft = tr.first_token_s[rids] - tr.arrival_s[rids]
+            ttft = ttft[np.isfinite(ttft)]
+            if ttft.size:
+                pressure = max(pressure, float(np.percentile(ttft, 90)) / plan.ttft_slo_s)
+        if role in ("decode", "aggregated"):
+            multi = rids[tr.output_tokens[rids] > 1]
+            tpot = (tr.finish_s[multi] - tr.first_token_s[multi]) / (tr.output_tokens[multi] - 1)
+            tpot = tpot[np.isfinite(tpot)]
+            if tpot.size:
+                pressure = max(pressure, float(np.percentile(tpot, 90)) / plan.tpot_slo_s)
+        return pressure
+
+    def _decide(self, pool_index: int, plan: AutoscalePlan, replicas: list) -> None:
+        role = replicas[0].role
+        pressure = self._pressure(pool_index, plan, role)
+        serving = [r for r in replicas if self._state[r.index] == ACTIVE]
+        starting = sum(self._state[r.index] == STARTING for r in replicas)
+        queued = sum(len(r.queue) for r in serving)
+        running = sum(r.running for r in serving)
+        slots = sum(r.max_batch for r in serving)
+        fewer = running / (slots - slots / len(serving)) if len(serving) > 1 else math.inf
+        now = self.env.now
+        if (pressure > plan.up_threshold or queued > len(serving)) and len(serving) + starting < plan.max_replicas:
+            if starting:  # capacity is already on its way
+                return
+            add = min(max(1, math.ceil(plan.step_fraction * len(serving))), plan.max_replicas - len(serving))
+            parked = [r for r in replicas if self._state[r.index] == PARKED][:add]
+            for rep in parked:
+                self._start(pool_index, rep, plan.scale_up_delay_s)
+            if parked:
+                self._last_change[pool_index] = now
+                self.log.events.append((now, pool_index, "up", len(parked)))
+        elif ((pressure < plan.down_threshold or (pressure < plan.up_threshold and fewer < plan.target_occupancy))
+              and queued == 0 and len(serving) > plan.min_replicas
+              and not starting and now - self._last_change[pool_index] >= plan.cooldown_s):
+            rep = min(serving, key=lambda r: (r.outstanding_tokens, -r.index))
+            self._state[rep.index] = DRAINING
+            self.out_of_service += 1
+            self.version += 1
+            rep.drain(lambda r, i=pool_index: self._release(i, r))
+            self._last_change[pool_index] = now
+            self.log.events.append((now, pool_index, "down", 1))
+
+    def _start(self, pool_index: int, rep, delay_s: float) -> None:
+        self._state[rep.index] = STARTING
+        self._since[rep.index] = self.env.now
+        self._record(pool_index)
+
+        def ready(_event):
+            self._state[rep.index] = ACTIVE
+            rep.restore()
+            self.out_of_service -= 1
+            self.version += 1
+
+        self.env.timeout(delay_s).callbacks.append(ready)
+
+    def _release(self, pool_index: int, rep) -> None:
+        self._state[rep.index] = PARKED
+        self.log.gpu_s[pool_index] += self._gpus[rep.index] * (self.env.now - self._since.pop(rep.index))
+        rep.accepting = False  # parked: out of service until started again
+        self.version += 1
+        self._record(pool_index)
+
+    def _record(self, pool_index: int) -> None:
+        _, replicas, _ = self._pools[pool_index]
+        held = sum(self._state[r.index] != PARKED for r in replicas)
+        self.log.held[pool_index].append((self.env.now, held))
+
+    def close(self) -> ScaleLog:
+        """Bill the replicas still held up to now."""
+        now = self.env.now
+        for pool_index, (_, replicas, _) in self._pools.items():
+            for rep in replicas:
+                since = self._since.pop(rep.index, None)
+                if since is not None:
+                    self.log.gpu_s[pool_index] += self._gpus[rep.index] * (now - since)
+            self.log.held[pool_index].append((now, self.log.held[pool_index][-1][1]))
+        return self.log
+
+
+def held_integral_gpu_s(log: ScaleLog, pool_index: int, gpus_per_replica: int) -> float:
+    """GPU-seconds under the held-replicas step function: what the bill must equal."""
+    steps = log.held[pool_index]
+    return sum(gpus_per_replica * n * (t1 - t0) for (t0, n), (t1, _) in zip(steps, steps[1:], strict=False))

@@ -1,0 +1,112 @@
+"""The P/D planner: bounds kept, bills equal to the replicas held, new capacity only after its delay."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from factory_sim.errors import ConfigError
+from factory_sim.experiment import parse_experiment
+from factory_sim.sim.autoscaler import AutoscalePlan, held_integral_gpu_s
+from factory_sim.sim.engine import FleetPlan, PoolPlan, simulate
+from factory_sim.trace import DONE
+from tests.helpers import shape
+
+SH = shape("h100_sxm", "llama3_1_8b", "fp8")
+
+
+def _plan(lo, hi, delay=5.0, interval=2.0, cooldown=10.0):
+    return AutoscalePlan(min_replicas=lo, max_replicas=hi, interval_s=interval, scale_up_delay_s=delay,
+                         cooldown_s=cooldown, ttft_slo_s=0.5, tpot_slo_s=0.02)
+
+
+def _fleet(start, plan, role="aggregated"):
+    if role == "aggregated":
+        pools = (PoolPlan("agg", "aggregated", SH, start, 16, 2048, autoscale=plan),)
+    else:
+        pools = (PoolPlan("p", "prefill", SH, start, 16, 2048, autoscale=plan),
+                 PoolPlan("d", "decode", SH, start, 16, 2048, autoscale=plan))
+    return FleetPlan("t", pools, "least_loaded")
+
+
+def _ramp(n, seed, peak=60.0):
+    """Load that rises and falls: rate grows linearly to `peak` then back."""
+    rng = np.random.default_rng(seed)
+    t, times = 0.0, []
+    half = n // 2
+    for i in range(n):
+        rate = 2.0 + (peak - 2.0) * (i / half if i < half else (n - i) / half)
+        t += rng.exponential(1 / rate)
+        times.append(t)
+    return np.array(times), rng.integers(200, 800, n), rng.integers(20, 200, n)
+
+
+@given(seed=st.integers(0, 10_000), lo=st.integers(1, 2), extra=st.integers(0, 4),
+       role=st.sampled_from(["aggregated", "disaggregated"]))
+@settings(max_examples=12)
+def test_the_planner_keeps_its_bounds_and_bills_what_it_held(seed, lo, extra, role):
+    hi = lo + extra
+    plan = _plan(lo, hi)
+    arrival, inp, out = _ramp(3000, seed)
+    res = simulate(_fleet(lo, plan, role), inp, out, arrival_s=arrival, seed=seed)
+    assert np.all(res.trace.outcome == DONE)
+    log = res.scaling
+    for pool_index, steps in log.held.items():
+        held = [n for _, n in steps]
+        assert min(held) >= lo and max(held) <= hi
+        assert log.gpu_s[pool_index] == pytest.approx(held_integral_gpu_s(log, pool_index, SH.gpus), rel=1e-9)
+    if extra:
+        assert any(kind == "up" for _, _, kind, _ in log.events)  # the ramp needs more than the minimum
+
+
+def test_bounds_equal_to_the_fleet_change_nothing():
+    arrival, inp, out = _ramp(1500, 4, peak=30.0)
+    fixed = simulate(_fleet(2, None), inp, out, arrival_s=arrival, seed=1)
+    pinned = simulate(_fleet(2, _plan(2, 2)), inp, out, arrival_s=arrival, seed=1)
+    for col in ("prefill_start_s", "first_token_s", "finish_s", "prefill_replica"):
+        np.testing.assert_array_equal(getattr(fixed.trace, col), getattr(pinned.trace, col), err_msg=col)
+    assert pinned.scaling.gpu_s[0] == pytest.approx(2 * SH.gpus * pinned.sim_end_s)
+
+
+def test_new_replicas_serve_only_after_the_scale_up_delay():
+    arrival, inp, out = _ramp(3000, 5)
+    res = simulate(_fleet(1, _plan(1, 4, delay=7.5)), inp, out, arrival_s=arrival, seed=1)
+    ups = [(t, n) for t, _, kind, n in res.scaling.events if kind == "up"]
+    assert ups
+    first_up = ups[0][0]
+    tr = res.trace
+    late = tr.prefill_replica >= 1  # replicas that started parked
+    assert late.any()
+    assert tr.prefill_start_s[late].min() >= first_up + 7.5 - 1e-9
+    # and scaled down once the ramp was over
+    assert any(kind == "down" for _, _, kind, _ in res.scaling.events)
+
+
+def _raw(**autoscale):
+    return {
+        "name": "t", "model": "llama3_1_8b", "workload": "chat_1k1k", "requests": 300,
+        "slo_tiers": [{"name": "s", "ttft_s": 2.0, "tpot_s": 0.1}],
+        "fleets": [{"name": "f", "hardware": "h100_sxm", "precision": "fp8",
+                    "aggregated": {"replicas": 2, "autoscale": autoscale}}],
+    }
+
+
+@pytest.mark.parametrize("autoscale, fragment", [
+    ({"min_replicas": 3, "max_replicas": 2}, "min_replicas (3) must be <= max_replicas (2)"),
+    ({"min_replicas": 3, "max_replicas": 5}, "must lie within"),
+    ({"max_replicas": 4, "down_threshold": 0.9}, "down_threshold must be below up_threshold"),
+    ({"max_replicas": 4, "interval_s": -1}, "interval_s"),
+])
+def test_bad_autoscale_settings_name_the_field(autoscale, fragment):
+    with pytest.raises(ConfigError) as err:
+        parse_experiment(_raw(**autoscale)).validate_all()
+    assert fragment in str(err.value) and "fleets[0].aggregated" in str(err.value)
+
+
+def test_autoscaling_with_faults_is_refused_with_the_reason():
+    raw = _raw(max_replicas=4)
+    raw["faults"] = {"random": False}
+    with pytest.raises(ConfigError, match="autoscaling and faults"):
+        parse_experiment(raw).validate_all()
