@@ -177,3 +177,19 @@ def test_an_agentic_sessions_run_reports_its_cache_hits_and_keeps_turns_causal()
     tr = next(iter(result.points.values())).sim.trace
     assert np.isin(tr.outcome, [DONE]).all()
     assert (tr.cached_tokens > 0).sum() > 100
+
+
+def test_an_aggregated_replica_keeps_the_answer_for_the_next_turn():
+    from factory_sim.workload import generate_requests, load_workload
+    spec = load_workload("agentic_sessions").model_copy(update={"requests": 200})
+    batch = generate_requests(spec, np.random.default_rng(5), rate_per_s=0.5)
+    fleet = _fleet(PrefixCachePlan(), 1)
+    tr = simulate(fleet, batch.input_tokens, batch.output_tokens, arrival_s=batch.arrival_s,
+                  block_hashes=batch.block_hashes, block_tokens=batch.block_tokens,
+                  next_turn=batch.next_turn, think_s=batch.think_s).trace
+    prev = np.flatnonzero(batch.next_turn >= 0)
+    nxt = batch.next_turn[prev]
+    context = batch.input_tokens[prev] + batch.output_tokens[prev]
+    held = context // batch.block_tokens * batch.block_tokens  # whole blocks of the previous context
+    # one replica, a cache far larger than the sessions: every later turn finds all of it
+    np.testing.assert_array_equal(tr.cached_tokens[nxt], np.minimum(held, batch.input_tokens[nxt] - 1))

@@ -232,6 +232,7 @@ class _Engine:
         self.all_done: simpy.Event | None = None
         self._terminal = 0
         self.next_turn: list[int] | None = None  # sessions: each request's next turn (-1: none)
+        self._block_hashes, self._block_tokens = block_hashes, block_tokens
         self.think_s: list[float] | None = None
         if faults is not None:
             self._setup_faults(faults, seed)
@@ -369,7 +370,17 @@ class _Engine:
         tr.hardware[rid] = rep.hardware_index
         if self.autoscaler is not None and rep.role != PREFILL:
             self.autoscaler.observe(rep.pool_index, rid)
+        if rep.prefix_cache is not None and self.next_turn is not None and self.next_turn[rid] >= 0:
+            self._keep_answer(rep, rid, self.next_turn[rid])
         self._notify_done(rid)
+
+    def _keep_answer(self, rep: Replica, rid: int, nxt: int) -> None:
+        """An aggregated replica holds the whole context it just generated: its full blocks, named
+        as the session's next turn names them, stay in the prefix cache (as vLLM and SGLang keep
+        decoded tokens), so that turn recomputes only its new tokens."""
+        context = int(self.trace.input_tokens[rid] + self.trace.output_tokens[rid])
+        rep.prefix_cache.insert(self._block_hashes[nxt][: context // self._block_tokens])
+        rep.prefix_cache.trim(rep.kv_capacity_bytes - rep.kv_reserved_bytes)
 
     def _notify_done(self, rid: int) -> None:
         ev = self._done_events.pop(rid, None)
