@@ -114,3 +114,72 @@ def test_nonfinite_numbers_are_refused():
             node = node[k]
         node[path[-1]] = value
         assert not _valid(raw)
+
+
+# The newer blocks: sessions workloads, prefix caches, autoscaled pools, faults. Mutations are
+# checked through validate_all, which also resolves fault, cache and autoscale plans.
+FEATURES = [yaml.safe_load(text) for text in ("""
+name: cached_autoscaled
+model: llama3_1_8b
+workload:
+  arrivals: {kind: sessions, rate_per_s: 1.0, turns: {kind: uniform, low: 2, high: 5},
+             system_prompt_tokens: 500, think_time_s: 2.0, block_tokens: 32}
+  input_tokens: {kind: lognormal, mean: 300, sigma: 0.5}
+  output_tokens: {kind: fixed, tokens: 50}
+  requests: 100
+slo_tiers: [{name: s, ttft_s: 2.0, tpot_s: 0.1}]
+fleets:
+  - name: cached
+    hardware: h100_sxm
+    precision: fp8
+    router: kv_aware
+    prefix_cache: {hbm_fraction: 0.5, host_gb_per_gpu: 10, host_gb_per_s: 50}
+    aggregated: {replicas: 2, autoscale: {min_replicas: 1, max_replicas: 3, interval_s: 10}}
+""", """
+name: faulty
+model: qwen3_235b_a22b
+workload: {arrivals: {kind: diurnal, peak_rate_per_s: 4, trough_rate_per_s: 1, period_s: 600},
+           input_tokens: {kind: fixed, tokens: 200}, output_tokens: {kind: fixed, tokens: 20}, requests: 100}
+slo_tiers: [{name: s, ttft_s: 2.0, tpot_s: 0.1}]
+fleets:
+  - name: f
+    hardware: gb200_nvl72
+    precision: fp8
+    fault_domain_policy: degraded
+    aggregated: {replicas: 2, tp: 1, dp_attention: 4, ep: 4}
+faults:
+  distribution: weibull
+  weibull_shape: 0.7
+  max_retries: 1
+  overrides: {gb200_nvl72: {gpu: {mtbf_hours: 100, mttr_hours: 1}}}
+  inject: [{at_s: 1, hardware: gb200_nvl72, kind: node, unit: 0}]
+""")]
+
+
+@st.composite
+def mutated_features(draw):
+    raw = copy.deepcopy(draw(st.sampled_from(FEATURES)))
+    for _ in range(draw(st.integers(1, 2))):
+        container, key, _ = draw(st.sampled_from(list(_paths(raw))))
+        action = draw(st.sampled_from(["replace", "delete", "rename"]))
+        if action == "replace":
+            container[key] = draw(JUNK)
+        elif action == "delete":
+            del container[key]
+        elif isinstance(container, dict):
+            container[str(key) + "x"] = container.pop(key)
+    return raw
+
+
+def test_the_feature_bases_are_valid():
+    for raw in FEATURES:
+        parse_experiment(copy.deepcopy(raw)).validate_all()
+
+
+@settings(max_examples=600)
+@given(mutated_features())
+def test_mutated_feature_blocks_are_valid_or_a_config_error(raw):
+    try:
+        parse_experiment(raw).validate_all()
+    except ConfigError as exc:
+        assert exc.message and str(exc)
