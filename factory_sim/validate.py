@@ -72,8 +72,13 @@ class Deployment:
     config: str
 
 
+def _reference_file(name: str) -> Path:
+    """A file of the shipped reference data (works from a wheel install too)."""
+    return Path(str(resources.files("factory_sim") / "data" / "reference" / name))
+
+
 def builtin_measured_points_path() -> Path:
-    return Path(str(resources.files("factory_sim") / "data" / "reference" / "measured_points.csv.gz"))
+    return _reference_file("measured_points.csv.gz")
 
 
 def is_measured_points(df: pd.DataFrame) -> bool:
@@ -323,7 +328,7 @@ class Benchmark:
 
 
 def builtin_calibration_path() -> Path:
-    return Path(str(resources.files("factory_sim") / "data" / "reference" / "calibration.csv"))
+    return _reference_file("calibration.csv")
 
 
 def is_calibration(df: pd.DataFrame) -> bool:
