@@ -51,6 +51,10 @@ def _cmd_run(args) -> int:
     if args.out:
         files = write_results(args.out, result.summary, result.traces_frame(), trace_format=args.trace_format,
                               experiment_yaml=path.read_text())
+        for name, frame in (("scaling.csv", result.scaling_frame()), ("faults.csv", result.faults_frame())):
+            if len(frame):
+                atomic_write(Path(args.out) / name, lambda p, f=frame: f.to_csv(p, index=False))
+                files.append(Path(args.out) / name)
         if sample_rows is not None:
             atomic_write(Path(args.out) / "samples.csv", lambda p: sample_rows.to_csv(p, index=False))
             atomic_write(Path(args.out) / "bands.csv", lambda p: band_rows.to_csv(p, index=False))
@@ -436,10 +440,11 @@ def build_parser() -> argparse.ArgumentParser:
     plt_ = sub.add_parser(
         "plot", help="draw a results file as PNG and SVG",
         description="pareto / cost-curve: a frontier.csv; latency-cdf: a traces file from run --out; "
-                    "mix-surface: a sweep results CSV over two or more fields; bands: bands.csv from run --samples.")
+                    "mix-surface: a sweep results CSV over two or more fields; bands: bands.csv from run --samples; "
+                    "scaling: scaling.csv from run --out of an autoscaled experiment.")
     plt_.add_argument("results", metavar="RESULTS")
     plt_.add_argument("--kind", required=True,
-                      choices=("pareto", "cost-curve", "latency-cdf", "mix-surface", "bands"))
+                      choices=("pareto", "cost-curve", "latency-cdf", "mix-surface", "bands", "scaling"))
     plt_.add_argument("--out", metavar="STEM", help="output path without extension (default: RESULTS_KIND)")
     plt_.add_argument("--metric", help="mix-surface, bands: the summary column to draw "
                                        "(default usd_per_m_goodput_tokens)")

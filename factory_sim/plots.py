@@ -18,7 +18,7 @@ import pandas as pd
 from factory_sim.errors import ConfigError
 from factory_sim.report import atomic_write
 
-PLOT_KINDS = ("pareto", "cost-curve", "latency-cdf", "mix-surface", "bands")
+PLOT_KINDS = ("pareto", "cost-curve", "latency-cdf", "mix-surface", "bands", "scaling")
 
 
 def read_results(path: str | Path) -> pd.DataFrame:
@@ -50,6 +50,8 @@ def _figure(kind: str, df: pd.DataFrame, metric: str | None):
         return _latency_cdf(plt, df)
     if kind == "bands":
         return _bands(plt, df, metric or "usd_per_m_goodput_tokens")
+    if kind == "scaling":
+        return _scaling(plt, df)
     fig, ax = plt.subplots(figsize=(7.5, 4.8))
     if kind in ("pareto", "cost-curve"):
         _need(df, {"hardware", "tokens_per_s_per_user_p50", "tokens_per_s_per_gpu", "usd_per_m_output_tokens",
@@ -116,6 +118,29 @@ def _latency_cdf(plt, df: pd.DataFrame):
         ax.set_title(f"{title} distribution")
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def _scaling(plt, df: pd.DataFrame):
+    """The planner following demand: offered load on top, replicas held per pool below."""
+    _need(df, {"fleet", "series", "t_s", "value"}, "scaling", "`factory-sim run --out` (scaling.csv)")
+    hours = 3600.0 if df["t_s"].max() > 4 * 3600 else 1.0
+    unit = "h" if hours > 1 else "s"
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(9, 6), sharex=True)
+    for fleet, g in df.groupby("fleet"):
+        load = g[g["series"] == "offered req/s"]
+        if len(load):
+            top.plot(load["t_s"] / hours, load["value"], label=fleet)
+        for series, h in g[g["series"] != "offered req/s"].groupby("series"):
+            bottom.step(h["t_s"] / hours, h["value"], where="post", label=series)
+    top.set_ylabel("offered requests/s")
+    bottom.set_ylabel("replicas held")
+    bottom.set_xlabel(f"time ({unit})")
+    for ax in (top, bottom):
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=8)
+    top.set_title("Autoscaling: demand and the replicas held")
     fig.tight_layout()
     return fig
 

@@ -106,6 +106,32 @@ class RunResult:
             frames.append(df)
         return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
+    def scaling_frame(self, bins: int = 96) -> pd.DataFrame:
+        """For autoscaled fleets: replicas held per pool at every change, and the offered load in
+        `bins` intervals of the run, as (fleet, tier, series, t_s, value) rows."""
+        rows = []
+        for (fleet, tier), point in self.points.items():
+            sim = point.sim
+            if sim.scaling is None:
+                continue
+            for pool_index, steps in sim.scaling.held.items():
+                series = f"{sim.fleet.pools[pool_index].name} replicas held"
+                rows += [(fleet, tier, series, t, float(n)) for t, n in steps]
+            arrival = sim.trace.arrival_s[np.isfinite(sim.trace.arrival_s)]
+            if arrival.size:
+                counts, edges = np.histogram(arrival, bins=bins, range=(0.0, float(sim.sim_end_s)))
+                width = edges[1] - edges[0]
+                rows += [(fleet, tier, "offered req/s", float(t), float(c / width))
+                         for t, c in zip(edges[:-1] + width / 2, counts, strict=True)]
+        return pd.DataFrame(rows, columns=["fleet", "tier", "series", "t_s", "value"])
+
+    def faults_frame(self) -> pd.DataFrame:
+        """For runs with faults: every unit failure, with the replicas it hit."""
+        rows = [(fleet, tier, t, hw, kind, unit, hit)
+                for (fleet, tier), point in self.points.items() if point.sim.faults is not None
+                for t, hw, kind, unit, hit in point.sim.faults.events]
+        return pd.DataFrame(rows, columns=["fleet", "tier", "t_s", "hardware", "kind", "unit", "replicas_hit"])
+
 
 def _closed_loop(exp: Experiment) -> bool:
     return isinstance(exp.workload_spec.arrivals, ClosedLoopArrivals)

@@ -110,3 +110,27 @@ def test_autoscaling_with_faults_is_refused_with_the_reason():
     raw["faults"] = {"random": False}
     with pytest.raises(ConfigError, match="autoscaling and faults"):
         parse_experiment(raw).validate_all()
+
+
+def test_run_writes_the_scaling_timeline_and_plots_it(tmp_path):
+    from factory_sim.plots import plot_results
+    from factory_sim.run import run_experiment
+    raw = _raw(max_replicas=4, interval_s=2.0, cooldown_s=6.0, scale_up_delay_s=2.0)
+    raw["workload"] = {"arrivals": {"kind": "diurnal", "peak_rate_per_s": 120, "trough_rate_per_s": 4,
+                                    "period_s": 60},
+                       "input_tokens": {"kind": "fixed", "tokens": 1500},
+                       "output_tokens": {"kind": "fixed", "tokens": 150}, "requests": 4000}
+    raw["load"] = {"mode": "fixed"}
+    raw["measurement"] = {"warmup_fraction": 0.0, "cooldown_fraction": 0.0, "min_span_latencies": 0}
+    result = run_experiment(parse_experiment(raw).validate_all(), jobs=1)
+    frame = result.scaling_frame()
+    held = frame[frame["series"] == "f/aggregated replicas held"]["value"]
+    assert held.between(1, 4).all() and held.nunique() > 1
+    assert (frame["series"] == "offered req/s").sum() == 96
+    row = result.summary.iloc[0]
+    assert row["gpu_hours_billed"] * 3600 == pytest.approx(
+        held_integral_gpu_s(next(iter(result.points.values())).sim.scaling, 0, 1))
+    path = tmp_path / "scaling.csv"
+    frame.to_csv(path, index=False)
+    pngs = plot_results(path, "scaling", tmp_path / "scaling")
+    assert all(p.stat().st_size > 1000 for p in pngs)

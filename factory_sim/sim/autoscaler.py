@@ -5,10 +5,12 @@ look (their TTFT against the SLO for prefill pools, TPOT for decode pools, both 
 aggregated ones), the requests queued and the batch slots in use. Pressure above
 `up_threshold` of the SLO, or a queue, adds replicas (a quarter more, at least one); they
 are billed from the decision but serve only after `scale_up_delay_s` (loading weights and
-starting the engine). When pressure is below `down_threshold`, or below `up_threshold`
-while one replica fewer would still run under `target_occupancy` of its batch slots, and
-nothing changed for `cooldown_s`, one replica retires: it takes no new work, finishes what
-it holds, and is released. Prefill and decode pools scale independently.
+starting the engine). One replica retires when, for a whole `cooldown_s` and that long
+after the last change, pressure stays below `down_threshold`, or one replica fewer is
+predicted to stay under 85% of `up_threshold` (the latency above the single-request floor
+spread over one replica less) and under `target_occupancy` of its batch slots: it takes
+no new work, finishes what it holds, and is released. Prefill and decode pools scale
+independently.
 
 Billing is the integral of the replicas held (starting, serving or draining) over time; the
 planner keeps the step function of held replicas per pool, so the bill can be checked
@@ -42,6 +44,11 @@ class AutoscalePlan:
     # (the latency signal alone never falls low when the TPOT floor is near the SLO)
     target_occupancy: float = 0.6
 
+    @property
+    def down_threshold_after(self) -> float:
+        """The pressure one replica fewer may be predicted to reach: well short of scaling back up."""
+        return 0.85 * self.up_threshold
+
 
 @dataclass
 class ScaleLog:
@@ -65,6 +72,7 @@ class Autoscaler:
         self._gpus: dict[int, int] = {}
         self._observed: dict[int, list[int]] = {i: [] for i in pools}
         self._last_change: dict[int, float] = {i: -math.inf for i in pools}
+        self._calm_since: dict[int, float] = {i: math.inf for i in pools}  # scale-down condition held since
         for pool_index, (_, replicas, initial) in pools.items():
             self.log.gpu_s[pool_index] = 0.0
             for k, rep in enumerate(replicas):
@@ -95,56 +103,71 @@ class Autoscaler:
             yield self.env.timeout(plan.interval_s)
             self._decide(pool_index, plan, replicas)
 
-    def _pressure(self, pool_index: int, plan: AutoscalePlan, role: str) -> float:
-        """p90 latency over the SLO of the requests seen since the last look (0 if none)."""
+    def _pressure(self, pool_index: int, plan: AutoscalePlan, replica) -> tuple[float, float]:
+        """(p90 latency over the SLO, the floor of that ratio) for the requests seen since the
+        last look; (0, 0) if none. The floor is what one request alone would get (a decode
+        step at their mean context): latency above it grows with load, latency at it does not."""
         rids = np.asarray(self._observed[pool_index], dtype=np.int64)
         self._observed[pool_index] = []
         if rids.size == 0:
-            return 0.0
-        tr = self.trace
-        pressure = 0.0
+            return 0.0, 0.0
+        tr, role = self.trace, replica.role
+        pressure, floor = 0.0, 0.0
         if role in ("prefill", "aggregated"):
             ttft = tr.first_token_s[rids] - tr.arrival_s[rids]
             ttft = ttft[np.isfinite(ttft)]
             if ttft.size:
-                pressure = max(pressure, float(np.percentile(ttft, 90)) / plan.ttft_slo_s)
+                pressure = float(np.percentile(ttft, 90)) / plan.ttft_slo_s
         if role in ("decode", "aggregated"):
             multi = rids[tr.output_tokens[rids] > 1]
             tpot = (tr.finish_s[multi] - tr.first_token_s[multi]) / (tr.output_tokens[multi] - 1)
             tpot = tpot[np.isfinite(tpot)]
             if tpot.size:
-                pressure = max(pressure, float(np.percentile(tpot, 90)) / plan.tpot_slo_s)
-        return pressure
+                tpot_ratio = float(np.percentile(tpot, 90)) / plan.tpot_slo_s
+                if tpot_ratio > pressure:
+                    context = float(np.mean(tr.input_tokens[multi] + tr.output_tokens[multi] / 2))
+                    pressure = tpot_ratio
+                    floor = min(replica.step_model.min_decode_step_s(context) / plan.tpot_slo_s, pressure)
+        return pressure, floor
 
     def _decide(self, pool_index: int, plan: AutoscalePlan, replicas: list) -> None:
-        role = replicas[0].role
-        pressure = self._pressure(pool_index, plan, role)
+        pressure, floor = self._pressure(pool_index, plan, replicas[0])
         serving = [r for r in replicas if self._state[r.index] == ACTIVE]
         starting = sum(self._state[r.index] == STARTING for r in replicas)
         queued = sum(len(r.queue) for r in serving)
         running = sum(r.running for r in serving)
         slots = sum(r.max_batch for r in serving)
-        fewer = running / (slots - slots / len(serving)) if len(serving) > 1 else math.inf
+        n = len(serving)
         now = self.env.now
-        if (pressure > plan.up_threshold or queued > len(serving)) and len(serving) + starting < plan.max_replicas:
+        if (pressure > plan.up_threshold or queued > n) and n + starting < plan.max_replicas:
+            self._calm_since[pool_index] = math.inf
             if starting:  # capacity is already on its way
                 return
-            add = min(max(1, math.ceil(plan.step_fraction * len(serving))), plan.max_replicas - len(serving))
+            add = min(max(1, math.ceil(plan.step_fraction * n)), plan.max_replicas - n)
             parked = [r for r in replicas if self._state[r.index] == PARKED][:add]
             for rep in parked:
                 self._start(pool_index, rep, plan.scale_up_delay_s)
             if parked:
                 self._last_change[pool_index] = now
                 self.log.events.append((now, pool_index, "up", len(parked)))
-        elif ((pressure < plan.down_threshold or (pressure < plan.up_threshold and fewer < plan.target_occupancy))
-              and queued == 0 and len(serving) > plan.min_replicas
-              and not starting and now - self._last_change[pool_index] >= plan.cooldown_s):
+            return
+        # One replica fewer: the load above the floor spreads over n - 1, the batches fill up.
+        fewer_pressure = floor + (pressure - floor) * n / (n - 1) if n > 1 else math.inf
+        fewer_occupancy = running / (slots - slots / n) if n > 1 else math.inf
+        calm = (pressure < plan.down_threshold
+                or (fewer_pressure < plan.down_threshold_after and fewer_occupancy < plan.target_occupancy))
+        if not (calm and queued == 0 and n > plan.min_replicas and not starting):
+            self._calm_since[pool_index] = math.inf
+            return
+        self._calm_since[pool_index] = calm_since = min(self._calm_since[pool_index], now)
+        if now - calm_since >= plan.cooldown_s and now - self._last_change[pool_index] >= plan.cooldown_s:
             rep = min(serving, key=lambda r: (r.outstanding_tokens, -r.index))
             self._state[rep.index] = DRAINING
             self.out_of_service += 1
             self.version += 1
             rep.drain(lambda r, i=pool_index: self._release(i, r))
             self._last_change[pool_index] = now
+            self._calm_since[pool_index] = math.inf
             self.log.events.append((now, pool_index, "down", 1))
 
     def _start(self, pool_index: int, rep, delay_s: float) -> None:
