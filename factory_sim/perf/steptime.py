@@ -153,7 +153,11 @@ class StepTimeModel:
         self._window = _window(shape)
         # (ops, tokens, logits) -> _batch_terms: the event loop prices the same batch sizes again and again
         self._terms: dict[tuple, tuple[float, float, float]] = {}
+        # the same terms keyed without `ops`: batch_s's (tokens, logits) and decode_elapsed_s's sequences
+        self._scalar_terms: dict[tuple[float, float], tuple[float, float, float]] = {}
+        self._decode_terms: dict[int, tuple[float, float, float]] = {}
         self._mtp_drafts = shape.mtp_draft_tokens
+        self.windowed = bool(self._window[0])  # sliding-window layers change the prefill pair count
 
     # -- helpers -----------------------------------------------------------------------
     def _gemm_time(self, ops, flops, weight_bytes, rows, peak_flops):
@@ -283,10 +287,20 @@ class StepTimeModel:
 
     def batch_s(self, prefill_tokens: float, prefill_attn_pairs: float, prefill_seqs: float, decode_seqs: float,
                 decode_ctx_tokens: float) -> float:
-        """step_time_s of one batch given as Python floats, without checking them: the event loop's call."""
-        linear, comm, overhead = self._batch_terms(_ScalarOps, prefill_tokens + decode_seqs,
-                                                   prefill_seqs + decode_seqs)
-        return linear + self._attention_core(_ScalarOps, prefill_attn_pairs, decode_ctx_tokens) + comm + overhead
+        """step_time_s of one batch given as Python floats, without checking them: the event loop's call.
+
+        Token and sequence counts may be ints (the same key, and priced as floats)."""
+        key = (prefill_tokens + decode_seqs, prefill_seqs + decode_seqs)
+        terms = self._scalar_terms.get(key)
+        if terms is None:
+            terms = self._scalar_terms[key] = self._batch_terms(_ScalarOps, float(key[0]), float(key[1]))
+        linear, comm, overhead = terms
+        # _attention_core inlined (one query per decode sequence; its `* 1.0` changes no bit):
+        # the event loop calls this once per mixed step
+        compute = (prefill_attn_pairs * self._attn_flops_prefill
+                   + decode_ctx_tokens * self._attn_flops_decode) / self._attn_core_flops
+        memory = decode_ctx_tokens * self._kv_read_per_ctx / self._hbm_bw
+        return linear + (memory if memory > compute else compute) + comm + overhead
 
     def prefill_pairs(self, chunk_tokens: float, prior_tokens: float) -> float:
         """prefill_attention_pairs of one chunk, on Python floats."""
@@ -328,10 +342,21 @@ class StepTimeModel:
             return np.cumsum(self.decode_steps_s(n_seqs, ctx_sums))
         # the batch's terms as the NumPy path has them (np.expm1 and math.expm1 can differ in the
         # last bit), so that both paths give the same floats
-        linear, comm, overhead = self._batch_terms(_ArrayOps, float(n_seqs), float(n_seqs))
+        terms = self._decode_terms.get(n_seqs)
+        if terms is None:
+            terms = self._decode_terms[n_seqs] = self._batch_terms(_ArrayOps, float(n_seqs), float(n_seqs))
+        linear, comm, overhead = terms
+        if not isinstance(ctx_sums, range):  # a range of ints multiplies exactly as its floats would
+            ctx_sums = [float(ctx) for ctx in ctx_sums]
+        # _attention_core of a pure-decode step, inlined (no prefill pairs: `0.0 * ... +` and
+        # `* 1.0` change no bit); this loop runs for most of the event loop's decode steps
+        flops, core_flops = self._attn_flops_decode, self._attn_core_flops
+        kv_read, hbm_bw = self._kv_read_per_ctx, self._hbm_bw
         elapsed, out = 0.0, []
         for ctx in ctx_sums:
-            elapsed += linear + self._attention_core(_ScalarOps, 0.0, float(ctx)) + comm + overhead
+            compute = ctx * flops / core_flops
+            memory = ctx * kv_read / hbm_bw
+            elapsed += linear + (memory if memory > compute else compute) + comm + overhead
             out.append(elapsed)
         return out
 

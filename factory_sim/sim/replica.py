@@ -178,7 +178,8 @@ class Replica:
         """A step boundary: admit what fits, then start the next step, or go idle."""
         if event is not None and event is not self._step_event:
             return  # scheduled before a failure wiped the replica
-        self._admit()
+        if self.queue or self.prefix_cache is not None:  # else nothing to admit (nor expire) or trim
+            self._admit()
         if self._prefilling:
             self._start_mixed_step()
         elif self._ctx_base:
@@ -201,24 +202,26 @@ class Replica:
             self._on_timeout(rid)
 
     def _admit(self) -> None:
-        now, tr = self.env.now, self.trace
         if self._timeout_s is not None:
             self._expire()
-        while self._head_fits():
+        queue, kv_need, ctx_base, prefilling = self.queue, self._kv_need, self._ctx_base, self._prefilling
+        while (queue and len(ctx_base) + len(prefilling) < self.max_batch  # _head_fits, inlined
+               and self.kv_reserved_bytes + kv_need[queue[0]] <= self.kv_capacity_bytes):
             if self._deadlines:
                 self._deadlines.popleft()
-            rid = self.queue.popleft()
-            need = self._kv_need[rid]
+            rid = queue.popleft()
+            need = kv_need[rid]
             self.kv_reserved_bytes += need
             self._kv_of[rid] = need
             if self.role == DECODE:
-                tr.decode_start_s[rid] = now
+                tr = self.trace
+                tr.decode_start_s[rid] = self.env.now
                 tr.decode_replica[rid] = self.index
-                self._join_decode(rid, generated=1)
+                self._join_decode(rid, 1)
             elif self.prefix_cache is None:
-                self._prefilling[rid] = (0, self._input_tokens[rid])
+                prefilling[rid] = (0, self._input_tokens[rid])
             else:
-                self._prefilling[rid] = (self._use_cache(rid), self._input_tokens[rid])
+                prefilling[rid] = (self._use_cache(rid), self._input_tokens[rid])
         if self.prefix_cache is not None:
             self.prefix_cache.trim(self.kv_capacity_bytes - self.kv_reserved_bytes)
 
@@ -264,7 +267,9 @@ class Replica:
             self.kv_reserved_bytes = 0.0  # no drift from float sums
 
     def _finish(self, rid: int, t: float) -> None:
-        self._release(rid)
+        self.kv_reserved_bytes -= self._kv_of.pop(rid)  # _release, inlined: once per request
+        if not self._kv_of:
+            self.kv_reserved_bytes = 0.0
         self.trace.finish_s[rid] = t
         self._on_finish(self, rid)
 
@@ -282,19 +287,26 @@ class Replica:
 
     # -- a mixed step: decode every sequence past prefill, fill the rest with prompt chunks --
     def _start_mixed_step(self) -> None:
-        tr, start = self.trace, self.env.now
+        tr, start, model = self.trace, self.env.now, self.step_model
         n_dec = len(self._ctx_base)
-        budget = max(self.max_batch_tokens - n_dec, 0)
+        budget = self.max_batch_tokens - n_dec
         chunks: list[tuple[int, int, int, int]] = []  # (rid, chunk, prior, prompt)
         p_tokens, pairs, host_load_s = 0, 0.0, 0.0
+        windowed = model.windowed
         for rid, (done, prompt) in self._prefilling.items():
             if budget <= 0:
                 break
-            chunk = min(prompt - done, budget)
+            chunk = prompt - done
+            if chunk > budget:
+                chunk = budget
             chunks.append((rid, chunk, done, prompt))
             budget -= chunk
             p_tokens += chunk
-            pairs += self.step_model.prefill_pairs(chunk, done)
+            if windowed:
+                pairs += model.prefill_pairs(chunk, done)
+            else:  # prefill_pairs without a window (_causal_pairs' `full`, the same float operations), inlined
+                c = float(chunk)
+                pairs += c * done + c * (c + 1.0) / 2.0
             if done == 0:
                 tr.prefill_start_s[rid] = start
             elif self._cache_first:  # the first chunk after a prefix-cache hit
@@ -302,15 +314,17 @@ class Replica:
                 if load_s is not None:
                     tr.prefill_start_s[rid] = start
                     host_load_s += load_s
-        dt = self.step_model.batch_s(float(p_tokens), pairs, float(len(chunks)), float(n_dec),
-                                     self._decode_ctx_sum() if n_dec else 0.0)
+        ctx = 0.0
+        if n_dec:
+            ctx = float(self._ctx_total) if not self._sliding else self._decode_ctx_sum()
+        dt = model.batch_s(p_tokens, pairs, len(chunks), n_dec, ctx)
         if self.slowdown != 1.0:
             dt *= self.slowdown
         if host_load_s:
             dt += host_load_s  # blocks come back from host memory before the step computes on them
         self._mixed = (start, dt, chunks, n_dec, p_tokens)
-        self._step_event = self.env.timeout(dt)
-        self._step_event.callbacks.append(self._end_mixed_step)
+        self._step_event = event = self.env.timeout(dt)
+        event.callbacks.append(self._end_mixed_step)
 
     def _end_mixed_step(self, event: simpy.Event) -> None:
         if event is not self._step_event:
@@ -322,12 +336,13 @@ class Replica:
         self.outstanding_tokens -= p_tokens + n_dec
         if n_dec:
             self._advance_decode(1, end)
+        prefilling = self._prefilling
         for rid, chunk, done, prompt in chunks:
             done += chunk
             if done < prompt:
-                self._prefilling[rid] = (done, prompt)
+                prefilling[rid] = (done, prompt)
                 continue
-            del self._prefilling[rid]
+            del prefilling[rid]
             tr.prefill_end_s[rid] = end
             tr.first_token_s[rid] = end
             if self.prefix_cache is not None:
@@ -338,7 +353,7 @@ class Replica:
             else:
                 tr.decode_start_s[rid] = end
                 tr.decode_replica[rid] = self.index
-                self._join_decode(rid, generated=1)
+                self._join_decode(rid, 1)
         if self.prefix_cache is not None:
             self.prefix_cache.trim(self.kv_capacity_bytes - self.kv_reserved_bytes)
         self._boundary()
@@ -346,27 +361,29 @@ class Replica:
     # -- pure decode until the next finish: priced at once, cut short only by an admission ----
     def _start_decode_steps(self) -> None:
         start = self.env.now
-        horizon = min(self._finishing[0][0] - self._step_index, MACRO_HORIZON_STEPS) if self._macro else 1
-        if horizon > 1 and self._head_fits():
-            horizon = 1  # an admissible request is already waiting: stop after this step
-        elapsed = self.step_model.decode_elapsed_s(len(self._ctx_base), self._decode_ctx_sums(horizon))
+        n = len(self._ctx_base)
+        horizon = 1
+        if self._macro:
+            horizon = self._finishing[0][0] - self._step_index
+            if horizon > MACRO_HORIZON_STEPS:
+                horizon = MACRO_HORIZON_STEPS
+            if horizon > 1 and self._head_fits():
+                horizon = 1  # an admissible request is already waiting: stop after this step
+        elapsed = self.step_model.decode_elapsed_s(n, self._decode_ctx_sums(horizon))
         if self.slowdown != 1.0:
             elapsed = [e * self.slowdown for e in elapsed]
         if horizon > 1:
+            last = float(elapsed[-1])
             self._plan = (start, elapsed, horizon)
-            self._decoding = (horizon, start + float(elapsed[-1]))
-            self._plan_event = self.env.timeout(float(elapsed[-1]))
-            self._plan_event.callbacks.append(self._end_plan)
+            self._decoding = (horizon, start + last)
+            # the plan's end is also the step end in flight: a cut replaces it, voiding this one
+            self._plan_event = self._step_event = event = self.env.timeout(last)
+            event.callbacks.append(self._end_decode_steps)
         else:
             end = start + float(elapsed[0])
             self._decoding = (1, end)
-            self._step_event = self.env.timeout(end - start)
-            self._step_event.callbacks.append(self._end_decode_steps)
-
-    def _end_plan(self, event: simpy.Event) -> None:
-        if event is self._plan_event:  # else the plan was cut and this is its stale end
-            self._plan_event = None
-            self._end_decode_steps()
+            self._step_event = event = self.env.timeout(end - start)
+            event.callbacks.append(self._end_decode_steps)
 
     def _cut_plan(self) -> None:
         """Stop the macro-step at the end of the step in progress."""
@@ -379,9 +396,10 @@ class Replica:
         self._step_event = self.env.timeout(end - now if end > now else 0.0)
         self._step_event.callbacks.append(self._end_decode_steps)
 
-    def _end_decode_steps(self, event: simpy.Event | None = None) -> None:
-        if event is not None and event is not self._step_event:
-            return
+    def _end_decode_steps(self, event: simpy.Event) -> None:
+        if event is not self._step_event:
+            return  # a cut plan's stale end, or voided by a failure
+        self._plan_event = None
         steps, end = self._decoding
         self.steps += steps
         self.outstanding_tokens -= len(self._ctx_base) * steps
@@ -390,13 +408,15 @@ class Replica:
 
     def _advance_decode(self, steps: int, t: float) -> None:
         """Every sequence of the decode batch generated `steps` tokens, the last at time t."""
-        self._step_index += steps
-        self._ctx_total += len(self._ctx_base) * steps
-        finishing, now_step = self._finishing, self._step_index
+        self._step_index = now_step = self._step_index + steps
+        ctx_base, finishing = self._ctx_base, self._finishing
+        self._ctx_total += len(ctx_base) * steps
+        if not finishing or finishing[0][0] > now_step:
+            return  # most steps finish no sequence
         finished = []
         while finishing and finishing[0][0] <= now_step:
             rid = heapq.heappop(finishing)[2]
-            self._ctx_total -= self._ctx_base.pop(rid) + now_step
+            self._ctx_total -= ctx_base.pop(rid) + now_step
             finished.append(rid)
         for rid in finished:
             self._finish(rid, t)
