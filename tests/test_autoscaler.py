@@ -134,3 +134,17 @@ def test_run_writes_the_scaling_timeline_and_plots_it(tmp_path):
     frame.to_csv(path, index=False)
     pngs = plot_results(path, "scaling", tmp_path / "scaling")
     assert all(p.stat().st_size > 1000 for p in pngs)
+
+
+def test_kv_bound_for_a_retired_decode_replica_goes_to_another_without_a_retry(monkeypatch):
+    import factory_sim.sim.engine as engine
+    monkeypatch.setattr(engine, "kv_link", lambda prefill, dec: (1e12, 4.0))  # every transfer takes 4 s
+    plan = _plan(1, 4, delay=1.0, interval=1.0, cooldown=1.0)
+    pools = (PoolPlan("p", "prefill", SH, 2, 16, 2048),
+             PoolPlan("d", "decode", SH, 4, 16, 2048, autoscale=plan))
+    arrival, inp, out = _ramp(400, 6, peak=8.0)
+    res = simulate(FleetPlan("t", pools, "round_robin"), inp, out, arrival_s=arrival, seed=1)
+    tr = res.trace
+    assert np.all(tr.outcome == DONE) and not tr.retries.any()
+    assert any(kind == "down" for _, _, kind, _ in res.scaling.events)
+    assert (tr.kv_transfer_s > 4.0 + 1e-9).any()  # some KV was sent on after its replica retired

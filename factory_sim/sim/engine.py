@@ -231,6 +231,7 @@ class _Engine:
         self._service_cache: dict[int, tuple[list[Replica], int, list[Replica]]] = {}
         self.all_done: simpy.Event | None = None
         self._terminal = 0
+        self._max_retries, self._retry_after_s = 0, 0.0  # set by a fault plan
         self.next_turn: list[int] | None = None  # sessions: each request's next turn (-1: none)
         self._block_hashes, self._block_tokens = block_hashes, block_tokens
         self.think_s: list[float] | None = None
@@ -325,6 +326,10 @@ class _Engine:
             tr.finish_s[rid] = self.env.now
             self._finish(prefill, rid)
             return
+        self._send_kv(prefill, rid)
+
+    def _send_kv(self, prefill: Replica, rid: int) -> None:
+        """Pick a decode replica for the request and move its prompt's KV there."""
         critical = self.critical[rid] if self.critical is not None else False
         decoders = self._in_service(self._fitting(DECODE, rid))
         if not decoders:  # no decode replica can take the KV: the prompt's work is lost
@@ -336,15 +341,19 @@ class _Engine:
             link = self._link_cache[(prefill.index, dec.index)] = kv_link(prefill, dec)
         bytes_per_s, latency_s = link
         dt = float(self._kv_copy_bytes[prefill.pool_index][rid]) / bytes_per_s + latency_s
-        tr.kv_transfer_s[rid] = dt
+        kv_s = self.trace.kv_transfer_s
+        prev = kv_s[rid]
+        kv_s[rid] = dt if prev != prev else prev + dt  # NaN until a first transfer; a re-sent one adds up
         arrived = self.env.timeout(dt)
-        arrived.callbacks.append(lambda _ev: self._kv_arrived(dec, rid))
+        arrived.callbacks.append(lambda _ev: self._kv_arrived(prefill, dec, rid))
 
-    def _kv_arrived(self, dec: Replica, rid: int) -> None:
+    def _kv_arrived(self, prefill: Replica, dec: Replica, rid: int) -> None:
         if dec.accepting or dec.draining:
             dec.submit(rid)
-        else:  # the decode replica failed while the KV was on its way
+        elif dec.down:  # the decode replica failed while the KV was on its way
             self._lost([rid])
+        else:  # the autoscaler retired it meanwhile: the KV goes to another decode replica
+            self._send_kv(prefill, rid)
 
     def _lost(self, rids: list[int]) -> None:
         """Requests a replica failure lost: sent again after retry_after_s, up to max_retries times."""

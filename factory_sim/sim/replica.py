@@ -131,6 +131,7 @@ class Replica:
         # step of a replica running degraded on fewer GPUs.
         self.accepting = True
         self.draining = False
+        self.down = False  # failed and not yet restored (an autoscaler's parked replica is not down)
         self.slowdown = 1.0
         self._nominal_kv_capacity_bytes = self.kv_capacity_bytes
         # Prefix cache (prefill and aggregated roles): per request, the hashes of its prompt's
@@ -444,6 +445,7 @@ class Replica:
         self._plan_event = self._step_event = None
         self.accepting = False
         self.draining = False
+        self.down = True
         self._cache_first.clear()
         if self.prefix_cache is not None:
             self.prefix_cache.clear()
@@ -454,6 +456,7 @@ class Replica:
         self.set_capacity(capacity_fraction)
         self.accepting = True
         self.draining = False
+        self.down = False
 
     def set_capacity(self, fraction: float) -> None:
         """Run on `fraction` of the GPUs: steps take 1/fraction as long, the KV cache shrinks alike."""
