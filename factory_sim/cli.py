@@ -205,7 +205,7 @@ def _cmd_frontier(args) -> int:
                                          f"{', '.join(sorted(set(points['hardware'])))}")
     grid = np.array(args.interactivity or [10, 20, 30, 50, 75, 100, 150, 200], dtype=float)
     curves = cost_at_interactivity(points, grid)
-    cross = crossings(curves, reference)
+    cross = crossings(curves, reference, per_mw=cost_at_interactivity(points, grid, "tokens_per_s_per_mw"))
     front = points[points["on_frontier"]].sort_values(["hardware", "tokens_per_s_per_user_p50"])
     with pd.option_context("display.width", 200, "display.max_columns", None, "display.float_format", "{:.4g}".format):
         print(f"{exp.name}: frontier points (output tokens/s/GPU vs median tokens/s/user), {exp.cost.tier} prices")
@@ -220,7 +220,8 @@ def _cmd_frontier(args) -> int:
         print(f"\nwhere {reference} costs 15x / 35x more per output token:")
         for _, r in cross.iterrows():
             start = r["from_tokens_per_s_per_user"]
-            where = f"from {start:g} tok/s/user" if np.isfinite(start) else "never on this grid"
+            where = (f"from {start:g} tok/s/user, with {r['tokens_per_s_per_mw_ratio_there']:.1f}x the tokens/s "
+                     f"per MW there" if np.isfinite(start) else "never on this grid")
             print(f"  {r['hardware']}: {r['factor']:g}x {where} (largest ratio {r['max_ratio']:.1f}x at "
                   f"{r['max_ratio_at_tokens_per_s_per_user']:g} tok/s/user)")
     print(f"\n{len(points)} simulations in {time.perf_counter() - started:.1f} s")

@@ -19,7 +19,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from factory_sim.cost import fleet_usd_per_hour, usd_per_million_tokens
+from factory_sim.cost import fleet_power_kw, fleet_usd_per_hour, tokens_per_s_per_mw, usd_per_million_tokens
 from factory_sim.errors import ConfigError
 from factory_sim.experiment import Experiment
 from factory_sim.parallel import map_jobs
@@ -30,7 +30,7 @@ REQUESTS_PER_CLIENT = 6  # each client's requests per run; measuring skips the f
 
 FRONTIER_COLUMNS = ("fleet", "hardware", "gpus", "concurrency", "tokens_per_s_per_gpu",
                     "tokens_per_s_per_user_p50", "ttft_p50_s", "tpot_p50_s", "usd_per_hour",
-                    "usd_per_m_output_tokens", "on_frontier")
+                    "usd_per_m_output_tokens", "tokens_per_s_per_mw", "on_frontier")
 
 
 def concurrency_ladder(max_concurrency: int, points: int) -> list[int]:
@@ -54,6 +54,7 @@ def _fleet_points(args) -> list[dict]:
     exit_role = "decode" if plan.disaggregated else "aggregated"
     max_clients = sum(p.max_batch * p.replicas for p in plan.pools if p.role == exit_role)
     usd_h = fleet_usd_per_hour(plan.gpus_by_hardware(), exp.cost)
+    kw = fleet_power_kw(plan.gpus_by_hardware())
     hardware = "+".join(hw.name for hw, _ in plan.gpus_by_hardware())
     if any(p.shape.mtp_draft_tokens for p in plan.pools):
         hardware += " mtp"  # its own curve: the same hardware with multi-token prediction
@@ -69,6 +70,7 @@ def _fleet_points(args) -> list[dict]:
             "tokens_per_s_per_user_p50": s["tokens_per_s_per_user_p50"],
             "ttft_p50_s": s["ttft_p50_s"], "tpot_p50_s": s["tpot_p50_s"], "usd_per_hour": usd_h,
             "usd_per_m_output_tokens": usd_per_million_tokens(usd_h, s["output_tokens_per_s"]),
+            "tokens_per_s_per_mw": tokens_per_s_per_mw(s["output_tokens_per_s"], kw),
         })
     return rows
 
@@ -101,26 +103,31 @@ def frontier(exp: Experiment, *, points: int = 12, jobs: int | None = None) -> p
     return df[list(FRONTIER_COLUMNS)]
 
 
-def cost_at_interactivity(points: pd.DataFrame, interactivity: np.ndarray) -> pd.DataFrame:
-    """$ per million output tokens of each hardware's frontier when users need >= x tokens/s.
+def cost_at_interactivity(points: pd.DataFrame, interactivity: np.ndarray,
+                          column: str = "usd_per_m_output_tokens") -> pd.DataFrame:
+    """$ per million output tokens (or another column of the frontier points, such as
+    tokens_per_s_per_mw) of each hardware's frontier when users need >= x tokens/s.
 
-    Between frontier points the cost is interpolated linearly in log-log space. Below the
+    Between frontier points the value is interpolated linearly in log-log space. Below the
     slowest interactivity a hardware was run at, its cheapest point serves those users too
-    (faster than they need); above its fastest, the cost is NaN: it cannot serve them.
+    (faster than they need); above its fastest, the value is NaN: it cannot serve them.
     """
     x = np.asarray(interactivity, dtype=float)
     out = {"tokens_per_s_per_user": x}
     for hw, g in points[points["on_frontier"]].groupby("hardware"):
         g = g.sort_values("tokens_per_s_per_user_p50")
-        xs, ys = np.log(g["tokens_per_s_per_user_p50"].to_numpy()), np.log(g["usd_per_m_output_tokens"].to_numpy())
-        cost = np.exp(np.interp(np.log(x), xs, ys))  # np.interp holds the end values outside
-        cost[x > np.exp(xs[-1]) * (1 + 1e-9)] = np.nan
-        out[hw] = cost
+        xs, ys = np.log(g["tokens_per_s_per_user_p50"].to_numpy()), np.log(g[column].to_numpy())
+        value = np.exp(np.interp(np.log(x), xs, ys))  # np.interp holds the end values outside
+        value[x > np.exp(xs[-1]) * (1 + 1e-9)] = np.nan
+        out[hw] = value
     return pd.DataFrame(out)
 
 
-def crossings(curves: pd.DataFrame, reference: str, factors=(15.0, 35.0)) -> pd.DataFrame:
-    """For each hardware and factor: the lowest interactivity at which the reference costs >= factor x more."""
+def crossings(curves: pd.DataFrame, reference: str, factors=(15.0, 35.0),
+              per_mw: pd.DataFrame | None = None) -> pd.DataFrame:
+    """For each hardware and factor: the lowest interactivity at which the reference costs >= factor x more,
+    and (given the tokens/s-per-MW curves) how many times the reference's tokens per second per
+    megawatt the hardware delivers there."""
     rows = []
     x = curves["tokens_per_s_per_user"].to_numpy()
     for hw in curves.columns[1:]:
@@ -130,9 +137,13 @@ def crossings(curves: pd.DataFrame, reference: str, factors=(15.0, 35.0)) -> pd.
         for factor in factors:
             hit = np.flatnonzero(ratio >= factor)
             finite = ratio[np.isfinite(ratio)]
+            mw_ratio = np.nan
+            if per_mw is not None and len(hit):
+                mw_ratio = float(per_mw[hw].to_numpy()[hit[0]] / per_mw[reference].to_numpy()[hit[0]])
             rows.append({
                 "hardware": hw, "factor": factor,
                 "from_tokens_per_s_per_user": float(x[hit[0]]) if len(hit) else np.nan,
+                "tokens_per_s_per_mw_ratio_there": mw_ratio,
                 "max_ratio": float(finite.max()) if len(finite) else np.nan,
                 "max_ratio_at_tokens_per_s_per_user": float(x[np.isfinite(ratio)][np.argmax(finite)])
                 if len(finite) else np.nan,

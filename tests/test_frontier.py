@@ -33,6 +33,12 @@ def test_cost_curve_interpolates_holds_below_and_stops_above():
     # a costs x^2/100 -> 1, 4, 16, 25 against b's 2: a/b >= 1 from 20 tok/s/user
     assert cross.loc[0, "from_tokens_per_s_per_user"] == 20.0
     assert cross.loc[0, "max_ratio"] == pytest.approx(12.5)
+    # tokens/s per MW there: a makes 50 at 10 and 5 at 100 tok/s/user (x^-1 in log-log), b makes 20
+    pts["tokens_per_s_per_mw"] = [50.0, 5.0, 20.0]
+    grid = np.array([10.0, 20.0, 40.0, 50.0])
+    cross = crossings(cost_at_interactivity(pts, grid), reference="a", factors=(1.0,),
+                      per_mw=cost_at_interactivity(pts, grid, "tokens_per_s_per_mw"))
+    assert cross.loc[0, "tokens_per_s_per_mw_ratio_there"] == pytest.approx(20.0 / 25.0)
 
 
 def test_concurrency_ladder():
@@ -50,6 +56,8 @@ def test_frontier_command_on_a_small_experiment(tmp_path, capsys):
     assert "h100_sxm/b200_hgx" in out and "15x" in out
     pts = pd.read_csv(tmp_path / "f" / "frontier.csv")
     assert set(pts["hardware"]) == {"h100_sxm", "b200_hgx"}
+    assert (pts["tokens_per_s_per_mw"] > 0).all()
+    assert "tokens_per_s_per_mw_ratio_there" in pd.read_csv(tmp_path / "f" / "crossings.csv")
     for _, g in pts.groupby("fleet"):
         g = g.sort_values("concurrency")
         assert g["tokens_per_s_per_gpu"].is_monotonic_increasing  # more clients, more throughput
