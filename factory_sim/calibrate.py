@@ -73,6 +73,7 @@ PARAMETERS = (
     Parameter("attention_efficiency", 0.05, 1.0, 0.7, "estimate"),
     Parameter("step_overhead_s", 1e-4, 0.02, 1.0, "estimate"),
     Parameter("ep_load_imbalance", 1.0, 3.0, 0.3, "estimate"),
+    Parameter("seq_overhead_s", 1e-7, 2e-4, 1.5, "estimate"),  # fitted only where a profile sets it
 )
 # Spread of a row's log error the fit expects (estimate); the prior terms are in these units.
 ROW_SIGMA_LOG = 0.25
@@ -290,7 +291,7 @@ def fit_profile(profile: str, rows: list[FitRow], *, rounds: int = 3, iterations
     base = load_stack(profile)
     moe_ep = any(_uses_ep(fr) for fr in rows)
     params = tuple(p for p in PARAMETERS if (p.name != "ep_load_imbalance" or moe_ep)
-                   and (parameters is None or p.name in parameters))
+                   and (parameters is None or p.name in parameters) and p.get(base) > 0)  # log-space: > 0
     start = {p.name: p.get(base) for p in params}
     priors = prior_values(profile)
     x_prior = np.array([math.log(priors.get(p.name, start[p.name]) / start[p.name]) for p in params])

@@ -158,3 +158,23 @@ def test_multi_token_prediction():
     assert spec.min_decode_step_s(2000) < plain.min_decode_step_s(2000)
     with pytest.raises(ConfigError, match="no multi-token-prediction module"):
         dataclasses.replace(SHAPES["llama70b_h200_tp8"](), mtp_draft_tokens=1, mtp_acceptance=0.5)
+
+
+def test_a_per_sequence_overhead_adds_its_cost_per_sequence_and_nothing_when_zero():
+    from factory_sim.perf.stacks import override_stack
+    base = shape("h200_sxm", "llama3_1_8b", "fp8")
+    plain = StepTimeModel(base)
+    zero = StepTimeModel(dataclasses.replace(base, stack=override_stack(base.stack, {"seq_overhead_s": 0.0})))
+    busy = StepTimeModel(dataclasses.replace(base, stack=override_stack(base.stack, {"seq_overhead_s": 1e-5})))
+    for seqs in (1, 64, 512):
+        ctx = 1000.0 * seqs
+        assert zero.step_time_s(decode_seqs=seqs, decode_ctx_tokens=ctx) == plain.step_time_s(
+            decode_seqs=seqs, decode_ctx_tokens=ctx)
+        extra = busy.step_time_s(decode_seqs=seqs, decode_ctx_tokens=ctx) - plain.step_time_s(
+            decode_seqs=seqs, decode_ctx_tokens=ctx)
+        assert extra == pytest.approx(1e-5 * seqs, rel=1e-9)
+    # the event loop's scalar and run paths price it alike
+    assert busy.batch_s(0.0, 0.0, 0.0, 64, 64000.0) == pytest.approx(
+        busy.step_time_s(decode_seqs=64.0, decode_ctx_tokens=64000.0), rel=1e-12)
+    assert float(busy.decode_elapsed_s(64, [64000.0])[0]) == pytest.approx(
+        busy.step_time_s(decode_seqs=64.0, decode_ctx_tokens=64000.0), rel=1e-12)

@@ -52,6 +52,9 @@ class SoftwareStack(BaseModel):
     comm_overlap_fraction: float = Field(ge=0, le=1)
     ep_load_imbalance: float = Field(ge=1)
     step_overhead_s: float = Field(ge=0)
+    # CPU work per sequence per step (sampling, stop checks, scheduling, detokenization):
+    # what keeps a small model's TPOT flat across TP degrees at large batch on some engines
+    seq_overhead_s: float = Field(default=0.0, ge=0)
     layer_overhead_s: float = Field(ge=0)
     kv_transfer_latency_s: float = Field(ge=0)
     hbm_utilization: float = Field(gt=0, le=1)  # KV share of the HBM left after weights and activations

@@ -150,6 +150,7 @@ class StepTimeModel:
         self._comm_per_token, self._comm_fixed = self._communication_coefficients()
         self._comm_share = 1.0 - st.comm_overlap_fraction
         self._overhead = st.step_overhead_s + st.layer_overhead_s * m.layers
+        self._seq_overhead = st.seq_overhead_s
         self._window = _window(shape)
         # (ops, tokens, logits) -> _batch_terms: the event loop prices the same batch sizes again and again
         self._terms: dict[tuple, tuple[float, float, float]] = {}
@@ -232,6 +233,8 @@ class StepTimeModel:
         busy = tokens > 0
         comm = busy * (self._comm_per_token * tokens + self._comm_fixed) * self._comm_share
         overhead = busy * self._overhead
+        if self._seq_overhead:  # per sequence (logit row) of the step
+            overhead = overhead + self._seq_overhead * logits
         return attn_linear, dense_ffn, experts, lm_head, attention_core, comm, overhead
 
     def _attention_core(self, ops, pairs, d_ctx, queries_per_seq: float = 1.0):
