@@ -431,11 +431,10 @@ class Experiment(BaseModel):
         if delay is None:
             f = self.faults or FaultSpec(enabled=False)
             delay = f.engine_start_s + plan_memory(shape).weight_bytes_per_gpu / (f.weight_load_gb_per_s * 1e9)
-        targets = [t for _, t in self.slo_evaluations]
-        flat = [x for t in targets for x in (t if isinstance(t, list) else [t])]
+        targets = self.traffic_classes or self.slo_tiers  # the planner keeps the tightest SLO
         return AutoscalePlan(min_replicas=a.min_replicas, max_replicas=a.max_replicas, interval_s=a.interval_s,
                              scale_up_delay_s=delay, cooldown_s=a.cooldown_s,
-                             ttft_slo_s=min(t.ttft_s for t in flat), tpot_slo_s=min(t.tpot_s for t in flat),
+                             ttft_slo_s=min(t.ttft_s for t in targets), tpot_slo_s=min(t.tpot_s for t in targets),
                              up_threshold=a.up_threshold, down_threshold=a.down_threshold,
                              step_fraction=a.step_fraction, target_occupancy=a.target_occupancy)
 
@@ -485,7 +484,7 @@ class Experiment(BaseModel):
             per_kind = {k: getattr(hw.reliability, k) for k in FAULT_KINDS}
             per_kind.update(f.overrides.get(name, {}))
             rates[name] = tuple(
-                FaultRates(kind, r.mtbf_hours * 3600.0 / f.rate_multiplier, r.mttr_hours * 3600.0, r.per_domain)
+                FaultRates(kind, r.mtbf_hours * 3600.0 / f.rate_multiplier, r.mttr_hours * 3600.0)
                 for kind, r in per_kind.items() if r is not None) if f.random else ()
         switches = {name: (f.overrides.get(name, {}).get("switch") or hw.reliability.switch).per_domain
                     for name, hw in hardware.items()

@@ -81,6 +81,7 @@ class Point:
     load: float
     sim: SimResult
     summaries: dict[str, dict[str, float]]
+    fault_free: Point | None = None  # with faults on: the same fleet, load and requests without them
 
     @property
     def e2e_p50_s(self) -> float:
@@ -388,9 +389,10 @@ def _scaling_columns(exp: Experiment, plan: FleetPlan, point: Point, s: dict) ->
 def _fault_columns(exp: Experiment, plan: FleetPlan, tier, point: Point, usd_h: float) -> dict:
     """Availability and what the faults cost, against the same fleet at the same load without them."""
     fault_plan = exp.fault_plan(plan)
-    twin = _simulate_once(exp, plan, point.load, len(point.sim.trace), cap_overload=exp.load.mode != "fixed",
-                          faults=False)
-    s, s0 = point.summaries[tier.name], twin.summaries[tier.name]
+    if point.fault_free is None:  # one twin serves every tier of the point
+        point.fault_free = _simulate_once(exp, plan, point.load, len(point.sim.trace),
+                                          cap_overload=exp.load.mode != "fixed", faults=False)
+    s, s0 = point.summaries[tier.name], point.fault_free.summaries[tier.name]
     pools = list(zip(plan.pools, fault_plan.restart_s, strict=True))
     hardware = {p.shape.hardware.name: p.shape.hardware for p in plan.pools}
     good, good0 = s["goodput_tokens_per_s"], s0["goodput_tokens_per_s"]

@@ -69,14 +69,12 @@ class Autoscaler:
         self.log = ScaleLog()
         self._state: dict[int, str] = {}
         self._since: dict[int, float] = {}  # held replicas: when billing started
-        self._gpus: dict[int, int] = {}
         self._observed: dict[int, list[int]] = {i: [] for i in pools}
         self._last_change: dict[int, float] = {i: -math.inf for i in pools}
         self._calm_since: dict[int, float] = {i: math.inf for i in pools}  # scale-down condition held since
         for pool_index, (_, replicas, initial) in pools.items():
             self.log.gpu_s[pool_index] = 0.0
             for k, rep in enumerate(replicas):
-                self._gpus[rep.index] = rep.shape.gpus
                 if k < initial:
                     self._state[rep.index] = ACTIVE
                     self._since[rep.index] = 0.0
@@ -185,7 +183,7 @@ class Autoscaler:
 
     def _release(self, pool_index: int, rep) -> None:
         self._state[rep.index] = PARKED
-        self.log.gpu_s[pool_index] += self._gpus[rep.index] * (self.env.now - self._since.pop(rep.index))
+        self.log.gpu_s[pool_index] += rep.shape.gpus * (self.env.now - self._since.pop(rep.index))
         rep.accepting = False  # parked: out of service until started again
         self.version += 1
         self._record(pool_index)
@@ -202,7 +200,7 @@ class Autoscaler:
             for rep in replicas:
                 since = self._since.pop(rep.index, None)
                 if since is not None:
-                    self.log.gpu_s[pool_index] += self._gpus[rep.index] * (now - since)
+                    self.log.gpu_s[pool_index] += rep.shape.gpus * (now - since)
             self.log.held[pool_index].append((now, self.log.held[pool_index][-1][1]))
         return self.log
 

@@ -40,7 +40,6 @@ class FaultRates:
     kind: str
     mtbf_s: float
     mttr_s: float
-    units_per_domain: int = 1  # switches per scale-up domain (switch kind only)
 
 
 @dataclass(frozen=True)
@@ -206,7 +205,7 @@ class FaultInjector:
 
     def _fail(self, unit: _Unit) -> None:
         unit.down = True
-        hw = self._hardware_of(unit)
+        hw = self._hardware[unit.hardware]
         hit = self._hit(unit)
         self.log.events.append((self.env.now, unit.hardware, unit.kind, unit.index, len(hit)))
         in_domain = unit.kind in ("gpu", "node") and hw.gpus_per_scaleup_domain > hw.gpus_per_node
@@ -270,15 +269,14 @@ class FaultInjector:
     def _take_down(self, i: int) -> None:
         rep = self.replicas[i]
         self._restart_token[i] += 1  # a restart already scheduled no longer applies
+        lost = []
         if rep.accepting or rep.draining:
             if rep.accepting:  # a draining replica was counted out of service when it began draining
                 self.out_of_service += 1
             lost = rep.fail()
-            self._account(i)
-            if lost:
-                self._retry(lost)
-        else:
-            self._account(i)
+        self._account(i)
+        if lost:
+            self._retry(lost)
 
     def _schedule_restart(self, i: int, delay_s: float) -> None:
         self._restart_token[i] += 1
@@ -307,9 +305,6 @@ class FaultInjector:
             self._account(i)
         return self.log
 
-    def _hardware_of(self, unit: _Unit):
-        return self._hardware[unit.hardware]
-
 
 def long_run_availability(plan: FaultPlan, pools: list, hardware: dict) -> float:
     """Share of the fleet's GPU capacity in service in the long run, to first order in the fault rates.
@@ -336,11 +331,9 @@ def long_run_availability(plan: FaultPlan, pools: list, hardware: dict) -> float
             if not (math.isfinite(r.mtbf_s) and r.mtbf_s > 0):
                 continue
             count = {"gpu": gpus, "node": math.ceil(gpus / hw.gpus_per_node), "rack": domains,
-                     "switch": domains * r.units_per_domain}[r.kind]
+                     "switch": domains * plan.switches_per_domain.get(hw_name, 1)}[r.kind]
             rate = count / (r.mtbf_s + r.mttr_s)
-            if r.kind in ("switch", "rack"):
-                cost = domain_gpus * (r.mttr_s + restart)
-            elif plan.domain_policy == "drain" and in_domain:
+            if r.kind in ("switch", "rack") or (plan.domain_policy == "drain" and in_domain):
                 cost = domain_gpus * (r.mttr_s + restart)
             elif plan.domain_policy == "degraded" and in_domain:
                 lost = 1 if r.kind == "gpu" else hw.gpus_per_node

@@ -236,14 +236,17 @@ class Replica:
         """Prompt tokens of request `rid` this replica's cache would spare (for KV-aware routing)."""
         if self.prefix_cache is None:
             return 0
-        hbm, host = self.prefix_cache.match(self._cacheable_blocks(rid))
-        return min((hbm + host) * self.prefix_cache.block_tokens, self._input_tokens[rid] - 1)
+        return self._spared(rid, *self.prefix_cache.match(self._cacheable_blocks(rid)))
+
+    def _spared(self, rid: int, hbm_blocks: int, host_blocks: int) -> int:
+        """Prompt tokens the matched blocks spare: at least one token is always computed."""
+        return min((hbm_blocks + host_blocks) * self.prefix_cache.block_tokens, self._input_tokens[rid] - 1)
 
     def _use_cache(self, rid: int) -> int:
-        """Admit with the cached prefix: the prompt tokens prefill can skip (at least one is computed)."""
+        """Admit with the cached prefix: the prompt tokens prefill can skip."""
         blocks = self._cacheable_blocks(rid)
         hbm, host = self.prefix_cache.match(blocks)
-        cached = min((hbm + host) * self.prefix_cache.block_tokens, self._input_tokens[rid] - 1)
+        cached = self._spared(rid, hbm, host)
         self.trace.cached_tokens[rid] = max(cached, 0)
         if cached <= 0:
             return 0
