@@ -137,6 +137,21 @@ def _precisions(row) -> tuple[str, str]:
     return QUANT_TO_PRECISION[moe], QUANT_TO_PRECISION[gemm]
 
 
+def _served_formats(hw, model, precision: str, attention_precision: str) -> tuple[str, str]:
+    """(expert/FFN, attention) weight formats a deployment labelled 4-bit actually runs.
+
+    A model whose checkpoint is MXFP4 (gpt-oss) is served from it, whatever the label says
+    ("fp4", "nvfp4"), with its BF16 attention; another 4-bit checkpoint on hardware without
+    FP4 tensor cores runs weight-only (W4A16).
+    """
+    if model.native_weight_format == "mxfp4" and precision in ("fp4", "mxfp4"):
+        return "mxfp4", "bf16"
+    if not hw.supports("fp4"):
+        precision = "mxfp4" if precision == "fp4" else precision
+        attention_precision = "bf16" if attention_precision == "fp4" else attention_precision
+    return precision, attention_precision
+
+
 def _parallel_sizes(row, prefix: str, model) -> tuple[int, int, int, int]:
     """(tp, attention dp, ep, pp) of one side of a measured row.
 
@@ -196,11 +211,7 @@ def deployment(row, stacks: dict[str, SoftwareStack] | None = None) -> Deploymen
         raise Skip("no client concurrency given")
     hw, model = load_hardware(system), load_model(model_name)
     stack, note = row_stack(hw, _text(row, "backend"), _text(row, "measured_date"), stacks)
-    precision, attention_precision = _precisions(row)
-    if not hw.supports("fp4"):
-        # a 4-bit checkpoint on hardware without FP4 runs weight-only (W4A16)
-        precision = "mxfp4" if precision == "fp4" else precision
-        attention_precision = "bf16" if attention_precision == "fp4" else attention_precision
+    precision, attention_precision = _served_formats(hw, model, *_precisions(row))
     c = int(concurrency)
     if row["mode"] == "disagg":
         if _num(row, "prefill_num_workers") is None or _num(row, "decode_num_workers") is None:
@@ -415,9 +426,7 @@ def benchmark(row, stacks: dict[str, SoftwareStack] | None = None) -> Benchmark:
     if precision not in formats:
         raise Skip(f"precision '{precision}' is not modelled")
     precision = formats[precision]
-    if not hw.supports("fp4") and precision == "fp4":
-        precision = "mxfp4"  # weight-only on hardware without FP4 tensor cores
-    attention = "bf16" if precision == "bf16" else "fp8"
+    precision, attention = _served_formats(hw, model, precision, "bf16" if precision == "bf16" else "fp8")
     stack, note = row_stack(hw, row_framework(row), _text(row, "date"), stacks)
     return Benchmark(id=str(row.get("id", "row")), hardware=hw, model=model, stack=stack, stack_note=note,
                      precision=precision, attention_precision=attention, gpus=int(gpus), isl=int(round(isl)),

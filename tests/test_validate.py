@@ -76,6 +76,16 @@ def test_hopper_runs_4bit_checkpoints_weight_only():
     assert shape.precision == "mxfp4"
 
 
+def test_gpt_oss_labelled_fp4_runs_its_mxfp4_checkpoint_with_bf16_attention():
+    row = {**BASE, "model": "gpt_oss_120b", "system": "b200_hgx", "precision": "fp4", "gemm_quant": "nvfp4",
+           "moe_quant": "nvfp4"}
+    shape = deployment(row).fleet.pools[0].shape
+    assert (shape.precision, shape.attention_precision) == ("mxfp4", "bf16")
+    # an NVFP4 checkpoint of another model keeps its formats on Blackwell
+    row = {**row, "model": "deepseek_v3", "tp_size": 8, "moe_ep_size": 8, "moe_tp_size": 1}
+    assert deployment(row).fleet.pools[0].shape.precision == "fp4"
+
+
 def test_builtin_points_load_and_cli_writes_results(tmp_path, capsys):
     assert len(load_points(None)) == 3214
     points = tmp_path / "points.csv"

@@ -36,15 +36,19 @@ KV_PRECISIONS = ("bf16", "fp8")
 def compute_precision(precision: str, hardware: HardwareProfile | None = None) -> str:
     """The tensor-core precision a weight format runs at on `hardware`.
 
-    4-bit formats run on FP4 tensor cores where the hardware has them; MXFP4 weights on
-    hardware without FP4 are dequantized and multiplied in BF16 (weight-only, "W4A16", as
-    gpt-oss runs on Hopper), so they save memory and bandwidth but not compute.
+    NVFP4 runs on FP4 tensor cores where the hardware has them. MXFP4 (gpt-oss's native
+    experts) is not multiplied at the FP4 rate by the serving engines: on Blackwell they
+    quantize activations to MXFP8 and run MXFP4 x MXFP8 GEMMs at the FP8 rate; on Hopper the
+    weights are dequantized and multiplied in BF16 ("W4A16"). Both save memory and
+    bandwidth, not compute. (TensorRT-LLM GPT-OSS deployment guide, MoE backend support
+    matrix: B200/GB200/B300/GB300 activation MXFP8 x weights MXFP4; H200 BF16 x MXFP4,
+    https://nvidia.github.io/TensorRT-LLM/deployment-guide/deployment-guide-for-gpt-oss-on-trtllm.html)
     """
-    if precision not in ("fp4", "mxfp4"):
-        return precision
-    if precision == "mxfp4" and hardware is not None and not hardware.supports("fp4"):
-        return "bf16"
-    return "fp4"
+    if precision == "mxfp4":
+        return "fp8" if hardware is None or hardware.supports("fp4") else "bf16"
+    if precision == "fp4":
+        return "fp4"
+    return precision
 
 
 @dataclass(frozen=True)
