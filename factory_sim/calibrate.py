@@ -74,13 +74,16 @@ PARAMETERS = (
     Parameter("step_overhead_s", 1e-4, 0.02, 1.0, "estimate"),
     Parameter("ep_load_imbalance", 1.0, 3.0, 0.3, "estimate"),
     Parameter("seq_overhead_s", 1e-7, 2e-4, 1.5, "estimate"),  # fitted only where a profile sets it
+    Parameter("prefill_step_overhead_s", 1e-3, 0.5, 1.5, "estimate"),
 )
 # Spread of a row's log error the fit expects (estimate); the prior terms are in these units.
 ROW_SIGMA_LOG = 0.25
-# Weights per quantity. Measured TTFT is reported but not fitted to: it also carries the
-# harness's front-end time (tokenization, HTTP, scheduling of the first burst), which no stack
-# constant models, and fitting compute efficiencies to it would slow every other prediction.
-QUANTITY_WEIGHT = {"throughput": 1.0, "tpot_ms": 1.0, "ttft_ms": 0.0}
+# Weights per quantity. Measured TTFT carries the harness's front-end time and the engines'
+# eager prefill steps, which only prefill_step_overhead_s models: it is fitted to (at half
+# weight) only when a profile sets that overhead, so that otherwise compute efficiencies are
+# set by throughput and TPOT alone.
+QUANTITY_WEIGHT = {"throughput": 1.0, "tpot_ms": 1.0, "ttft_ms": 0.5}
+TTFT_PARAMETER = "prefill_step_overhead_s"
 # Largest parameter move per Gauss-Newton round (log), a trust region for the linearisation.
 MAX_MOVE_LOG = 0.4
 CONFIDENCE_WEIGHT = {"high": 1.0, "medium": 0.5, "low": 0.0}  # low-confidence rows get no weight
@@ -204,14 +207,17 @@ def _predict_all(rows: list[FitRow], stacks: dict[str, SoftwareStack], jobs: int
     return out
 
 
-def _log_errors(rows: list[FitRow], predictions: list[dict[str, float]]) -> tuple[np.ndarray, np.ndarray]:
-    """(log(pred/pub) per row-quantity, weight per row-quantity), in a fixed order."""
+def _log_errors(rows: list[FitRow], predictions: list[dict[str, float]],
+                params: tuple[Parameter, ...] = ()) -> tuple[np.ndarray, np.ndarray]:
+    """(log(pred/pub) per row-quantity, weight per row-quantity), in a fixed order; TTFT
+    weighs only when `params` include the prefill overhead."""
     errs, weights = [], []
+    fit_ttft = any(p.name == TTFT_PARAMETER for p in params)
     for fr, pred in zip(rows, predictions, strict=True):
         for q, pub in fr.published.items():
             p = pred.get(q, math.nan)
             errs.append(math.log(p / pub) if p > 0 and pub > 0 else math.nan)
-            weights.append(fr.weight * QUANTITY_WEIGHT[q])
+            weights.append(fr.weight * (QUANTITY_WEIGHT[q] if q != "ttft_ms" or fit_ttft else 0.0))
     return np.array(errs), np.array(weights)
 
 
@@ -306,7 +312,7 @@ def fit_profile(profile: str, rows: list[FitRow], *, rounds: int = 3, iterations
     pred0 = evaluate(x)
     before = _error_frame(rows, pred0)
     pred, done = pred0, 0
-    e_cur, w = _log_errors(rows, pred)
+    e_cur, w = _log_errors(rows, pred, params)
     best = _objective(e_cur, w, x, sigmas, x_prior)
     for r in range(rounds):
         e0 = e_cur
@@ -357,7 +363,7 @@ def _leave_group_out(profile, base, params, start, rows, pred, x, sigmas, bounds
     groups = sorted({fr.group for fr in rows})
     if len(groups) < 2:
         return pd.DataFrame()
-    e0, w = _log_errors(rows, pred)
+    e0, w = _log_errors(rows, pred, params)
     jac = np.zeros((len(e0), len(params)))
     for j in range(len(params)):
         step = np.zeros(len(params))

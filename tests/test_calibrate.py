@@ -82,3 +82,16 @@ def test_calibrate_cli_on_a_file_without_enough_rows_exits_2(tmp_path, capsys):
     bad.write_text("a,b\n1,2\n")
     assert main(["calibrate", str(bad), "--out", str(tmp_path / "o")]) == 2
     assert "neither" in capsys.readouterr().err
+
+
+def test_measured_ttft_weighs_only_when_the_prefill_overhead_is_fitted():
+    from factory_sim.calibrate import PARAMETERS, FitRow, _log_errors
+    row = FitRow(id="p", kind="points", row={}, profile="trtllm_hopper", group="g", weight=1.0,
+                 published={"ttft_ms": 100.0, "tpot_ms": 10.0})
+    pred = [{"ttft_ms": 200.0, "tpot_ms": 10.0}]
+    without = tuple(p for p in PARAMETERS if p.name != "prefill_step_overhead_s")
+    errors, weights = _log_errors([row], pred, without)
+    assert errors == pytest.approx([np.log(2.0), 0.0])
+    assert list(weights) == [0.0, 1.0]
+    _, weights = _log_errors([row], pred, PARAMETERS)
+    assert list(weights) == [0.5, 1.0]

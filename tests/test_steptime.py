@@ -178,3 +178,34 @@ def test_a_per_sequence_overhead_adds_its_cost_per_sequence_and_nothing_when_zer
         busy.step_time_s(decode_seqs=64.0, decode_ctx_tokens=64000.0), rel=1e-12)
     assert float(busy.decode_elapsed_s(64, [64000.0])[0]) == pytest.approx(
         busy.step_time_s(decode_seqs=64.0, decode_ctx_tokens=64000.0), rel=1e-12)
+
+
+def test_a_prefill_step_overhead_is_paid_by_steps_with_prompt_tokens_only():
+    from factory_sim.perf.stacks import override_stack
+    base = shape("h200_sxm", "llama3_1_8b", "fp8")
+    plain = StepTimeModel(dataclasses.replace(base, stack=override_stack(base.stack, {"prefill_step_overhead_s": 0.0})))
+    eager = StepTimeModel(dataclasses.replace(base, stack=override_stack(base.stack, {"prefill_step_overhead_s": 0.03})))
+    pairs = float(prefill_attention_pairs(base, 512, 0))
+    for seqs in (0.0, 8.0):  # a prefill-only step and a mixed step
+        args = (512.0, pairs, 1.0, seqs, 1000.0 * seqs)
+        assert eager.step_time_s(*args) - plain.step_time_s(*args) == pytest.approx(0.03, rel=1e-9)
+        assert eager.batch_s(*args) == pytest.approx(eager.step_time_s(*args), rel=1e-12)
+        assert float(eager.breakdown(*args).overhead_s) - float(plain.breakdown(*args).overhead_s) == \
+            pytest.approx(0.03, rel=1e-9)
+    # decode-only steps, by every path, do not pay it
+    assert eager.step_time_s(decode_seqs=64.0, decode_ctx_tokens=64000.0) == \
+        plain.step_time_s(decode_seqs=64.0, decode_ctx_tokens=64000.0)
+    assert list(eager.decode_elapsed_s(64, [64000.0, 64064.0])) == list(plain.decode_elapsed_s(64, [64000.0, 64064.0]))
+
+
+def test_mxfp4_multiplies_at_the_fp8_rate_on_blackwell_and_bf16_on_hopper():
+    from factory_sim.hardware import load_hardware
+    from factory_sim.perf.replica import compute_precision
+    assert compute_precision("mxfp4", load_hardware("b200_hgx")) == "fp8"
+    assert compute_precision("mxfp4", load_hardware("h200_sxm")) == "bf16"
+    assert compute_precision("fp4", load_hardware("b200_hgx")) == "fp4"
+    # a long gpt-oss prefill is compute-bound: MXFP4 x MXFP8 experts take longer than NVFP4 ones would
+    mx = StepTimeModel(shape("b200_hgx", "gpt_oss_120b", "mxfp4", attention_precision="bf16"))
+    nv = StepTimeModel(shape("b200_hgx", "gpt_oss_120b", "fp4", attention_precision="bf16"))
+    pairs = float(prefill_attention_pairs(mx.shape, 8192, 0))
+    assert float(mx.breakdown(8192.0, pairs, 1.0).experts_s) > 1.5 * float(nv.breakdown(8192.0, pairs, 1.0).experts_s)

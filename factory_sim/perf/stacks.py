@@ -56,6 +56,10 @@ class SoftwareStack(BaseModel):
     # what keeps a small model's TPOT flat across TP degrees at large batch on some engines
     seq_overhead_s: float = Field(default=0.0, ge=0)
     layer_overhead_s: float = Field(ge=0)
+    # Fixed cost of a step that carries prompt tokens, on top of step_overhead_s: engines
+    # replay decode-only steps from CUDA graphs but run prefill steps eagerly (kernel launches,
+    # MoE routing set-up, the scheduler's prefill bookkeeping). 0 prices prefill like decode.
+    prefill_step_overhead_s: float = Field(default=0.0, ge=0)
     kv_transfer_latency_s: float = Field(ge=0)
     hbm_utilization: float = Field(gt=0, le=1)  # KV share of the HBM left after weights and activations
     activation_reserve_gb: float = Field(ge=0)

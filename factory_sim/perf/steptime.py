@@ -151,6 +151,7 @@ class StepTimeModel:
         self._comm_share = 1.0 - st.comm_overlap_fraction
         self._overhead = st.step_overhead_s + st.layer_overhead_s * m.layers
         self._seq_overhead = st.seq_overhead_s
+        self._prefill_overhead = st.prefill_step_overhead_s
         self._window = _window(shape)
         # (ops, tokens, logits) -> _batch_terms: the event loop prices the same batch sizes again and again
         self._terms: dict[tuple, tuple[float, float, float]] = {}
@@ -278,6 +279,8 @@ class StepTimeModel:
         args = np.broadcast_arrays(*(np.asarray(x, dtype=float) for x in (
             prefill_tokens, prefill_attn_pairs, prefill_seqs, decode_seqs, decode_ctx_tokens)))
         parts = [np.asarray(x, dtype=float) * np.ones_like(args[0]) for x in self._price(_ArrayOps, *args)]
+        if self._prefill_overhead:  # a step with prompt tokens (never a pure-decode step)
+            parts[-1] = parts[-1] + (args[2] > 0) * self._prefill_overhead
         return StepBreakdown(*parts, total_s=sum(parts))
 
     def step_time_s(self, prefill_tokens=0.0, prefill_attn_pairs=0.0, prefill_seqs=0.0, decode_seqs=0.0,
@@ -303,6 +306,8 @@ class StepTimeModel:
         compute = (prefill_attn_pairs * self._attn_flops_prefill
                    + decode_ctx_tokens * self._attn_flops_decode) / self._attn_core_flops
         memory = decode_ctx_tokens * self._kv_read_per_ctx / self._hbm_bw
+        if prefill_seqs and self._prefill_overhead:
+            overhead = overhead + self._prefill_overhead
         return linear + (memory if memory > compute else compute) + comm + overhead
 
     def prefill_pairs(self, chunk_tokens: float, prior_tokens: float) -> float:
