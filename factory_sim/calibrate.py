@@ -213,11 +213,12 @@ def _log_errors(rows: list[FitRow], predictions: list[dict[str, float]],
     weighs only when `params` include the prefill overhead."""
     errs, weights = [], []
     fit_ttft = any(p.name == TTFT_PARAMETER for p in params)
+    quantity_weight = QUANTITY_WEIGHT if fit_ttft else {**QUANTITY_WEIGHT, "ttft_ms": 0.0}
     for fr, pred in zip(rows, predictions, strict=True):
         for q, pub in fr.published.items():
             p = pred.get(q, math.nan)
             errs.append(math.log(p / pub) if p > 0 and pub > 0 else math.nan)
-            weights.append(fr.weight * (QUANTITY_WEIGHT[q] if q != "ttft_ms" or fit_ttft else 0.0))
+            weights.append(fr.weight * quantity_weight[q])
     return np.array(errs), np.array(weights)
 
 

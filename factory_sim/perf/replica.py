@@ -33,7 +33,7 @@ WEIGHT_PRECISIONS = tuple(BYTES_PER_ELEMENT)
 KV_PRECISIONS = ("bf16", "fp8")
 
 
-def compute_precision(precision: str, hardware: HardwareProfile | None = None) -> str:
+def compute_precision(precision: str, hardware: HardwareProfile) -> str:
     """The tensor-core precision a weight format runs at on `hardware`.
 
     NVFP4 runs on FP4 tensor cores where the hardware has them. MXFP4 (gpt-oss's native
@@ -45,9 +45,7 @@ def compute_precision(precision: str, hardware: HardwareProfile | None = None) -
     https://nvidia.github.io/TensorRT-LLM/deployment-guide/deployment-guide-for-gpt-oss-on-trtllm.html)
     """
     if precision == "mxfp4":
-        return "fp8" if hardware is None or hardware.supports("fp4") else "bf16"
-    if precision == "fp4":
-        return "fp4"
+        return "fp8" if hardware.supports("fp4") else "bf16"
     return precision
 
 

@@ -65,13 +65,14 @@ class SoftwareStack(BaseModel):
     activation_reserve_gb: float = Field(ge=0)
     fitted_to: list[str] = Field(default_factory=list)
 
-    def gemm_peak_fraction(self, precision: str) -> float:
-        value = getattr(self.gemm_efficiency, _compute_precision(precision), None)
+    def gemm_peak_fraction(self, compute_precision: str) -> float:
+        """Large-GEMM efficiency at a tensor-core precision (perf.replica.compute_precision)."""
+        value = getattr(self.gemm_efficiency, compute_precision, None)
         if value is None:
             raise ConfigError(
                 "stack.gemm_efficiency",
-                f"stack '{self.name}' gives no GEMM efficiency for {precision}; add "
-                f"gemm_efficiency.{_compute_precision(precision)} to the stack profile",
+                f"stack '{self.name}' gives no GEMM efficiency for {compute_precision}; add "
+                f"gemm_efficiency.{compute_precision} to the stack profile",
             )
         return value
 
@@ -121,10 +122,6 @@ def override_stack(stack: SoftwareStack, overrides: dict) -> SoftwareStack:
         return SoftwareStack.model_validate({**stack.model_dump(), **overrides})
     except ValidationError as exc:
         raise from_validation_error(exc, raw=overrides) from None
-
-
-def _compute_precision(precision: str) -> str:
-    return "fp4" if precision in ("fp4", "mxfp4") else precision
 
 
 def _stack_dir() -> Path:
