@@ -209,3 +209,18 @@ def test_mxfp4_multiplies_at_the_fp8_rate_on_blackwell_and_bf16_on_hopper():
     nv = StepTimeModel(shape("b200_hgx", "gpt_oss_120b", "fp4", attention_precision="bf16"))
     pairs = float(prefill_attention_pairs(mx.shape, 8192, 0))
     assert float(mx.breakdown(8192.0, pairs, 1.0).experts_s) > 1.5 * float(nv.breakdown(8192.0, pairs, 1.0).experts_s)
+
+
+def test_small_expert_gemms_pay_for_the_token_side_tile_only():
+    """gpt-oss decode on B200: 32 sequences give each touched expert about 2 rows. Engines put the
+    tokens on the MMA's narrow side, so the expert GEMMs stay bound by reading their weights; a
+    128-row tile floor would have made them compute-bound at the FP8 rate."""
+    sh = shape("b200_hgx", "gpt_oss_120b", "mxfp4", attention_precision="bf16")
+    m = StepTimeModel(sh)
+    n = 32.0
+    experts = float(m.breakdown(decode_seqs=n, decode_ctx_tokens=n * 1000).experts_s)
+    touched = -np.expm1(n * m._log_miss)
+    memory_bound = m._imbalance * m._expert_bytes_per_touched * touched / m._hbm_bw
+    assert experts == pytest.approx(memory_bound, rel=1e-9)
+    full_tile = StepTimeModel(_with_stack(sh, gemm_min_rows=128.0))
+    assert float(full_tile.breakdown(decode_seqs=n, decode_ctx_tokens=n * 1000).experts_s) > 1.5 * experts
