@@ -42,9 +42,29 @@ from factory_sim.sim.engine import FleetPlan, PoolPlan, simulate
 MEASURED_POINT_COLUMNS = {"system", "model", "backend", "mode", "isl", "osl", "concurrency", "ttft_ms", "tpot_ms"}
 
 # Catalog names for architectures the measured data names differently.
-MODEL_ALIASES = {"deepseek_v3": "deepseek_r1"}  # DeepSeek-R1 shares the DeepSeek-V3 architecture
+MODEL_ALIASES = {
+    "deepseek_v3": "deepseek_r1",  # DeepSeek-R1 shares the DeepSeek-V3 architecture
+    # NVIDIA's NVFP4 quantization of deepseek-ai/DeepSeek-V3.1 (https://huggingface.co/nvidia/DeepSeek-V3.1-NVFP4),
+    # whose card says "The model structure of DeepSeek-V3.1 is the same as DeepSeek-V3"
+    # (https://huggingface.co/deepseek-ai/DeepSeek-V3.1); the weights differ, the shapes do not.
+    "nvidia/DeepSeek-V3.1-NVFP4": "deepseek_r1",
+    # Kimi K2.5's language model: the text_config of https://huggingface.co/moonshotai/Kimi-K2.5/blob/main/config.json
+    # (checked through public copies) is a kimi_k2/DeepseekV3 config with Kimi K2's shapes: 61 layers
+    # (first_k_dense_replace 1), hidden 7168, 64 heads, MLA ranks 1536/512 with 128/64/128 head dims,
+    # intermediate 18432, 384 routed + 1 shared experts of 2048, top-8, vocab 163840, no MTP.
+    # It differs in max_position_embeddings (262144), in its MoonViT vision encoder (about 0.4B,
+    # unused by text-only rows) and in its checkpoint (INT4 group-32 routed experts).
+    "moonshotai/Kimi-K2.5": "kimi_k2",
+    "Qwen/Qwen3-32B": "qwen3_32b",
+    # NVIDIA's NVFP4 quantization of Qwen/Qwen3-32B (https://huggingface.co/nvidia/Qwen3-32B-NVFP4): same architecture
+    "nvidia/Qwen3-32B-NVFP4": "qwen3_32b",
+    "MiniMaxAI/MiniMax-M2.5": "minimax_m2_5",
+}
 
-# Weight formats of the measured deployments' quantization modes.
+# Weight formats of the measured deployments' quantization modes. 'int4_wo' (INT4 weight-only,
+# group 32: Kimi K2.5 on vLLM) is left out: its MoE kernels multiply in BF16 on Hopper (Marlin)
+# and on Blackwell (TensorRT-LLM W4A16, https://github.com/vllm-project/vllm/pull/32437), while
+# 'mxfp4' runs at the FP8 rate on Blackwell (compute_precision in perf/replica.py).
 QUANT_TO_PRECISION = {"nvfp4": "fp4", "fp8": "fp8", "fp8_block": "fp8", "bf16": "bf16", "fp16": "bf16",
                       "w4a16_mxfp4": "mxfp4", "mxfp4": "mxfp4"}
 

@@ -22,7 +22,9 @@ CATALOG = [
     "llama3_1_70b",
     "llama3_1_8b",
     "llama3_3_70b",
+    "minimax_m2_5",
     "qwen3_235b_a22b",
+    "qwen3_32b",
 ]
 
 # Published "active" figures for dense models equal the total, so they count the input
@@ -78,6 +80,41 @@ def test_llama3_1_70b_counts():
     assert m.active_params_per_token == m.total_params - 128256 * 8192
     assert m.kv_bytes_per_token(2.0) == 80 * 2 * 8 * 128 * 2 == 327_680
     assert m.attn_flops_per_token_per_ctx_prefill == m.attn_flops_per_token_per_ctx_decode == 4 * 64 * 128 * 80
+
+
+def test_qwen3_32b_counts():
+    m = load_model("qwen3_32b")
+    assert not m.is_moe and m.moe_layers == 0
+    # GQA with head_dim 128: the query width 64 x 128 = 8192 exceeds hidden 5120
+    attention = 5120 * 8192 + 2 * 5120 * 8 * 128 + 8192 * 5120
+    assert m.attention_params_per_layer == attention
+    assert m.total_params == 64 * (attention + 3 * 5120 * 25600) + 2 * 151936 * 5120
+    # model card (huggingface.co/Qwen/Qwen3-32B): 32.8B parameters, 31.2B non-embedding, i.e.
+    # without the input embedding and the LM head; the config counts 32.76B and 31.21B
+    assert m.total_params == pytest.approx(32.8e9, rel=0.005)
+    assert m.total_params - m.embedding_params - m.lm_head_params == pytest.approx(31.2e9, rel=0.005)
+    assert m.active_params_per_token == m.total_params - m.embedding_params
+    assert m.kv_bytes_per_token(2.0) == 64 * 2 * 8 * 128 * 2 == 262_144
+
+
+def test_minimax_m2_5_counts():
+    m = load_model("minimax_m2_5")
+    assert m.is_moe and m.moe_layers == 62 and m.dense_layers == 0 and m.n_shared_experts == 0
+    attention = 3072 * 6144 + 2 * 3072 * 8 * 128 + 6144 * 3072
+    assert m.attention_params_per_layer == attention
+    assert m.expert_params == 3 * 3072 * 1536
+    assert m.routed_expert_params == 62 * 256 * 3 * 3072 * 1536
+    # published "230B total, 10B active" (rounded); the config counts 228.7B and 10.4B
+    assert m.total_params == pytest.approx(230e9, rel=0.01)
+    assert m.active_params_per_token == pytest.approx(10e9, rel=0.05)
+    # the released checkpoint's safetensors count, 228.70B, is the main model plus norms and
+    # FP8 block scales (about 15M): it holds no MTP module, so none is modelled
+    assert m.total_params == pytest.approx(228.70e9, rel=1e-3)
+    assert m.mtp_layers == 0
+    # the vLLM deployment guide asks 240 GB per 1M context tokens: 62 x 2 x 8 x 128 BF16
+    # elements = 253,952 bytes a token, 236.5 GiB per million
+    assert m.kv_bytes_per_token(2.0) == 253_952
+    assert m.kv_bytes_per_token(2.0) * 1e6 / 2**30 == pytest.approx(240, rel=0.02)
 
 
 def test_gpt_oss_window_caps_kv():
