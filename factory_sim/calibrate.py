@@ -278,7 +278,7 @@ def prior_values(profile: str) -> dict[str, float]:
     current FP8 (else BF16) GEMM efficiency."""
     text = (_stack_dir() / f"{profile}.yaml").read_text()
     out = {}
-    for m in re.finditer(r"^\s*([a-z0-9_]+):\s*([0-9.eE+-]+)\s*#.*?prior ([0-9.eE+-]+):", text, flags=re.M):
+    for m in re.finditer(r"^[ \t]*([a-z0-9_]+):[ \t]*([0-9.eE+-]+)[ \t]*#.*?prior ([0-9.eE+-]+):", text, flags=re.M):
         out[m.group(1)] = float(m.group(3))
     stack = load_stack(profile)
     key = "fp8" if "fp8" in out else "bf16"
@@ -402,13 +402,14 @@ def profile_yaml(fit: ProfileFit) -> str:
                 old = float(m.group(2))
                 prior_value, prior = _prior_of(m.group(3), old)
                 return f"{m.group(1)}{_fmt(min(1.0, old * value))}   # {what}; prior {prior_value:g}: {prior}"
-            text = re.sub(r"^(  (?:bf16|fp8|fp4): )([0-9.eE+-]+)\s*#?\s*(.*)$", scale, text, flags=re.M)
+            text = re.sub(r"^(  (?:bf16|fp8|fp4): )([0-9.eE+-]+)[ \t]*#?[ \t]*(.*)$", scale, text, flags=re.M)
             continue
 
         def repl(m: re.Match, v=value) -> str:
             prior_value, prior = _prior_of(m.group(3), float(m.group(2)))
             return f"{m.group(1)}{_fmt(v)}   # {what}; prior {prior_value:g}: {prior}"
-        text = re.sub(rf"^({name}:\s*)([0-9.eE+-]+)\s*#?\s*(.*)$", repl, text, flags=re.M)
+        # [ \t], not \s: a line without a comment must not reach into the next line
+        text = re.sub(rf"^({name}:[ \t]*)([0-9.eE+-]+)[ \t]*#?[ \t]*(.*)$", repl, text, flags=re.M)
     listing = "".join(f"\n  - {r}" for r in fit.rows) if fit.rows else " []"
     text = re.sub(r"^fitted_to:.*(\n  - .*)*", f"fitted_to:{listing}", text, flags=re.M)
     return text
@@ -417,7 +418,7 @@ def profile_yaml(fit: ProfileFit) -> str:
 def _prior_of(comment: str, value: float) -> tuple[float, str]:
     """(prior value, its citation) of a line that may already carry a fitted comment."""
     m = re.search(r"prior ([0-9.eE+-]+): (.*)$", comment)
-    return (float(m.group(1)), m.group(2)) if m else (value, comment)
+    return (float(m.group(1)), m.group(2)) if m else (value, comment or "no source given")
 
 
 def write_profiles(fits: list[ProfileFit], out: Path) -> list[Path]:

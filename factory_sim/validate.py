@@ -787,7 +787,9 @@ def error_summary(results: pd.DataFrame) -> pd.DataFrame:
         for col in ("system", "model", "backend", "mode"):
             for key, gg in g.groupby(col):
                 groups.append(_stats(gg, quantity=quantity, group=f"{col}={key}"))
-    return pd.DataFrame(groups)
+    # the columns even when nothing was scored (every row skipped): the report then says so
+    return pd.DataFrame(groups, columns=["quantity", "group", "rows", "median_abs_error", "within_20pct",
+                                         "median_signed_error"])
 
 
 def _stats(g: pd.DataFrame, **labels) -> dict:

@@ -95,3 +95,19 @@ def test_measured_ttft_weighs_only_when_the_prefill_overhead_is_fitted():
     assert list(weights) == [0.0, 1.0]
     _, weights = _log_errors([row], pred, PARAMETERS)
     assert list(weights) == [0.5, 1.0]
+
+
+def test_a_fitted_line_without_a_comment_leaves_the_next_line_alone(fitted, tmp_path, monkeypatch):
+    import dataclasses
+
+    import factory_sim.calibrate as cal
+    text = (cal._stack_dir() / "trtllm_hopper.yaml").read_text()
+    lines = [x.split("#")[0].rstrip() if x.startswith("step_overhead_s:") else x for x in text.splitlines()]
+    (tmp_path / "trtllm_hopper.yaml").write_text("\n".join(lines) + "\n")
+    monkeypatch.setattr(cal, "_stack_dir", lambda: tmp_path)
+    fit = dataclasses.replace(fitted[0][0], values={"step_overhead_s": 0.003})
+    out = yaml.safe_load(profile_yaml(fit))
+    assert out["step_overhead_s"] == 0.003
+    assert out["layer_overhead_s"] == yaml.safe_load(text)["layer_overhead_s"]  # the next line, intact
+    line = next(x for x in profile_yaml(fit).splitlines() if x.startswith("step_overhead_s:"))
+    assert "no source given" in line

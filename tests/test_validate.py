@@ -227,3 +227,10 @@ def test_no_builtin_row_of_the_new_models_is_left_out_of_the_catalog():
     # INT4 weight-only rows (Kimi K2.5 on vLLM) stay unscored: no catalog precision runs 4-bit
     # weights with BF16 math on Blackwell too (mxfp4 runs at the FP8 rate there)
     assert sum("int4_wo" in r for r in reasons) == 58
+
+
+def test_a_report_with_every_row_skipped_says_so():
+    from factory_sim.validate import format_report
+    res = validate_points(pd.DataFrame([{**BASE, "id": "r1", "model": "zhipuai/GLM-5"}]), jobs=1)
+    text = format_report(res)
+    assert "scored: 0" in text and "not in the catalog" in text
