@@ -75,6 +75,7 @@ PARAMETERS = (
     Parameter("ep_load_imbalance", 1.0, 3.0, 0.3, "estimate"),
     Parameter("seq_overhead_s", 1e-7, 2e-4, 1.5, "estimate"),  # fitted only where a profile sets it
     Parameter("prefill_step_overhead_s", 1e-3, 0.5, 1.5, "estimate"),
+    Parameter("activation_passes", 0.5, 40.0, 0.7, "estimate"),  # fitted only where a profile sets it
 )
 # Spread of a row's log error the fit expects (estimate); the prior terms are in these units.
 ROW_SIGMA_LOG = 0.25

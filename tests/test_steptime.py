@@ -224,3 +224,26 @@ def test_small_expert_gemms_pay_for_the_token_side_tile_only():
     assert experts == pytest.approx(memory_bound, rel=1e-9)
     full_tile = StepTimeModel(_with_stack(sh, gemm_min_rows=128.0))
     assert float(full_tile.breakdown(decode_seqs=n, decode_ctx_tokens=n * 1000).experts_s) > 1.5 * experts
+
+
+def test_activation_passes_cost_hbm_time_per_token_that_tp_does_not_split():
+    """Norms, residual adds and quantization read and write each token's whole hidden vector on
+    every TP rank: their time is tokens x passes x hidden x 2 bytes x layers over HBM bandwidth,
+    the same at TP4 and TP8, and nothing with no passes."""
+    tp4, tp8 = (_with_stack(shape("h200_sxm", "llama3_1_70b", "fp8", tp=tp), activation_passes=6.0) for tp in (4, 8))
+    m = tp8.model
+    tokens = 4096.0
+    per_token = 6.0 * m.hidden * 2 * m.layers / (tp8.hardware.hbm_bw_bytes_per_s * tp8.stack.hbm_efficiency)
+    b4, b8 = (StepTimeModel(s).breakdown(prefill_tokens=tokens, prefill_seqs=1.0) for s in (tp4, tp8))
+    assert float(b8.activations_s) == pytest.approx(tokens * per_token, rel=1e-12)
+    assert float(b4.activations_s) == float(b8.activations_s)
+    assert float(b8.attention_linear_s) < float(b4.attention_linear_s)
+    none = StepTimeModel(_with_stack(tp8, activation_passes=0.0)).breakdown(prefill_tokens=tokens, prefill_seqs=1.0)
+    assert float(none.activations_s) == 0.0
+    assert float(b8.total_s) - float(none.total_s) == pytest.approx(tokens * per_token, rel=1e-9)
+    # attention data parallelism splits the tokens, so each rank passes only its own
+    dp = _with_stack(shape("h200_sxm", "deepseek_r1", "fp8", tp=1, dp_attention=8, ep=8), activation_passes=6.0)
+    one_rank = StepTimeModel(dp).breakdown(decode_seqs=64.0, decode_ctx_tokens=64e3).activations_s
+    md = dp.model
+    assert float(one_rank) == pytest.approx(
+        8.0 * 6.0 * md.hidden * 2 * md.layers / (dp.hardware.hbm_bw_bytes_per_s * dp.stack.hbm_efficiency), rel=1e-12)

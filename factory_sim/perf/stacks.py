@@ -56,6 +56,11 @@ class SoftwareStack(BaseModel):
     # what keeps a small model's TPOT flat across TP degrees at large batch on some engines
     seq_overhead_s: float = Field(default=0.0, ge=0)
     layer_overhead_s: float = Field(ge=0)
+    # Hidden-sized BF16 activation vectors each token reads or writes per layer outside the
+    # GEMMs and attention (norms, residual adds, RoPE, SwiGLU, activation quantization, MoE
+    # permutation), after the engine's fusions: memory-bound kernels that TP does not split.
+    # 0 leaves them out.
+    activation_passes: float = Field(default=0.0, ge=0)
     # Fixed cost of a step that carries prompt tokens, on top of step_overhead_s: engines
     # replay decode-only steps from CUDA graphs but run prefill steps eagerly (kernel launches,
     # MoE routing set-up, the scheduler's prefill bookkeeping). 0 prices prefill like decode.

@@ -2,7 +2,8 @@
 
 Roofline per component and per step: each part of the model (attention projections, dense
 FFN, routed experts, LM head, attention math) takes the longer of its compute time and its
-memory time, and the parts run one after another; communication (TP all-reduce, EP
+memory time, and the parts run one after another, with the memory-bound activation passes
+between them (norms, residuals, quantization); communication (TP all-reduce, EP
 all-to-all, PP hand-offs) and a fixed per-step and per-layer overhead are added. Every
 efficiency factor comes from the software-stack profile.
 
@@ -33,6 +34,7 @@ class StepBreakdown:
     dense_ffn_s: np.ndarray
     experts_s: np.ndarray
     lm_head_s: np.ndarray
+    activations_s: np.ndarray
     attention_core_s: np.ndarray
     communication_s: np.ndarray
     overhead_s: np.ndarray
@@ -152,6 +154,9 @@ class StepTimeModel:
         self._overhead = st.step_overhead_s + st.layer_overhead_s * m.layers
         self._seq_overhead = st.seq_overhead_s
         self._prefill_overhead = st.prefill_step_overhead_s
+        # bytes per token per GPU of the activation passes, all layers (every TP rank holds the
+        # whole hidden vector of each token of its attention-DP group)
+        self._activation_bytes = st.activation_passes * m.hidden * ACTIVATION_BYTES * m.layers
         self._window = _window(shape)
         # (ops, tokens, logits) -> _batch_terms: the event loop prices the same batch sizes again and again
         self._terms: dict[tuple, tuple[float, float, float]] = {}
@@ -230,13 +235,14 @@ class StepTimeModel:
             experts = 0.0 * tokens
         flops, weights, peak = self._head
         lm_head = self._gemm_time(ops, flops * logits, weights, logits / self._dp, peak)
+        activations = tokens / self._dp * self._activation_bytes / self._hbm_bw
         attention_core = self._attention_core(ops, pairs, d_ctx)
         busy = tokens > 0
         comm = busy * (self._comm_per_token * tokens + self._comm_fixed) * self._comm_share
         overhead = busy * self._overhead
         if self._seq_overhead:  # per sequence (logit row) of the step
             overhead = overhead + self._seq_overhead * logits
-        return attn_linear, dense_ffn, experts, lm_head, attention_core, comm, overhead
+        return attn_linear, dense_ffn, experts, lm_head, activations, attention_core, comm, overhead
 
     def _attention_core(self, ops, pairs, d_ctx, queries_per_seq: float = 1.0):
         """Attention math: the only term that depends on context, not just on the batch's size.
@@ -248,15 +254,15 @@ class StepTimeModel:
         return ops.maximum(attn_flops / self._attn_core_flops, d_ctx * self._kv_read_per_ctx / self._hbm_bw)
 
     def _batch_terms(self, ops, tokens: float, logits: float) -> tuple[float, float, float]:
-        """(linear layers, communication, overhead) of a batch of `tokens` tokens and `logits`
-        sequences, cached: a step's total is linear + attention core + communication + overhead,
-        added in that order, as `sum(_price(...))` adds them."""
+        """(linear layers with the activation passes, communication, overhead) of a batch of
+        `tokens` tokens and `logits` sequences, cached: a step's total is linear + attention core
+        + communication + overhead, added in that order, as `sum(_price(...))` adds them."""
         key = (ops, tokens, logits)
         terms = self._terms.get(key)
         if terms is None:
-            attn_linear, dense_ffn, experts, lm_head, _, comm, overhead = self._price(
+            attn_linear, dense_ffn, experts, lm_head, activations, _, comm, overhead = self._price(
                 ops, tokens, 0.0, logits, 0.0, 0.0)
-            terms = self._terms[key] = (float(attn_linear + dense_ffn + experts + lm_head), float(comm),
+            terms = self._terms[key] = (float(attn_linear + dense_ffn + experts + lm_head + activations), float(comm),
                                         float(overhead))
         return terms
 
