@@ -75,16 +75,17 @@ PARAMETERS = (
     Parameter("ep_load_imbalance", 1.0, 3.0, 0.3, "estimate"),
     Parameter("seq_overhead_s", 1e-7, 2e-4, 1.5, "estimate"),  # fitted only where a profile sets it
     Parameter("prefill_step_overhead_s", 1e-3, 0.5, 1.5, "estimate"),
+    Parameter("prefill_moe_layer_overhead_s", 1e-5, 0.01, 1.5, "estimate"),
     Parameter("activation_passes", 0.5, 40.0, 0.7, "estimate"),  # fitted only where a profile sets it
 )
 # Spread of a row's log error the fit expects (estimate); the prior terms are in these units.
 ROW_SIGMA_LOG = 0.25
 # Weights per quantity. Measured TTFT carries the harness's front-end time and the engines'
-# eager prefill steps, which only prefill_step_overhead_s models: it is fitted to (at half
-# weight) only when a profile sets that overhead, so that otherwise compute efficiencies are
-# set by throughput and TPOT alone.
+# eager prefill steps, which only the prefill overheads (TTFT_PARAMETERS) model: it is fitted
+# to (at half weight) only when one of them is fitted, so that otherwise compute efficiencies
+# are set by throughput and TPOT alone.
 QUANTITY_WEIGHT = {"throughput": 1.0, "tpot_ms": 1.0, "ttft_ms": 0.5}
-TTFT_PARAMETER = "prefill_step_overhead_s"
+TTFT_PARAMETERS = ("prefill_step_overhead_s", "prefill_moe_layer_overhead_s")
 # Largest parameter move per Gauss-Newton round (log), a trust region for the linearisation.
 MAX_MOVE_LOG = 0.4
 CONFIDENCE_WEIGHT = {"high": 1.0, "medium": 0.5, "low": 0.0}  # low-confidence rows get no weight
@@ -117,6 +118,7 @@ class ProfileFit:
     errors_after: pd.DataFrame
     loo: pd.DataFrame
     rounds: int
+    held: list[str] = field(default_factory=list)  # constants the profile sets that this fit held
 
 
 def _stratified(points: pd.DataFrame, n: int, seed: int = 0) -> pd.DataFrame:
@@ -211,9 +213,9 @@ def _predict_all(rows: list[FitRow], stacks: dict[str, SoftwareStack], jobs: int
 def _log_errors(rows: list[FitRow], predictions: list[dict[str, float]],
                 params: tuple[Parameter, ...] = ()) -> tuple[np.ndarray, np.ndarray]:
     """(log(pred/pub) per row-quantity, weight per row-quantity), in a fixed order; TTFT
-    weighs only when `params` include the prefill overhead."""
+    weighs only when `params` include a prefill overhead."""
     errs, weights = [], []
-    fit_ttft = any(p.name == TTFT_PARAMETER for p in params)
+    fit_ttft = any(p.name in TTFT_PARAMETERS for p in params)
     quantity_weight = QUANTITY_WEIGHT if fit_ttft else {**QUANTITY_WEIGHT, "ttft_ms": 0.0}
     for fr, pred in zip(rows, predictions, strict=True):
         for q, pub in fr.published.items():
@@ -252,9 +254,16 @@ def _bounds(params: tuple[Parameter, ...], base: SoftwareStack, start: dict[str,
     return np.array(lo), np.array(hi)
 
 
+def _robust(r: np.ndarray) -> np.ndarray:
+    """Residuals whose squares are the soft-L1 loss 2(sqrt(1 + r^2) - 1): quadratic within one
+    ROW_SIGMA_LOG, linear beyond, so that a few rows off by several times (measured TTFT has
+    them) do not outweigh the many the model predicts well."""
+    return np.sign(r) * np.sqrt(2.0 * (np.sqrt(1.0 + r * r) - 1.0))
+
+
 def _objective(e: np.ndarray, w: np.ndarray, x: np.ndarray, sigmas: np.ndarray, x_prior: np.ndarray) -> float:
     ok = np.isfinite(e) & (w > 0)
-    return float(np.sum(w[ok] * (e[ok] / ROW_SIGMA_LOG) ** 2) + np.sum(((x - x_prior) / sigmas) ** 2))
+    return float(np.sum(w[ok] * _robust(e[ok] / ROW_SIGMA_LOG) ** 2) + np.sum(((x - x_prior) / sigmas) ** 2))
 
 
 def _solve_linear(e0: np.ndarray, jac: np.ndarray, w: np.ndarray, x0: np.ndarray, sigmas: np.ndarray,
@@ -262,10 +271,11 @@ def _solve_linear(e0: np.ndarray, jac: np.ndarray, w: np.ndarray, x0: np.ndarray
     """Bounded least squares of the linearised errors (rows in `mask`) plus the prior terms,
     within MAX_MOVE_LOG of x0."""
     mask = mask & (w > 0)
-    sw = np.sqrt(w[mask]) / ROW_SIGMA_LOG
+    sw = np.sqrt(w[mask])
 
     def fun(x):
-        return np.concatenate([sw * (e0[mask] + jac[mask] @ (x - x0)), (x - x_prior) / sigmas])
+        return np.concatenate([sw * _robust((e0[mask] + jac[mask] @ (x - x0)) / ROW_SIGMA_LOG),
+                               (x - x_prior) / sigmas])
 
     lo = np.maximum(bounds[0], x0 - MAX_MOVE_LOG)
     hi = np.minimum(bounds[1], x0 + MAX_MOVE_LOG)
@@ -346,7 +356,9 @@ def fit_profile(profile: str, rows: list[FitRow], *, rounds: int = 3, iterations
     values = {p.name: start[p.name] * math.exp(xi) for p, xi in zip(params, x, strict=True)}
     loo_frame = _leave_group_out(profile, base, params, start, rows, pred, x, sigmas, bounds, iterations,
                                  jobs, x_prior) if loo else pd.DataFrame()
-    return ProfileFit(profile, start, values, [fr.id for fr in rows], before, after, loo_frame, done)
+    held = [p.name for p in PARAMETERS if p.name not in start and (p.name != "ep_load_imbalance" or moe_ep)
+            and p.get(base) > 0]
+    return ProfileFit(profile, start, values, [fr.id for fr in rows], before, after, loo_frame, done, held)
 
 
 def _uses_ep(fr: FitRow) -> bool:
@@ -397,6 +409,9 @@ def profile_yaml(fit: ProfileFit) -> str:
     n_thr = sum(1 for r in fit.rows if r.startswith("CAL-"))
     n_pts = len(fit.rows) - n_thr
     what = f"fitted to the {n_thr} throughput rows and {n_pts} measured points in fitted_to (factory-sim calibrate)"
+    if fit.held:  # a partial fit: the held constants keep their rows, so fitted_to lists both
+        what = (f"fitted with the other constants held (factory-sim calibrate --parameter) to {n_thr} throughput "
+                f"rows and {n_pts} measured points, all in fitted_to")
     for name, value in fit.values.items():
         if name == "gemm_scale":
             def scale(m: re.Match, value=value) -> str:
@@ -411,7 +426,11 @@ def profile_yaml(fit: ProfileFit) -> str:
             return f"{m.group(1)}{_fmt(v)}   # {what}; prior {prior_value:g}: {prior}"
         # [ \t], not \s: a line without a comment must not reach into the next line
         text = re.sub(rf"^({name}:[ \t]*)([0-9.eE+-]+)[ \t]*#?[ \t]*(.*)$", repl, text, flags=re.M)
-    listing = "".join(f"\n  - {r}" for r in fit.rows) if fit.rows else " []"
+    rows = fit.rows
+    if fit.held:
+        earlier = load_stack(fit.profile).fitted_to
+        rows = earlier + [r for r in fit.rows if r not in earlier]
+    listing = "".join(f"\n  - {r}" for r in rows) if rows else " []"
     text = re.sub(r"^fitted_to:.*(\n  - .*)*", f"fitted_to:{listing}", text, flags=re.M)
     return text
 

@@ -146,9 +146,14 @@ def _cmd_validate(args) -> int:
 
 
 def _cmd_calibrate(args) -> int:
-    from factory_sim.calibrate import calibrate, format_calibration, write_profiles
+    from factory_sim.calibrate import PARAMETERS, calibrate, format_calibration, write_profiles
     from factory_sim.run import stderr_progress
     from factory_sim.validate import load_reference
+
+    known = [p.name for p in PARAMETERS]
+    for name in args.parameter or []:
+        if name not in known:
+            raise ConfigError("--parameter", f"unknown constant '{name}'; calibrate fits {', '.join(known)}")
 
     calibration, points = [], []
     for source in args.rows or [None]:
@@ -161,7 +166,8 @@ def _cmd_calibrate(args) -> int:
     fits, skipped = calibrate(pd.concat(calibration, ignore_index=True) if calibration else None,
                               pd.concat(points, ignore_index=True) if points else None,
                               points_sample=args.points, profiles=args.profile, rounds=args.rounds,
-                              jobs=args.jobs, loo=not args.no_loo, progress=None if args.quiet else stderr_progress)
+                              jobs=args.jobs, loo=not args.no_loo, parameters=args.parameter,
+                              progress=None if args.quiet else stderr_progress)
     if not fits:
         raise ConfigError("ROWS", "no stack profile has enough rows to fit "
                                   "(give calibration rows or measured points, or another --profile)")
@@ -393,6 +399,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="measured points to fit to, a stratified sample (default 100; 0: all)")
     cal.add_argument("--rounds", type=int, default=3, metavar="N",
                      help="Gauss-Newton rounds, each simulating every row once per parameter (default 3)")
+    cal.add_argument("--parameter", action="append", metavar="NAME",
+                     help="fit only this constant, the others held (repeatable; default: every constant the "
+                          "profile sets, e.g. gemm_scale, hbm_efficiency, prefill_moe_layer_overhead_s)")
     cal.add_argument("--no-loo", action="store_true", help="skip the leave-one-group-out error")
     cal.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     _add_jobs(cal)

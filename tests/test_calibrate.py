@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -67,12 +69,16 @@ def test_written_profile_loads_as_a_stack_and_lists_what_it_was_fitted_to(fitted
     (path,) = write_profiles(fits, tmp_path / "out")
     stack = load_stack(str(path))
     assert stack.name == "trtllm_hopper"
-    assert stack.fitted_to == [f"s{i}" for i in range(len(SHAPES))]
+    # a fit of two constants holds the others, whose rows stay listed before the new ones
+    earlier = load_stack("trtllm_hopper").fitted_to
+    assert stack.fitted_to == earlier + [f"s{i}" for i in range(len(SHAPES))]
     assert stack.hbm_efficiency == pytest.approx(fits[0].values["hbm_efficiency"], rel=1e-3)
     text = profile_yaml(fits[0])
     line = next(x for x in text.splitlines() if x.startswith("hbm_efficiency:"))
-    assert "fitted to" in line and "prior 0.87" in line
-    assert yaml.safe_load(text)["fitted_to"][0] == "s0"
+    assert "other constants held" in line and "prior 0.87" in line
+    assert "gemm_scale" in fits[0].held and "hbm_efficiency" not in fits[0].held
+    full = dataclasses.replace(fits[0], held=[])  # a fit of every constant lists only its own rows
+    assert yaml.safe_load(profile_yaml(full))["fitted_to"] == [f"s{i}" for i in range(len(SHAPES))]
 
 
 def test_calibrate_cli_on_a_file_without_enough_rows_exits_2(tmp_path, capsys):
@@ -84,22 +90,28 @@ def test_calibrate_cli_on_a_file_without_enough_rows_exits_2(tmp_path, capsys):
     assert "neither" in capsys.readouterr().err
 
 
-def test_measured_ttft_weighs_only_when_the_prefill_overhead_is_fitted():
-    from factory_sim.calibrate import PARAMETERS, FitRow, _log_errors
+def test_measured_ttft_weighs_only_when_a_prefill_overhead_is_fitted():
+    from factory_sim.calibrate import PARAMETERS, TTFT_PARAMETERS, FitRow, _log_errors
     row = FitRow(id="p", kind="points", row={}, profile="trtllm_hopper", group="g", weight=1.0,
                  published={"ttft_ms": 100.0, "tpot_ms": 10.0})
     pred = [{"ttft_ms": 200.0, "tpot_ms": 10.0}]
-    without = tuple(p for p in PARAMETERS if p.name != "prefill_step_overhead_s")
+    without = tuple(p for p in PARAMETERS if p.name not in TTFT_PARAMETERS)
     errors, weights = _log_errors([row], pred, without)
     assert errors == pytest.approx([np.log(2.0), 0.0])
     assert list(weights) == [0.0, 1.0]
-    _, weights = _log_errors([row], pred, PARAMETERS)
-    assert list(weights) == [0.5, 1.0]
+    for name in TTFT_PARAMETERS:
+        _, weights = _log_errors([row], pred, tuple(p for p in PARAMETERS if p.name == name))
+        assert list(weights) == [0.5, 1.0]
+
+
+def test_the_robust_loss_is_quadratic_near_zero_and_linear_far_out():
+    from factory_sim.calibrate import _robust
+    small, large = _robust(np.array([1e-3, -1e-3])), _robust(np.array([100.0, 400.0]))
+    assert small == pytest.approx([1e-3, -1e-3], rel=1e-6)
+    assert large[1] ** 2 / large[0] ** 2 == pytest.approx(4.0, rel=0.02)  # loss grows as |r|, not r^2
 
 
 def test_a_fitted_line_without_a_comment_leaves_the_next_line_alone(fitted, tmp_path, monkeypatch):
-    import dataclasses
-
     import factory_sim.calibrate as cal
     text = (cal._stack_dir() / "trtllm_hopper.yaml").read_text()
     lines = [x.split("#")[0].rstrip() if x.startswith("step_overhead_s:") else x for x in text.splitlines()]

@@ -247,3 +247,25 @@ def test_activation_passes_cost_hbm_time_per_token_that_tp_does_not_split():
     md = dp.model
     assert float(one_rank) == pytest.approx(
         8.0 * 6.0 * md.hidden * 2 * md.layers / (dp.hardware.hbm_bw_bytes_per_s * dp.stack.hbm_efficiency), rel=1e-12)
+
+
+def test_a_prefill_moe_layer_overhead_is_paid_per_moe_layer_by_prefill_steps_only():
+    from factory_sim.perf.stacks import override_stack
+
+    def pair(sh):
+        return tuple(StepTimeModel(dataclasses.replace(sh, stack=override_stack(
+            sh.stack, {"prefill_step_overhead_s": 0.0, "prefill_moe_layer_overhead_s": v}))) for v in (0.0, 0.002))
+
+    moe = shape("h200_sxm", "deepseek_r1", "fp8", tp=8, ep=8)
+    plain, eager = pair(moe)
+    pairs = float(prefill_attention_pairs(moe, 1024, 0))
+    for seqs in (0.0, 16.0):
+        args = (1024.0, pairs, 1.0, seqs, 1000.0 * seqs)
+        extra = 0.002 * moe.model.moe_layers  # 58 of DeepSeek-R1's 61 layers
+        assert eager.step_time_s(*args) - plain.step_time_s(*args) == pytest.approx(extra, rel=1e-9)
+        assert eager.batch_s(*args) == pytest.approx(eager.step_time_s(*args), rel=1e-12)
+    assert eager.step_time_s(decode_seqs=16.0, decode_ctx_tokens=16e3) == \
+        plain.step_time_s(decode_seqs=16.0, decode_ctx_tokens=16e3)
+    dense = shape("h200_sxm", "llama3_1_8b", "fp8")  # no MoE layer, nothing to pay
+    plain, eager = pair(dense)
+    assert eager.step_time_s(512.0, 1e5, 1.0) == plain.step_time_s(512.0, 1e5, 1.0)

@@ -65,6 +65,10 @@ class SoftwareStack(BaseModel):
     # replay decode-only steps from CUDA graphs but run prefill steps eagerly (kernel launches,
     # MoE routing set-up, the scheduler's prefill bookkeeping). 0 prices prefill like decode.
     prefill_step_overhead_s: float = Field(default=0.0, ge=0)
+    # The same per MoE layer: an eager MoE layer (routing, sort, permute, grouped GEMMs and
+    # combine, each launched from the host, with a host sync for the per-expert token counts)
+    # costs far more launch time than a dense one. 0 leaves it out.
+    prefill_moe_layer_overhead_s: float = Field(default=0.0, ge=0)
     kv_transfer_latency_s: float = Field(ge=0)
     hbm_utilization: float = Field(gt=0, le=1)  # KV share of the HBM left after weights and activations
     activation_reserve_gb: float = Field(ge=0)

@@ -153,7 +153,7 @@ class StepTimeModel:
         self._comm_share = 1.0 - st.comm_overlap_fraction
         self._overhead = st.step_overhead_s + st.layer_overhead_s * m.layers
         self._seq_overhead = st.seq_overhead_s
-        self._prefill_overhead = st.prefill_step_overhead_s
+        self._prefill_overhead = st.prefill_step_overhead_s + st.prefill_moe_layer_overhead_s * m.moe_layers
         # bytes per token per GPU of the activation passes, all layers (every TP rank holds the
         # whole hidden vector of each token of its attention-DP group)
         self._activation_bytes = st.activation_passes * m.hidden * ACTIVATION_BYTES * m.layers
