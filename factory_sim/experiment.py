@@ -521,8 +521,9 @@ class Experiment(BaseModel):
 def _default_attention_precision(precision: str) -> str:
     # NVFP4/MXFP4 checkpoints quantize the FFN/expert weights and keep attention projections
     # wider (e.g. nvidia/DeepSeek-R1-FP4 model card: FP4 MoE weights, FP8 elsewhere; gpt-oss
-    # ships BF16 attention with MXFP4 experts).
-    return {"fp4": "fp8", "mxfp4": "bf16"}.get(precision, precision)
+    # ships BF16 attention with MXFP4 experts; Kimi K2's INT4 checkpoints quantize only the MoE
+    # experts).
+    return {"fp4": "fp8", "mxfp4": "bf16", "int4": "bf16"}.get(precision, precision)
 
 
 def _at(path: str, load):

@@ -61,12 +61,13 @@ MODEL_ALIASES = {
     "MiniMaxAI/MiniMax-M2.5": "minimax_m2_5",
 }
 
-# Weight formats of the measured deployments' quantization modes. 'int4_wo' (INT4 weight-only,
-# group 32: Kimi K2.5 on vLLM) is left out: its MoE kernels multiply in BF16 on Hopper (Marlin)
-# and on Blackwell (TensorRT-LLM W4A16, https://github.com/vllm-project/vllm/pull/32437), while
-# 'mxfp4' runs at the FP8 rate on Blackwell (compute_precision in perf/replica.py).
+# Weight formats of the measured deployments' quantization modes. 'int4_wo' is INT4
+# weight-only (Kimi K2.5 on vLLM): only the routed experts are INT4 ("INT4 weight-only
+# quantization to the MoE components", Kimi K2 Thinking model card,
+# https://huggingface.co/moonshotai/Kimi-K2-Thinking), so a row's gemm_quant 'int4_wo' runs its
+# attention in BF16 (_served_formats).
 QUANT_TO_PRECISION = {"nvfp4": "fp4", "fp8": "fp8", "fp8_block": "fp8", "bf16": "bf16", "fp16": "bf16",
-                      "w4a16_mxfp4": "mxfp4", "mxfp4": "mxfp4"}
+                      "w4a16_mxfp4": "mxfp4", "mxfp4": "mxfp4", "int4_wo": "int4"}
 
 # Closed-loop runs: each client sends this many requests. The benchmark clients all start at
 # t=0 and the tools report the mean over every request of the run, the first burst included
@@ -166,6 +167,8 @@ def _served_formats(hw, model, precision: str, attention_precision: str) -> tupl
     """
     if model.native_weight_format == "mxfp4" and precision in ("fp4", "mxfp4"):
         return "mxfp4", "bf16"
+    if attention_precision == "int4":  # INT4 weight-only checkpoints quantize the experts only
+        attention_precision = "bf16"
     if not hw.supports("fp4"):
         precision = "mxfp4" if precision == "fp4" else precision
         attention_precision = "bf16" if attention_precision == "fp4" else attention_precision

@@ -37,7 +37,7 @@ def test_rows_that_cannot_be_scored_say_why():
         {**BASE, "id": "r4", "system": "tpu_v9"},
         {**BASE, "id": "r5", "model": "llama3_1_405b"},
         {**BASE, "id": "r6", "concurrency": np.nan},
-        {**BASE, "id": "r7", "moe_quant": "int4_wo", "gemm_quant": "int4_wo"},
+        {**BASE, "id": "r7", "moe_quant": "awq_int3", "gemm_quant": "awq_int3"},
     ])
     res = validate_points(rows, jobs=1)
     reasons = res.set_index("id")["skipped"]
@@ -46,7 +46,7 @@ def test_rows_that_cannot_be_scored_say_why():
     assert "no hardware profile" in reasons["r4"]
     assert "does not fit" in reasons["r5"]
     assert "concurrency" in reasons["r6"]
-    assert "int4_wo" in reasons["r7"]
+    assert reasons["r7"] == "quantization 'awq_int3' is not modelled"
     scored = res[res["id"] == "r1"].set_index("quantity")
     assert set(scored.index) == {"ttft_ms", "tpot_ms"}
     for q in ("ttft_ms", "tpot_ms"):
@@ -224,9 +224,20 @@ def test_no_builtin_row_of_the_new_models_is_left_out_of_the_catalog():
         except Skip as skip:
             reasons.append(str(skip))
     assert not [r for r in reasons if "not in the catalog" in r]
-    # INT4 weight-only rows (Kimi K2.5 on vLLM) stay unscored: no catalog precision runs 4-bit
-    # weights with BF16 math on Blackwell too (mxfp4 runs at the FP8 rate there)
-    assert sum("int4_wo" in r for r in reasons) == 58
+    # INT4 weight-only rows (Kimi K2.5 on vLLM) are scored too
+    assert not [r for r in reasons if "int4_wo" in r]
+
+
+def test_int4_weight_only_rows_run_int4_experts_with_bf16_math_and_bf16_attention():
+    from factory_sim.hardware import load_hardware
+    from factory_sim.perf.replica import BYTES_PER_ELEMENT, compute_precision
+    row = {**BASE, "model": "moonshotai/Kimi-K2.5", "system": "b200_hgx", "precision": "int4",
+           "moe_quant": "int4_wo", "gemm_quant": "int4_wo", "tp_size": 8, "moe_ep_size": 8}
+    sh = deployment(row).fleet.pools[0].shape
+    assert (sh.precision, sh.attention_precision) == ("int4", "bf16")
+    assert compute_precision("int4", load_hardware("b200_hgx")) == compute_precision("int4", load_hardware("h200_sxm")) \
+        == "bf16"
+    assert BYTES_PER_ELEMENT["int4"] == pytest.approx(0.5625)
 
 
 def test_a_report_with_every_row_skipped_says_so():

@@ -28,6 +28,10 @@ BYTES_PER_ELEMENT = {
     # MXFP4: 4-bit values with one E8M0 scale per 32 elements (OCP Microscaling Formats
     # v1.0 spec, https://www.opencompute.org/documents/ocp-microscaling-formats-mx-v1-0-spec-final-pdf).
     "mxfp4": 0.5 + 1.0 / 32.0,
+    # INT4 weight-only, one BF16 scale per group of 32 (Kimi K2 Thinking / K2.5 checkpoints:
+    # compressed-tensors pack-quantized, group_size 32, https://huggingface.co/moonshotai/Kimi-K2-Thinking
+    # config.json quantization_config; the scale width is an estimate): 0.5 + 2/32.
+    "int4": 0.5 + 2.0 / 32.0,
 }
 WEIGHT_PRECISIONS = tuple(BYTES_PER_ELEMENT)
 KV_PRECISIONS = ("bf16", "fp8")
@@ -39,13 +43,16 @@ def compute_precision(precision: str, hardware: HardwareProfile) -> str:
     NVFP4 runs on FP4 tensor cores where the hardware has them. MXFP4 (gpt-oss's native
     experts) is not multiplied at the FP4 rate by the serving engines: on Blackwell they
     quantize activations to MXFP8 and run MXFP4 x MXFP8 GEMMs at the FP8 rate; on Hopper the
-    weights are dequantized and multiplied in BF16 ("W4A16"). Both save memory and
-    bandwidth, not compute. (TensorRT-LLM GPT-OSS deployment guide, MoE backend support
+    weights are dequantized and multiplied in BF16 ("W4A16"). INT4 weight-only checkpoints
+    (Kimi K2 Thinking, K2.5) run W4A16 on every GPU (Marlin-style mixed-input GEMMs). Both
+    save memory and bandwidth, not compute. (TensorRT-LLM GPT-OSS deployment guide, MoE backend support
     matrix: B200/GB200/B300/GB300 activation MXFP8 x weights MXFP4; H200 BF16 x MXFP4,
     https://nvidia.github.io/TensorRT-LLM/deployment-guide/deployment-guide-for-gpt-oss-on-trtllm.html)
     """
     if precision == "mxfp4":
         return "fp8" if hardware.supports("fp4") else "bf16"
+    if precision == "int4":  # weight-only: dequantized in the GEMM's main loop, multiplied in BF16
+        return "bf16"
     return precision
 
 
