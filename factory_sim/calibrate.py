@@ -56,7 +56,8 @@ class Parameter:
     def get(self, stack: SoftwareStack) -> float:
         if self.name == "gemm_scale":
             return 1.0
-        return float(getattr(stack, self.name))
+        value = getattr(stack, self.name)
+        return 0.0 if value is None else float(value)  # unset: not fitted
 
     def apply(self, stack: SoftwareStack, value: float) -> dict:
         if self.name == "gemm_scale":
@@ -71,6 +72,8 @@ PARAMETERS = (
     Parameter("gemm_scale", 0.3, 1.3, 0.15, "scale on the measured large-GEMM efficiencies"),
     Parameter("hbm_efficiency", 0.5, 0.95, 0.08, "measured HBM Triad/STREAM fraction of peak"),
     Parameter("attention_efficiency", 0.05, 1.0, 0.7, "estimate"),
+    # fitted only where a profile sets it; its prior is the FlashAttention-3/-4 figure it cites
+    Parameter("prefill_attention_efficiency", 0.1, 1.0, 0.3, "published kernel benchmarks"),
     Parameter("step_overhead_s", 1e-4, 0.02, 1.0, "estimate"),
     Parameter("ep_load_imbalance", 1.0, 3.0, 0.3, "estimate"),
     Parameter("seq_overhead_s", 1e-7, 2e-4, 1.5, "estimate"),  # fitted only where a profile sets it
@@ -81,11 +84,11 @@ PARAMETERS = (
 # Spread of a row's log error the fit expects (estimate); the prior terms are in these units.
 ROW_SIGMA_LOG = 0.25
 # Weights per quantity. Measured TTFT carries the harness's front-end time and the engines'
-# eager prefill steps, which only the prefill overheads (TTFT_PARAMETERS) model: it is fitted
+# eager prefill steps, which only the prefill constants (TTFT_PARAMETERS) model: it is fitted
 # to (at half weight) only when one of them is fitted, so that otherwise compute efficiencies
 # are set by throughput and TPOT alone.
 QUANTITY_WEIGHT = {"throughput": 1.0, "tpot_ms": 1.0, "ttft_ms": 0.5}
-TTFT_PARAMETERS = ("prefill_step_overhead_s", "prefill_moe_layer_overhead_s")
+TTFT_PARAMETERS = ("prefill_step_overhead_s", "prefill_moe_layer_overhead_s", "prefill_attention_efficiency")
 # Largest parameter move per Gauss-Newton round (log), a trust region for the linearisation.
 MAX_MOVE_LOG = 0.4
 CONFIDENCE_WEIGHT = {"high": 1.0, "medium": 0.5, "low": 0.0}  # low-confidence rows get no weight

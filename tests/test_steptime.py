@@ -60,7 +60,8 @@ def test_small_batch_decode_is_memory_bound_and_long_prefill_compute_bound():
     slower_memory = StepTimeModel(_with_stack(sh, hbm_efficiency=sh.stack.hbm_efficiency * 0.8))
     slower_compute = StepTimeModel(_with_stack(
         sh, gemm_efficiency=sh.stack.gemm_efficiency.model_copy(update={"fp8": sh.stack.gemm_efficiency.fp8 * 0.8}),
-        attention_efficiency=sh.stack.attention_efficiency * 0.8))
+        attention_efficiency=sh.stack.attention_efficiency * 0.8,
+        prefill_attention_efficiency=sh.stack.prefill_attention_fraction * 0.8))
 
     def decode(m):
         b = m.breakdown(decode_seqs=4.0, decode_ctx_tokens=4.0 * 1000)
@@ -269,3 +270,18 @@ def test_a_prefill_moe_layer_overhead_is_paid_per_moe_layer_by_prefill_steps_onl
     dense = shape("h200_sxm", "llama3_1_8b", "fp8")  # no MoE layer, nothing to pay
     plain, eager = pair(dense)
     assert eager.step_time_s(512.0, 1e5, 1.0) == plain.step_time_s(512.0, 1e5, 1.0)
+
+
+def test_prefill_attention_runs_at_its_own_efficiency_and_decode_attention_at_the_other():
+    base = shape("b200_hgx", "llama3_1_70b", "fp8", tp=2)
+    one = StepTimeModel(_with_stack(base, attention_efficiency=0.2, prefill_attention_efficiency=None))
+    two = StepTimeModel(_with_stack(base, attention_efficiency=0.2, prefill_attention_efficiency=0.6))
+    pairs = float(prefill_attention_pairs(base, 8192, 0))
+    prefill = [float(m.breakdown(8192.0, pairs, 1.0).attention_core_s) for m in (one, two)]
+    assert prefill[1] == pytest.approx(prefill[0] * 0.2 / 0.6, rel=1e-12)  # unset: the decode figure
+    decode = [float(m.breakdown(decode_seqs=256.0, decode_ctx_tokens=256 * 8000.0).attention_core_s)
+              for m in (one, two)]
+    assert decode[0] == decode[1]
+    # the event loop's scalar path prices a mixed step the same way
+    args = (2048.0, float(prefill_attention_pairs(base, 2048, 4096)), 1.0, 64.0, 64 * 8000.0)
+    assert two.batch_s(*args) == pytest.approx(float(two.breakdown(*args).total_s), rel=1e-12)

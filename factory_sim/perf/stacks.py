@@ -44,7 +44,11 @@ class SoftwareStack(BaseModel):
     gemm_half_efficiency_tokens: float = Field(ge=0)
     # Rows of one tensor-core tile: a GEMM with fewer rows costs a full tile of compute.
     gemm_min_rows: float = Field(ge=1)
+    # Attention math's fraction of the BF16 peak: decode (and MLA's absorbed attention) ...
     attention_efficiency: float = Field(gt=0, le=1)
+    # ... and prefill, whose long causal tiles run the FlashAttention-style kernels near their
+    # compute roofline. None: the decode figure.
+    prefill_attention_efficiency: float | None = Field(default=None, gt=0, le=1)
     hbm_efficiency: float = Field(gt=0, le=1)
     nvlink_efficiency: float = Field(gt=0, le=1.2)
     scaleout_efficiency: float = Field(gt=0, le=1)
@@ -73,6 +77,10 @@ class SoftwareStack(BaseModel):
     hbm_utilization: float = Field(gt=0, le=1)  # KV share of the HBM left after weights and activations
     activation_reserve_gb: float = Field(ge=0)
     fitted_to: list[str] = Field(default_factory=list)
+
+    @property
+    def prefill_attention_fraction(self) -> float:
+        return self.prefill_attention_efficiency or self.attention_efficiency
 
     def gemm_peak_fraction(self, compute_precision: str) -> float:
         """Large-GEMM efficiency at a tensor-core precision (perf.replica.compute_precision)."""

@@ -147,6 +147,7 @@ class StepTimeModel:
         self._attn_flops_prefill = m.attn_flops_per_token_per_ctx_prefill / sg
         self._attn_flops_decode = m.attn_flops_per_token_per_ctx_decode / sg
         self._attn_core_flops = hw.dense_flops_per_s("bf16") * st.attention_efficiency
+        self._prefill_core_flops = hw.dense_flops_per_s("bf16") * st.prefill_attention_fraction
         kv_bytes_per_token = float(m.kv_bytes_per_token(shape.kv_bytes_per_element)) * shape.kv_replication
         self._kv_read_per_ctx = kv_bytes_per_token / sg
         self._comm_per_token, self._comm_fixed = self._communication_coefficients()
@@ -250,8 +251,9 @@ class StepTimeModel:
         With multi-token prediction a decode sequence has several query tokens over the same
         KV cache: the math grows with them, the KV read does not.
         """
-        attn_flops = pairs * self._attn_flops_prefill + d_ctx * self._attn_flops_decode * queries_per_seq
-        return ops.maximum(attn_flops / self._attn_core_flops, d_ctx * self._kv_read_per_ctx / self._hbm_bw)
+        compute = (pairs * self._attn_flops_prefill / self._prefill_core_flops
+                   + d_ctx * self._attn_flops_decode * queries_per_seq / self._attn_core_flops)
+        return ops.maximum(compute, d_ctx * self._kv_read_per_ctx / self._hbm_bw)
 
     def _batch_terms(self, ops, tokens: float, logits: float) -> tuple[float, float, float]:
         """(linear layers with the activation passes, communication, overhead) of a batch of
@@ -309,8 +311,8 @@ class StepTimeModel:
         linear, comm, overhead = terms
         # _attention_core inlined (one query per decode sequence; its `* 1.0` changes no bit):
         # the event loop calls this once per mixed step
-        compute = (prefill_attn_pairs * self._attn_flops_prefill
-                   + decode_ctx_tokens * self._attn_flops_decode) / self._attn_core_flops
+        compute = (prefill_attn_pairs * self._attn_flops_prefill / self._prefill_core_flops
+                   + decode_ctx_tokens * self._attn_flops_decode / self._attn_core_flops)
         memory = decode_ctx_tokens * self._kv_read_per_ctx / self._hbm_bw
         if prefill_seqs and self._prefill_overhead:
             overhead = overhead + self._prefill_overhead
@@ -362,8 +364,8 @@ class StepTimeModel:
         linear, comm, overhead = terms
         if not isinstance(ctx_sums, range):  # a range of ints multiplies exactly as its floats would
             ctx_sums = [float(ctx) for ctx in ctx_sums]
-        # _attention_core of a pure-decode step, inlined (no prefill pairs: `0.0 * ... +` and
-        # `* 1.0` change no bit); this loop runs for most of the event loop's decode steps
+        # _attention_core of a pure-decode step, inlined (no prefill pairs: `0.0 * ... / ... +`
+        # and `* 1.0` change no bit); this loop runs for most of the event loop's decode steps
         flops, core_flops = self._attn_flops_decode, self._attn_core_flops
         kv_read, hbm_bw = self._kv_read_per_ctx, self._hbm_bw
         elapsed, out = 0.0, []
