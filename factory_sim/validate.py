@@ -409,6 +409,8 @@ def row_framework(row) -> str | None:
     for name in ("vllm", "sglang"):
         if name in notes:
             return name
+    if "llm-d" in notes:  # llm-d is "built on vLLM, Kubernetes, and Inference Gateway" (https://github.com/llm-d)
+        return "vllm"
     if "tensorrt" in notes or "_trt" in notes or "trt+" in notes:
         return "tensorrt-llm"
     return None

@@ -165,6 +165,15 @@ def test_the_stack_follows_framework_generation_and_date():
     assert "stack=sglang_hopper" in deployment(row).config
 
 
+def test_a_published_result_names_its_framework_in_its_notes():
+    from factory_sim.validate import row_framework
+    assert row_framework({"notes": "software: LLM-D v0.5.0 ,OpenShift 4.21"}) == "vllm"  # llm-d runs vLLM
+    assert row_framework({"notes": "software: SGLang 0.5"}) == "sglang"
+    assert row_framework({"notes": "platform B200-SXM-180GBx8_TRT"}) == "tensorrt-llm"
+    assert row_framework({"notes": "no software named"}) is None
+    assert row_framework({"framework": "vllm", "notes": "TensorRT"}) == "vllm"
+
+
 def test_builtin_reference_holds_both_kinds_and_a_calibration_file_is_recognised(tmp_path, capsys):
     from factory_sim.validate import load_reference
 
