@@ -138,7 +138,7 @@ def _cmd_validate(args) -> int:
         print(f"\n{len(points)} measured rows in {time.perf_counter() - started:.1f} s")
         if out is not None:
             columns = ["id", "quantity", "predicted", "published", "rel_error", "config", "system", "model",
-                       "backend", "mode", "isl", "osl", "concurrency", "skipped"]
+                       "backend", "mode", "isl", "osl", "concurrency", "sample", "skipped"]
             atomic_write(out / "validation.csv", lambda p: results[columns].to_csv(p, index=False))
             atomic_write(out / "validation.png", lambda p: plot_predicted_vs_published(results, p))
             print(f"wrote {out / 'validation.csv'}, {out / 'validation.png'}")

@@ -35,7 +35,7 @@ from factory_sim.parallel import map_jobs, worker_count
 from factory_sim.perf.estimate import capacity_req_per_s
 from factory_sim.perf.memory import plan_memory
 from factory_sim.perf.replica import ReplicaShape
-from factory_sim.perf.stacks import SoftwareStack, select_stack
+from factory_sim.perf.stacks import SoftwareStack, builtin_stack_names, load_stack, select_stack
 from factory_sim.perf.steptime import StepTimeModel, effective_context
 from factory_sim.sim.engine import FleetPlan, PoolPlan, simulate
 
@@ -138,6 +138,19 @@ def _size(row, key: str) -> int:
     """A parallelism size; 0 and empty mean 1 (not used)."""
     value = _num(row, key, 1.0)
     return max(1, int(value))
+
+
+@cache
+def fitted_ids() -> frozenset[str]:
+    """Ids of the rows any built-in stack profile was fitted to (its `fitted_to`)."""
+    return frozenset(r for name in builtin_stack_names() for r in load_stack(name).fitted_to)
+
+
+def _mark_sample(df: pd.DataFrame) -> pd.DataFrame:
+    """A `sample` column: "in sample" for rows a built-in profile was fitted to, else "out of sample"."""
+    if "id" in df:
+        df["sample"] = np.where(df["id"].isin(fitted_ids()), "in sample", "out of sample")
+    return df
 
 
 @cache
@@ -306,7 +319,7 @@ def validate_points(points: pd.DataFrame, *, jobs: int | None = None,
     else:  # several chunks per process, so a slow chunk does not leave a core idle
         chunks = [(records[i::workers * 4], stacks) for i in range(workers * 4)]
         scored = [r for part in map_jobs(_score_rows, chunks, workers) for r in part]
-    df = pd.DataFrame(scored)
+    df = _mark_sample(pd.DataFrame(scored))
     order = {rid: i for i, rid in enumerate(points["id"])} if "id" in points else {}
     if order:
         df = df.sort_values("id", key=lambda s: s.map(order), kind="stable").reset_index(drop=True)
@@ -751,8 +764,9 @@ def validate_throughput(rows: pd.DataFrame, *, jobs: int | None = None,
     else:
         chunks = [(records[i::workers * 2], stacks) for i in range(workers * 2)]
         scored = [r for part in map_jobs(_score_throughput, chunks, workers) for r in part]
-    df = pd.DataFrame(scored, columns=["id", "system", "model", "gpus", "scenario", "confidence", "quantity",
-                                       "predicted", "published", "rel_error", "config", "skipped"])
+    df = _mark_sample(pd.DataFrame(scored, columns=["id", "system", "model", "gpus", "scenario", "confidence",
+                                                    "quantity", "predicted", "published", "rel_error", "config",
+                                                    "skipped"]))
     order = {rid: i for i, rid in enumerate(rows["id"])}
     return df.sort_values("id", key=lambda s: s.map(order), kind="stable").reset_index(drop=True)
 
@@ -772,7 +786,7 @@ def format_throughput_report(results: pd.DataFrame) -> str:
                          f"{r['predicted']:9.1f}, published {r['published']:9.1f} ({r['rel_error']:+.0%}) "
                          f"{r['config']}")
         lines.append("median |error| by group (throughput):")
-        for col in ("system", "model", "scenario", "confidence"):
+        for col in ("system", "model", "scenario", "confidence", "sample"):
             for key, g in scored.groupby(col):
                 e = g["rel_error"].abs()
                 lines.append(f"  {col}={key:<28} {np.median(e):5.0%}  worst {e.max():5.0%}  ({len(g)} rows)")
@@ -789,7 +803,9 @@ def error_summary(results: pd.DataFrame) -> pd.DataFrame:
     groups = []
     for quantity, g in scored.groupby("quantity"):
         groups.append(_stats(g, quantity=quantity, group="all"))
-        for col in ("system", "model", "backend", "mode"):
+        for col in ("system", "model", "backend", "mode", "sample"):
+            if col not in g:
+                continue
             for key, gg in g.groupby(col):
                 groups.append(_stats(gg, quantity=quantity, group=f"{col}={key}"))
     # the columns even when nothing was scored (every row skipped): the report then says so

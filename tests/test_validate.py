@@ -94,7 +94,7 @@ def test_builtin_points_load_and_cli_writes_results(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "median |error|" in out and "within +-20%" in out
     df = pd.read_csv(tmp_path / "v" / "validation.csv")
-    assert {"id", "quantity", "predicted", "published", "rel_error", "config"} <= set(df.columns)
+    assert {"id", "quantity", "predicted", "published", "rel_error", "config", "sample"} <= set(df.columns)
     assert len(df) == 4
     assert (tmp_path / "v" / "validation.png").stat().st_size > 1000
 
@@ -133,6 +133,7 @@ def test_a_throughput_row_of_each_scenario_produces_a_prediction():
     assert res.loc["T1", "predicted"] >= res.loc["T2", "predicted"] >= res.loc["T3", "predicted"]
     assert res.loc["T2", "rel_error"] == pytest.approx((res.loc["T2", "predicted"] - 10000.0) / 10000.0)
     assert "stack=trtllm_hopper" in res.loc["T1", "config"]
+    assert (res["sample"] == "out of sample").all()  # no profile was fitted to these made-up rows
 
 
 def test_throughput_rows_that_cannot_be_scored_say_why():
@@ -254,3 +255,16 @@ def test_a_report_with_every_row_skipped_says_so():
     res = validate_points(pd.DataFrame([{**BASE, "id": "r1", "model": "zhipuai/GLM-5"}]), jobs=1)
     text = format_report(res)
     assert "scored: 0" in text and "not in the catalog" in text
+
+
+def test_rows_a_profile_was_fitted_to_are_reported_apart_from_the_rest():
+    from factory_sim.perf.stacks import load_stack
+    from factory_sim.validate import error_summary, fitted_ids
+    fitted = load_stack("trtllm_hopper").fitted_to
+    points = [p for p in fitted if not p.startswith("CAL-")]
+    assert points and set(fitted) <= fitted_ids()
+    rows = pd.DataFrame([{**BASE, "id": points[0]}, {**BASE, "id": "never-fitted"}])
+    res = validate_points(rows, jobs=1)
+    assert dict(zip(res["id"], res["sample"], strict=True)) == {points[0]: "in sample", "never-fitted": "out of sample"}
+    groups = set(error_summary(res)["group"])
+    assert {"sample=in sample", "sample=out of sample"} <= groups
