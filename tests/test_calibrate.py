@@ -123,3 +123,11 @@ def test_a_fitted_line_without_a_comment_leaves_the_next_line_alone(fitted, tmp_
     assert out["layer_overhead_s"] == yaml.safe_load(text)["layer_overhead_s"]  # the next line, intact
     line = next(x for x in profile_yaml(fit).splitlines() if x.startswith("step_overhead_s:"))
     assert "no source given" in line
+
+
+def test_calibrate_cli_names_an_unknown_constant_and_exits_2(tmp_path, capsys):
+    from factory_sim.cli import main
+    assert main(["calibrate", "--parameter", "gemm_scal", "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert "unknown constant 'gemm_scal'" in err and "gemm_scale" in err
+    assert not (tmp_path / "o").exists()
