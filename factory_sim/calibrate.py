@@ -311,8 +311,9 @@ def fit_profile(profile: str, rows: list[FitRow], *, rounds: int = 3, iterations
     """
     base = load_stack(profile)
     moe_ep = any(_uses_ep(fr) for fr in rows)
-    params = tuple(p for p in PARAMETERS if (p.name != "ep_load_imbalance" or moe_ep)
-                   and (parameters is None or p.name in parameters) and p.get(base) > 0)  # log-space: > 0
+    # the constants this profile sets (log-space: > 0), and of those the ones asked for
+    settable = [p for p in PARAMETERS if (p.name != "ep_load_imbalance" or moe_ep) and p.get(base) > 0]
+    params = tuple(p for p in settable if parameters is None or p.name in parameters)
     start = {p.name: p.get(base) for p in params}
     priors = prior_values(profile)
     x_prior = np.array([math.log(priors.get(p.name, start[p.name]) / start[p.name]) for p in params])
@@ -359,8 +360,7 @@ def fit_profile(profile: str, rows: list[FitRow], *, rounds: int = 3, iterations
     values = {p.name: start[p.name] * math.exp(xi) for p, xi in zip(params, x, strict=True)}
     loo_frame = _leave_group_out(profile, base, params, start, rows, pred, x, sigmas, bounds, iterations,
                                  jobs, x_prior) if loo else pd.DataFrame()
-    held = [p.name for p in PARAMETERS if p.name not in start and (p.name != "ep_load_imbalance" or moe_ep)
-            and p.get(base) > 0]
+    held = [p.name for p in settable if p not in params]
     return ProfileFit(profile, start, values, [fr.id for fr in rows], before, after, loo_frame, done, held)
 
 
@@ -473,6 +473,10 @@ def calibrate(calibration: pd.DataFrame | None, points: pd.DataFrame | None, *, 
               ) -> tuple[list[ProfileFit], list[tuple[str, str]]]:
     """Fit every profile that has at least MIN_ROWS_PER_PROFILE rows; return the fits and the
     rows left out (with the reason)."""
+    known = [p.name for p in PARAMETERS]
+    for name in parameters or []:
+        if name not in known:
+            raise ConfigError("--parameter", f"unknown constant '{name}'; calibrate fits {', '.join(known)}")
     rows, skipped = collect_rows(calibration, points, points_sample=points_sample, profiles=profiles)
     fits = []
     for profile in sorted({r.profile for r in rows}):

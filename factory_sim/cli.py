@@ -146,14 +146,9 @@ def _cmd_validate(args) -> int:
 
 
 def _cmd_calibrate(args) -> int:
-    from factory_sim.calibrate import PARAMETERS, calibrate, format_calibration, write_profiles
+    from factory_sim.calibrate import calibrate, format_calibration, write_profiles
     from factory_sim.run import stderr_progress
     from factory_sim.validate import load_reference
-
-    known = [p.name for p in PARAMETERS]
-    for name in args.parameter or []:
-        if name not in known:
-            raise ConfigError("--parameter", f"unknown constant '{name}'; calibrate fits {', '.join(known)}")
 
     calibration, points = [], []
     for source in args.rows or [None]:

@@ -804,8 +804,6 @@ def error_summary(results: pd.DataFrame) -> pd.DataFrame:
     for quantity, g in scored.groupby("quantity"):
         groups.append(_stats(g, quantity=quantity, group="all"))
         for col in ("system", "model", "backend", "mode", "sample"):
-            if col not in g:
-                continue
             for key, gg in g.groupby(col):
                 groups.append(_stats(gg, quantity=quantity, group=f"{col}={key}"))
     # the columns even when nothing was scored (every row skipped): the report then says so
