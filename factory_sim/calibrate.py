@@ -78,6 +78,8 @@ PARAMETERS = (
     Parameter("ep_load_imbalance", 1.0, 3.0, 0.3, "estimate"),
     Parameter("seq_overhead_s", 1e-7, 2e-4, 1.5, "estimate"),  # fitted only where a profile sets it
     Parameter("prefill_step_overhead_s", 1e-3, 0.5, 1.5, "estimate"),
+    Parameter("frontend_latency_s", 1e-3, 0.3, 1.0, "estimate"),  # fitted only where a profile sets it
+    Parameter("prefill_moe_layer_latency_s", 1e-5, 0.01, 1.5, "estimate"),
     Parameter("prefill_moe_layer_overhead_s", 1e-5, 0.01, 1.5, "estimate"),
     Parameter("activation_passes", 0.5, 40.0, 0.7, "estimate"),  # fitted only where a profile sets it
 )
@@ -88,7 +90,9 @@ ROW_SIGMA_LOG = 0.25
 # to (at half weight) only when one of them is fitted, so that otherwise compute efficiencies
 # are set by throughput and TPOT alone.
 QUANTITY_WEIGHT = {"throughput": 1.0, "tpot_ms": 1.0, "ttft_ms": 0.5}
-TTFT_PARAMETERS = ("prefill_step_overhead_s", "prefill_moe_layer_overhead_s", "prefill_attention_efficiency")
+TTFT_PARAMETERS = ("prefill_step_overhead_s", "prefill_moe_layer_latency_s", "prefill_moe_layer_overhead_s",
+                   "prefill_attention_efficiency",
+                   "frontend_latency_s")
 # Largest parameter move per Gauss-Newton round (log), a trust region for the linearisation.
 MAX_MOVE_LOG = 0.4
 CONFIDENCE_WEIGHT = {"high": 1.0, "medium": 0.5, "low": 0.0}  # low-confidence rows get no weight

@@ -362,7 +362,8 @@ def build_parser() -> argparse.ArgumentParser:
     val = sub.add_parser(
         "validate", help="predict measured deployments and published results; report the error",
         description="Without a file: score the built-in measured operating points (exact deployment, closed-loop "
-                    "clients all starting at t=0, fixed lengths; mean TTFT and TPOT) and the throughput rows of "
+                    "clients all starting at t=0, 10 requests each at the row's lengths; mean TTFT and TPOT) and the "
+                    "throughput rows of "
                     "the built-in calibration.csv (MLPerf Offline/Server/Interactive and tokens/s/GPU at an "
                     "interactivity, with a bounded search of the serving configuration). A given file is "
                     "recognised by its header.")
@@ -396,7 +397,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="Gauss-Newton rounds, each simulating every row once per parameter (default 3)")
     cal.add_argument("--parameter", action="append", metavar="NAME",
                      help="fit only this constant, the others held (repeatable; default: every constant the "
-                          "profile sets, e.g. gemm_scale, hbm_efficiency, prefill_moe_layer_overhead_s)")
+                          "profile sets, e.g. gemm_scale, hbm_efficiency, prefill_moe_layer_latency_s)")
     cal.add_argument("--no-loo", action="store_true", help="skip the leave-one-group-out error")
     cal.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     _add_jobs(cal)

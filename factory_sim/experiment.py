@@ -100,7 +100,8 @@ class PoolSpec(BaseModel):
     # Overload control, for the pools requests enter (prefill or aggregated): refuse a request
     # when this many wait for admission at its replica; drop one that waited longer.
     max_queue: int | None = Field(default=None, ge=0, description="waiting requests per replica before refusing")
-    queue_timeout_s: float | None = Field(default=None, gt=0, description="longest wait for admission")
+    queue_timeout_s: float | None = Field(
+        default=None, gt=0, description="longest wait in a replica's queue for admission (after the request latency)")
     autoscale: AutoscaleSpec | None = None
 
     @model_validator(mode="after")

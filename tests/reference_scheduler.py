@@ -17,6 +17,7 @@ from factory_sim.perf.steptime import StepTimeModel, effective_context, prefill_
 def reference_run(shape, arrival_s, input_tokens, output_tokens, max_batch, max_batch_tokens):
     """Return (first_token_s, finish_s) arrays for requests served by one aggregated replica."""
     model = StepTimeModel(shape)
+    arrival_s = np.asarray(arrival_s, dtype=float) + shape.request_latency_s  # when the replica sees them
     capacity = plan_memory(shape).kv_capacity_bytes
     n = len(arrival_s)
     first = np.full(n, np.nan)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 from hypothesis import given
@@ -146,3 +148,21 @@ def test_decode_with_multi_token_prediction_runs_at_the_priced_rate():
     tr = res.trace
     steps = StepTimeModel(decode).decode_steps_s(1, [900.0 + g for g in range(1, 200)])
     assert tr.finish_s[0] - tr.decode_start_s[0] == pytest.approx(float(np.sum(steps)), rel=1e-9)
+
+
+def test_the_frontend_delays_requests_without_occupying_the_gpus():
+    """A stack's frontend_latency_s is pure latency: every engine-side time moves by exactly that
+    much (the replica sees the same arrivals, later), and no step is added or lengthened."""
+    arrival, inp, out = _requests(5, 80, 40.0)
+    traces, steps = [], []
+    for latency in (0.0, 0.05):
+        sh = dataclasses.replace(SMALL, stack=SMALL.stack.model_copy(update={"frontend_latency_s": latency}))
+        res = simulate(aggregated_fleet(sh, max_batch=16), inp, out, arrival_s=arrival)
+        traces.append(res.trace)
+        steps.append(res.steps)
+    bare, fronted = traces
+    np.testing.assert_array_equal(fronted.arrival_s, bare.arrival_s)
+    for column in ("prefill_start_s", "first_token_s", "finish_s"):
+        np.testing.assert_allclose(getattr(fronted, column), getattr(bare, column) + 0.05, rtol=0, atol=1e-9)
+    assert steps[0] == steps[1]
+    _check_causal_and_complete(fronted)

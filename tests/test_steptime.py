@@ -250,26 +250,34 @@ def test_activation_passes_cost_hbm_time_per_token_that_tp_does_not_split():
         8.0 * 6.0 * md.hidden * 2 * md.layers / (dp.hardware.hbm_bw_bytes_per_s * dp.stack.hbm_efficiency), rel=1e-12)
 
 
-def test_a_prefill_moe_layer_overhead_is_paid_per_moe_layer_by_prefill_steps_only():
+def test_the_moe_prefill_set_up_is_latency_of_the_request_not_time_of_the_step():
+    """prefill_moe_layer_latency_s delays a new prompt of an MoE model by its MoE layers' set-up
+    without lengthening any step (so the decodes sharing its steps are not stalled); a dense
+    model pays only the front-end."""
     from factory_sim.perf.stacks import override_stack
+    from factory_sim.sim.engine import simulate
+    from tests.helpers import aggregated_fleet
 
-    def pair(sh):
-        return tuple(StepTimeModel(dataclasses.replace(sh, stack=override_stack(
-            sh.stack, {"prefill_step_overhead_s": 0.0, "prefill_moe_layer_overhead_s": v}))) for v in (0.0, 0.002))
+    def with_latency(sh, v):
+        return dataclasses.replace(sh, stack=override_stack(sh.stack, {"prefill_moe_layer_latency_s": v}))
 
     moe = shape("h200_sxm", "deepseek_r1", "fp8", tp=8, ep=8)
-    plain, eager = pair(moe)
+    plain, eager = with_latency(moe, 0.0), with_latency(moe, 0.002)
     pairs = float(prefill_attention_pairs(moe, 1024, 0))
     for seqs in (0.0, 16.0):
         args = (1024.0, pairs, 1.0, seqs, 1000.0 * seqs)
-        extra = 0.002 * moe.model.moe_layers  # 58 of DeepSeek-R1's 61 layers
-        assert eager.step_time_s(*args) - plain.step_time_s(*args) == pytest.approx(extra, rel=1e-9)
-        assert eager.batch_s(*args) == pytest.approx(eager.step_time_s(*args), rel=1e-12)
-    assert eager.step_time_s(decode_seqs=16.0, decode_ctx_tokens=16e3) == \
-        plain.step_time_s(decode_seqs=16.0, decode_ctx_tokens=16e3)
-    dense = shape("h200_sxm", "llama3_1_8b", "fp8")  # no MoE layer, nothing to pay
-    plain, eager = pair(dense)
-    assert eager.step_time_s(512.0, 1e5, 1.0) == plain.step_time_s(512.0, 1e5, 1.0)
+        assert StepTimeModel(eager).step_time_s(*args) == StepTimeModel(plain).step_time_s(*args)
+    extra = 0.002 * moe.model.moe_layers  # 58 of DeepSeek-R1's 61 layers
+    assert eager.request_latency_s - plain.request_latency_s == pytest.approx(extra, rel=1e-12)
+    assert plain.request_latency_s == moe.stack.frontend_latency_s
+    ttft = []
+    for sh in (plain, eager):
+        tr = simulate(aggregated_fleet(sh, max_batch=8, max_batch_tokens=4096), np.array([1024, 1024]),
+                      np.array([64, 64]), arrival_s=np.array([0.0, 5.0])).trace  # the first done before the second
+        ttft.append(tr.first_token_s - tr.arrival_s)
+    np.testing.assert_allclose(ttft[1] - ttft[0], extra, rtol=1e-9)
+    dense = shape("h200_sxm", "llama3_1_8b", "fp8")  # no MoE layer, nothing to wait for
+    assert with_latency(dense, 0.002).request_latency_s == dense.stack.frontend_latency_s
 
 
 def test_prefill_attention_runs_at_its_own_efficiency_and_decode_attention_at_the_other():

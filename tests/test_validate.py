@@ -5,10 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
+from factory_sim import validate
 from factory_sim.cli import main
 from factory_sim.perf.steptime import StepTimeModel, prefill_attention_pairs
-from factory_sim.validate import Skip, deployment, load_points, predict, validate_points
+from factory_sim.validate import Skip, benchmark, deployment, load_points, predict, spread_lengths, validate_points
 
 BASE = {"id": "r1", "system": "h100_sxm", "model": "llama3_1_8b", "hf_model": "x", "backend": "trtllm",
         "backend_version": "1", "precision": "fp8", "gemm_quant": "fp8", "moe_quant": "fp8", "mode": "agg",
@@ -16,15 +19,17 @@ BASE = {"id": "r1", "system": "h100_sxm", "model": "llama3_1_8b", "hf_model": "x
         "attention_dp_size": np.nan, "moe_tp_size": 1, "moe_ep_size": np.nan, "ttft_ms": 50.0, "tpot_ms": 5.0}
 
 
-def test_one_client_matches_the_step_time_model_exactly():
-    """With one client there is no queueing: TTFT is one prefill step, TPOT the mean decode step."""
+def test_one_client_matches_the_step_time_model_exactly(monkeypatch):
+    """With one client there is no queueing: TTFT is the front-end plus one prefill step, TPOT
+    the mean decode step (at the row's exact output length)."""
+    monkeypatch.setattr(validate, "OUTPUT_LENGTH_SPREAD", 0.0)
     ttft_ms, tpot_ms, config = predict(BASE)
     shape = deployment(BASE).fleet.pools[0].shape
     m = StepTimeModel(shape)
     prefill = m.step_time_s(prefill_tokens=512.0, prefill_attn_pairs=float(prefill_attention_pairs(shape, 512, 0)),
                             prefill_seqs=1.0)
     decode = [m.step_time_s(decode_seqs=1.0, decode_ctx_tokens=float(512 + g)) for g in range(1, 64)]
-    assert ttft_ms == pytest.approx(prefill * 1e3, rel=1e-9)
+    assert ttft_ms == pytest.approx((shape.stack.frontend_latency_s + prefill) * 1e3, rel=1e-9)
     assert tpot_ms == pytest.approx(np.mean(decode) * 1e3, rel=1e-9)
     assert "TP1" in config and "c=1" in config
 
@@ -268,3 +273,35 @@ def test_rows_a_profile_was_fitted_to_are_reported_apart_from_the_rest():
     assert dict(zip(res["id"], res["sample"], strict=True)) == {points[0]: "in sample", "never-fitted": "out of sample"}
     groups = set(error_summary(res)["group"])
     assert {"sample=in sample", "sample=out of sample"} <= groups
+
+
+@given(mean=st.integers(10, 20_000), n=st.integers(1, 400), spread=st.floats(0.0, 0.5), seed=st.integers(0, 2**32 - 1))
+def test_spread_lengths_stay_in_range_keep_the_mean_and_repeat_with_the_seed(mean, n, spread, seed):
+    lengths = spread_lengths(mean, n, spread, seed)
+    assert len(lengths) == n and lengths.dtype == np.int64
+    assert lengths.min() >= round(mean * (1 - spread)) - 1 and lengths.max() <= round(mean * (1 + spread)) + 1
+    # antithetic pairs sum to 2 x mean to rounding; an odd n leaves one unpaired draw
+    assert abs(lengths.mean() - mean) <= 0.5 + (mean * spread + 0.5) / n
+    np.testing.assert_array_equal(lengths, spread_lengths(mean, n, spread, seed))
+    if spread == 0:
+        assert (lengths == mean).all()
+
+
+def test_spread_output_lengths_dissolve_the_first_rounds_cohorts(monkeypatch):
+    """Eight clients whose 1k prompts all fit one step: with identical lengths every later round
+    arrives as one cohort and waits for the whole cohort's prefill; spread lengths break it up."""
+    row = {**BASE, "isl": 1024, "osl": 256, "concurrency": 8, "batch_size": 8}
+    spread_ttft, _, _ = predict(row)
+    monkeypatch.setattr(validate, "OUTPUT_LENGTH_SPREAD", 0.0)
+    lockstep_ttft, _, _ = predict(row)
+    assert spread_ttft < 0.8 * lockstep_ttft
+
+
+def test_mlperf_rows_run_without_the_http_front_end_and_served_rows_with_it():
+    row = {"id": "x", "system": "b200_hgx", "gpus": 8, "model": "llama2_70b", "precision": "fp4", "isl_mean": 294,
+           "osl_mean": 294, "metric": "output_tok_s_per_gpu", "value": 1000.0, "framework": "tensorrt-llm",
+           "date": "2025-09", "ttft_p99_ms": 2000, "tpot_p99_ms": 200, "interactivity_tok_s_user": 50}
+    served = benchmark({**row, "scenario": "at_interactivity"})
+    assert served.stack.frontend_latency_s > 0
+    for scenario in ("offline", "server", "interactive"):
+        assert benchmark({**row, "scenario": scenario}).stack.frontend_latency_s == 0.0

@@ -161,6 +161,13 @@ class ReplicaShape:
         return max(1.0, self.tp / self.model.n_kv_heads)
 
     @property
+    def request_latency_s(self) -> float:
+        """Latency a request spends outside the GPUs' steps on its way to the first token: the
+        serving front-end and, for an MoE model, the prefill's per-layer set-up (see the stack)."""
+        st = self.stack
+        return st.frontend_latency_s + st.prefill_moe_layer_latency_s * self.model.moe_layers
+
+    @property
     def mtp_tokens_per_pass(self) -> float:
         """Expected tokens a decode pass yields: 1 + a + a^2 + ... + a^k for k drafts."""
         a, k = self.mtp_acceptance, self.mtp_draft_tokens

@@ -69,10 +69,23 @@ class SoftwareStack(BaseModel):
     # replay decode-only steps from CUDA graphs but run prefill steps eagerly (kernel launches,
     # MoE routing set-up, the scheduler's prefill bookkeeping). 0 prices prefill like decode.
     prefill_step_overhead_s: float = Field(default=0.0, ge=0)
-    # The same per MoE layer: an eager MoE layer (routing, sort, permute, grouped GEMMs and
-    # combine, each launched from the host, with a host sync for the per-expert token counts)
-    # costs far more launch time than a dense one. 0 leaves it out.
+    # Latency a new prompt of an MoE model waits per MoE layer before its first token, beyond
+    # its steps: measured TTFT of MoE models at a few clients sits 20-190 ms above the
+    # prefill's roofline, in proportion to their MoE layers, while dense models show none.
+    # It is priced as latency of the request, not as GPU time of the step: at 16-128 clients
+    # the measured TPOTs show no such stall of the decodes that share the prompt's steps
+    # (engines prepare a step on the host while the GPU runs the previous one, and an eager
+    # MoE layer's routing set-up, sort, permute and host sync for the per-expert token counts
+    # delay that prompt's own step). 0 leaves it out.
+    prefill_moe_layer_latency_s: float = Field(default=0.0, ge=0)
+    # The part of it that does stall the step carrying the prompt (GPU time of every sequence in
+    # that step), per MoE layer. 0 leaves it out.
     prefill_moe_layer_overhead_s: float = Field(default=0.0, ge=0)
+    # Time a request spends outside the GPUs before its prompt reaches the engine's scheduler
+    # and its first token reaches the client: HTTP and the serving API front-end (chat
+    # template, tokenization, hand-off to the engine process), detokenization and streaming.
+    # Pure latency: it adds to TTFT and end-to-end latency, never to a step. 0 leaves it out.
+    frontend_latency_s: float = Field(default=0.0, ge=0)
     kv_transfer_latency_s: float = Field(ge=0)
     hbm_utilization: float = Field(gt=0, le=1)  # KV share of the HBM left after weights and activations
     activation_reserve_gb: float = Field(ge=0)

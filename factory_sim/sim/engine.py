@@ -218,6 +218,10 @@ class _Engine:
                 self._pool_replicas[pool_index].append(rep)
         self._disaggregated = fleet.disaggregated
         self.entry_role = PREFILL if self._disaggregated else AGGREGATED
+        # latency outside the GPU steps before a replica sees a request: the front-end and the
+        # MoE prefill set-up (ReplicaShape.request_latency_s), the largest of the entry pools' so
+        # that routing never depends on which one it took
+        self.request_latency_s = max(p.shape.request_latency_s for p in fleet.pools if p.role == self.entry_role)
         self._all_fit = {role: all(ok.all() for _, ok in fits) for role, fits in self._fits.items()}
         # one copy of each request's prompt KV (what a transfer moves), per prefill pool
         self._kv_copy_bytes = {
@@ -283,7 +287,13 @@ class _Engine:
     # -- request life cycle ---------------------------------------------------------------
     def arrive(self, rid: int) -> None:
         self.trace.arrival_s[rid] = self.env.now
-        self._dispatch(rid)
+        if self.request_latency_s > 0:
+            self.env.timeout(self.request_latency_s, rid).callbacks.append(self._after_request_latency)
+        else:
+            self._dispatch(rid)
+
+    def _after_request_latency(self, event: simpy.Event) -> None:
+        self._dispatch(event.value)
 
     def _dispatch(self, rid: int) -> None:
         """Route a request (a new one, or a retry) to an entry replica."""
