@@ -126,6 +126,9 @@ class ProfileFit:
     loo: pd.DataFrame
     rounds: int
     held: list[str] = field(default_factory=list)  # constants the profile sets that this fit held
+    # False when the rounds ran out while the last one still moved a constant (by up to the
+    # trust region): more --rounds would move it further
+    converged: bool = True
 
 
 def _stratified(points: pd.DataFrame, n: int, seed: int = 0) -> pd.DataFrame:
@@ -331,7 +334,7 @@ def fit_profile(profile: str, rows: list[FitRow], *, rounds: int = 3, iterations
 
     pred0 = evaluate(x)
     before = _error_frame(rows, pred0)
-    pred, done = pred0, 0
+    pred, done, converged = pred0, 0, len(params) == 0
     e_cur, w = _log_errors(rows, pred, params)
     best = _objective(e_cur, w, x, sigmas, x_prior)
     for r in range(rounds):
@@ -359,13 +362,15 @@ def fit_profile(profile: str, rows: list[FitRow], *, rounds: int = 3, iterations
         say(f"{profile}: round {done}: median |log error| {np.nanmedian(np.abs(e_cur[w > 0])):.3f}, "
             + (f"largest parameter move {moved:.3f} (log)" if accepted else "no improving step"))
         if not accepted or moved < 0.01:
+            converged = True
             break
     after = _error_frame(rows, pred)
     values = {p.name: start[p.name] * math.exp(xi) for p, xi in zip(params, x, strict=True)}
     loo_frame = _leave_group_out(profile, base, params, start, rows, pred, x, sigmas, bounds, iterations,
                                  jobs, x_prior) if loo else pd.DataFrame()
     held = [p.name for p in settable if p not in params]
-    return ProfileFit(profile, start, values, [fr.id for fr in rows], before, after, loo_frame, done, held)
+    return ProfileFit(profile, start, values, [fr.id for fr in rows], before, after, loo_frame, done, held,
+                      converged)
 
 
 def _uses_ep(fr: FitRow) -> bool:
@@ -511,7 +516,10 @@ def format_calibration(fits: list[ProfileFit], skipped: list[tuple[str, str]]) -
     leave-one-group-out, per profile and over all."""
     lines = []
     for f in fits:
-        lines.append(f"{f.profile}: {len(f.rows)} rows, {f.rounds} rounds")
+        lines.append(f"{f.profile}: {len(f.rows)} rows, {f.rounds} rounds"
+                     + ("" if f.converged else f" (not converged: the last round still moved a constant; "
+                                               f"more --rounds would move it further, by up to {MAX_MOVE_LOG} "
+                                               f"in log per round)"))
         for name, v in f.values.items():
             lines.append(f"  {name:<22} {_fmt(f.start[name]):>10} -> {_fmt(v)}")
         lines.append(f"  median |error| before: {_summary(f.errors_before)}")

@@ -131,3 +131,18 @@ def test_calibrate_cli_names_an_unknown_constant_and_exits_2(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "unknown constant 'gemm_scal'" in err and "gemm_scale" in err
     assert not (tmp_path / "o").exists()
+
+
+def test_a_fit_whose_rounds_run_out_while_it_still_moves_says_it_did_not_converge(fitted):
+    """One round cannot cover the distance to the TRUE constants (the trust region limits a
+    round's move), so the report says more rounds would move them further; four rounds settle
+    (the last one moves them by less than 0.01 in log)."""
+    points = _synthetic_points()
+    fits, skipped = calibrate(None, points, points_sample=0, profiles=["trtllm_hopper"], rounds=1, iterations=10,
+                              jobs=1, prior_weight=1e-4, parameters=["hbm_efficiency", "step_overhead_s"], loo=False)
+    (short,) = fits
+    assert not short.converged
+    assert "not converged" in format_calibration(fits, skipped)
+    (settled,) = fitted[0]
+    assert settled.converged
+    assert "not converged" not in format_calibration(*fitted)
