@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -148,3 +150,22 @@ def test_kv_bound_for_a_retired_decode_replica_goes_to_another_without_a_retry(m
     assert np.all(tr.outcome == DONE) and not tr.retries.any()
     assert any(kind == "down" for _, _, kind, _ in res.scaling.events)
     assert (tr.kv_transfer_s > 4.0 + 1e-9).any()  # some KV was sent on after its replica retired
+
+
+def test_latency_outside_the_gpus_does_not_keep_idle_replicas():
+    """A front-end taking 60% of the TTFT SLO keeps p90 TTFT at ~0.64 of it under a light load.
+    That part does not shrink with more replicas, so the planner counts it as the floor and
+    retires the idle ones; priced as load, one replica fewer would look like 0.85 and none
+    would go."""
+    fronted = dataclasses.replace(SH, stack=SH.stack.model_copy(update={"frontend_latency_s": 0.3}))
+    plan = _plan(1, 4, interval=2.0, cooldown=10.0)
+    fleet = FleetPlan("t", (PoolPlan("agg", "aggregated", fronted, 4, 16, 2048, autoscale=plan),), "least_loaded")
+    rng = np.random.default_rng(3)
+    n = 400
+    arrival = np.cumsum(rng.exponential(1 / 2.0, n))  # 2 req/s for ~200 s
+    res = simulate(fleet, np.full(n, 200), np.full(n, 20), arrival_s=arrival, seed=3)
+    assert np.all(res.trace.outcome == DONE)
+    ttft = res.trace.first_token_s - res.trace.arrival_s
+    assert 0.6 < np.percentile(ttft, 90) / plan.ttft_slo_s < 0.8  # between the two thresholds
+    held = [n_held for _, n_held in res.scaling.held[0]]
+    assert held[-1] < 4 and any(kind == "down" for _, _, kind, _ in res.scaling.events)

@@ -103,8 +103,9 @@ class Autoscaler:
 
     def _pressure(self, pool_index: int, plan: AutoscalePlan, replica) -> tuple[float, float]:
         """(p90 latency over the SLO, the floor of that ratio) for the requests seen since the
-        last look; (0, 0) if none. The floor is what one request alone would get (a decode
-        step at their mean context): latency above it grows with load, latency at it does not."""
+        last look; (0, 0) if none. The floor is what one request alone would get (for TTFT the
+        request latency outside the GPU steps, for TPOT a decode step at their mean context):
+        latency above it grows with load, latency at it does not."""
         rids = np.asarray(self._observed[pool_index], dtype=np.int64)
         self._observed[pool_index] = []
         if rids.size == 0:
@@ -116,6 +117,7 @@ class Autoscaler:
             ttft = ttft[np.isfinite(ttft)]
             if ttft.size:
                 pressure = float(np.percentile(ttft, 90)) / plan.ttft_slo_s
+                floor = min(replica.shape.request_latency_s / plan.ttft_slo_s, pressure)
         if role in ("decode", "aggregated"):
             multi = rids[tr.output_tokens[rids] > 1]
             tpot = (tr.finish_s[multi] - tr.first_token_s[multi]) / (tr.output_tokens[multi] - 1)
