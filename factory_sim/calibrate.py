@@ -91,8 +91,7 @@ ROW_SIGMA_LOG = 0.25
 # are set by throughput and TPOT alone.
 QUANTITY_WEIGHT = {"throughput": 1.0, "tpot_ms": 1.0, "ttft_ms": 0.5}
 TTFT_PARAMETERS = ("prefill_step_overhead_s", "prefill_moe_layer_latency_s", "prefill_moe_layer_overhead_s",
-                   "prefill_attention_efficiency",
-                   "frontend_latency_s")
+                   "prefill_attention_efficiency", "frontend_latency_s")
 # Largest parameter move per Gauss-Newton round (log), a trust region for the linearisation.
 MAX_MOVE_LOG = 0.4
 CONFIDENCE_WEIGHT = {"high": 1.0, "medium": 0.5, "low": 0.0}  # low-confidence rows get no weight

@@ -60,9 +60,12 @@ class ScaleLog:
 
 
 class Autoscaler:
-    def __init__(self, env: simpy.Environment, pools: dict[int, tuple[AutoscalePlan, list, int]], trace):
-        """`pools`: pool index -> (plan, the pool's replicas (max_replicas of them), initial replicas)."""
+    def __init__(self, env: simpy.Environment, pools: dict[int, tuple[AutoscalePlan, list, int]], trace,
+                 request_latency_s: float = 0.0):
+        """`pools`: pool index -> (plan, the pool's replicas (max_replicas of them), initial replicas);
+        `request_latency_s`: what every request waits outside the GPU steps before routing."""
         self.env, self.trace = env, trace
+        self.request_latency_s = request_latency_s
         self._pools = pools
         self.version = 0
         self.out_of_service = 0
@@ -117,7 +120,7 @@ class Autoscaler:
             ttft = ttft[np.isfinite(ttft)]
             if ttft.size:
                 pressure = float(np.percentile(ttft, 90)) / plan.ttft_slo_s
-                floor = min(replica.shape.request_latency_s / plan.ttft_slo_s, pressure)
+                floor = min(self.request_latency_s / plan.ttft_slo_s, pressure)
         if role in ("decode", "aggregated"):
             multi = rids[tr.output_tokens[rids] > 1]
             tpot = (tr.finish_s[multi] - tr.first_token_s[multi]) / (tr.output_tokens[multi] - 1)

@@ -244,7 +244,7 @@ class _Engine:
         scaled = {i: (p.autoscale, self._pool_replicas[i], p.replicas)
                   for i, p in enumerate(fleet.pools) if p.autoscale is not None}
         if scaled:
-            self.autoscaler = Autoscaler(self.env, scaled, trace)
+            self.autoscaler = Autoscaler(self.env, scaled, trace, self.request_latency_s)
             self._trackers.append(self.autoscaler)
             if self.all_done is None:  # the planner's clock never runs dry either
                 self.all_done = self.env.event()
@@ -423,17 +423,21 @@ class _Engine:
 
     # -- where requests come from ------------------------------------------------------------
     def open_loop(self, arrival_s: np.ndarray) -> None:
-        """Arrivals at given times: a chain of timeouts, each arrival's event scheduling the next.
-        Requests without a time (a session's later turns) arrive when their previous turn ends."""
+        """Arrivals at given times: a chain of timeouts, each dispatch's event scheduling the next.
+        The request latency shifts the whole schedule at once (each request is dispatched that
+        much after its arrival, without an event of its own). Requests without a time (a
+        session's later turns) arrive when their previous turn ends."""
         scheduled = np.isfinite(arrival_s)
+        self.trace.arrival_s[scheduled] = arrival_s[scheduled]
+        due_s = arrival_s + self.request_latency_s
         if scheduled.all():
             self._arrival_rids = None
-            self._arrival_times = arrival_s.tolist()
+            self._arrival_times = due_s.tolist()
         else:
             rids = np.flatnonzero(scheduled)
             rids = rids[np.argsort(arrival_s[rids], kind="stable")]
             self._arrival_rids = rids.tolist()
-            self._arrival_times = arrival_s[rids].tolist()
+            self._arrival_times = due_s[rids].tolist()
         self._next_arrival = 0
         if self._arrival_times:
             self.env.timeout(max(self._arrival_times[0], 0.0)).callbacks.append(self._arrivals_due)
@@ -441,10 +445,10 @@ class _Engine:
     def _arrivals_due(self, _event: simpy.Event) -> None:
         env, times, rids = self.env, self._arrival_times, self._arrival_rids
         i = self._next_arrival
-        self.arrive(i if rids is None else rids[i])
+        self._dispatch(i if rids is None else rids[i])
         i += 1
-        while i < len(times) and not times[i] > env.now:  # arrivals at this instant share its event
-            self.arrive(i if rids is None else rids[i])
+        while i < len(times) and not times[i] > env.now:  # dispatches at this instant share its event
+            self._dispatch(i if rids is None else rids[i])
             i += 1
         self._next_arrival = i
         if i < len(times):
