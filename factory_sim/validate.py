@@ -172,17 +172,25 @@ def _catalog_names() -> tuple[frozenset[str], frozenset[str]]:
     return frozenset(h.name for h in list_hardware()), frozenset(m.name for m in list_models())
 
 
-def _precisions(row) -> tuple[str, str]:
-    """(FFN/expert weight format, attention weight format) of a row."""
+def _precisions(row, model) -> tuple[str, str, str]:
+    """(FFN/expert weight format, attention weight format, note) of a row.
+
+    A row that names no precision and no quantization served the checkpoint it names as it
+    is: it takes the model's native weight format, and the note says so in its config.
+    """
     precision = _text(row, "precision")
     moe = _text(row, "moe_quant") or precision
     gemm = _text(row, "gemm_quant") or precision
+    note = ""
+    if moe is None and gemm is None:
+        moe = gemm = model.native_weight_format
+        note = f"precision not given: the checkpoint's {model.native_weight_format}"
     if moe is None or gemm is None:
-        raise Skip("precision not given")
+        raise Skip("precision given for only one of the GEMM and MoE weights")
     if moe not in QUANT_TO_PRECISION or gemm not in QUANT_TO_PRECISION:
         bad = moe if moe not in QUANT_TO_PRECISION else gemm
         raise Skip(f"quantization '{bad}' is not modelled")
-    return QUANT_TO_PRECISION[moe], QUANT_TO_PRECISION[gemm]
+    return QUANT_TO_PRECISION[moe], QUANT_TO_PRECISION[gemm], note
 
 
 def _served_formats(hw, model, precision: str, attention_precision: str) -> tuple[str, str]:
@@ -261,7 +269,9 @@ def deployment(row, stacks: dict[str, SoftwareStack] | None = None) -> Deploymen
         raise Skip("no client concurrency given")
     hw, model = load_hardware(system), load_model(model_name)
     stack, note = row_stack(hw, _text(row, "backend"), _text(row, "measured_date"), stacks)
-    precision, attention_precision = _served_formats(hw, model, *_precisions(row))
+    moe_format, attention_format, precision_note = _precisions(row, model)
+    precision, attention_precision = _served_formats(hw, model, moe_format, attention_format)
+    note = "; ".join(n for n in (note, precision_note) if n)
     c = int(concurrency)
     if row["mode"] == "disagg":
         if _num(row, "prefill_num_workers") is None or _num(row, "decode_num_workers") is None:
@@ -279,8 +289,20 @@ def deployment(row, stacks: dict[str, SoftwareStack] | None = None) -> Deploymen
                   f"{pools[1].replicas}x[{pools[1].shape.describe()}]")
     else:
         shape = _shape(row, "", hw, model, stack, precision, attention_precision, "aggregated")
-        pools = [PoolPlan("aggregated", "aggregated", shape, 1, c, PREFILL_CHUNK_TOKENS + c)]
-        config = f"agg 1x[{shape.describe()}]"
+        # `batch_size` is a worker's batch limit and `concurrency` counts the whole deployment:
+        # a row whose clients outnumber one worker's batch ran that many workers (e.g. 416
+        # clients on TP2 workers of batch 13, measured at a 0.7 s TTFT with 15k prompts, which
+        # one worker could only reach by queueing 400 of them), so the clients are spread over
+        # ceil(C / batch) workers, each holding at most its batch.
+        # The batch is per attention-DP rank of the row as listed (rows listing 64 ranks on
+        # 8 GPUs list a batch of C / 64, see _parallel_sizes).
+        worker_batch = _num(row, "batch_size")
+        worker_batch = int(worker_batch) * _size(row, "attention_dp_size") if worker_batch else c
+        workers = max(1, math.ceil(c / worker_batch))
+        max_batch = math.ceil(c / workers)
+        pools = [PoolPlan("aggregated", "aggregated", shape, workers, max_batch,
+                          PREFILL_CHUNK_TOKENS + max_batch)]
+        config = f"agg {workers}x[{shape.describe()}]"
     fleet = FleetPlan(str(row.get("id", "row")), tuple(pools), "least_outstanding_tokens")
     config = f"{config} c={c} {row.get('backend', '')} stack={stack.name}" + (f" ({note})" if note else "")
     return Deployment(fleet, int(row["isl"]), int(row["osl"]), c, config)

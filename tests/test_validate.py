@@ -305,3 +305,30 @@ def test_mlperf_rows_run_without_the_http_front_end_and_served_rows_with_it():
     assert served.stack.frontend_latency_s > 0
     for scenario in ("offline", "server", "interactive"):
         assert benchmark({**row, "scenario": scenario}).stack.frontend_latency_s == 0.0
+
+
+def test_an_aggregated_row_with_more_clients_than_a_workers_batch_runs_that_many_workers():
+    """416 clients on TP2 workers of batch 13 ran 32 workers (one worker would have queued 400
+    of them, and the row measures a 0.7 s TTFT); rows whose batch covers their clients, per
+    attention-DP rank as listed, run one."""
+    row = {**BASE, "model": "nvidia/Qwen3-32B-NVFP4", "system": "b200_hgx", "precision": "fp4",
+           "gemm_quant": "nvfp4", "moe_quant": "nvfp4", "tp_size": 2, "concurrency": 416, "batch_size": 13}
+    pool = deployment(row).fleet.pools[0]
+    assert (pool.replicas, pool.max_batch, pool.shape.gpus) == (32, 13, 2)
+    assert deployment(row).config.startswith("agg 32x[")
+    uneven = deployment({**row, "concurrency": 420}).fleet.pools[0]
+    assert (uneven.replicas, uneven.max_batch) == (33, 13)  # ceil(420 / 13) workers hold all clients
+    listed = {**BASE, "model": "deepseek_v3", "system": "b200_hgx", "precision": "fp4", "gemm_quant": "nvfp4",
+              "moe_quant": "nvfp4", "tp_size": 1, "attention_dp_size": 64, "moe_tp_size": 8, "moe_ep_size": 8,
+              "concurrency": 256, "batch_size": 4}  # 4 per listed rank x 64 listed ranks = 256 clients
+    pool = deployment(listed).fleet.pools[0]
+    assert (pool.replicas, pool.max_batch, pool.shape.dp_attention) == (1, 256, 8)
+
+
+def test_a_row_without_precision_serves_its_checkpoints_weights():
+    row = {**BASE, "model": "Qwen/Qwen3-32B", "precision": np.nan, "gemm_quant": np.nan, "moe_quant": np.nan}
+    dep = deployment(row)
+    assert dep.fleet.pools[0].shape.precision == "bf16"  # Qwen/Qwen3-32B is released in BF16
+    assert "precision not given: the checkpoint's bf16" in dep.config
+    with pytest.raises(Skip, match="only one of"):
+        deployment({**row, "gemm_quant": "fp8"})
