@@ -86,6 +86,13 @@ class SoftwareStack(BaseModel):
     # template, tokenization, hand-off to the engine process), detokenization and streaming.
     # Pure latency: it adds to TTFT and end-to-end latency, never to a step. 0 leaves it out.
     frontend_latency_s: float = Field(default=0.0, ge=0)
+    # Attention-DP context balancing (TensorRT-LLM `attention_dp_config.enable_balance`): an
+    # aggregated replica with attention DP holds new prompts until every rank has one and a
+    # free slot, or until this many steps have passed since the last release, so that the
+    # ranks prefill together instead of idling at the MoE all-to-all while one rank prefills.
+    # At load it makes prompts wait for a release that comes every `timeout_iters` steps.
+    # 0: prompts are admitted at the next step boundary.
+    adp_balance_timeout_steps: int = Field(default=0, ge=0)
     kv_transfer_latency_s: float = Field(ge=0)
     hbm_utilization: float = Field(gt=0, le=1)  # KV share of the HBM left after weights and activations
     activation_reserve_gb: float = Field(ge=0)

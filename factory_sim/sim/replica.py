@@ -96,6 +96,12 @@ class Replica:
         self._on_finish = on_finish
         self._macro = macro_steps
         self._sliding = bool(shape.model.attention_layers_window())
+        # Attention-DP context balancing (stack.adp_balance_timeout_steps): while it holds
+        # them, queued prompts wait for a release, which comes every _release_every steps
+        # counted from the last one (_release_anchor, a step count).
+        self._dp = shape.dp_attention
+        self._release_every = shape.stack.adp_balance_timeout_steps if role == AGGREGATED and self._dp > 1 else 0
+        self._release_anchor = 0
 
         self.queue: deque[int] = deque()
         self.usd_per_hour = usd_per_hour  # what the replica costs; cost-aware routing reads it
@@ -168,6 +174,7 @@ class Replica:
                 self._step_event.callbacks.append(self._boundary)
         elif self._plan_event is not None and self._head_fits():
             self._cut_plan()
+        # (a held prompt cuts the plan at the next release instead: see _cut_plan)
 
     # -- scheduling -------------------------------------------------------------------------
     def _head_fits(self) -> bool:
@@ -175,11 +182,33 @@ class Replica:
             return False
         return self.kv_reserved_bytes + self._kv_need[self.queue[0]] <= self.kv_capacity_bytes
 
+    def _held(self, step: int) -> bool:
+        """Whether attention-DP balancing holds the queued prompts at the boundary after `step` steps.
+
+        As TensorRT-LLM's scheduler decides (pyexecutor `_balance_adp_requests`, with
+        batching_wait_iters 0): prompts go at once while some rank has no sequence running or
+        when every rank has a prompt and a free slot (pooled here: dp prompts queued and dp
+        free slots); otherwise they wait until the step count since the last release reaches
+        the timeout, which restarts the count whether or not a prompt was waiting.
+        """
+        running = len(self._ctx_base) + len(self._prefilling)
+        dp = self._dp
+        if running < dp or (len(self.queue) >= dp and self.max_batch - running >= dp):
+            return False
+        return (step - self._release_anchor) % self._release_every != 0
+
+    def _next_release(self, step: int) -> int:
+        """The first step count >= `step` at which the timeout releases held prompts."""
+        return step + (self._release_anchor - step) % self._release_every
+
     def _boundary(self, event: simpy.Event | None = None) -> None:
         """A step boundary: admit what fits, then start the next step, or go idle."""
         if event is not None and event is not self._step_event:
             return  # scheduled before a failure wiped the replica
-        if self.queue or self.prefix_cache is not None:  # else nothing to admit (nor expire) or trim
+        if self._release_every and self.queue and self._held(self.steps):
+            if self._timeout_s is not None:
+                self._expire()
+        elif self.queue or self.prefix_cache is not None:  # else nothing to admit (nor expire) or trim
             self._admit()
         if self._prefilling:
             self._start_mixed_step()
@@ -206,6 +235,7 @@ class Replica:
         if self._timeout_s is not None:
             self._expire()
         queue, kv_need, ctx_base, prefilling = self.queue, self._kv_need, self._ctx_base, self._prefilling
+        queued = len(queue)
         while (queue and len(ctx_base) + len(prefilling) < self.max_batch  # _head_fits, inlined
                and self.kv_reserved_bytes + kv_need[queue[0]] <= self.kv_capacity_bytes):
             if self._deadlines:
@@ -223,6 +253,8 @@ class Replica:
                 prefilling[rid] = (0, self._input_tokens[rid])
             else:
                 prefilling[rid] = (self._use_cache(rid), self._input_tokens[rid])
+        if self._release_every and prefilling and len(queue) < queued:
+            self._release_anchor = self.steps  # a release restarts the count
         if self.prefix_cache is not None:
             self.prefix_cache.trim(self.kv_capacity_bytes - self.kv_reserved_bytes)
 
@@ -372,7 +404,11 @@ class Replica:
             if horizon > MACRO_HORIZON_STEPS:
                 horizon = MACRO_HORIZON_STEPS
             if horizon > 1 and self._head_fits():
-                horizon = 1  # an admissible request is already waiting: stop after this step
+                if self._release_every and self._held(self.steps):
+                    # a held prompt is waiting: stop at the release
+                    horizon = min(horizon, self._next_release(self.steps) - self.steps)
+                else:
+                    horizon = 1  # an admissible request is already waiting: stop after this step
         elapsed = self.step_model.decode_elapsed_s(n, self._decode_ctx_sums(horizon))
         if self.slowdown != 1.0:
             elapsed = [e * self.slowdown for e in elapsed]
@@ -390,15 +426,25 @@ class Replica:
             event.callbacks.append(self._end_decode_steps)
 
     def _cut_plan(self) -> None:
-        """Stop the macro-step at the end of the step in progress."""
+        """Stop the macro-step at the end of the step in progress (or, for a held prompt, at
+        the release that lets it in, if that comes before the plan's end)."""
         now = self.env.now
         start, elapsed, horizon = self._plan
-        self._plan_event = None
         steps = min(bisect_left(elapsed, now - start) + 1, horizon)
+        held = self._release_every and self._held(self.steps + steps)
+        if held:
+            steps = self._next_release(self.steps + steps) - self.steps
+            if steps >= horizon:
+                return  # the plan ends first; its last boundary re-plans up to the release
         end = start + float(elapsed[steps - 1])
         self._decoding = (steps, end)
-        self._step_event = self.env.timeout(end - now if end > now else 0.0)
-        self._step_event.callbacks.append(self._end_decode_steps)
+        self._step_event = event = self.env.timeout(end - now if end > now else 0.0)
+        event.callbacks.append(self._end_decode_steps)
+        if held:  # still a plan: a later arrival that ends the hold cuts it again
+            self._plan = (start, elapsed, steps)
+            self._plan_event = event
+        else:
+            self._plan_event = None
 
     def _end_decode_steps(self, event: simpy.Event) -> None:
         if event is not self._step_event:
