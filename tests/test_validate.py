@@ -332,3 +332,17 @@ def test_a_row_without_precision_serves_its_checkpoints_weights():
     assert "precision not given: the checkpoint's bf16" in dep.config
     with pytest.raises(Skip, match="only one of"):
         deployment({**row, "gemm_quant": "fp8"})
+
+
+def test_a_measured_rows_kv_cache_is_its_frameworks():
+    """vLLM serves its default BF16 KV cache, TensorRT-LLM its recipes' FP8; a BF16 checkpoint keeps
+    BF16 KV everywhere; published throughput results are tuned, FP8 KV whatever the framework."""
+    def kv(**change):
+        return deployment({**BASE, **change}).fleet.pools[0].shape.kv_precision
+    assert kv(backend="vllm") == "bf16"
+    assert kv(backend="trtllm") == "fp8"
+    assert kv(backend="sglang") == "fp8"
+    assert kv(backend="trtllm", precision="bf16", gemm_quant="bf16", moe_quant="bf16") == "bf16"
+    bf16 = deployment({**BASE, "backend": "vllm"}).fleet.pools[0].shape
+    fp8 = deployment({**BASE, "backend": "trtllm"}).fleet.pools[0].shape
+    assert bf16.kv_bytes_per_element == pytest.approx(2 * fp8.kv_bytes_per_element, rel=1e-3)  # FP8 carries scales
