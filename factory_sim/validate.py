@@ -302,7 +302,7 @@ def deployment(row, stacks: dict[str, SoftwareStack] | None = None) -> Deploymen
             batch = _num(row, f"{prefix}batch_size", float(c)) * shape.dp_attention
             # a decode worker holds at most its batch; clients never wait on an artificial cap
             max_batch = max(int(batch), math.ceil(c / workers)) if role == "decode" else max(int(batch), 1)
-            pools.append(PoolPlan(role, role, shape, workers, max_batch, PREFILL_CHUNK_TOKENS + max_batch))
+            pools.append(PoolPlan(role, role, shape, workers, max_batch, _step_budget(shape, max_batch)))
         config = (f"disagg {pools[0].replicas}x[{pools[0].shape.describe()}] + "
                   f"{pools[1].replicas}x[{pools[1].shape.describe()}]")
     else:
@@ -318,12 +318,20 @@ def deployment(row, stacks: dict[str, SoftwareStack] | None = None) -> Deploymen
         worker_batch = int(worker_batch) * _size(row, "attention_dp_size") if worker_batch else c
         workers = max(1, math.ceil(c / worker_batch))
         max_batch = math.ceil(c / workers)
-        pools = [PoolPlan("aggregated", "aggregated", shape, workers, max_batch,
-                          PREFILL_CHUNK_TOKENS + max_batch)]
+        pools = [PoolPlan("aggregated", "aggregated", shape, workers, max_batch, _step_budget(shape, max_batch))]
         config = f"agg {workers}x[{shape.describe()}]"
     fleet = FleetPlan(str(row.get("id", "row")), tuple(pools), "least_outstanding_tokens")
     config = f"{config} c={c} {row.get('backend', '')} stack={stack.name}" + (f" ({note})" if note else "")
     return Deployment(fleet, int(row["isl"]), int(row["osl"]), c, config)
+
+
+def _step_budget(shape: ReplicaShape, max_batch: int) -> int:
+    """Prompt tokens a step of a measured deployment may carry, on top of the batch's decode
+    tokens. TensorRT-LLM's max_num_tokens holds per attention-DP rank, and so does vLLM's
+    max_num_batched_tokens (each DP rank is an engine); SGLang divides its chunked-prefill
+    size among the DP ranks (server_args `_handle_data_parallelism`), so its ranks share one."""
+    ranks = 1 if shape.stack.framework == "sglang" else shape.dp_attention
+    return PREFILL_CHUNK_TOKENS * ranks + max_batch
 
 
 def spread_lengths(mean_tokens: int, n: int, spread: float, seed: int) -> np.ndarray:
@@ -600,8 +608,7 @@ def _tpot_batch(shape: ReplicaShape, b: Benchmark, limit_s: float, most: int) ->
 
 
 def _pool(role: str, shape: ReplicaShape, replicas: int, max_batch: int) -> PoolPlan:
-    budget = PREFILL_CHUNK_TOKENS * shape.dp_attention + (max_batch if role != "prefill" else 0)
-    return PoolPlan(role, role, shape, replicas, max_batch, budget)
+    return PoolPlan(role, role, shape, replicas, max_batch, _step_budget(shape, max_batch if role != "prefill" else 0))
 
 
 def candidate_plans(b: Benchmark) -> list[tuple[FleetPlan, str]]:

@@ -346,3 +346,16 @@ def test_a_measured_rows_kv_cache_is_its_frameworks():
     bf16 = deployment({**BASE, "backend": "vllm"}).fleet.pools[0].shape
     fp8 = deployment({**BASE, "backend": "trtllm"}).fleet.pools[0].shape
     assert bf16.kv_bytes_per_element == pytest.approx(2 * fp8.kv_bytes_per_element, rel=1e-3)  # FP8 carries scales
+
+
+def test_attention_dp_ranks_schedule_their_own_prompt_tokens_except_under_sglang():
+    """TensorRT-LLM's max_num_tokens (and vLLM's per-engine budget) holds per attention-DP rank;
+    SGLang splits its chunked-prefill size among the ranks."""
+    row = {**BASE, "model": "deepseek_v3", "system": "b200_hgx", "precision": "fp4", "gemm_quant": "nvfp4",
+           "moe_quant": "nvfp4", "tp_size": 1, "attention_dp_size": 8, "moe_tp_size": 1, "moe_ep_size": 8,
+           "concurrency": 64, "batch_size": 8}
+    trt = deployment({**row, "backend": "trtllm"}).fleet.pools[0]
+    sgl = deployment({**row, "backend": "sglang"}).fleet.pools[0]
+    assert trt.shape.dp_attention == sgl.shape.dp_attention == 8
+    assert trt.max_batch_tokens == 8 * validate.PREFILL_CHUNK_TOKENS + 64
+    assert sgl.max_batch_tokens == validate.PREFILL_CHUNK_TOKENS + 64
