@@ -22,10 +22,19 @@ ArrayOrFloat = TypeVar("ArrayOrFloat", np.ndarray, float)
 
 _MLA_FIELDS = ("mla_kv_lora_rank", "mla_rope_dim", "mla_qk_nope_dim", "mla_v_head_dim")
 _MOE_FIELDS = ("moe_intermediate", "n_routed_experts", "top_k")
+_LINEAR_FIELDS = ("linear_key_heads", "linear_value_heads", "linear_key_head_dim", "linear_value_head_dim",
+                  "linear_conv_kernel")
+# Bytes per element of a linear-attention layer's recurrent state: engines keep it in FP32
+# (SGLang's --mamba-ssm-dtype and the Qwen3.5 configs' mamba_ssm_dtype default to "float32");
+# its short-convolution window is kept at the activation width, BF16.
+LINEAR_STATE_BYTES = 4.0
+LINEAR_CONV_STATE_BYTES = 2.0
 
 
 class ModelSpec(BaseModel):
-    """A transformer's shape. Attention is MHA/GQA (head_dim) or MLA (mla_* dims)."""
+    """A transformer's shape. Attention is MHA/GQA (head_dim) or MLA (mla_* dims); a hybrid
+    model replaces the attention of `linear_attention_layers` layers by a gated linear
+    attention (Gated DeltaNet) that holds a fixed-size state per sequence instead of a KV cache."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -57,13 +66,38 @@ class ModelSpec(BaseModel):
     published_total_params_b: float | None = Field(default=None, gt=0)
     published_active_params_b: float | None = Field(default=None, gt=0)
     mtp_layers: int = Field(default=0, ge=0)
+    # full-attention layers whose query projection also yields an output gate of its width
+    attention_output_gate: bool = False
+    linear_attention_layers: int = Field(default=0, ge=0)
+    linear_key_heads: int | None = Field(default=None, gt=0)
+    linear_value_heads: int | None = Field(default=None, gt=0)
+    linear_key_head_dim: int | None = Field(default=None, gt=0)
+    linear_value_head_dim: int | None = Field(default=None, gt=0)
+    linear_conv_kernel: int | None = Field(default=None, gt=0)
 
     @model_validator(mode="after")
     def _consistent(self) -> ModelSpec:
         self._check_attention()
         self._check_ffn()
         self._check_window()
+        self._check_linear()
         return self
+
+    def _check_linear(self) -> None:
+        given = [f for f in _LINEAR_FIELDS if getattr(self, f) is not None]
+        if not self.linear_attention_layers:
+            if given:
+                raise ValueError(f"{', '.join(given)} only apply with linear_attention_layers > 0")
+            return
+        missing = [f for f in _LINEAR_FIELDS if getattr(self, f) is None]
+        if missing:
+            raise ValueError(f"linear_attention_layers needs {', '.join(missing)}")
+        if self.linear_attention_layers >= self.layers:
+            raise ValueError(
+                f"linear_attention_layers ({self.linear_attention_layers}) must leave at least one of the "
+                f"{self.layers} layers with full attention")
+        if self.sliding_window is not None:
+            raise ValueError("a model with linear-attention layers cannot also give sliding_window; give one of them")
 
     def _check_attention(self) -> None:
         mla_given = [f for f in (*_MLA_FIELDS, "mla_q_lora_rank") if getattr(self, f) is not None]
@@ -135,6 +169,11 @@ class ModelSpec(BaseModel):
     def attention_layers_full(self) -> int:
         return self.layers - self.attention_layers_window()
 
+    @property
+    def softmax_attention_layers(self) -> int:
+        """Layers with a KV cache (all of them but the linear-attention ones)."""
+        return self.layers - self.linear_attention_layers
+
     # --- parameter counts ---------------------------------------------------------------
 
     @property
@@ -152,7 +191,27 @@ class ModelSpec(BaseModel):
             return float(q + kv_a + kv_b + o)
         q_width = nh * self.head_dim  # type: ignore[operator]
         kv_width = self.n_kv_heads * self.head_dim  # type: ignore[operator]
-        return float(h * q_width + 2 * h * kv_width + q_width * h)
+        gate = q_width if self.attention_output_gate else 0
+        return float(h * (q_width + gate) + 2 * h * kv_width + q_width * h)
+
+    @property
+    def linear_attention_params_per_layer(self) -> float:
+        """Gated DeltaNet: q, k (key heads), v, z gate (value heads), beta and alpha per value head,
+        the short convolution over q, k, v, and the output projection."""
+        if not self.linear_attention_layers:
+            return 0.0
+        h = self.hidden
+        qk = self.linear_key_heads * self.linear_key_head_dim  # type: ignore[operator]
+        v = self.linear_value_heads * self.linear_value_head_dim  # type: ignore[operator]
+        projections = h * (2 * qk + 2 * v + 2 * self.linear_value_heads)  # type: ignore[operator]
+        conv = (2 * qk + v) * self.linear_conv_kernel  # type: ignore[operator]
+        return float(projections + conv + v * h)
+
+    @property
+    def attention_params(self) -> float:
+        """Token-mixing weights of all layers: full attention and linear attention."""
+        return (self.softmax_attention_layers * self.attention_params_per_layer
+                + self.linear_attention_layers * self.linear_attention_params_per_layer)
 
     @property
     def dense_ffn_params_per_layer(self) -> float:
@@ -193,7 +252,7 @@ class ModelSpec(BaseModel):
         per_moe_layer = self.shared_expert_params_per_layer + self.router_params_per_layer
         head = 0.0 if self.tie_word_embeddings else self.lm_head_params
         return (
-            self.layers * self.attention_params_per_layer
+            self.attention_params
             + self.dense_layers * self.dense_ffn_params_per_layer
             + self.moe_layers * per_moe_layer
             + self.embedding_params
@@ -214,7 +273,7 @@ class ModelSpec(BaseModel):
             + self.router_params_per_layer
         )
         return (
-            self.layers * self.attention_params_per_layer
+            self.attention_params
             + self.dense_layers * self.dense_ffn_params_per_layer
             + self.moe_layers * per_moe_layer
             + self.lm_head_params
@@ -229,8 +288,28 @@ class ModelSpec(BaseModel):
         return 2 * self.n_kv_heads * self.head_dim  # type: ignore[operator]
 
     def kv_bytes_per_token(self, kv_bytes_per_element: float) -> float:
-        """All layers, window layers counted in full; kv_bytes_for_context applies the cap."""
-        return float(self.layers * self.kv_elements_per_token_per_layer * kv_bytes_per_element)
+        """All layers with a KV cache, window layers counted in full; kv_bytes_for_context applies the cap."""
+        return float(self.softmax_attention_layers * self.kv_elements_per_token_per_layer * kv_bytes_per_element)
+
+    @property
+    def linear_state_bytes_per_seq(self) -> float:
+        """The linear-attention layers' state of one sequence, whatever its length: a key x value
+        matrix per value head (FP32) and the convolution's last kernel - 1 inputs (BF16)."""
+        if not self.linear_attention_layers:
+            return 0.0
+        qk = self.linear_key_heads * self.linear_key_head_dim  # type: ignore[operator]
+        recurrent = self.linear_value_heads * self.linear_key_head_dim * self.linear_value_head_dim  # type: ignore[operator]
+        conv = (2 * qk + self.linear_value_heads * self.linear_value_head_dim) * (self.linear_conv_kernel - 1)  # type: ignore[operator]
+        return float(self.linear_attention_layers * (recurrent * LINEAR_STATE_BYTES + conv * LINEAR_CONV_STATE_BYTES))
+
+    @property
+    def linear_attention_flops_per_token(self) -> float:
+        """Gated delta rule per token, all linear layers: decay and rank-1 update of each value
+        head's state, and its read-out (about 6 multiply-adds per state element)."""
+        if not self.linear_attention_layers:
+            return 0.0
+        state = self.linear_value_heads * self.linear_key_head_dim * self.linear_value_head_dim  # type: ignore[operator]
+        return float(self.linear_attention_layers * 2 * 6 * state)
 
     def attended_context(self, context_tokens: ArrayOrFloat) -> ArrayOrFloat:
         """Mean over layers of the tokens a query attends to: window layers see at most the window."""
@@ -256,7 +335,7 @@ class ModelSpec(BaseModel):
             per_layer = 2 * self.n_heads * qk + 2 * self.n_heads * self.mla_v_head_dim  # type: ignore[operator]
         else:
             per_layer = 4 * self.n_heads * self.head_dim  # type: ignore[operator]
-        return float(per_layer * self.layers)
+        return float(per_layer * self.softmax_attention_layers)
 
     @property
     def attn_flops_per_token_per_ctx_decode(self) -> float:
@@ -265,7 +344,7 @@ class ModelSpec(BaseModel):
             return self.attn_flops_per_token_per_ctx_prefill
         latent = self.mla_kv_lora_rank + self.mla_rope_dim  # type: ignore[operator]
         per_layer = 2 * self.n_heads * latent + 2 * self.n_heads * self.mla_kv_lora_rank  # type: ignore[operator]
-        return float(per_layer * self.layers)
+        return float(per_layer * self.softmax_attention_layers)
 
 
 @functools.cache
@@ -300,6 +379,8 @@ def models_table() -> pd.DataFrame:
             "active_params_b": m.active_params_per_token / 1e9,
             "kv_bytes_per_token_fp8": m.kv_bytes_per_token(1.0),
             "kv_bytes_per_token_bf16": m.kv_bytes_per_token(2.0),
+            # linear-attention state a sequence holds whatever its length (hybrid models)
+            "state_mb_per_seq": m.linear_state_bytes_per_seq / 1e6,
         }
         for m in list_models()
     ]

@@ -59,6 +59,7 @@ MODEL_ALIASES = {
     # NVIDIA's NVFP4 quantization of Qwen/Qwen3-32B (https://huggingface.co/nvidia/Qwen3-32B-NVFP4): same architecture
     "nvidia/Qwen3-32B-NVFP4": "qwen3_32b",
     "MiniMaxAI/MiniMax-M2.5": "minimax_m2_5",
+    "Qwen/Qwen3.5-397B-A17B": "qwen3_5_397b_a17b",
 }
 
 # Weight formats of the measured deployments' quantization modes. 'int4_wo' is INT4
@@ -589,7 +590,7 @@ def _replica_shapes(b: Benchmark, gpus: int, mtp: bool) -> list[ReplicaShape]:
 def _kv_batch(shape: ReplicaShape, context_tokens: int) -> int:
     """Sequences of this full context the replica's KV cache holds, within the batch limit."""
     mem = plan_memory(shape)
-    fits = int(mem.kv_capacity_bytes // (mem.kv_bytes_per_token * context_tokens))
+    fits = mem.sequences_fitting(context_tokens)
     return max(0, min(fits, MAX_BATCH_PER_RANK * shape.dp_attention))
 
 

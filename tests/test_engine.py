@@ -166,3 +166,17 @@ def test_the_frontend_delays_requests_without_occupying_the_gpus():
         np.testing.assert_allclose(getattr(fronted, column), getattr(bare, column) + 0.05, rtol=0, atol=1e-9)
     assert steps[0] == steps[1]
     _check_causal_and_complete(fronted)
+
+
+def test_a_hybrid_replica_admits_no_more_sequences_than_kv_and_state_hold():
+    """Qwen3.5's Gated DeltaNet layers hold 192 MB of state per sequence: the replica admits a
+    request only while its KV and state fit, so no more run at once than the budget holds."""
+    from factory_sim.perf.memory import plan_memory
+    sh = shape("h200_sxm", "qwen3_5_397b_a17b", "fp8", tp=8, ep=8)
+    fits = plan_memory(sh).sequences_fitting(1024 + 64)
+    n = fits + 200
+    tr = simulate(aggregated_fleet(sh, max_batch=4096, max_batch_tokens=65536), np.full(n, 1024), np.full(n, 64),
+                  arrival_s=np.zeros(n)).trace
+    assert tr.done.all()
+    running = [int(((tr.prefill_start_s <= t) & (tr.finish_s > t)).sum()) for t in np.unique(tr.prefill_start_s)]
+    assert max(running) == fits

@@ -25,6 +25,7 @@ CATALOG = [
     "minimax_m2_5",
     "qwen3_235b_a22b",
     "qwen3_32b",
+    "qwen3_5_397b_a17b",
 ]
 
 # Published "active" figures for dense models equal the total, so they count the input
@@ -117,6 +118,27 @@ def test_minimax_m2_5_counts():
     assert m.kv_bytes_per_token(2.0) * 1e6 / 2**30 == pytest.approx(240, rel=0.02)
 
 
+def test_qwen3_5_counts_its_linear_attention_layers_apart():
+    """45 Gated DeltaNet layers hold a fixed state per sequence; only the 15 gated-attention
+    layers hold KV."""
+    m = load_model("qwen3_5_397b_a17b")
+    assert (m.softmax_attention_layers, m.linear_attention_layers, m.moe_layers) == (15, 45, 60)
+    gated = 4096 * 2 * 32 * 256 + 2 * 4096 * 2 * 256 + 32 * 256 * 4096  # q and its gate, k, v, o
+    assert m.attention_params_per_layer == gated
+    qk, v = 16 * 128, 64 * 128
+    linear = 4096 * (2 * qk + 2 * v + 2 * 64) + (2 * qk + v) * 4 + v * 4096
+    assert m.linear_attention_params_per_layer == linear
+    assert m.attention_params == 15 * gated + 45 * linear
+    assert m.kv_bytes_per_token(1.0) == 15 * 2 * 2 * 256
+    # FP32 recurrent state (64 value heads of 128 x 128) and BF16 convolution window (kernel 4)
+    assert m.linear_state_bytes_per_seq == 45 * (64 * 128 * 128 * 4 + (2 * qk + v) * 3 * 2)
+    assert m.linear_state_bytes_per_seq == pytest.approx(192.06e6, rel=1e-4)
+    # attention math only in the full-attention layers
+    assert m.attn_flops_per_token_per_ctx_prefill == 4 * 32 * 256 * 15
+    dense = load_model("qwen3_235b_a22b")
+    assert dense.linear_state_bytes_per_seq == 0.0 and dense.linear_attention_params_per_layer == 0.0
+
+
 def test_gpt_oss_window_caps_kv():
     m = load_model("gpt_oss_120b")
     assert (m.attention_layers_full(), m.attention_layers_window()) == (18, 18)
@@ -206,6 +228,10 @@ def test_tied_embeddings_count_once(tmp_path: Path):
         ("gpt_oss_120b", {"sliding_window_layer_fraction": 0.3}, "whole number of layers"),
         ("llama3_1_70b", {"hidden": -8192}, "model.hidden"),
         ("llama3_1_70b", {"n_layers": 80}, "model.n_layers"),
+        ("qwen3_5_397b_a17b", {"linear_conv_kernel": None}, "needs linear_conv_kernel"),
+        ("qwen3_5_397b_a17b", {"linear_attention_layers": 60}, "at least one of the 60 layers"),
+        ("qwen3_5_397b_a17b", {"linear_attention_layers": 0}, "only apply with linear_attention_layers"),
+        ("qwen3_5_397b_a17b", {"sliding_window": 128, "sliding_window_layer_fraction": 0.25}, "give one of them"),
     ],
 )
 def test_inconsistent_architecture_is_a_config_error(tmp_path: Path, base: str, change: dict, needle: str):
@@ -224,3 +250,5 @@ def test_models_table():
     assert table.loc["llama3_1_70b", "kv_bytes_per_token_bf16"] == 327_680
     assert table.loc["deepseek_r1", "experts"] == 256 and table.loc["deepseek_r1", "top_k"] == 8
     assert table.loc["deepseek_r1", "total_params_b"] == pytest.approx(671, rel=0.02)
+    assert table.loc["deepseek_r1", "state_mb_per_seq"] == 0.0
+    assert table.loc["qwen3_5_397b_a17b", "state_mb_per_seq"] == pytest.approx(192.06, rel=1e-4)

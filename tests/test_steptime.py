@@ -293,3 +293,34 @@ def test_prefill_attention_runs_at_its_own_efficiency_and_decode_attention_at_th
     # the event loop's scalar path prices a mixed step the same way
     args = (2048.0, float(prefill_attention_pairs(base, 2048, 4096)), 1.0, 64.0, 64 * 8000.0)
     assert two.batch_s(*args) == pytest.approx(float(two.breakdown(*args).total_s), rel=1e-12)
+
+
+def test_linear_attention_reads_and_writes_a_fixed_state_per_sequence():
+    """A hybrid model's Gated DeltaNet layers cost each sequence of a decode step one read and
+    one write of its state (split over TP), whatever its context; a model without them pays none."""
+    sh = shape("h200_sxm", "qwen3_5_397b_a17b", "fp8", tp=8, ep=8)
+    m = StepTimeModel(sh)
+    n = 32.0
+    state = sh.model.linear_state_bytes_per_seq
+    per_step = n * 2.0 * state / 8 / (sh.hardware.hbm_bw_bytes_per_s * sh.stack.hbm_efficiency)
+    short, long = (float(m.breakdown(decode_seqs=n, decode_ctx_tokens=n * ctx).linear_attention_s)
+                   for ctx in (1_000.0, 100_000.0))
+    assert short == long == pytest.approx(per_step, rel=1e-12)
+    # the event loop's scalar path adds the same term
+    assert m.batch_s(0.0, 0.0, 0.0, n, n * 1000.0) == pytest.approx(
+        float(m.breakdown(decode_seqs=n, decode_ctx_tokens=n * 1000.0).total_s), rel=1e-12)
+    plain = StepTimeModel(shape("h200_sxm", "qwen3_235b_a22b", "fp8", tp=8, ep=8))
+    assert float(plain.breakdown(decode_seqs=n, decode_ctx_tokens=n * 1000.0).linear_attention_s) == 0.0
+
+
+def test_a_hybrid_models_kv_budget_holds_its_state_per_sequence():
+    sh = shape("h200_sxm", "qwen3_5_397b_a17b", "fp8", tp=8, ep=8)
+    mem = plan_memory(sh)
+    assert mem.state_bytes_per_seq == sh.model.linear_state_bytes_per_seq
+    ctx = 2048.0
+    assert mem.sequences_fitting(ctx) == int(mem.kv_capacity_bytes // (mem.kv_bytes_per_token * ctx
+                                                                        + mem.state_bytes_per_seq))
+    # at 2k tokens the state (192 MB) outweighs a copy of the KV (15 layers x 2 heads x 256 x 2 x
+    # 1 byte x 2k = 31 MB; TP8 holds 4 copies of the 2 KV heads), and is never copied
+    assert sh.kv_replication == 4.0
+    assert mem.state_bytes_per_seq > 5 * float(replica_kv_bytes(sh, ctx)) / sh.kv_replication

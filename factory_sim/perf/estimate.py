@@ -27,7 +27,8 @@ def decode_tokens_per_s(pool, mean_input_tokens: float, mean_output_tokens: floa
     st = StepTimeModel(pool.shape)
     mem = plan_memory(pool.shape)
     ctx = mean_input_tokens + mean_output_tokens / 2.0
-    fits = mem.kv_capacity_bytes / (mem.kv_bytes_per_token * (mean_input_tokens + mean_output_tokens))
+    fits = mem.kv_capacity_bytes / (mem.kv_bytes_per_token * (mean_input_tokens + mean_output_tokens)
+                                    + mem.state_bytes_per_seq)
     batch = float(max(1.0, min(pool.max_batch, np.floor(fits))))
     dt = st.decode_token_s(batch, batch * float(effective_context(pool.shape, ctx)))
     return pool.replicas * batch / dt

@@ -29,6 +29,8 @@ class MemoryPlan:
     kv_bytes_per_gpu: float
     kv_capacity_bytes: float  # whole replica, all copies included
     kv_bytes_per_token: float  # whole replica, all copies included, at full attention
+    # linear-attention state of one sequence, whole replica, whatever its length (0: none)
+    state_bytes_per_seq: float = 0.0
 
     @property
     def weight_bytes_per_gpu(self) -> float:
@@ -44,6 +46,10 @@ class MemoryPlan:
         """Concurrent full-attention tokens the replica's KV cache holds."""
         return int(self.kv_capacity_bytes // self.kv_bytes_per_token)
 
+    def sequences_fitting(self, context_tokens: float) -> int:
+        """Sequences of this context the KV budget holds, linear-attention state included."""
+        return int(self.kv_capacity_bytes // (self.kv_bytes_per_token * context_tokens + self.state_bytes_per_seq))
+
 
 def plan_memory(shape: ReplicaShape) -> MemoryPlan:
     """Weights and KV per GPU; raises ConfigError if the weights leave no room for KV."""
@@ -52,7 +58,11 @@ def plan_memory(shape: ReplicaShape) -> MemoryPlan:
     dense_layers_per_stage = min(m.dense_layers, layers_per_stage)
     moe_layers_per_stage = min(m.moe_layers, layers_per_stage)
 
-    attention = m.attention_params_per_layer * layers_per_stage / shape.tp * shape.attention_bytes_per_element
+    # a hybrid model's linear-attention layers are spread evenly over the stages (3 of every 4)
+    linear_share = m.linear_attention_layers / m.layers
+    attention = (m.attention_params_per_layer * layers_per_stage * (1.0 - linear_share)
+                 + m.linear_attention_params_per_layer * layers_per_stage * linear_share
+                 ) / shape.tp * shape.attention_bytes_per_element
     # Dense FFN, shared experts and router are split over all GPUs of a stage.
     dense_ffn = (
         (m.dense_ffn_params_per_layer * dense_layers_per_stage)
@@ -90,11 +100,19 @@ def plan_memory(shape: ReplicaShape) -> MemoryPlan:
         kv_bytes_per_gpu=float(kv_per_gpu),
         kv_capacity_bytes=float(kv_per_gpu * shape.gpus),
         kv_bytes_per_token=kv_per_token,
+        state_bytes_per_seq=replica_state_bytes(shape),
     )
     return plan
 
 
+def replica_state_bytes(shape: ReplicaShape) -> float:
+    """Linear-attention state one sequence holds across the replica: split over the TP ranks
+    by head, never copied, and the same at any context length."""
+    return shape.model.linear_state_bytes_per_seq
+
+
 def replica_kv_bytes(shape: ReplicaShape, context_tokens) -> np.ndarray:
-    """KV bytes a sequence of this context occupies across the replica (copies included)."""
+    """KV bytes a sequence of this context occupies across the replica (copies included);
+    a hybrid model's sequences hold replica_state_bytes on top."""
     per_copy = shape.model.kv_bytes_for_context(np.asarray(context_tokens, dtype=float), shape.kv_bytes_per_element)
     return per_copy * shape.kv_replication

@@ -35,6 +35,7 @@ class StepBreakdown:
     experts_s: np.ndarray
     lm_head_s: np.ndarray
     activations_s: np.ndarray
+    linear_attention_s: np.ndarray
     attention_core_s: np.ndarray
     communication_s: np.ndarray
     overhead_s: np.ndarray
@@ -124,7 +125,7 @@ class StepTimeModel:
             return hw.dense_flops_per_s(cp) * st.gemm_peak_fraction(cp)
 
         # Per GPU of a stage, summed over all layers (a step's latency crosses every stage).
-        attn_params = m.attention_params_per_layer * m.layers / shape.tp
+        attn_params = m.attention_params / shape.tp
         dense_params = (m.dense_ffn_params_per_layer * m.dense_layers
                         + m.shared_expert_params_per_layer * m.moe_layers) / sg
         head_params = m.lm_head_params / shape.tp
@@ -159,6 +160,11 @@ class StepTimeModel:
         # whole hidden vector of each token of its attention-DP group)
         self._activation_bytes = st.activation_passes * m.hidden * ACTIVATION_BYTES * m.layers
         self._window = _window(shape)
+        # Linear-attention layers (a hybrid model's Gated DeltaNet): each sequence in a step reads
+        # and writes its state once and every token updates it, per GPU of its DP group (the
+        # heads are split over the TP ranks)
+        self._state_bytes = 2.0 * m.linear_state_bytes_per_seq / shape.tp
+        self._state_flops = m.linear_attention_flops_per_token / shape.tp
         # (ops, tokens, logits) -> _batch_terms: the event loop prices the same batch sizes again and again
         self._terms: dict[tuple, tuple[float, float, float]] = {}
         # the same terms keyed without `ops`: batch_s's (tokens, logits) and decode_elapsed_s's sequences
@@ -237,13 +243,18 @@ class StepTimeModel:
         flops, weights, peak = self._head
         lm_head = self._gemm_time(ops, flops * logits, weights, logits / self._dp, peak)
         activations = tokens / self._dp * self._activation_bytes / self._hbm_bw
+        if self._state_bytes:
+            linear_attention = ops.maximum(logits / self._dp * self._state_bytes / self._hbm_bw,
+                                           tokens / self._dp * self._state_flops / self._attn_core_flops)
+        else:
+            linear_attention = 0.0 * tokens
         attention_core = self._attention_core(ops, pairs, d_ctx)
         busy = tokens > 0
         comm = busy * (self._comm_per_token * tokens + self._comm_fixed) * self._comm_share
         overhead = busy * self._overhead
         if self._seq_overhead:  # per sequence (logit row) of the step
             overhead = overhead + self._seq_overhead * logits
-        return attn_linear, dense_ffn, experts, lm_head, activations, attention_core, comm, overhead
+        return attn_linear, dense_ffn, experts, lm_head, activations, linear_attention, attention_core, comm, overhead
 
     def _attention_core(self, ops, pairs, d_ctx, queries_per_seq: float = 1.0):
         """Attention math: the only term that depends on context, not just on the batch's size.
@@ -262,10 +273,10 @@ class StepTimeModel:
         key = (ops, tokens, logits)
         terms = self._terms.get(key)
         if terms is None:
-            attn_linear, dense_ffn, experts, lm_head, activations, _, comm, overhead = self._price(
+            attn_linear, dense_ffn, experts, lm_head, activations, linear_attention, _, comm, overhead = self._price(
                 ops, tokens, 0.0, logits, 0.0, 0.0)
-            terms = self._terms[key] = (float(attn_linear + dense_ffn + experts + lm_head + activations), float(comm),
-                                        float(overhead))
+            terms = self._terms[key] = (float(attn_linear + dense_ffn + experts + lm_head + activations
+                                              + linear_attention), float(comm), float(overhead))
         return terms
 
     # -- the model ---------------------------------------------------------------------

@@ -13,7 +13,7 @@ import numpy as np
 import simpy
 
 from factory_sim.hardware import HardwareProfile
-from factory_sim.perf.memory import MemoryPlan, plan_memory, replica_kv_bytes
+from factory_sim.perf.memory import MemoryPlan, plan_memory, replica_kv_bytes, replica_state_bytes
 from factory_sim.perf.replica import ReplicaShape
 from factory_sim.perf.steptime import StepTimeModel
 from factory_sim.sim.autoscaler import AutoscalePlan, Autoscaler, ScaleLog
@@ -175,7 +175,7 @@ class _Engine:
             memory: MemoryPlan = plan_memory(pool.shape)
             step_model = StepTimeModel(pool.shape)
             held = trace.input_tokens if pool.role == PREFILL else trace.input_tokens + trace.output_tokens
-            kv_need = replica_kv_bytes(pool.shape, held)
+            kv_need = replica_kv_bytes(pool.shape, held) + replica_state_bytes(pool.shape)
             self._fits[pool.role].append((pool_index, kv_need <= memory.kv_capacity_bytes))
             self._pool_replicas.append([])
             kv_need_list = kv_need.tolist()
@@ -225,7 +225,7 @@ class _Engine:
         self._all_fit = {role: all(ok.all() for _, ok in fits) for role, fits in self._fits.items()}
         # one copy of each request's prompt KV (what a transfer moves), per prefill pool
         self._kv_copy_bytes = {
-            i: replica_kv_bytes(p.shape, trace.input_tokens + 1) / p.shape.kv_replication
+            i: replica_kv_bytes(p.shape, trace.input_tokens + 1) / p.shape.kv_replication + replica_state_bytes(p.shape)
             for i, p in enumerate(fleet.pools) if p.role == PREFILL
         }
         self._link_cache: dict[tuple[int, int], tuple[float, float]] = {}
