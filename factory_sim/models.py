@@ -22,6 +22,7 @@ ArrayOrFloat = TypeVar("ArrayOrFloat", np.ndarray, float)
 
 _MLA_FIELDS = ("mla_kv_lora_rank", "mla_rope_dim", "mla_qk_nope_dim", "mla_v_head_dim")
 _MOE_FIELDS = ("moe_intermediate", "n_routed_experts", "top_k")
+_SPARSE_FIELDS = ("sparse_attention_topk", "indexer_heads", "indexer_head_dim")
 _LINEAR_FIELDS = ("linear_key_heads", "linear_value_heads", "linear_key_head_dim", "linear_value_head_dim",
                   "linear_conv_kernel")
 # Bytes per element of a linear-attention layer's recurrent state: engines keep it in FP32
@@ -74,6 +75,12 @@ class ModelSpec(BaseModel):
     linear_key_head_dim: int | None = Field(default=None, gt=0)
     linear_value_head_dim: int | None = Field(default=None, gt=0)
     linear_conv_kernel: int | None = Field(default=None, gt=0)
+    # Sparse attention (DeepSeek Sparse Attention, as in DeepSeek-V3.2 and GLM-5): a light
+    # indexer scores every cached token for each query and the attention reads only the
+    # `sparse_attention_topk` best; every token's indexer key is cached beside its KV.
+    sparse_attention_topk: int | None = Field(default=None, gt=0)
+    indexer_heads: int | None = Field(default=None, gt=0)
+    indexer_head_dim: int | None = Field(default=None, gt=0)
 
     @model_validator(mode="after")
     def _consistent(self) -> ModelSpec:
@@ -81,7 +88,18 @@ class ModelSpec(BaseModel):
         self._check_ffn()
         self._check_window()
         self._check_linear()
+        self._check_sparse()
         return self
+
+    def _check_sparse(self) -> None:
+        given = [f for f in _SPARSE_FIELDS if getattr(self, f) is not None]
+        if not given:
+            return
+        missing = [f for f in _SPARSE_FIELDS if getattr(self, f) is None]
+        if missing:
+            raise ValueError(f"sparse attention needs {', '.join(missing)} too")
+        if self.sliding_window is not None or self.linear_attention_layers:
+            raise ValueError("sparse attention cannot be combined with sliding_window or linear_attention_layers")
 
     def _check_linear(self) -> None:
         given = [f for f in _LINEAR_FIELDS if getattr(self, f) is not None]
@@ -188,11 +206,28 @@ class ModelSpec(BaseModel):
             kv_a = h * (self.mla_kv_lora_rank + self.mla_rope_dim)  # type: ignore[operator]
             kv_b = self.mla_kv_lora_rank * nh * (self.mla_qk_nope_dim + self.mla_v_head_dim)  # type: ignore[operator]
             o = nh * self.mla_v_head_dim * h  # type: ignore[operator]
-            return float(q + kv_a + kv_b + o)
+            return float(q + kv_a + kv_b + o) + self.indexer_params_per_layer
         q_width = nh * self.head_dim  # type: ignore[operator]
         kv_width = self.n_kv_heads * self.head_dim  # type: ignore[operator]
         gate = q_width if self.attention_output_gate else 0
-        return float(h * (q_width + gate) + 2 * h * kv_width + q_width * h)
+        return float(h * (q_width + gate) + 2 * h * kv_width + q_width * h) + self.indexer_params_per_layer
+
+    @property
+    def indexer_params_per_layer(self) -> float:
+        """Sparse attention's indexer: its queries (from the query latent where there is one),
+        one shared key and a weight per head."""
+        if self.sparse_attention_topk is None:
+            return 0.0
+        width = self.indexer_heads * self.indexer_head_dim  # type: ignore[operator]
+        q_in = self.mla_q_lora_rank or self.hidden
+        return float(q_in * width + self.hidden * self.indexer_head_dim + self.hidden * self.indexer_heads)  # type: ignore[operator]
+
+    @property
+    def indexer_flops_per_key(self) -> float:
+        """Indexer score of one query against one cached token, all layers (2 FLOPs per multiply-add)."""
+        if self.sparse_attention_topk is None:
+            return 0.0
+        return float(2 * self.indexer_heads * self.indexer_head_dim * self.softmax_attention_layers)  # type: ignore[operator]
 
     @property
     def linear_attention_params_per_layer(self) -> float:
@@ -283,9 +318,11 @@ class ModelSpec(BaseModel):
 
     @property
     def kv_elements_per_token_per_layer(self) -> int:
+        """Cached elements per token per layer (a sparse model's indexer key included)."""
+        indexer = self.indexer_head_dim or 0
         if self.attention == "mla":
-            return self.mla_kv_lora_rank + self.mla_rope_dim  # type: ignore[operator]
-        return 2 * self.n_kv_heads * self.head_dim  # type: ignore[operator]
+            return self.mla_kv_lora_rank + self.mla_rope_dim + indexer  # type: ignore[operator]
+        return 2 * self.n_kv_heads * self.head_dim + indexer  # type: ignore[operator]
 
     def kv_bytes_per_token(self, kv_bytes_per_element: float) -> float:
         """All layers with a KV cache, window layers counted in full; kv_bytes_for_context applies the cap."""

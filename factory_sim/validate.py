@@ -60,6 +60,7 @@ MODEL_ALIASES = {
     "nvidia/Qwen3-32B-NVFP4": "qwen3_32b",
     "MiniMaxAI/MiniMax-M2.5": "minimax_m2_5",
     "Qwen/Qwen3.5-397B-A17B": "qwen3_5_397b_a17b",
+    "zhipuai/GLM-5": "glm_5",
 }
 
 # Weight formats of the measured deployments' quantization modes. 'int4_wo' is INT4

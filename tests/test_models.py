@@ -14,6 +14,7 @@ from factory_sim.models import list_models, load_model, models_table
 
 CATALOG = [
     "deepseek_r1",
+    "glm_5",
     "gpt_oss_120b",
     "kimi_k2",
     "llama2_70b",
@@ -139,6 +140,20 @@ def test_qwen3_5_counts_its_linear_attention_layers_apart():
     assert dense.linear_state_bytes_per_seq == 0.0 and dense.linear_attention_params_per_layer == 0.0
 
 
+def test_glm_5_caches_its_indexer_key_beside_the_latent():
+    """DeepSeek Sparse Attention caches one indexer key (128 elements) per token per layer on top
+    of MLA's 576, and its indexer weights count as attention weights."""
+    m = load_model("glm_5")
+    assert m.kv_elements_per_token_per_layer == 512 + 64 + 128
+    indexer = 2048 * 32 * 128 + 6144 * 128 + 6144 * 32  # queries from the q latent, one key, head weights
+    assert m.indexer_params_per_layer == indexer
+    assert m.total_params == pytest.approx(744e9, rel=0.002)
+    # the indexer scores a key at 2 x 32 x 128 FLOPs per layer, 1/17 of absorbed MLA decode's
+    assert m.indexer_flops_per_key == 2 * 32 * 128 * 78
+    assert m.indexer_flops_per_key / m.attn_flops_per_token_per_ctx_decode == pytest.approx(8192 / 139264)
+    assert load_model("deepseek_r1").indexer_params_per_layer == 0.0
+
+
 def test_gpt_oss_window_caps_kv():
     m = load_model("gpt_oss_120b")
     assert (m.attention_layers_full(), m.attention_layers_window()) == (18, 18)
@@ -232,6 +247,8 @@ def test_tied_embeddings_count_once(tmp_path: Path):
         ("qwen3_5_397b_a17b", {"linear_attention_layers": 60}, "at least one of the 60 layers"),
         ("qwen3_5_397b_a17b", {"linear_attention_layers": 0}, "only apply with linear_attention_layers"),
         ("qwen3_5_397b_a17b", {"sliding_window": 128, "sliding_window_layer_fraction": 0.25}, "give one of them"),
+        ("glm_5", {"indexer_heads": None}, "sparse attention needs indexer_heads"),
+        ("glm_5", {"sliding_window": 128, "sliding_window_layer_fraction": 0.5}, "cannot be combined"),
     ],
 )
 def test_inconsistent_architecture_is_a_config_error(tmp_path: Path, base: str, change: dict, needle: str):

@@ -136,6 +136,25 @@ def test_sliding_window_caps_context():
     assert float(prefill_attention_pairs(sh, 300, 200)) == pytest.approx(0.5 * full + 0.5 * windowed)
 
 
+def test_sparse_attention_reads_its_top_k_keys_and_indexes_them_all():
+    """GLM-5's DSA: a query attends at most 2,048 keys, and the indexer scores every key at 1/17
+    of a key's absorbed-MLA decode price (1/8 of its per-head prefill price)."""
+    sh = shape("b200_hgx", "glm_5", "fp8", tp=8)
+    rho_decode, rho_prefill = 8192 / 139264, 8192 / 65536
+    assert float(effective_context(sh, 1000)) == pytest.approx(1000 + rho_decode * 1000)
+    assert float(effective_context(sh, 64_000)) == pytest.approx(2048 + rho_decode * 64_000)
+    full = 3000 * 1000 + 3000 * 3001 / 2
+    capped = sum(min(q, 2048) for q in range(1001, 4001))
+    assert float(prefill_attention_pairs(sh, 3000, 1000)) == pytest.approx(capped + rho_prefill * full)
+    # a long context's decode attention costs a small share of what dense MLA's would
+    m = StepTimeModel(sh)
+    dense = StepTimeModel(shape("b200_hgx", "deepseek_r1", "fp8", tp=8))
+    sparse_core = float(m.breakdown(decode_seqs=8.0, decode_ctx_tokens=8 * float(effective_context(sh, 64_000)))
+                        .attention_core_s)
+    dense_core = float(dense.breakdown(decode_seqs=8.0, decode_ctx_tokens=8 * 64_000.0).attention_core_s)
+    assert sparse_core < 0.25 * dense_core
+
+
 def test_wide_ep_beyond_the_nvlink_domain_pays_the_nic():
     inside = StepTimeModel(shape("h200_sxm", "deepseek_r1", "fp8", tp=1, dp_attention=8, ep=8))
     across = StepTimeModel(shape("h200_sxm", "deepseek_r1", "fp8", tp=1, dp_attention=16, ep=16))

@@ -37,7 +37,7 @@ def test_one_client_matches_the_step_time_model_exactly(monkeypatch):
 def test_rows_that_cannot_be_scored_say_why():
     rows = pd.DataFrame([
         BASE,
-        {**BASE, "id": "r2", "model": "zhipuai/GLM-5"},
+        {**BASE, "id": "r2", "model": "acme/Unreleased-2T"},
         {**BASE, "id": "r3", "mode": "disagg"},
         {**BASE, "id": "r4", "system": "tpu_v9"},
         {**BASE, "id": "r5", "model": "llama3_1_405b"},
@@ -46,7 +46,7 @@ def test_rows_that_cannot_be_scored_say_why():
     ])
     res = validate_points(rows, jobs=1)
     reasons = res.set_index("id")["skipped"]
-    assert reasons["r2"] == "model 'zhipuai/GLM-5' is not in the catalog"
+    assert reasons["r2"] == "model 'acme/Unreleased-2T' is not in the catalog"
     assert "worker counts" in reasons["r3"]
     assert "no hardware profile" in reasons["r4"]
     assert "does not fit" in reasons["r5"]
@@ -215,6 +215,7 @@ NEW_MODEL_ROWS = [
     ("nvidia/DeepSeek-V3.1-NVFP4", "deepseek_r1", {"system": "b200_hgx", "precision": "fp4", "gemm_quant": "nvfp4",
                                                    "moe_quant": "nvfp4", "tp_size": 8, "moe_ep_size": 8}),
     ("Qwen/Qwen3.5-397B-A17B", "qwen3_5_397b_a17b", {"system": "h200_sxm", "tp_size": 8, "moe_ep_size": 8}),
+    ("zhipuai/GLM-5", "glm_5", {"system": "h200_sxm", "tp_size": 8, "moe_tp_size": 8, "moe_ep_size": 1}),
 ]
 
 
@@ -232,7 +233,7 @@ def test_no_builtin_row_of_the_new_models_is_left_out_of_the_catalog():
     itself (no precision or concurrency given, a quantization not modelled, missing workers)."""
     points = load_points(None)
     points = points[points["model"].isin([m for m, _, _ in NEW_MODEL_ROWS])]
-    assert len(points) == 341 + 247 + 156 + 4 + 2 + 228
+    assert len(points) == 341 + 247 + 156 + 4 + 2 + 228 + 70
     reasons = []
     for row in points.to_dict("records"):
         try:
@@ -258,7 +259,7 @@ def test_int4_weight_only_rows_run_int4_experts_with_bf16_math_and_bf16_attentio
 
 def test_a_report_with_every_row_skipped_says_so():
     from factory_sim.validate import format_report
-    res = validate_points(pd.DataFrame([{**BASE, "id": "r1", "model": "zhipuai/GLM-5"}]), jobs=1)
+    res = validate_points(pd.DataFrame([{**BASE, "id": "r1", "model": "acme/Unreleased-2T"}]), jobs=1)
     text = format_report(res)
     assert "scored: 0" in text and "not in the catalog" in text
 

@@ -42,15 +42,42 @@ class StepBreakdown:
     total_s: np.ndarray = field(repr=False)
 
 
-def effective_context(shape: ReplicaShape, context_tokens) -> np.ndarray:
-    """Context per sequence averaged over layers: sliding-window layers see at most the window."""
-    ctx = np.asarray(context_tokens, dtype=float)
+def _context_weights(shape: ReplicaShape, prefill: bool) -> tuple[float, float, float]:
+    """(a, b, w): a query's attention costs a x its context + b x min(context, w) keys at the
+    model's per-key price, averaged over layers.
+
+    Sliding-window layers (a share f) see at most the window: a = 1 - f, b = f. Sparse
+    attention reads at most its top-k keys, and its indexer scores every key at a fraction
+    of a key's attention price (FLOPs: the indexer's heads x dim against the attention's,
+    absorbed MLA in decode, per-head in prefill): a = that fraction, b = 1.
+    Otherwise a = 1, b = 0.
+    """
     m = shape.model
+    if m.sparse_attention_topk is not None:
+        per_key = m.attn_flops_per_token_per_ctx_prefill if prefill else m.attn_flops_per_token_per_ctx_decode
+        return m.indexer_flops_per_key / per_key, 1.0, float(m.sparse_attention_topk)
     window_layers = m.attention_layers_window()
     if not window_layers:
-        return ctx
+        return 1.0, 0.0, 0.0
     f_window = window_layers / m.layers
-    return (1.0 - f_window) * ctx + f_window * np.minimum(ctx, m.sliding_window)
+    return 1.0 - f_window, f_window, float(m.sliding_window)
+
+
+def attention_is_capped(shape: ReplicaShape) -> bool:
+    """Whether a sequence's attention cost stops growing linearly with its context (sliding
+    window or sparse attention): the event loop then prices each sequence's context apart."""
+    return bool(_context_weights(shape, prefill=False)[1])
+
+
+def effective_context(shape: ReplicaShape, context_tokens) -> np.ndarray:
+    """Context per sequence averaged over layers, in keys at the per-key price of attention:
+    sliding-window layers see at most the window; sparse attention reads at most its top-k
+    keys plus its indexer's pass over all of them."""
+    ctx = np.asarray(context_tokens, dtype=float)
+    a, b, w = _context_weights(shape, prefill=False)
+    if not b:
+        return ctx
+    return a * ctx + b * np.minimum(ctx, w)
 
 
 def prefill_attention_pairs(shape: ReplicaShape, chunk_tokens, prior_tokens) -> np.ndarray:
@@ -64,23 +91,21 @@ def prefill_attention_pairs(shape: ReplicaShape, chunk_tokens, prior_tokens) -> 
     return _causal_pairs(_ArrayOps, c, p, *_window(shape))
 
 
-def _window(shape: ReplicaShape) -> tuple[float, float]:
-    """(share of layers with a sliding window, window tokens); (0, 0) without one."""
-    m = shape.model
-    window_layers = m.attention_layers_window()
-    return (window_layers / m.layers, float(m.sliding_window)) if window_layers else (0.0, 0.0)
+def _window(shape: ReplicaShape) -> tuple[float, float, float]:
+    """Prefill's (a, b, w) of _context_weights; (1, 0, 0) when every key is attended."""
+    return _context_weights(shape, prefill=True)
 
 
-def _causal_pairs(ops, c, p, f_window: float, w: float):
+def _causal_pairs(ops, c, p, a: float, b: float, w: float):
     full = c * p + c * (c + 1.0) / 2.0
-    if not f_window:
+    if not b:
         return full
     # sum over q = p+1 .. p+c of min(q, w)
     below_end = ops.maximum(ops.minimum(p + c, w), p)  # last q counted in full below the window
     n_below = below_end - p
     below = n_below * (p + 1.0 + below_end) / 2.0
     windowed = below + (c - n_below) * w
-    return (1.0 - f_window) * full + f_window * windowed
+    return a * full + b * windowed
 
 
 class _ArrayOps:
@@ -171,7 +196,7 @@ class StepTimeModel:
         self._scalar_terms: dict[tuple[float, float], tuple[float, float, float]] = {}
         self._decode_terms: dict[int, tuple[float, float, float]] = {}
         self._mtp_drafts = shape.mtp_draft_tokens
-        self.windowed = bool(self._window[0])  # sliding-window layers change the prefill pair count
+        self.windowed = bool(self._window[1])  # a window or sparse attention changes the prefill pair count
 
     # -- helpers -----------------------------------------------------------------------
     def _gemm_time(self, ops, flops, weight_bytes, rows, peak_flops):

@@ -38,7 +38,7 @@ import simpy
 
 from factory_sim.perf.memory import MemoryPlan
 from factory_sim.perf.replica import ReplicaShape
-from factory_sim.perf.steptime import StepTimeModel, effective_context
+from factory_sim.perf.steptime import StepTimeModel, attention_is_capped, effective_context
 from factory_sim.sim.prefix_cache import PrefixCache
 from factory_sim.trace import Trace
 
@@ -95,7 +95,7 @@ class Replica:
         self._on_prefill_done = on_prefill_done
         self._on_finish = on_finish
         self._macro = macro_steps
-        self._sliding = bool(shape.model.attention_layers_window())
+        self._sliding = attention_is_capped(shape)  # each sequence's context priced apart
         # Attention-DP context balancing (stack.adp_balance_timeout_steps): while it holds
         # them, queued prompts wait for a release, which comes every _release_every steps
         # counted from the last one (_release_anchor, a step count).
