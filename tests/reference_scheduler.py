@@ -10,7 +10,7 @@ from collections import deque
 
 import numpy as np
 
-from factory_sim.perf.memory import plan_memory, replica_kv_bytes
+from factory_sim.perf.memory import plan_memory, replica_kv_bytes, replica_state_bytes
 from factory_sim.perf.steptime import StepTimeModel, effective_context, prefill_attention_pairs
 
 
@@ -22,7 +22,8 @@ def reference_run(shape, arrival_s, input_tokens, output_tokens, max_batch, max_
     n = len(arrival_s)
     first = np.full(n, np.nan)
     finish = np.full(n, np.nan)
-    need = [float(replica_kv_bytes(shape, int(input_tokens[i] + output_tokens[i]))) for i in range(n)]
+    need = [float(replica_kv_bytes(shape, int(input_tokens[i] + output_tokens[i]))) + replica_state_bytes(shape)
+            for i in range(n)]
     queue: deque[int] = deque()
     prefilling: dict[int, int] = {}
     decoding: list[list[int]] = []  # [rid, tokens left, context]

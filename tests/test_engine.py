@@ -84,12 +84,13 @@ def test_same_seed_same_trace_other_seed_other_trace():
     rate=st.floats(1.0, 80.0),
     max_batch=st.integers(1, 40),
     max_batch_tokens=st.integers(32, 3000),
-    model=st.sampled_from(["llama3_1_8b", "gpt_oss_120b", "glm_5"]),
+    model=st.sampled_from(["llama3_1_8b", "gpt_oss_120b", "glm_5", "qwen3_5_397b_a17b"]),
 )
 def test_macro_stepped_decode_matches_step_by_step_reference(seed, rate, max_batch, max_batch_tokens, model):
     sh = {"llama3_1_8b": lambda: shape("h100_sxm", model, "fp8"),
           "gpt_oss_120b": lambda: shape("b200_hgx", model, "mxfp4", attention_precision="bf16"),  # sliding window
-          "glm_5": lambda: shape("b200_hgx", model, "fp8", tp=8)}[model]()  # sparse attention
+          "glm_5": lambda: shape("b200_hgx", model, "fp8", tp=8),  # sparse attention
+          "qwen3_5_397b_a17b": lambda: shape("h200_sxm", model, "fp8", tp=8, ep=8)}[model]()  # linear attention
     arrival, inp, out = _requests(seed, 80, rate, out_range=(1, 300))
     fleet = aggregated_fleet(sh, 1, max_batch, max_batch_tokens)
     res = simulate(fleet, inp, out, arrival_s=arrival)
