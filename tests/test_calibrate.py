@@ -146,3 +146,24 @@ def test_a_fit_whose_rounds_run_out_while_it_still_moves_says_it_did_not_converg
     (settled,) = fitted[0]
     assert settled.converged
     assert "not converged" not in format_calibration(*fitted)
+
+
+def test_a_family_its_twins_contradict_is_held_out_of_the_fit_but_still_scored():
+    """SGLang DeepSeek NVFP4 with tensor-parallel experts measures ~10x the TTFT of the same
+    deployments with expert parallelism: calibrate leaves it out (saying why); validate scores it."""
+    from factory_sim.calibrate import collect_rows, held_out
+    from factory_sim.validate import deployment, validate_points
+    row = {"id": "ep1", "system": "b200_hgx", "model": "deepseek_r1", "hf_model": "x", "backend": "sglang",
+           "backend_version": "0.5.9", "precision": "fp4", "gemm_quant": "nvfp4", "moe_quant": "nvfp4",
+           "mode": "agg", "isl": 1024, "osl": 64, "concurrency": 4, "batch_size": 4, "tp_size": 8, "pp_size": 1,
+           "attention_dp_size": np.nan, "moe_tp_size": 8, "moe_ep_size": 1, "ttft_ms": 2000.0, "tpot_ms": 8.0,
+           "measured_date": "2026-03-25"}
+    twin = {**row, "id": "ep8", "moe_tp_size": 1, "moe_ep_size": 8}
+    assert "held out" in held_out(deployment(row))
+    assert held_out(deployment(twin)) is None
+    assert held_out(deployment({**row, "backend": "trtllm"})) is None  # only SGLang's
+    rows, skipped = collect_rows(None, pd.DataFrame([row, twin]), points_sample=0)
+    assert [r.id for r in rows] == ["ep8"]
+    assert [(rid, "held out" in why) for rid, why in skipped] == [("ep1", True)]
+    scored = validate_points(pd.DataFrame([row]), jobs=1)
+    assert (scored["skipped"] == "").all() and len(scored) == 2
