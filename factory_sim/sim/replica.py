@@ -13,6 +13,10 @@ Scheduling rules (the step-by-step reference in the tests implements the same on
 - A step decodes one token for every sequence past prefill, and spends what is left of
   the step's token budget (max_batch_tokens) on prompt chunks, oldest admission first.
 - A prompt's last chunk yields the first token at the end of that step.
+- With attention-DP context balancing (an aggregated replica with attention DP under a stack
+  that sets adp_balance_timeout_steps, as TensorRT-LLM's recipes do), queued prompts are
+  admitted only at a release: at once while a rank runs nothing or when every rank can take
+  one, else every `adp_balance_timeout_steps` steps (the reference in the tests leaves it out).
 While no prompt is in flight and nothing can be admitted, the batch does not change until
 the next request finishes: the replica then prices all those steps at once and waits once
 (macro-step), cut short only if a request arrives that could be admitted, in which case it
