@@ -63,11 +63,6 @@ MODEL_ALIASES = {
     "zhipuai/GLM-5": "glm_5",
 }
 
-# Weight formats of the measured deployments' quantization modes. 'int4_wo' is INT4
-# weight-only (Kimi K2.5 on vLLM): only the routed experts are INT4 ("INT4 weight-only
-# quantization to the MoE components", Kimi K2 Thinking model card,
-# https://huggingface.co/moonshotai/Kimi-K2-Thinking), so a row's gemm_quant 'int4_wo' runs its
-# attention in BF16 (_served_formats).
 # The KV cache format a measured row's framework ran, which no row states (a BF16 checkpoint
 # keeps BF16).
 # TensorRT-LLM's benchmark recipes set kv_cache_config.dtype fp8 (SemiAnalysisAI/InferenceX
@@ -86,6 +81,11 @@ def row_kv_precision(stack: SoftwareStack, precision: str) -> str:
     return KV_PRECISION_BY_FRAMEWORK.get(stack.framework, "fp8")
 
 
+# Weight formats of the measured deployments' quantization modes. 'int4_wo' is INT4
+# weight-only (Kimi K2.5 on vLLM): only the routed experts are INT4 ("INT4 weight-only
+# quantization to the MoE components", Kimi K2 Thinking model card,
+# https://huggingface.co/moonshotai/Kimi-K2-Thinking), so a row's gemm_quant 'int4_wo' runs its
+# attention in BF16 (_served_formats).
 QUANT_TO_PRECISION = {"nvfp4": "fp4", "fp8": "fp8", "fp8_block": "fp8", "bf16": "bf16", "fp16": "bf16",
                       "w4a16_mxfp4": "mxfp4", "mxfp4": "mxfp4", "int4_wo": "int4"}
 
