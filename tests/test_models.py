@@ -14,6 +14,7 @@ from factory_sim.models import list_models, load_model, models_table
 
 CATALOG = [
     "deepseek_r1",
+    "deepseek_v3_2",
     "glm_5",
     "gpt_oss_120b",
     "kimi_k2",
@@ -152,6 +153,11 @@ def test_glm_5_caches_its_indexer_key_beside_the_latent():
     assert m.indexer_flops_per_key == 2 * 32 * 128 * 78
     assert m.indexer_flops_per_key / m.attn_flops_per_token_per_ctx_decode == pytest.approx(8192 / 139264)
     assert load_model("deepseek_r1").indexer_params_per_layer == 0.0
+    # DeepSeek-V3.2 is DeepSeek-V3 with a 64-head indexer: the same weights but for it
+    v32, r1 = load_model("deepseek_v3_2"), load_model("deepseek_r1")
+    indexer = 1536 * 64 * 128 + 7168 * 128 + 7168 * 64
+    assert v32.total_params - r1.total_params == pytest.approx(61 * indexer)
+    assert v32.kv_elements_per_token_per_layer == r1.kv_elements_per_token_per_layer + 128
 
 
 def test_gpt_oss_window_caps_kv():
