@@ -335,9 +335,14 @@ class ModelSpec(BaseModel):
         if not self.linear_attention_layers:
             return 0.0
         qk = self.linear_key_heads * self.linear_key_head_dim  # type: ignore[operator]
-        recurrent = self.linear_value_heads * self.linear_key_head_dim * self.linear_value_head_dim  # type: ignore[operator]
         conv = (2 * qk + self.linear_value_heads * self.linear_value_head_dim) * (self.linear_conv_kernel - 1)  # type: ignore[operator]
-        return float(self.linear_attention_layers * (recurrent * LINEAR_STATE_BYTES + conv * LINEAR_CONV_STATE_BYTES))
+        return float(self.linear_attention_layers
+                     * (self._linear_state_elements * LINEAR_STATE_BYTES + conv * LINEAR_CONV_STATE_BYTES))
+
+    @property
+    def _linear_state_elements(self) -> int:
+        """One linear-attention layer's recurrent state: a key x value matrix per value head."""
+        return self.linear_value_heads * self.linear_key_head_dim * self.linear_value_head_dim  # type: ignore[operator]
 
     @property
     def linear_attention_flops_per_token(self) -> float:
@@ -345,8 +350,7 @@ class ModelSpec(BaseModel):
         head's state, and its read-out (about 6 multiply-adds per state element)."""
         if not self.linear_attention_layers:
             return 0.0
-        state = self.linear_value_heads * self.linear_key_head_dim * self.linear_value_head_dim  # type: ignore[operator]
-        return float(self.linear_attention_layers * 2 * 6 * state)
+        return float(self.linear_attention_layers * 2 * 6 * self._linear_state_elements)
 
     def attended_context(self, context_tokens: ArrayOrFloat) -> ArrayOrFloat:
         """Mean over layers of the tokens a query attends to: window layers see at most the window."""

@@ -6,8 +6,6 @@ Load searches start from it, and a planner can prune candidates with it before s
 
 from __future__ import annotations
 
-import numpy as np
-
 from factory_sim.perf.memory import plan_memory
 from factory_sim.perf.steptime import StepTimeModel, effective_context, prefill_attention_pairs
 
@@ -27,9 +25,8 @@ def decode_tokens_per_s(pool, mean_input_tokens: float, mean_output_tokens: floa
     st = StepTimeModel(pool.shape)
     mem = plan_memory(pool.shape)
     ctx = mean_input_tokens + mean_output_tokens / 2.0
-    fits = mem.kv_capacity_bytes / (mem.kv_bytes_per_token * (mean_input_tokens + mean_output_tokens)
-                                    + mem.state_bytes_per_seq)
-    batch = float(max(1.0, min(pool.max_batch, np.floor(fits))))
+    fits = mem.sequences_fitting(mean_input_tokens + mean_output_tokens)
+    batch = float(max(1, min(pool.max_batch, fits)))
     dt = st.decode_token_s(batch, batch * float(effective_context(pool.shape, ctx)))
     return pool.replicas * batch / dt
 

@@ -88,12 +88,7 @@ def prefill_attention_pairs(shape: ReplicaShape, chunk_tokens, prior_tokens) -> 
     """
     c = np.asarray(chunk_tokens, dtype=float)
     p = np.asarray(prior_tokens, dtype=float)
-    return _causal_pairs(_ArrayOps, c, p, *_window(shape))
-
-
-def _window(shape: ReplicaShape) -> tuple[float, float, float]:
-    """Prefill's (a, b, w) of _context_weights; (1, 0, 0) when every key is attended."""
-    return _context_weights(shape, prefill=True)
+    return _causal_pairs(_ArrayOps, c, p, *_context_weights(shape, prefill=True))
 
 
 def _causal_pairs(ops, c, p, a: float, b: float, w: float):
@@ -184,7 +179,7 @@ class StepTimeModel:
         # bytes per token per GPU of the activation passes, all layers (every TP rank holds the
         # whole hidden vector of each token of its attention-DP group)
         self._activation_bytes = st.activation_passes * m.hidden * ACTIVATION_BYTES * m.layers
-        self._window = _window(shape)
+        self._window = _context_weights(shape, prefill=True)  # prefill's (a, b, w)
         # Linear-attention layers (a hybrid model's Gated DeltaNet): each sequence in a step reads
         # and writes its state once and every token updates it, per GPU of its DP group (the
         # heads are split over the TP ranks)
