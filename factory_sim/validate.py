@@ -254,6 +254,11 @@ def _parallel_sizes(row, prefix: str, model) -> tuple[int, int, int, int]:
 
 def _shape(row, prefix, hw, model, stack, precision, attention_precision, path) -> ReplicaShape:
     tp, dp, ep, pp = _parallel_sizes(row, prefix, model)
+    if model.n_heads % tp:
+        # 34 GB200 rows of Nov 2025 list tp 12..72 with EP1 for DeepSeek's 128 heads: GPU
+        # totals, likely of disaggregated deployments whose prefill/decode split is not given
+        raise Skip(f"tp_size {tp} does not divide the model's {model.n_heads} attention heads, so no engine "
+                   "ran it as one tensor-parallel group (likely a deployment's GPU total)")
     kv = row_kv_precision(stack, precision)
     try:
         shape = ReplicaShape(hardware=hw, model=model, stack=stack, precision=precision,

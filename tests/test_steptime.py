@@ -99,6 +99,15 @@ def test_deepseek_r1_fp8_on_one_h100_is_refused_with_the_shortfall():
     assert "does not fit" in err.value.message and "short by" in err.value.message
 
 
+def test_a_tensor_parallel_size_that_splits_attention_heads_is_refused_with_the_sizes_that_work():
+    with pytest.raises(ConfigError) as err:
+        shape("gb200_nvl72", "deepseek_r1", "fp4", tp=36)
+    assert err.value.path.endswith(".tp")
+    assert "does not divide deepseek_r1's 128 attention heads" in err.value.message
+    assert "1, 2, 4, 8, 16, 32, 64, 128" in err.value.message
+    assert shape("gb200_nvl72", "deepseek_r1", "fp4", tp=32).tp == 32
+
+
 def test_fp4_on_hopper_is_refused():
     with pytest.raises(ConfigError, match="no fp4 tensor cores"):
         shape("h200_sxm", "deepseek_r1", "fp4", tp=8, ep=8)

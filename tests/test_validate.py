@@ -43,6 +43,7 @@ def test_rows_that_cannot_be_scored_say_why():
         {**BASE, "id": "r5", "model": "llama3_1_405b"},
         {**BASE, "id": "r6", "concurrency": np.nan},
         {**BASE, "id": "r7", "moe_quant": "awq_int3", "gemm_quant": "awq_int3"},
+        {**BASE, "id": "r8", "tp_size": 36},
     ])
     res = validate_points(rows, jobs=1)
     reasons = res.set_index("id")["skipped"]
@@ -52,6 +53,7 @@ def test_rows_that_cannot_be_scored_say_why():
     assert "does not fit" in reasons["r5"]
     assert "concurrency" in reasons["r6"]
     assert reasons["r7"] == "quantization 'awq_int3' is not modelled"
+    assert reasons["r8"].startswith("tp_size 36 does not divide the model's 32 attention heads")
     scored = res[res["id"] == "r1"].set_index("quantity")
     assert set(scored.index) == {"ttft_ms", "tpot_ms"}
     for q in ("ttft_ms", "tpot_ms"):

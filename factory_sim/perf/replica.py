@@ -103,6 +103,14 @@ class ReplicaShape:
                 )
         if self.kv_precision not in KV_PRECISIONS:
             raise ConfigError(f"{p}.kv_precision", f"use one of {', '.join(KV_PRECISIONS)}")
+        if self.model.n_heads % self.tp:
+            # Engines shard attention by whole heads and refuse such a layout at start-up.
+            divisors = [d for d in range(1, self.model.n_heads + 1) if self.model.n_heads % d == 0]
+            raise ConfigError(
+                f"{p}.tp",
+                f"tp={self.tp} does not divide {self.model.name}'s {self.model.n_heads} attention heads; "
+                f"use one of {', '.join(map(str, divisors))} (more GPUs go to dp_attention, pp or more replicas)",
+            )
         if self.model.is_moe:
             if self.stage_gpus % self.ep:
                 raise ConfigError(
