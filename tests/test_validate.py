@@ -363,3 +363,24 @@ def test_attention_dp_ranks_schedule_their_own_prompt_tokens_except_under_sglang
     assert trt.shape.dp_attention == sgl.shape.dp_attention == 8
     assert trt.max_batch_tokens == 8 * validate.PREFILL_CHUNK_TOKENS + 64
     assert sgl.max_batch_tokens == validate.PREFILL_CHUNK_TOKENS + 64
+
+
+def test_offline_rate_is_the_steady_state_not_the_drain():
+    """With long prompts and short outputs the last round decodes with nothing left to
+    prefill; counting it (as the rate once did) read up to twice the steady rate."""
+    from factory_sim.run import simulate as run_sim
+
+    row = pd.Series({**CAL, "isl_mean": 8192.0, "osl_mean": 64.0})
+    b = validate.benchmark(row)
+    plan = validate.candidate_plans(b)[0][0]
+    clients = 64
+    predicted, _ = validate._closed_loop_tok_s_per_gpu(plan, b, clients)
+    # reference: twelve rounds, counted over rounds 3-9 only
+    n = 12 * clients
+    out = validate.spread_lengths(b.osl, n, validate.OUTPUT_LENGTH_SPREAD, seed=0)
+    sim = run_sim(plan, np.full(n, b.isl, dtype=np.int64), out, concurrency=clients)
+    order = np.argsort(sim.trace.finish_s)
+    finish, produced = sim.trace.finish_s[order], np.cumsum(sim.trace.output_tokens[order])
+    lo, hi = 3 * clients, 9 * clients
+    steady = (produced[hi - 1] - produced[lo - 1]) / (finish[hi - 1] - finish[lo - 1]) / plan.gpus
+    assert predicted == pytest.approx(steady, rel=0.05)
