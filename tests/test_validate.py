@@ -368,7 +368,7 @@ def test_attention_dp_ranks_schedule_their_own_prompt_tokens_except_under_sglang
 def test_offline_rate_is_the_steady_state_not_the_drain():
     """With long prompts and short outputs the last round decodes with nothing left to
     prefill; counting it (as the rate once did) read up to twice the steady rate."""
-    from factory_sim.run import simulate as run_sim
+    from factory_sim.sim.engine import simulate as run_sim
 
     row = pd.Series({**CAL, "isl_mean": 8192.0, "osl_mean": 64.0})
     b = validate.benchmark(row)
