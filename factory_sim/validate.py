@@ -435,7 +435,10 @@ SIMULATED_PER_ROW = 3
 # end-to-end latencies of arrivals (estimate of steady state), within these bounds.
 MIN_THROUGHPUT_REQUESTS = 256
 MAX_OPEN_LOOP_REQUESTS = 12_000
-MAX_CLOSED_LOOP_REQUESTS = 40_000
+# Three rounds of the largest batch in the grid (one GB200 NVL72 rack of DeepSeek-R1 at
+# attention DP72: 61,282 sequences); fewer than three leave no steady state between the
+# start-up burst and the drain (4 s for that case).
+MAX_CLOSED_LOOP_REQUESTS = 200_000
 RATE_SEARCH_STEPS = 7
 
 
