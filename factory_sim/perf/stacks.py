@@ -11,6 +11,7 @@ import difflib
 from functools import cache
 from importlib import resources
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -93,6 +94,13 @@ class SoftwareStack(BaseModel):
     # At load it makes prompts wait for a release that comes every `timeout_iters` steps.
     # 0: prompts are admitted at the next step boundary.
     adp_balance_timeout_steps: int = Field(default=0, ge=0)
+    # How an aggregated replica hands out KV memory. "reserve": a request is admitted only when
+    # KV for its whole context (input + output) is free, and never evicted (TensorRT-LLM's
+    # default GUARANTEED_NO_EVICT capacity scheduler). "on_demand": admitted when its prompt
+    # fits, its cache grows token by token, and when the next step would not fit the newest
+    # running sequence is preempted, its KV freed, and it goes back to the head of the queue
+    # to be recomputed (prompt and generated tokens) when memory allows.
+    kv_allocation: Literal["reserve", "on_demand"] = "reserve"
     kv_transfer_latency_s: float = Field(ge=0)
     hbm_utilization: float = Field(gt=0, le=1)  # KV share of the HBM left after weights and activations
     activation_reserve_gb: float = Field(ge=0)

@@ -10,6 +10,12 @@ Scheduling rules (the step-by-step reference in the tests implements the same on
   fits: sequences < max_batch and reserved KV + the head's KV <= capacity. KV is reserved
   for the request's whole context (input + output) on a decode/aggregated replica, and
   for its input on a prefill replica.
+- Under on-demand KV (an aggregated replica whose stack sets kv_allocation: on_demand, as
+  vLLM allocates), the head needs KV for its prompt only (for a preempted request, its
+  prompt and the tokens it had generated), the cache grows by one token per sequence per
+  step, and before a step that would not fit, the newest decoding sequences are preempted:
+  their KV is freed and they go back to the head of the queue, to be prefilled again (the
+  reference in the tests leaves this out).
 - A step decodes one token for every sequence past prefill, and spends what is left of
   the step's token budget (max_batch_tokens) on prompt chunks, oldest admission first.
 - A prompt's last chunk yields the first token at the end of that step.
@@ -66,6 +72,8 @@ class Replica:
         step_model: StepTimeModel,
         memory: MemoryPlan,
         kv_need_bytes: list[float],
+        kv_token_bytes: float = 0.0,
+        state_bytes: float = 0.0,
         input_tokens: list[int],
         output_tokens: list[int],
         max_batch: int,
@@ -106,6 +114,14 @@ class Replica:
         self._dp = shape.dp_attention
         self._release_every = shape.stack.adp_balance_timeout_steps if role == AGGREGATED and self._dp > 1 else 0
         self._release_anchor = 0
+        # On-demand KV (stack.kv_allocation): what a sequence holds is its context's tokens
+        # times _kv_token_bytes plus its state; _resumed maps a preempted request, back in
+        # the queue or prefilling again, to the output tokens it had generated.
+        self._on_demand = role == AGGREGATED and shape.stack.kv_allocation == "on_demand"
+        self._kv_token_bytes = kv_token_bytes
+        self._state_bytes = state_bytes
+        self._resumed: dict[int, int] = {}
+        self.preemptions = 0
 
         self.queue: deque[int] = deque()
         self.usd_per_hour = usd_per_hour  # what the replica costs; cost-aware routing reads it
@@ -184,7 +200,14 @@ class Replica:
     def _head_fits(self) -> bool:
         if not self.queue or len(self._ctx_base) + len(self._prefilling) >= self.max_batch:
             return False
-        return self.kv_reserved_bytes + self._kv_need[self.queue[0]] <= self.kv_capacity_bytes
+        return self.kv_reserved_bytes + self._admit_need(self.queue[0]) <= self.kv_capacity_bytes
+
+    def _admit_need(self, rid: int) -> float:
+        """KV a queued request needs free to be admitted: its whole context, or under on-demand
+        KV the tokens it will prefill (its prompt, plus what it had generated if preempted)."""
+        if not self._on_demand:
+            return self._kv_need[rid]
+        return self._kv_token_bytes * (self._input_tokens[rid] + self._resumed.get(rid, 0)) + self._state_bytes
 
     def _held(self, step: int) -> bool:
         """Whether attention-DP balancing holds the queued prompts at the boundary after `step` steps.
@@ -209,7 +232,9 @@ class Replica:
         """A step boundary: admit what fits, then start the next step, or go idle."""
         if event is not None and event is not self._step_event:
             return  # scheduled before a failure wiped the replica
-        if self._release_every and self.queue and self._held(self.steps):
+        if self._on_demand and self._make_room() and (self._prefilling or self._ctx_base):
+            pass  # as vLLM: no request is admitted at a step that had to preempt one
+        elif self._release_every and self.queue and self._held(self.steps):
             if self._timeout_s is not None:
                 self._expire()
         elif self.queue or self.prefix_cache is not None:  # else nothing to admit (nor expire) or trim
@@ -240,15 +265,18 @@ class Replica:
             self._expire()
         queue, kv_need, ctx_base, prefilling = self.queue, self._kv_need, self._ctx_base, self._prefilling
         queued = len(queue)
+        need_of = self._admit_need if self._on_demand else kv_need.__getitem__
         while (queue and len(ctx_base) + len(prefilling) < self.max_batch  # _head_fits, inlined
-               and self.kv_reserved_bytes + kv_need[queue[0]] <= self.kv_capacity_bytes):
+               and self.kv_reserved_bytes + need_of(queue[0]) <= self.kv_capacity_bytes):
             if self._deadlines:
                 self._deadlines.popleft()
             rid = queue.popleft()
-            need = kv_need[rid]
+            need = need_of(rid)
             self.kv_reserved_bytes += need
             self._kv_of[rid] = need
-            if self.role == DECODE:
+            if rid in self._resumed:  # preempted: prefill its prompt and generated tokens again
+                prefilling[rid] = (0, self._input_tokens[rid] + self._resumed[rid])
+            elif self.role == DECODE:
                 tr = self.trace
                 tr.decode_start_s[rid] = self.env.now
                 tr.decode_replica[rid] = self.index
@@ -261,6 +289,47 @@ class Replica:
             self._release_anchor = self.steps  # a release restarts the count
         if self.prefix_cache is not None:
             self.prefix_cache.trim(self.kv_capacity_bytes - self.kv_reserved_bytes)
+
+    # -- on-demand KV ----------------------------------------------------------------------
+    def _used_bytes(self) -> float:
+        """KV the sequences hold now under on-demand allocation (prompts whole once admitted)."""
+        held = self._ctx_total + sum(total for _, total in self._prefilling.values())
+        return self._kv_token_bytes * held + self._state_bytes * (len(self._ctx_base) + len(self._prefilling))
+
+    def _make_room(self) -> bool:
+        """Before admitting, keep room for the next token of every decoding sequence, preempting
+        the newest ones as vLLM's scheduler does, and reserve that room so that admission
+        does not take it. Whether it preempted."""
+        used = self._used_bytes()
+        preempted = False
+        while self._ctx_base and used + self._kv_token_bytes * len(self._ctx_base) > self.kv_capacity_bytes:
+            self._preempt(next(reversed(self._ctx_base)))
+            used = self._used_bytes()
+            preempted = True
+        self.kv_reserved_bytes = used + self._kv_token_bytes * len(self._ctx_base)
+        return preempted
+
+    def _preempt(self, rid: int) -> None:
+        """Free a decoding sequence's KV and put it back at the head of the queue, to be
+        prefilled again with the tokens it had generated."""
+        ctx = self._ctx_base.pop(rid) + self._step_index
+        self._ctx_total -= ctx
+        self._finishing = [entry for entry in self._finishing if entry[2] != rid]
+        heapq.heapify(self._finishing)
+        self._kv_of.pop(rid)
+        self._resumed[rid] = ctx - self._input_tokens[rid]
+        self.queue.appendleft(rid)
+        if self._timeout_s is not None:
+            self._deadlines.appendleft(float("inf"))  # a preempted request is not dropped
+        self.outstanding_tokens += ctx
+        self.preemptions += 1
+
+    def _decode_steps_fitting(self) -> int:
+        """Decode steps the free KV holds under on-demand allocation (at least one: _make_room)."""
+        growth = self._kv_token_bytes * len(self._ctx_base)
+        if growth <= 0:
+            return MACRO_HORIZON_STEPS
+        return max(1, int((self.kv_capacity_bytes - self._used_bytes()) // growth))
 
     # -- prefix cache ----------------------------------------------------------------------
     def _cacheable_blocks(self, rid: int) -> Sequence[int]:
@@ -348,7 +417,8 @@ class Replica:
                 c = float(chunk)
                 pairs += c * done + c * (c + 1.0) / 2.0
             if done == 0:
-                tr.prefill_start_s[rid] = start
+                if rid not in self._resumed:
+                    tr.prefill_start_s[rid] = start
             elif self._cache_first:  # the first chunk after a prefix-cache hit
                 load_s = self._cache_first.pop(rid, None)
                 if load_s is not None:
@@ -383,6 +453,9 @@ class Replica:
                 prefilling[rid] = (done, prompt)
                 continue
             del prefilling[rid]
+            if self._resumed and rid in self._resumed:  # recomputed after a preemption: decode on
+                self._join_decode(rid, self._resumed.pop(rid))
+                continue
             tr.prefill_end_s[rid] = end
             tr.first_token_s[rid] = end
             if self.prefix_cache is not None:
@@ -407,6 +480,8 @@ class Replica:
             horizon = self._finishing[0][0] - self._step_index
             if horizon > MACRO_HORIZON_STEPS:
                 horizon = MACRO_HORIZON_STEPS
+            if self._on_demand:
+                horizon = min(horizon, self._decode_steps_fitting())
             if horizon > 1 and self._head_fits():
                 if self._release_every and self._held(self.steps):
                     # a held prompt is waiting: stop at the release
@@ -500,6 +575,7 @@ class Replica:
         self.draining = False
         self.down = True
         self._cache_first.clear()
+        self._resumed.clear()
         if self.prefix_cache is not None:
             self.prefix_cache.clear()
         return lost
