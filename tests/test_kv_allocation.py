@@ -95,3 +95,21 @@ def test_on_demand_kv_admits_what_reservation_queues_and_preempts_to_finish():
         preempted[allocation] = seen["preemptions"]
     assert preempted["reserve"] == 0 and preempted["on_demand"] > 0
     assert ttft["on_demand"] < 0.5 * ttft["reserve"]
+
+
+def test_a_long_request_on_sliding_window_layers_is_served_alone_without_preempting_itself():
+    """gpt-oss's sliding-window layers stop growing at the window, so its whole context fits
+    a pool that the per-token bound says it overflows: the last sequence is never preempted."""
+    hw, model = load_hardware("h100_sxm"), load_model("gpt_oss_120b")
+    base = load_stack("vllm_hopper")
+    probe = ReplicaShape(hardware=hw, model=model, stack=base, precision="mxfp4", attention_precision="bf16")
+    exact = float(replica_kv_bytes(probe, np.array([4000.0]))[0])
+    bound = 4000 * float(replica_kv_bytes(probe, np.array([1.0]))[0])
+    assert exact < 0.8 * bound
+    full = plan_memory(probe).kv_capacity_bytes
+    stack = base.model_copy(update={"kv_allocation": "on_demand",
+                                    "hbm_utilization": base.hbm_utilization * 0.9 * bound / full})
+    sh = ReplicaShape(hardware=hw, model=model, stack=stack, precision="mxfp4", attention_precision="bf16")
+    tr = simulate(aggregated_fleet(sh, max_batch=8, max_batch_tokens=2048),
+                  np.full(3, 2000), np.full(3, 2000), concurrency=3).trace
+    assert (tr.outcome == DONE).all()

@@ -266,8 +266,11 @@ class Replica:
         queue, kv_need, ctx_base, prefilling = self.queue, self._kv_need, self._ctx_base, self._prefilling
         queued = len(queue)
         need_of = self._admit_need if self._on_demand else kv_need.__getitem__
+        # an empty on-demand replica always takes the head (see _make_room)
+        alone = self._on_demand and not ctx_base and not prefilling
         while (queue and len(ctx_base) + len(prefilling) < self.max_batch  # _head_fits, inlined
-               and self.kv_reserved_bytes + need_of(queue[0]) <= self.kv_capacity_bytes):
+               and (self.kv_reserved_bytes + need_of(queue[0]) <= self.kv_capacity_bytes or alone)):
+            alone = False
             if self._deadlines:
                 self._deadlines.popleft()
             rid = queue.popleft()
@@ -302,7 +305,10 @@ class Replica:
         does not take it. Whether it preempted."""
         used = self._used_bytes()
         preempted = False
-        while self._ctx_base and used + self._kv_token_bytes * len(self._ctx_base) > self.kv_capacity_bytes:
+        # (never the last sequence running: the engine admitted its whole context, measured
+        # exactly, where the per-token bound overstates sliding-window layers)
+        while (self._ctx_base and len(self._ctx_base) + len(self._prefilling) > 1
+               and used + self._kv_token_bytes * len(self._ctx_base) > self.kv_capacity_bytes):
             self._preempt(next(reversed(self._ctx_base)))
             used = self._used_bytes()
             preempted = True
