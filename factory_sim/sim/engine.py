@@ -179,10 +179,6 @@ class _Engine:
             self._fits[pool.role].append((pool_index, kv_need <= memory.kv_capacity_bytes))
             self._pool_replicas.append([])
             kv_need_list = kv_need.tolist()
-            # on-demand KV grows by the first token's bytes per token (an upper bound for
-            # sliding-window layers, whose cache stops growing at the window)
-            kv_token_bytes = float(replica_kv_bytes(pool.shape, np.array([1.0]))[0])
-            state_bytes = float(replica_state_bytes(pool.shape))
             hw = pool.shape.hardware
             cache_block_bytes = None
             if pool.prefix_cache is not None and pool.role != DECODE and block_hashes is not None:
@@ -201,8 +197,6 @@ class _Engine:
                     step_model=step_model,
                     memory=memory,
                     kv_need_bytes=kv_need_list,
-                    kv_token_bytes=kv_token_bytes,
-                    state_bytes=state_bytes,
                     input_tokens=input_tokens,
                     output_tokens=output_tokens,
                     max_batch=pool.max_batch,

@@ -72,8 +72,6 @@ class Replica:
         step_model: StepTimeModel,
         memory: MemoryPlan,
         kv_need_bytes: list[float],
-        kv_token_bytes: float = 0.0,
-        state_bytes: float = 0.0,
         input_tokens: list[int],
         output_tokens: list[int],
         max_batch: int,
@@ -115,13 +113,13 @@ class Replica:
         self._release_every = shape.stack.adp_balance_timeout_steps if role == AGGREGATED and self._dp > 1 else 0
         self._release_anchor = 0
         # On-demand KV (stack.kv_allocation): what a sequence holds is its context's tokens
-        # times _kv_token_bytes plus its state; _resumed maps a preempted request, back in
-        # the queue or prefilling again, to the output tokens it had generated.
+        # times the full-attention bytes per token (an upper bound for sliding-window layers,
+        # whose cache stops growing at the window) plus its state; _resumed maps a preempted
+        # request, back in the queue or prefilling again, to the output tokens it had generated.
         self._on_demand = role == AGGREGATED and shape.stack.kv_allocation == "on_demand"
-        self._kv_token_bytes = kv_token_bytes
-        self._state_bytes = state_bytes
+        self._kv_token_bytes = memory.kv_bytes_per_token
+        self._state_bytes = memory.state_bytes_per_seq
         self._resumed: dict[int, int] = {}
-        self.preemptions = 0
 
         self.queue: deque[int] = deque()
         self.usd_per_hour = usd_per_hour  # what the replica costs; cost-aware routing reads it
@@ -328,7 +326,6 @@ class Replica:
         if self._timeout_s is not None:
             self._deadlines.appendleft(float("inf"))  # a preempted request is not dropped
         self.outstanding_tokens += ctx
-        self.preemptions += 1
 
     def _decode_steps_fitting(self) -> int:
         """Decode steps the free KV holds under on-demand allocation (at least one: _make_room)."""
