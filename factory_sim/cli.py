@@ -298,7 +298,7 @@ def _cmd_plot(args) -> int:
 def _cmd_list(args) -> int:
     from factory_sim.hardware import hardware_table
     from factory_sim.models import models_table
-    from factory_sim.perf.stacks import builtin_stack_names, load_stack
+    from factory_sim.perf.stacks import stacks_table
     from factory_sim.workload import workloads_table
 
     if args.what == "hardware":
@@ -308,8 +308,7 @@ def _cmd_list(args) -> int:
     elif args.what == "workloads":
         df = workloads_table()
     else:
-        df = pd.DataFrame([{"name": s.name, "framework": s.framework, "version": s.version, "date": s.date,
-                            "description": s.description} for s in map(load_stack, builtin_stack_names())])
+        df = stacks_table()
     with pd.option_context("display.width", shutil.get_terminal_size((200, 40)).columns,
                            "display.max_columns", None, "display.max_colwidth", 60):
         print(df.to_string(index=False))

@@ -899,15 +899,37 @@ def format_throughput_report(results: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
+# Client-count bands of the measured rows' breakdown: TTFT errors change sign with load
+# (over-predicted at a few clients, under-predicted at hundreds), so a planner reads the band
+# of their own operating point, not only the overall median.
+CLIENT_BANDS = ((1, 4), (5, 16), (17, 64), (65, 256), (257, None))
+
+
+def client_band(concurrency: float) -> str:
+    """The CLIENT_BANDS label of a closed-loop client count ("" when it is not given)."""
+    if not np.isfinite(concurrency) or concurrency < 1:
+        return ""
+    for low, high in CLIENT_BANDS:
+        if high is None or concurrency <= high:
+            return f"{low}-{high}" if high is not None else f"{low}+"
+    return ""
+
+
 def error_summary(results: pd.DataFrame) -> pd.DataFrame:
     """Per quantity and overall: rows scored, median |error|, share within +-20%, signed median."""
     scored = results[results["skipped"] == ""]
+    if "concurrency" in scored:
+        scored = scored.assign(clients=[client_band(c) for c in pd.to_numeric(scored["concurrency"], errors="coerce")])
     groups = []
     for quantity, g in scored.groupby("quantity"):
         groups.append(_stats(g, quantity=quantity, group="all"))
-        for col in ("system", "model", "backend", "mode", "sample"):
-            for key, gg in g.groupby(col):
-                groups.append(_stats(gg, quantity=quantity, group=f"{col}={key}"))
+        for col in ("system", "model", "backend", "mode", "clients", "sample"):
+            if col not in g:
+                continue
+            keys = [k for k in g[col].unique() if k != ""]
+            order = [f"{lo}-{hi}" if hi is not None else f"{lo}+" for lo, hi in CLIENT_BANDS]
+            for key in (sorted(keys, key=order.index) if col == "clients" else sorted(keys)):
+                groups.append(_stats(g[g[col] == key], quantity=quantity, group=f"{col}={key}"))
     # the columns even when nothing was scored (every row skipped): the report then says so
     return pd.DataFrame(groups, columns=["quantity", "group", "rows", "median_abs_error", "within_20pct",
                                          "median_signed_error"])
@@ -939,11 +961,13 @@ def format_report(results: pd.DataFrame, worst: int = 5) -> str:
                          f"({r['rel_error']:+.0%}) {r['config']}")
     breakdown = summary[summary["group"] != "all"]
     if len(breakdown):
-        lines.append("median |error| by group (TTFT / TPOT):")
-        wide = breakdown.pivot_table(index="group", columns="quantity", values="median_abs_error")
-        rows_n = breakdown.pivot_table(index="group", columns="quantity", values="rows")
+        lines.append("median |error| (median signed error) by group, TTFT / TPOT:")
+        wide = breakdown.pivot_table(index="group", columns="quantity", values="median_abs_error", sort=False)
+        signed = breakdown.pivot_table(index="group", columns="quantity", values="median_signed_error", sort=False)
+        rows_n = breakdown.pivot_table(index="group", columns="quantity", values="rows", sort=False)
         for group, r in wide.iterrows():
-            cells = " / ".join(f"{r.get(q, np.nan):.0%}" for q in ("ttft_ms", "tpot_ms"))
+            cells = " / ".join(f"{r.get(q, np.nan):4.0%} ({signed.loc[group].get(q, np.nan):+4.0%})"
+                               for q in ("ttft_ms", "tpot_ms"))
             n = int(rows_n.loc[group].max())
             lines.append(f"  {group:<32} {cells}  ({n} rows)")
     if len(skipped):

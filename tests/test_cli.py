@@ -145,6 +145,10 @@ def test_list(what, capsys):
     expected = {"hardware": "gb300_nvl72", "models": "deepseek_r1", "workloads": "chat_1k1k",
                 "stacks": "trtllm_blackwell"}[what]
     assert expected in out
+    if what == "stacks":  # what picks a profile, and the scheduling choices that are not constants
+        for column in ("generation", "kv_allocation", "adp_balance_steps", "fitted_rows"):
+            assert column in out
+        assert "on_demand" in out and "reserve" in out
 
 
 @pytest.mark.parametrize("argv", [["--help"], ["run", "--help"], ["list", "--help"], ["init", "--help"]])

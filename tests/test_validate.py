@@ -384,3 +384,31 @@ def test_offline_rate_is_the_steady_state_not_the_drain():
     lo, hi = 3 * clients, 9 * clients
     steady = (produced[hi - 1] - produced[lo - 1]) / (finish[hi - 1] - finish[lo - 1]) / plan.gpus
     assert predicted == pytest.approx(steady, rel=0.05)
+
+
+@pytest.mark.parametrize("clients, band", [(1, "1-4"), (4, "1-4"), (5, "5-16"), (64, "17-64"), (65, "65-256"),
+                                           (256, "65-256"), (257, "257+"), (12000, "257+"), (float("nan"), ""),
+                                           (0, "")])
+def test_client_bands_cover_every_count_once(clients, band):
+    from factory_sim.validate import client_band
+    assert client_band(clients) == band
+
+
+def test_the_breakdown_reports_each_client_band_with_its_signed_error():
+    from factory_sim.validate import error_summary, format_report
+    rows = []
+    for i, (clients, err) in enumerate([(2, 0.2), (3, 0.4), (100, -0.3), (300, -0.5), (None, 0.1)]):
+        for quantity in ("ttft_ms", "tpot_ms"):
+            rows.append({"id": f"r{i}", "quantity": quantity, "predicted": 1 + err, "published": 1.0,
+                         "rel_error": err, "config": "", "skipped": "", "system": "b200_hgx", "model": "m",
+                         "backend": "vllm", "mode": "agg", "concurrency": clients, "sample": "out of sample"})
+    summary = error_summary(pd.DataFrame(rows))
+    ttft = summary[summary["quantity"] == "ttft_ms"].set_index("group")
+    # bands in load order, the row without a client count in none of them
+    assert [g for g in ttft.index if g.startswith("clients=")] == ["clients=1-4", "clients=65-256", "clients=257+"]
+    assert ttft.loc["clients=1-4", "rows"] == 2
+    assert ttft.loc["clients=1-4", "median_signed_error"] == pytest.approx(0.3)
+    assert ttft.loc["clients=257+", "median_signed_error"] == pytest.approx(-0.5)
+    assert ttft.loc["all", "rows"] == 5
+    text = format_report(pd.DataFrame(rows))
+    assert "clients=65-256" in text and "(-30%)" in text

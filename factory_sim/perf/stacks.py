@@ -13,6 +13,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Literal
 
+import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from factory_sim.errors import ConfigError, from_validation_error
@@ -184,6 +185,18 @@ def _load_builtin(name: str) -> SoftwareStack:
 
 def _parse(path: Path) -> SoftwareStack:
     return validate(SoftwareStack, read_mapping(path, "stack profile"), str(path))
+
+
+def stacks_table() -> pd.DataFrame:
+    """The built-in profiles, one row each: what picks them (framework, generation, date) and
+    the choices that change results beyond the efficiency constants."""
+    rows = []
+    for stack in map(_load_builtin, builtin_stack_names()):
+        rows.append({"name": stack.name, "framework": stack.framework, "generation": stack.generation,
+                     "date": stack.date, "version": stack.version, "kv_allocation": stack.kv_allocation,
+                     "adp_balance_steps": stack.adp_balance_timeout_steps,
+                     "fitted_rows": len(stack.fitted_to), "description": stack.description})
+    return pd.DataFrame(rows)
 
 
 def load_stack(name_or_path: str) -> SoftwareStack:
