@@ -113,3 +113,23 @@ def test_a_long_request_on_sliding_window_layers_is_served_alone_without_preempt
     tr = simulate(aggregated_fleet(sh, max_batch=8, max_batch_tokens=2048),
                   np.full(3, 2000), np.full(3, 2000), concurrency=3).trace
     assert (tr.outcome == DONE).all()
+
+
+def test_requests_behind_a_preempted_head_still_time_out():
+    """A preempted request waits at the head of the queue with no deadline (it was admitted
+    once); the requests queued behind it keep theirs."""
+    from factory_sim.sim.engine import FleetPlan, PoolPlan
+    from factory_sim.trace import TIMED_OUT
+
+    pool = PoolPlan("agg", "aggregated", _shape("on_demand", 4000), 1, 64, 2048, queue_timeout_s=0.2)
+    fleet = FleetPlan("test", (pool,), "round_robin")
+    # four 3,100-token requests in a 4,000-token pool: all start, and from ~5 s on the newest
+    # is preempted whenever the caches fill, so a preempted one waits at the head until a
+    # sequence finishes (~18 s); four short requests arrive at 8 s, behind it
+    arrival = np.concatenate([np.zeros(4), np.full(4, 8.0)])
+    with kv_checked() as seen:
+        tr = simulate(fleet, np.full(8, 100), np.array([3000] * 4 + [50] * 4), arrival_s=arrival).trace
+    assert seen["preemptions"] > 0
+    assert (tr.outcome[:4] == DONE).all()  # preempted ones are recomputed, never dropped
+    assert (tr.outcome[4:] == TIMED_OUT).all()  # each gave up after 0.2 s, not at readmission (~24 s)
+    assert np.isnan(tr.first_token_s[4:]).all()

@@ -39,6 +39,7 @@ any number of steps is one addition plus a heap pop per finished sequence.
 from __future__ import annotations
 
 import heapq
+import math
 from bisect import bisect_left
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -247,11 +248,23 @@ class Replica:
                 self._drained()
 
     def _expire(self) -> None:
-        """Drop queued requests whose admission deadline has passed (checked whenever the queue is read)."""
+        """Drop queued requests whose admission deadline has passed (checked whenever the queue is read).
+
+        Preempted requests wait at the head with no deadline (they were admitted once); the
+        requests behind them still time out."""
         now = self.env.now
-        while self._deadlines and self._deadlines[0] < now:
-            self._deadlines.popleft()
-            rid = self.queue.popleft()
+        deadlines, queue = self._deadlines, self.queue
+        first = 0
+        while first < len(deadlines) and deadlines[first] == math.inf:
+            first += 1
+        while first < len(deadlines) and deadlines[first] < now:
+            if first == 0:
+                deadlines.popleft()
+                rid = queue.popleft()
+            else:
+                del deadlines[first]
+                rid = queue[first]
+                del queue[first]
             if self.role == PREFILL:
                 self.outstanding_tokens -= self._input_tokens[rid]
             else:
