@@ -88,6 +88,7 @@ def _run_uncertainty(path: Path, exp, samples: int, overrides: dict, args):
 def _cmd_validate(args) -> int:
     from factory_sim.report import atomic_write
     from factory_sim.validate import (
+        error_summary,
         format_report,
         format_throughput_report,
         load_reference,
@@ -140,8 +141,9 @@ def _cmd_validate(args) -> int:
             columns = ["id", "quantity", "predicted", "published", "rel_error", "config", "system", "model",
                        "backend", "mode", "isl", "osl", "concurrency", "sample", "skipped"]
             atomic_write(out / "validation.csv", lambda p: results[columns].to_csv(p, index=False))
+            atomic_write(out / "validation_summary.csv", lambda p: error_summary(results).to_csv(p, index=False))
             atomic_write(out / "validation.png", lambda p: plot_predicted_vs_published(results, p))
-            print(f"wrote {out / 'validation.csv'}, {out / 'validation.png'}")
+            print(f"wrote {out / 'validation.csv'}, {out / 'validation_summary.csv'}, {out / 'validation.png'}")
     return 0
 
 

@@ -104,6 +104,9 @@ def test_builtin_points_load_and_cli_writes_results(tmp_path, capsys):
     assert {"id", "quantity", "predicted", "published", "rel_error", "config", "sample"} <= set(df.columns)
     assert len(df) == 4
     assert (tmp_path / "v" / "validation.png").stat().st_size > 1000
+    summary = pd.read_csv(tmp_path / "v" / "validation_summary.csv")
+    assert {"quantity", "group", "rows", "median_abs_error", "within_20pct", "median_signed_error"} <= set(summary)
+    assert set(summary.loc[summary["group"] == "all", "quantity"]) == {"ttft_ms", "tpot_ms"}
 
 
 def test_a_file_that_is_not_measured_points_exits_2(tmp_path, capsys):
