@@ -167,3 +167,37 @@ def test_a_family_its_twins_contradict_is_held_out_of_the_fit_but_still_scored()
     assert [(rid, "held out" in why) for rid, why in skipped] == [("ep1", True)]
     scored = validate_points(pd.DataFrame([row]), jobs=1)
     assert (scored["skipped"] == "").all() and len(scored) == 2
+
+
+def test_a_user_fits_the_latency_floor_of_their_own_deployment_and_runs_with_it(tmp_path, capsys):
+    """The README's workflow: measured rows of one's own deployment -> calibrate only the
+    latency constants -> `stack: my_stack.yaml` in an experiment."""
+    from factory_sim.cli import main
+
+    true_frontend_s = 0.010  # the profile ships 0.0548
+    truth = {"trtllm_hopper": override_stack(load_stack("trtllm_hopper"), {"frontend_latency_s": true_frontend_s})}
+    rows = []
+    for i, c in enumerate((1, 4, 16, 32)):
+        row = {**BASE, "id": f"mine{i}", "isl": 512, "osl": 64, "concurrency": c, "batch_size": c}
+        ttft, tpot, _ = predict(row, stacks=truth)
+        rows.append({**row, "ttft_ms": ttft, "tpot_ms": tpot})
+    points = tmp_path / "my_points.csv"
+    pd.DataFrame(rows).to_csv(points, index=False)
+    stack_path = tmp_path / "my_stack.yaml"
+    assert main(["calibrate", str(points), "--profile", "trtllm_hopper", "--parameter", "frontend_latency_s",
+                 "--rounds", "8", "--no-loo", "--jobs", "1", "--out", str(stack_path)]) == 0
+    mine = load_stack(str(stack_path))
+    assert mine.frontend_latency_s == pytest.approx(true_frontend_s, rel=0.15)  # a loose prior pulls a little
+    assert mine.hbm_efficiency == load_stack("trtllm_hopper").hbm_efficiency  # the rest held
+    ttft, _, _ = predict(rows[1], stacks={"trtllm_hopper": mine})
+    assert ttft == pytest.approx(rows[1]["ttft_ms"], rel=0.05)
+
+    experiment = tmp_path / "mine.yaml"
+    experiment.write_text(yaml.safe_dump({
+        "name": "mine", "model": "llama3_1_8b", "workload": "chat_1k1k", "requests": 200,
+        "slo_tiers": [{"name": "chat", "ttft_s": 2.0, "tpot_s": 0.05}],
+        "fleets": [{"name": "h100_mine", "hardware": "h100_sxm", "precision": "fp8", "stack": str(stack_path),
+                    "aggregated": {"replicas": 1, "tp": 1}}]}))
+    capsys.readouterr()
+    assert main(["run", str(experiment), "--out", str(tmp_path / "results")]) == 0
+    assert "h100_mine" in capsys.readouterr().out
