@@ -482,7 +482,11 @@ def write_profiles(fits: list[ProfileFit], out: Path) -> list[Path]:
             raise ConfigError("--out", f"{len(fits)} profiles were fitted ({', '.join(f.profile for f in fits)}); "
                                        "name a folder, or fit one profile with --profile")
         out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(profile_yaml(fits[0]))
+        text = profile_yaml(fits[0])
+        if out.stem != fits[0].profile:  # a profile of one's own: its name tells it apart in reports
+            text = re.sub(r"^name:.*$", f"name: {out.stem}   # fitted from {fits[0].profile}", text, count=1,
+                          flags=re.M)
+        out.write_text(text)
         return [out]
     if out.exists() and not out.is_dir():
         raise ConfigError("--out", f"{out} exists and is not a folder; name a folder or a .yaml file")

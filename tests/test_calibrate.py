@@ -187,6 +187,7 @@ def test_a_user_fits_the_latency_floor_of_their_own_deployment_and_runs_with_it(
     assert main(["calibrate", str(points), "--profile", "trtllm_hopper", "--parameter", "frontend_latency_s",
                  "--rounds", "8", "--no-loo", "--jobs", "1", "--out", str(stack_path)]) == 0
     mine = load_stack(str(stack_path))
+    assert mine.name == "my_stack"  # told apart from the built-in it was fitted from
     assert mine.frontend_latency_s == pytest.approx(true_frontend_s, rel=0.15)  # a loose prior pulls a little
     assert mine.hbm_efficiency == load_stack("trtllm_hopper").hbm_efficiency  # the rest held
     ttft, _, _ = predict(rows[1], stacks={"trtllm_hopper": mine})
@@ -200,4 +201,5 @@ def test_a_user_fits_the_latency_floor_of_their_own_deployment_and_runs_with_it(
                     "aggregated": {"replicas": 1, "tp": 1}}]}))
     capsys.readouterr()
     assert main(["run", str(experiment), "--out", str(tmp_path / "results")]) == 0
-    assert "h100_mine" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "h100_mine" in out
