@@ -903,16 +903,15 @@ def format_throughput_report(results: pd.DataFrame) -> str:
 # (over-predicted at a few clients, under-predicted at hundreds), so a planner reads the band
 # of their own operating point, not only the overall median.
 CLIENT_BANDS = ((1, 4), (5, 16), (17, 64), (65, 256), (257, None))
+CLIENT_BAND_LABELS = tuple(f"{low}-{high}" if high is not None else f"{low}+" for low, high in CLIENT_BANDS)
 
 
 def client_band(concurrency: float) -> str:
     """The CLIENT_BANDS label of a closed-loop client count ("" when it is not given)."""
     if not np.isfinite(concurrency) or concurrency < 1:
         return ""
-    for low, high in CLIENT_BANDS:
-        if high is None or concurrency <= high:
-            return f"{low}-{high}" if high is not None else f"{low}+"
-    return ""
+    return next(label for (_, high), label in zip(CLIENT_BANDS, CLIENT_BAND_LABELS, strict=True)
+                if high is None or concurrency <= high)
 
 
 def error_summary(results: pd.DataFrame) -> pd.DataFrame:
@@ -927,8 +926,7 @@ def error_summary(results: pd.DataFrame) -> pd.DataFrame:
             if col not in g:
                 continue
             keys = [k for k in g[col].unique() if k != ""]
-            order = [f"{lo}-{hi}" if hi is not None else f"{lo}+" for lo, hi in CLIENT_BANDS]
-            for key in (sorted(keys, key=order.index) if col == "clients" else sorted(keys)):
+            for key in sorted(keys, key=CLIENT_BAND_LABELS.index if col == "clients" else None):
                 groups.append(_stats(g[g[col] == key], quantity=quantity, group=f"{col}={key}"))
     # the columns even when nothing was scored (every row skipped): the report then says so
     return pd.DataFrame(groups, columns=["quantity", "group", "rows", "median_abs_error", "within_20pct",

@@ -175,7 +175,7 @@ class _Engine:
             memory: MemoryPlan = plan_memory(pool.shape)
             step_model = StepTimeModel(pool.shape)
             held = trace.input_tokens if pool.role == PREFILL else trace.input_tokens + trace.output_tokens
-            kv_need = replica_kv_bytes(pool.shape, held) + replica_state_bytes(pool.shape)
+            kv_need = replica_kv_bytes(pool.shape, held) + memory.state_bytes_per_seq
             self._fits[pool.role].append((pool_index, kv_need <= memory.kv_capacity_bytes))
             self._pool_replicas.append([])
             kv_need_list = kv_need.tolist()

@@ -258,13 +258,8 @@ class Replica:
         while first < len(deadlines) and deadlines[first] == math.inf:
             first += 1
         while first < len(deadlines) and deadlines[first] < now:
-            if first == 0:
-                deadlines.popleft()
-                rid = queue.popleft()
-            else:
-                del deadlines[first]
-                rid = queue[first]
-                del queue[first]
+            rid = queue[first]
+            del queue[first], deadlines[first]
             if self.role == PREFILL:
                 self.outstanding_tokens -= self._input_tokens[rid]
             else:
@@ -337,7 +332,7 @@ class Replica:
         self._resumed[rid] = ctx - self._input_tokens[rid]
         self.queue.appendleft(rid)
         if self._timeout_s is not None:
-            self._deadlines.appendleft(float("inf"))  # a preempted request is not dropped
+            self._deadlines.appendleft(math.inf)  # a preempted request is not dropped
         self.outstanding_tokens += ctx
 
     def _decode_steps_fitting(self) -> int:
