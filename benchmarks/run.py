@@ -24,6 +24,8 @@ import sys
 import time
 from pathlib import Path
 
+from factory_sim.studies.assemble import fleet_layouts
+
 HERE = Path(__file__).resolve().parent
 PEER_CASE = HERE / "peer_case.yaml"
 FLEET_CASE = HERE / "fleet_case.yaml"
@@ -40,8 +42,8 @@ METRICS_TARGET_S = 2.0
 #    case times only part of its process) --------------------------------------------------
 def peer_case(requests: int | None) -> tuple[int, int, float | None]:
     """`factory-sim run benchmarks/peer_case.yaml`, without printing the table."""
-    from factory_sim.experiment import load_experiment
-    from factory_sim.run import run_experiment
+    from factory_sim.studies.assemble import load_experiment
+    from factory_sim.studies.run import run_experiment
 
     exp = load_experiment(PEER_CASE, **({"requests": requests} if requests else {}))
     result = run_experiment(exp, jobs=1)
@@ -51,17 +53,17 @@ def peer_case(requests: int | None) -> tuple[int, int, float | None]:
 
 def fleet_plan(exp):
     """The experiment's fleets joined into one fleet of several pools behind one router."""
-    from factory_sim.sim.engine import FleetPlan
+    from factory_sim.sim.engine import FleetLayout
 
-    plans = exp.fleet_plans()
-    return FleetPlan(name=exp.name, pools=tuple(pool for plan in plans for pool in plan.pools),
+    plans = fleet_layouts(exp)
+    return FleetLayout(name=exp.name, pools=tuple(pool for plan in plans for pool in plan.pools),
                      router_policy=plans[0].router_policy)
 
 
 def fleet_case(requests: int | None) -> tuple[int, int, float | None]:
     """One simulation of the joined fleet at the file's fixed rate, summarized for every tier."""
-    from factory_sim.experiment import load_experiment
-    from factory_sim.run import simulate_point
+    from factory_sim.studies.assemble import load_experiment
+    from factory_sim.studies.run import simulate_point
 
     exp = load_experiment(FLEET_CASE, **({"requests": requests} if requests else {}))
     point = simulate_point(exp, fleet_plan(exp), exp.load.rate_per_s, cap_overload=False)
@@ -72,7 +74,7 @@ def synthetic_trace(n: int, seed: int = 42):
     """A finished run's trace of `n` requests: mostly done, a few refused or still in flight."""
     import numpy as np
 
-    from factory_sim.trace import DONE, PENDING, REJECTED, Trace
+    from factory_sim.results.trace import DONE, PENDING, REJECTED, Trace
 
     rng = np.random.default_rng(seed)
     tr = Trace.allocate(n)
@@ -91,7 +93,8 @@ def synthetic_trace(n: int, seed: int = 42):
 
 def metrics_case(requests: int | None) -> tuple[int, int, float | None]:
     """A 10M-request trace to the summary of two SLO tiers (only the summaries are timed)."""
-    from factory_sim.metrics import SloTarget, summarize
+    from factory_sim.config.experiment import SloTarget
+    from factory_sim.results.metrics import summarize
 
     n = requests or METRICS_ROWS
     trace = synthetic_trace(n)
@@ -122,8 +125,8 @@ def _child(case: str, requests: int | None) -> None:
     import resource
 
     started = time.perf_counter()
-    import factory_sim.experiment  # noqa: F401  (timed: start-up counts in the peer case's target)
-    import factory_sim.run  # noqa: F401
+    import factory_sim.config.experiment  # noqa: F401  (timed: start-up counts in the peer case's target)
+    import factory_sim.studies.run  # noqa: F401
 
     import_s = time.perf_counter() - started
     n, events, timed_s = CASES[case](requests)

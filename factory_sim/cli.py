@@ -21,9 +21,9 @@ EXIT_BAD_INPUT = 2
 
 
 def _cmd_run(args) -> int:
-    from factory_sim.experiment import default_experiment_path, load_experiment
-    from factory_sim.report import atomic_write, format_table, write_results
-    from factory_sim.run import run_experiment, stderr_progress
+    from factory_sim.results.tables import atomic_write, format_table, write_results
+    from factory_sim.studies.assemble import default_experiment_path, load_experiment
+    from factory_sim.studies.run import run_experiment, stderr_progress
 
     path = Path(args.experiment) if args.experiment else default_experiment_path()
     overrides = {"requests": args.requests} if args.requests is not None else {}
@@ -66,7 +66,7 @@ def _cmd_run(args) -> int:
 def _run_uncertainty(path: Path, exp, samples: int, overrides: dict, args):
     import yaml
 
-    from factory_sim.uncertainty import bands, run_samples
+    from factory_sim.studies.uncertainty import bands, run_samples
 
     if not exp.uncertainty.inputs:
         raise ConfigError("uncertainty.inputs", "--samples needs distributions under uncertainty.inputs, e.g. "
@@ -86,8 +86,7 @@ def _run_uncertainty(path: Path, exp, samples: int, overrides: dict, args):
 
 
 def _cmd_validate(args) -> int:
-    from factory_sim.report import atomic_write
-    from factory_sim.validate import (
+    from factory_sim.fidelity.measured import (
         error_summary,
         format_report,
         format_throughput_report,
@@ -97,6 +96,7 @@ def _cmd_validate(args) -> int:
         validate_points,
         validate_throughput,
     )
+    from factory_sim.results.tables import atomic_write
 
     reference = load_reference(args.scenarios)
     out = Path(args.out) if args.out else None
@@ -148,9 +148,9 @@ def _cmd_validate(args) -> int:
 
 
 def _cmd_calibrate(args) -> int:
-    from factory_sim.calibrate import calibrate, format_calibration, write_profiles
-    from factory_sim.run import stderr_progress
-    from factory_sim.validate import load_reference
+    from factory_sim.fidelity.calibrate import calibrate, format_calibration, write_profiles
+    from factory_sim.fidelity.measured import load_reference
+    from factory_sim.studies.run import stderr_progress
 
     calibration, points = [], []
     for source in args.rows or [None]:
@@ -176,7 +176,7 @@ def _cmd_calibrate(args) -> int:
 
 
 def _cmd_sweep(args) -> int:
-    from factory_sim.sweep import load_sweep, run_sweep
+    from factory_sim.studies.sweep import load_sweep, run_sweep
 
     spec, base = load_sweep(args.sweep)
     out = Path(args.out or f"{spec.name}_results.csv")
@@ -194,9 +194,9 @@ def _cmd_sweep(args) -> int:
 def _cmd_frontier(args) -> int:
     import numpy as np
 
-    from factory_sim.experiment import default_experiment_path, load_experiment
-    from factory_sim.frontier import cost_at_interactivity, crossings, frontier, plot_frontier
-    from factory_sim.report import atomic_write
+    from factory_sim.results.tables import atomic_write
+    from factory_sim.studies.assemble import default_experiment_path, load_experiment
+    from factory_sim.studies.frontier import cost_at_interactivity, crossings, frontier, plot_frontier
 
     path = Path(args.experiment) if args.experiment else default_experiment_path()
     exp = load_experiment(path)
@@ -241,9 +241,9 @@ def _cmd_frontier(args) -> int:
 
 
 def _cmd_plan(args) -> int:
-    from factory_sim.plan import budget_capacity, load_plan, make_plan
-    from factory_sim.report import atomic_write
-    from factory_sim.run import stderr_progress
+    from factory_sim.results.tables import atomic_write
+    from factory_sim.studies.capacity import budget_capacity, load_plan, make_plan
+    from factory_sim.studies.run import stderr_progress
 
     spec = load_plan(args.plan)
     started = time.perf_counter()
@@ -268,8 +268,8 @@ def _cmd_plan(args) -> int:
         print(f"wrote {args.out}")
     samples = args.samples if args.samples is not None else spec.uncertainty.samples
     if samples > 0:
-        from factory_sim.plan import plan_bands
-        from factory_sim.yamlio import read_mapping
+        from factory_sim.catalog import read_mapping
+        from factory_sim.studies.capacity import plan_bands
 
         if not spec.uncertainty.inputs:
             raise ConfigError("uncertainty.inputs", "--samples needs distributions under uncertainty.inputs, e.g. "
@@ -289,7 +289,7 @@ def _cmd_plan(args) -> int:
 
 
 def _cmd_plot(args) -> int:
-    from factory_sim.plots import plot_results
+    from factory_sim.results.plots import plot_results
 
     out = args.out or str(Path(args.results).with_suffix("")) + f"_{args.kind}"
     paths = plot_results(args.results, args.kind, out, metric=args.metric)
@@ -298,10 +298,7 @@ def _cmd_plot(args) -> int:
 
 
 def _cmd_list(args) -> int:
-    from factory_sim.hardware import hardware_table
-    from factory_sim.models import models_table
-    from factory_sim.perf.stacks import stacks_table
-    from factory_sim.workload import workloads_table
+    from factory_sim.catalog import hardware_table, models_table, stacks_table, workloads_table
 
     if args.what == "hardware":
         df = hardware_table()
@@ -318,7 +315,7 @@ def _cmd_list(args) -> int:
 
 
 def _cmd_init(args) -> int:
-    from factory_sim.experiment import default_experiment_path
+    from factory_sim.studies.assemble import default_experiment_path
 
     target = Path(args.file)
     if target.exists() and not args.force:

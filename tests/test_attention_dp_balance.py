@@ -9,10 +9,10 @@ import dataclasses
 import numpy as np
 import pytest
 
+from factory_sim.fidelity.measured import spread_lengths
 from factory_sim.perf.stacks import override_stack
 from factory_sim.perf.steptime import StepTimeModel
 from factory_sim.sim.engine import simulate
-from factory_sim.validate import spread_lengths
 from tests.helpers import aggregated_fleet, shape
 
 PROMPT, LONG = 64, 400  # tokens: 8 short prompts fill one mixed step, then decode for 399 steps

@@ -10,27 +10,27 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from factory_sim.errors import ConfigError
-from factory_sim.experiment import parse_experiment
-from factory_sim.sim.autoscaler import AutoscalePlan, held_integral_gpu_s
-from factory_sim.sim.engine import FleetPlan, PoolPlan, simulate
-from factory_sim.trace import DONE
+from factory_sim.results.trace import DONE
+from factory_sim.sim.autoscaler import AutoscaleSettings, held_integral_gpu_s
+from factory_sim.sim.engine import FleetLayout, PoolLayout, simulate
+from factory_sim.studies.assemble import parse_experiment
 from tests.helpers import shape
 
 SH = shape("h100_sxm", "llama3_1_8b", "fp8")
 
 
 def _plan(lo, hi, delay=5.0, interval=2.0, cooldown=10.0):
-    return AutoscalePlan(min_replicas=lo, max_replicas=hi, interval_s=interval, scale_up_delay_s=delay,
+    return AutoscaleSettings(min_replicas=lo, max_replicas=hi, interval_s=interval, scale_up_delay_s=delay,
                          cooldown_s=cooldown, ttft_slo_s=0.5, tpot_slo_s=0.02)
 
 
 def _fleet(start, plan, role="aggregated"):
     if role == "aggregated":
-        pools = (PoolPlan("agg", "aggregated", SH, start, 16, 2048, autoscale=plan),)
+        pools = (PoolLayout("agg", "aggregated", SH, start, 16, 2048, autoscale=plan),)
     else:
-        pools = (PoolPlan("p", "prefill", SH, start, 16, 2048, autoscale=plan),
-                 PoolPlan("d", "decode", SH, start, 16, 2048, autoscale=plan))
-    return FleetPlan("t", pools, "least_loaded")
+        pools = (PoolLayout("p", "prefill", SH, start, 16, 2048, autoscale=plan),
+                 PoolLayout("d", "decode", SH, start, 16, 2048, autoscale=plan))
+    return FleetLayout("t", pools, "least_loaded")
 
 
 def _ramp(n, seed, peak=60.0):
@@ -103,7 +103,7 @@ def _raw(**autoscale):
 ])
 def test_bad_autoscale_settings_name_the_field(autoscale, fragment):
     with pytest.raises(ConfigError) as err:
-        parse_experiment(_raw(**autoscale)).validate_all()
+        parse_experiment(_raw(**autoscale))
     assert fragment in str(err.value) and "fleets[0].aggregated" in str(err.value)
 
 
@@ -111,12 +111,12 @@ def test_autoscaling_with_faults_is_refused_with_the_reason():
     raw = _raw(max_replicas=4)
     raw["faults"] = {"random": False}
     with pytest.raises(ConfigError, match="autoscaling and faults"):
-        parse_experiment(raw).validate_all()
+        parse_experiment(raw)
 
 
 def test_run_writes_the_scaling_timeline_and_plots_it(tmp_path):
-    from factory_sim.plots import plot_results
-    from factory_sim.run import run_experiment
+    from factory_sim.results.plots import plot_results
+    from factory_sim.studies.run import run_experiment
     raw = _raw(max_replicas=4, interval_s=2.0, cooldown_s=6.0, scale_up_delay_s=2.0)
     raw["workload"] = {"arrivals": {"kind": "diurnal", "peak_rate_per_s": 120, "trough_rate_per_s": 4,
                                     "period_s": 60},
@@ -124,7 +124,7 @@ def test_run_writes_the_scaling_timeline_and_plots_it(tmp_path):
                        "output_tokens": {"kind": "fixed", "tokens": 150}, "requests": 4000}
     raw["load"] = {"mode": "fixed"}
     raw["measurement"] = {"warmup_fraction": 0.0, "cooldown_fraction": 0.0, "min_span_latencies": 0}
-    result = run_experiment(parse_experiment(raw).validate_all(), jobs=1)
+    result = run_experiment(parse_experiment(raw), jobs=1)
     frame = result.scaling_frame()
     held = frame[frame["series"] == "f/aggregated replicas held"]["value"]
     assert held.between(1, 4).all() and held.nunique() > 1
@@ -142,10 +142,10 @@ def test_kv_bound_for_a_retired_decode_replica_goes_to_another_without_a_retry(m
     import factory_sim.sim.engine as engine
     monkeypatch.setattr(engine, "kv_link", lambda prefill, dec: (1e12, 4.0))  # every transfer takes 4 s
     plan = _plan(1, 4, delay=1.0, interval=1.0, cooldown=1.0)
-    pools = (PoolPlan("p", "prefill", SH, 2, 16, 2048),
-             PoolPlan("d", "decode", SH, 4, 16, 2048, autoscale=plan))
+    pools = (PoolLayout("p", "prefill", SH, 2, 16, 2048),
+             PoolLayout("d", "decode", SH, 4, 16, 2048, autoscale=plan))
     arrival, inp, out = _ramp(400, 6, peak=8.0)
-    res = simulate(FleetPlan("t", pools, "round_robin"), inp, out, arrival_s=arrival, seed=1)
+    res = simulate(FleetLayout("t", pools, "round_robin"), inp, out, arrival_s=arrival, seed=1)
     tr = res.trace
     assert np.all(tr.outcome == DONE) and not tr.retries.any()
     assert any(kind == "down" for _, _, kind, _ in res.scaling.events)
@@ -159,7 +159,7 @@ def test_latency_outside_the_gpus_does_not_keep_idle_replicas():
     would go."""
     fronted = dataclasses.replace(SH, stack=SH.stack.model_copy(update={"frontend_latency_s": 0.3}))
     plan = _plan(1, 4, interval=2.0, cooldown=10.0)
-    fleet = FleetPlan("t", (PoolPlan("agg", "aggregated", fronted, 4, 16, 2048, autoscale=plan),), "least_loaded")
+    fleet = FleetLayout("t", (PoolLayout("agg", "aggregated", fronted, 4, 16, 2048, autoscale=plan),), "least_loaded")
     rng = np.random.default_rng(3)
     n = 400
     arrival = np.cumsum(rng.exponential(1 / 2.0, n))  # 2 req/s for ~200 s

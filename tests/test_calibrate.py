@@ -9,9 +9,10 @@ import pandas as pd
 import pytest
 import yaml
 
-from factory_sim.calibrate import calibrate, format_calibration, profile_yaml, write_profiles
-from factory_sim.perf.stacks import load_stack, override_stack
-from factory_sim.validate import predict
+from factory_sim.catalog import load_stack
+from factory_sim.fidelity.calibrate import calibrate, format_calibration, profile_yaml, write_profiles
+from factory_sim.fidelity.measured import predict
+from factory_sim.perf.stacks import override_stack
 
 # Synthetic measured points: one small model on one GPU of two systems, short contexts (so
 # attention hardly matters) and a spread of batch sizes. The weight read scales with each
@@ -91,7 +92,7 @@ def test_calibrate_cli_on_a_file_without_enough_rows_exits_2(tmp_path, capsys):
 
 
 def test_measured_ttft_weighs_only_when_a_prefill_overhead_is_fitted():
-    from factory_sim.calibrate import PARAMETERS, TTFT_PARAMETERS, FitRow, _log_errors
+    from factory_sim.fidelity.calibrate import PARAMETERS, TTFT_PARAMETERS, FitRow, _log_errors
     row = FitRow(id="p", kind="points", row={}, profile="trtllm_hopper", group="g", weight=1.0,
                  published={"ttft_ms": 100.0, "tpot_ms": 10.0})
     pred = [{"ttft_ms": 200.0, "tpot_ms": 10.0}]
@@ -105,18 +106,18 @@ def test_measured_ttft_weighs_only_when_a_prefill_overhead_is_fitted():
 
 
 def test_the_robust_loss_is_quadratic_near_zero_and_linear_far_out():
-    from factory_sim.calibrate import _robust
+    from factory_sim.fidelity.calibrate import _robust
     small, large = _robust(np.array([1e-3, -1e-3])), _robust(np.array([100.0, 400.0]))
     assert small == pytest.approx([1e-3, -1e-3], rel=1e-6)
     assert large[1] ** 2 / large[0] ** 2 == pytest.approx(4.0, rel=0.02)  # loss grows as |r|, not r^2
 
 
 def test_a_fitted_line_without_a_comment_leaves_the_next_line_alone(fitted, tmp_path, monkeypatch):
-    import factory_sim.calibrate as cal
-    text = (cal._stack_dir() / "trtllm_hopper.yaml").read_text()
+    import factory_sim.fidelity.calibrate as cal
+    text = cal._profile_text("trtllm_hopper")
     lines = [x.split("#")[0].rstrip() if x.startswith("step_overhead_s:") else x for x in text.splitlines()]
     (tmp_path / "trtllm_hopper.yaml").write_text("\n".join(lines) + "\n")
-    monkeypatch.setattr(cal, "_stack_dir", lambda: tmp_path)
+    monkeypatch.setattr(cal, "_profile_text", lambda name: (tmp_path / f"{name}.yaml").read_text())
     fit = dataclasses.replace(fitted[0][0], values={"step_overhead_s": 0.003})
     out = yaml.safe_load(profile_yaml(fit))
     assert out["step_overhead_s"] == 0.003
@@ -151,8 +152,8 @@ def test_a_fit_whose_rounds_run_out_while_it_still_moves_says_it_did_not_converg
 def test_a_family_its_twins_contradict_is_held_out_of_the_fit_but_still_scored():
     """SGLang DeepSeek NVFP4 with tensor-parallel experts measures ~10x the TTFT of the same
     deployments with expert parallelism: calibrate leaves it out (saying why); validate scores it."""
-    from factory_sim.calibrate import collect_rows, held_out
-    from factory_sim.validate import deployment, validate_points
+    from factory_sim.fidelity.calibrate import collect_rows, held_out
+    from factory_sim.fidelity.measured import deployment, validate_points
     row = {"id": "ep1", "system": "b200_hgx", "model": "deepseek_r1", "hf_model": "x", "backend": "sglang",
            "backend_version": "0.5.9", "precision": "fp4", "gemm_quant": "nvfp4", "moe_quant": "nvfp4",
            "mode": "agg", "isl": 1024, "osl": 64, "concurrency": 4, "batch_size": 4, "tp_size": 8, "pp_size": 1,

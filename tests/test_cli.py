@@ -11,8 +11,8 @@ import pytest
 import yaml
 
 from factory_sim.cli import main
-from factory_sim.experiment import default_experiment_path
-from factory_sim.run import SUMMARY_COLUMNS
+from factory_sim.studies.assemble import default_experiment_path
+from factory_sim.studies.run import SUMMARY_COLUMNS
 
 SMALL = textwrap.dedent("""\
     name: small

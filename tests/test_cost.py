@@ -4,16 +4,15 @@ from types import SimpleNamespace
 import pytest
 from pydantic import ValidationError
 
-from factory_sim.cost import (
-    CostSpec,
-    TcoSpec,
+from factory_sim.config.cost import CostSpec, TcoSpec
+from factory_sim.errors import ConfigError, from_validation_error
+from factory_sim.results.cost import (
     fleet_power_kw,
     fleet_usd_per_hour,
     tokens_per_s_per_mw,
     usd_per_gpu_hour,
     usd_per_million_tokens,
 )
-from factory_sim.errors import ConfigError, from_validation_error
 
 
 class _Hw(SimpleNamespace):
@@ -113,7 +112,7 @@ def test_cost_spec_rejects_typos_and_impossible_values():
 
 
 def test_with_built_in_h200_profile():
-    from factory_sim.hardware import load_hardware
+    from factory_sim.catalog import load_hardware
 
     h200 = load_hardware("h200_sxm")
     assert usd_per_gpu_hour(h200, CostSpec()) == pytest.approx(1.41)

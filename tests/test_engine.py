@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from factory_sim.results.trace import DONE, REASON_TOO_LONG_FOR_KV, REJECTED
 from factory_sim.sim.engine import simulate
-from factory_sim.trace import DONE, REASON_TOO_LONG_FOR_KV, REJECTED
 from tests.helpers import aggregated_fleet, disaggregated_fleet, shape
 from tests.reference_scheduler import reference_run
 
@@ -124,13 +124,13 @@ def test_least_loaded_weighs_replicas_by_speed():
     same_b = simulate(aggregated_fleet(SMALL, 3, router="least_outstanding_tokens"), inp, out, arrival_s=arrival).trace
     assert same_a.to_frame().equals(same_b.to_frame())
 
-    from factory_sim.sim.engine import FleetPlan, PoolPlan
+    from factory_sim.sim.engine import FleetLayout, PoolLayout
 
     fast = shape("b200_hgx", "llama3_1_8b", "fp8")
-    pools = (PoolPlan("slow", "aggregated", SMALL, 1, 64, 2048), PoolPlan("fast", "aggregated", fast, 1, 64, 2048))
+    pools = (PoolLayout("slow", "aggregated", SMALL, 1, 64, 2048), PoolLayout("fast", "aggregated", fast, 1, 64, 2048))
     share = {}
     for policy in ("least_outstanding_tokens", "least_loaded"):
-        tr = simulate(FleetPlan("mix", pools, policy), inp, out, arrival_s=arrival).trace
+        tr = simulate(FleetLayout("mix", pools, policy), inp, out, arrival_s=arrival).trace
         share[policy] = float(np.mean(tr.prefill_replica == 1))
     assert share["least_loaded"] > share["least_outstanding_tokens"]
     assert share["least_loaded"] > 0.5

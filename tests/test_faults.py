@@ -11,18 +11,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from factory_sim.errors import ConfigError
-from factory_sim.experiment import parse_experiment
-from factory_sim.run import run_experiment
-from factory_sim.sim.engine import FleetPlan, PoolPlan, place_replicas, simulate
-from factory_sim.sim.faults import FaultInjector, FaultPlan, FaultRates, Injection, long_run_availability
-from factory_sim.trace import (
-    DONE,
-    FAILED,
-    REASON_NO_REPLICA_UP,
-    REASON_RETRIES_EXHAUSTED,
-    REJECTED,
-    Trace,
-)
+from factory_sim.results.trace import DONE, FAILED, REASON_NO_REPLICA_UP, REASON_RETRIES_EXHAUSTED, REJECTED, Trace
+from factory_sim.sim.engine import FleetLayout, PoolLayout, place_replicas, simulate
+from factory_sim.sim.faults import FaultInjector, FaultRates, FaultSettings, Injection, long_run_availability
+from factory_sim.studies.assemble import fault_settings, fleet_layouts, parse_experiment
+from factory_sim.studies.run import run_experiment
 from tests.helpers import shape
 from tests.test_cli import SMALL
 
@@ -31,7 +24,7 @@ NVL_EP = shape("gb200_nvl72", "qwen3_235b_a22b", "fp8", tp=1, dp_attention=36, e
 
 
 def _agg(sh, replicas, router="least_loaded"):
-    return FleetPlan("t", (PoolPlan("agg", "aggregated", sh, replicas, 64, 4096),), router)
+    return FleetLayout("t", (PoolLayout("agg", "aggregated", sh, replicas, 64, 4096),), router)
 
 
 def _load(n, rate, seed=0, inp=(200, 900), out=(20, 200)):
@@ -47,7 +40,7 @@ def _same_trace(a: Trace, b: Trace) -> None:
 
 def _plan(pools, **kw):
     base = {"rates": {}, "restart_s": (5.0,) * pools}
-    return FaultPlan(**(base | kw))
+    return FaultSettings(**(base | kw))
 
 
 @given(seed=st.integers(0, 10_000), rate=st.floats(20.0, 400.0))
@@ -68,11 +61,11 @@ def test_a_fault_plan_that_never_fires_changes_nothing(seed, rate):
 def test_every_request_is_done_retried_then_done_failed_or_refused(seed, mtbf_s, retries, weibull, disagg):
     arrival, inp, out = _load(500, 150.0, seed)
     if disagg:
-        pools = (PoolPlan("p", "prefill", HGX, 2, 64, 4096), PoolPlan("d", "decode", HGX, 2, 64, 4096))
-        fleet = FleetPlan("t", pools, "least_loaded")
+        pools = (PoolLayout("p", "prefill", HGX, 2, 64, 4096), PoolLayout("d", "decode", HGX, 2, 64, 4096))
+        fleet = FleetLayout("t", pools, "least_loaded")
     else:
         fleet = _agg(HGX, 3)
-    plan = FaultPlan(rates={"h100_sxm": (FaultRates("node", mtbf_s * 8, 2.0), FaultRates("gpu", mtbf_s * 64, 1.0))},
+    plan = FaultSettings(rates={"h100_sxm": (FaultRates("node", mtbf_s * 8, 2.0), FaultRates("gpu", mtbf_s * 64, 1.0))},
                      restart_s=(1.0,) * len(fleet.pools), max_retries=retries, retry_after_s=0.2,
                      distribution="weibull" if weibull else "exponential", weibull_shape=0.7)
     res = simulate(fleet, inp, out, arrival_s=arrival, seed=seed, faults=plan)
@@ -91,7 +84,7 @@ def test_every_request_is_done_retried_then_done_failed_or_refused(seed, mtbf_s,
 
 def test_same_seed_same_faults_other_seed_other_faults():
     arrival, inp, out = _load(400, 100.0, 3)
-    plan = FaultPlan(rates={"h100_sxm": (FaultRates("node", 20.0, 2.0),)}, restart_s=(1.0,))
+    plan = FaultSettings(rates={"h100_sxm": (FaultRates("node", 20.0, 2.0),)}, restart_s=(1.0,))
     a, b, c = (simulate(_agg(HGX, 3), inp, out, arrival_s=arrival, seed=s, faults=plan) for s in (1, 1, 2))
     _same_trace(a.trace, b.trace)
     assert a.faults.events == b.faults.events != c.faults.events
@@ -180,7 +173,7 @@ def _fault_only(plan, fleet, horizon_s, seed=0):
 @pytest.mark.parametrize("distribution", ["exponential", "weibull"])
 def test_long_run_availability_matches_the_renewal_formula(distribution):
     fleet = _agg(HGX, 16)
-    plan = FaultPlan(rates={"h100_sxm": (FaultRates("node", 2000.0, 100.0),)}, restart_s=(20.0,),
+    plan = FaultSettings(rates={"h100_sxm": (FaultRates("node", 2000.0, 100.0),)}, restart_s=(20.0,),
                      distribution=distribution, weibull_shape=1.5)
     res = _fault_only(plan, fleet, 300_000.0)
     expected = long_run_availability(plan, [(fleet.pools[0], 20.0)], {"h100_sxm": HGX.hardware})
@@ -199,8 +192,8 @@ def test_weibull_draws_keep_the_configured_mean():
 def test_replicas_are_packed_into_domains_largest_first():
     big = shape("gb300_nvl72", "deepseek_r1", "fp4", tp=1, dp_attention=48, ep=48)
     small = shape("gb300_nvl72", "deepseek_r1", "fp4", tp=4, ep=4)
-    fleet = FleetPlan("t", (PoolPlan("p", "prefill", small, 12, 64, 4096),
-                            PoolPlan("d", "decode", big, 2, 64, 4096)), "least_loaded")
+    fleet = FleetLayout("t", (PoolLayout("p", "prefill", small, 12, 64, 4096),
+                            PoolLayout("d", "decode", big, 2, 64, 4096)), "least_loaded")
     first = place_replicas(fleet)
     assert first[12:] == [0, 72]  # each decode instance opens a rack
     racks = [f // 72 for f in first[:12]]
@@ -219,7 +212,7 @@ def test_fault_columns_in_the_run_table():
     raw = _experiment(random=False, inject=[{"at_s": 0.5, "hardware": raw_hw(), "kind": "node", "unit": 0,
                                              "repair_s": 1e5}])
     raw["load"] = {"mode": "fixed", "rate_per_s": 5.0}
-    result = run_experiment(parse_experiment(raw).validate_all(), jobs=1)
+    result = run_experiment(parse_experiment(raw), jobs=1)
     row = result.summary.iloc[0]
     assert row["faults_in_run"] == 1
     assert row["availability"] < 1.0
@@ -243,15 +236,15 @@ def test_bad_fault_settings_name_the_field(faults, path):
     raw = _experiment(**faults)
     raw["fleets"][0]["hardware"] = "h100_sxm"
     with pytest.raises(ConfigError) as err:
-        parse_experiment(raw).validate_all()
+        parse_experiment(raw)
     assert path in str(err.value)
 
 
 def test_restart_time_follows_the_weights():
     raw = _experiment(engine_start_s=10.0, weight_load_gb_per_s=1.0)
-    exp = parse_experiment(raw).validate_all()
-    plan = exp.fleet_plans()[0]
-    fp = exp.fault_plan(plan)
+    exp = parse_experiment(raw)
+    plan = fleet_layouts(exp)[0]
+    fp = fault_settings(exp, plan)
     from factory_sim.perf.memory import plan_memory
     assert fp.restart_s[0] == pytest.approx(10.0 + plan_memory(plan.pools[0].shape).weight_bytes_per_gpu / 1e9)
     assert dataclasses.replace(fp, restart_s=(1.0,)).restart_s == (1.0,)

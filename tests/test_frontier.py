@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from factory_sim.cli import main
-from factory_sim.frontier import concurrency_ladder, cost_at_interactivity, crossings, pareto_mask
+from factory_sim.studies.frontier import concurrency_ladder, cost_at_interactivity, crossings, pareto_mask
 from tests.test_cli import SMALL
 
 

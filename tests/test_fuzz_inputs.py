@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from factory_sim.cli import main
 from factory_sim.errors import ConfigError
-from factory_sim.experiment import load_experiment, parse_experiment
+from factory_sim.studies.assemble import load_experiment, parse_experiment
 from tests.test_cli import SMALL
 
 BASE = yaml.safe_load(SMALL)
@@ -173,13 +173,13 @@ def mutated_features(draw):
 
 def test_the_feature_bases_are_valid():
     for raw in FEATURES:
-        parse_experiment(copy.deepcopy(raw)).validate_all()
+        parse_experiment(copy.deepcopy(raw))
 
 
 @settings(max_examples=600)
 @given(mutated_features())
 def test_mutated_feature_blocks_are_valid_or_a_config_error(raw):
     try:
-        parse_experiment(raw).validate_all()
+        parse_experiment(raw)
     except ConfigError as exc:
         assert exc.message and str(exc)

@@ -1,20 +1,19 @@
 from __future__ import annotations
 
 import math
-from importlib import resources
 from pathlib import Path
 
 import pytest
 import yaml
 
+from factory_sim.catalog import builtin_path, hardware_table, list_hardware, load_hardware
 from factory_sim.errors import ConfigError
-from factory_sim.hardware import hardware_table, list_hardware, load_hardware
 
 BUILTINS = ["b200_hgx", "b300_hgx", "gb200_nvl72", "gb300_nvl72", "h100_sxm", "h200_sxm"]
 
 
 def builtin_dict(name: str) -> dict:
-    text = (resources.files("factory_sim") / "data" / "hardware_profiles" / f"{name}.yaml").read_text()
+    text = builtin_path("hardware", name).read_text()
     return yaml.safe_load(text)
 
 
@@ -93,7 +92,7 @@ def test_unknown_name_suggests_closest():
         load_hardware("gb200")
     assert info.value.path == "hardware"
     assert "did you mean 'gb200_nvl72'" in info.value.message
-    assert "h100_sxm" in info.value.message and "path to a profile YAML" in info.value.message
+    assert "h100_sxm" in info.value.message and "path to a hardware profile file" in info.value.message
 
 
 def test_name_lookup_forgives_case_and_dashes():

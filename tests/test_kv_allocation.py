@@ -10,14 +10,12 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from factory_sim.hardware import load_hardware
-from factory_sim.models import load_model
+from factory_sim.catalog import load_hardware, load_model, load_stack
 from factory_sim.perf.memory import plan_memory, replica_kv_bytes
-from factory_sim.perf.replica import ReplicaShape
-from factory_sim.perf.stacks import load_stack
+from factory_sim.perf.shape import ReplicaShape
+from factory_sim.results.trace import DONE
 from factory_sim.sim import replica as replica_module
 from factory_sim.sim.engine import simulate
-from factory_sim.trace import DONE
 from tests.helpers import aggregated_fleet
 
 
@@ -118,11 +116,11 @@ def test_a_long_request_on_sliding_window_layers_is_served_alone_without_preempt
 def test_requests_behind_a_preempted_head_still_time_out():
     """A preempted request waits at the head of the queue with no deadline (it was admitted
     once); the requests queued behind it keep theirs."""
-    from factory_sim.sim.engine import FleetPlan, PoolPlan
-    from factory_sim.trace import TIMED_OUT
+    from factory_sim.results.trace import TIMED_OUT
+    from factory_sim.sim.engine import FleetLayout, PoolLayout
 
-    pool = PoolPlan("agg", "aggregated", _shape("on_demand", 4000), 1, 64, 2048, queue_timeout_s=0.2)
-    fleet = FleetPlan("test", (pool,), "round_robin")
+    pool = PoolLayout("agg", "aggregated", _shape("on_demand", 4000), 1, 64, 2048, queue_timeout_s=0.2)
+    fleet = FleetLayout("test", (pool,), "round_robin")
     # four 3,100-token requests in a 4,000-token pool: all start, and from ~5 s on the newest
     # is preempted whenever the caches fill, so a preempted one waits at the head until a
     # sequence finishes (~18 s); four short requests arrive at 8 s, behind it

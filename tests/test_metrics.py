@@ -5,17 +5,17 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from factory_sim.config.experiment import SloTarget
 from factory_sim.errors import ConfigError
-from factory_sim.metrics import (
+from factory_sim.results.metrics import (
     SUMMARY_KEYS,
-    SloTarget,
     latencies,
     measurement_window,
     meets_slo,
     summarize,
     summarize_by,
 )
-from factory_sim.trace import DONE, PENDING, REJECTED, TIMED_OUT, Trace
+from factory_sim.results.trace import DONE, PENDING, REJECTED, TIMED_OUT, Trace
 
 NAN = math.nan
 

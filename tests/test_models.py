@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-from importlib import resources
 from pathlib import Path
 
 import numpy as np
@@ -9,8 +8,8 @@ import yaml
 from hypothesis import given
 from hypothesis import strategies as st
 
+from factory_sim.catalog import builtin_path, list_models, load_model, models_table
 from factory_sim.errors import ConfigError
-from factory_sim.models import list_models, load_model, models_table
 
 CATALOG = [
     "deepseek_r1",
@@ -37,7 +36,7 @@ ACTIVE_COUNTS_EMBEDDING = {"llama3_1_8b"}
 
 
 def builtin_dict(name: str) -> dict:
-    text = (resources.files("factory_sim") / "data" / "models" / f"{name}.yaml").read_text()
+    text = builtin_path("model", name).read_text()
     return yaml.safe_load(text)
 
 

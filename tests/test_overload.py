@@ -8,11 +8,12 @@ import yaml
 from hypothesis import given
 from hypothesis import strategies as st
 
+from factory_sim.config.experiment import SloTarget
 from factory_sim.errors import ConfigError
-from factory_sim.experiment import parse_experiment
-from factory_sim.metrics import SloTarget, summarize
-from factory_sim.sim.engine import FleetPlan, PoolPlan, simulate
-from factory_sim.trace import DONE, REASON_QUEUE_FULL, REASON_TIMEOUT, REJECTED, TIMED_OUT
+from factory_sim.results.metrics import summarize
+from factory_sim.results.trace import DONE, REASON_QUEUE_FULL, REASON_TIMEOUT, REJECTED, TIMED_OUT
+from factory_sim.sim.engine import FleetLayout, PoolLayout, simulate
+from factory_sim.studies.assemble import fleet_layouts, parse_experiment
 from tests.helpers import shape
 from tests.test_cli import SMALL
 
@@ -20,9 +21,9 @@ SMALL_SHAPE = shape("h100_sxm", "llama3_1_8b", "fp8")
 
 
 def _fleet(max_queue=None, timeout=None, replicas=1):
-    pool = PoolPlan("agg", "aggregated", SMALL_SHAPE, replicas, 16, 2048, max_queue=max_queue,
+    pool = PoolLayout("agg", "aggregated", SMALL_SHAPE, replicas, 16, 2048, max_queue=max_queue,
                     queue_timeout_s=timeout)
-    return FleetPlan("t", (pool,), "least_loaded")
+    return FleetLayout("t", (pool,), "least_loaded")
 
 
 def _overload(n=3000, rate=400.0, seed=1):
@@ -81,7 +82,7 @@ def test_timeouts_keep_latency_of_served_requests_bounded_under_overload():
 def test_overload_settings_in_yaml():
     raw = yaml.safe_load(SMALL)
     raw["fleets"][0]["aggregated"].update(max_queue=4, queue_timeout_s=0.5)
-    plan = parse_experiment(raw).fleet_plans()[0]
+    plan = fleet_layouts(parse_experiment(raw))[0]
     assert (plan.pools[0].max_queue, plan.pools[0].queue_timeout_s) == (4, 0.5)
     raw["fleets"][1]["decode"]["max_queue"] = 3
     with pytest.raises(ConfigError, match="apply where requests enter"):

@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from factory_sim.cli import main
-from factory_sim.plan import PlanSpec, budget_capacity, make_plan
+from factory_sim.studies.capacity import PlanSpec, budget_capacity, make_plan
 
 PLAN = {
     "name": "t", "model": "llama3_1_8b", "seed": 5, "requests": 800,

@@ -7,8 +7,8 @@ import pytest
 import yaml
 
 from factory_sim.cli import main
-from factory_sim.experiment import parse_experiment
-from factory_sim.run import run_experiment
+from factory_sim.studies.assemble import parse_experiment
+from factory_sim.studies.run import run_experiment
 from tests.test_cli import SMALL
 
 FRONTIER = pd.DataFrame({

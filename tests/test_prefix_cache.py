@@ -7,22 +7,22 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from factory_sim.sim.engine import FleetPlan, PoolPlan, simulate
-from factory_sim.sim.prefix_cache import PrefixCache, PrefixCachePlan
-from factory_sim.trace import DONE, REASON_QUEUE_FULL, REASON_SESSION_ABANDONED, REJECTED
+from factory_sim.results.trace import DONE, REASON_QUEUE_FULL, REASON_SESSION_ABANDONED, REJECTED
+from factory_sim.sim.engine import FleetLayout, PoolLayout, simulate
+from factory_sim.sim.prefix_cache import PrefixCache, PrefixCacheSettings
 from tests.helpers import shape
 
 SH = shape("h100_sxm", "llama3_1_8b", "fp8")
 BLOCK = 64
 
 
-def _fleet(cache: PrefixCachePlan | None, replicas=1, router="least_loaded", role="aggregated", max_queue=None):
+def _fleet(cache: PrefixCacheSettings | None, replicas=1, router="least_loaded", role="aggregated", max_queue=None):
     if role == "aggregated":
-        pools = (PoolPlan("agg", "aggregated", SH, replicas, 32, 2048, prefix_cache=cache, max_queue=max_queue),)
+        pools = (PoolLayout("agg", "aggregated", SH, replicas, 32, 2048, prefix_cache=cache, max_queue=max_queue),)
     else:
-        pools = (PoolPlan("p", "prefill", SH, replicas, 32, 2048, prefix_cache=cache, max_queue=max_queue),
-                 PoolPlan("d", "decode", SH, 1, 32, 2048))
-    return FleetPlan("t", pools, router)
+        pools = (PoolLayout("p", "prefill", SH, replicas, 32, 2048, prefix_cache=cache, max_queue=max_queue),
+                 PoolLayout("d", "decode", SH, 1, 32, 2048))
+    return FleetLayout("t", pools, router)
 
 
 def _shared_prefix_requests(n, seed, groups=4, prefix_blocks=20, rate=20.0):
@@ -47,7 +47,7 @@ def _run(fleet, arrival, inp, out, hashes, **kw):
 def test_a_cache_of_zero_gives_exactly_the_cacheless_run(seed, role):
     arrival, inp, out, hashes = _shared_prefix_requests(300, seed)
     plain = _run(_fleet(None, 2, role=role), arrival, inp, out, hashes).trace
-    zero = _run(_fleet(PrefixCachePlan(hbm_fraction=0.0), 2, role=role), arrival, inp, out, hashes).trace
+    zero = _run(_fleet(PrefixCacheSettings(hbm_fraction=0.0), 2, role=role), arrival, inp, out, hashes).trace
     for col in ("prefill_start_s", "first_token_s", "finish_s", "prefill_replica", "decode_replica", "cached_tokens"):
         np.testing.assert_array_equal(getattr(plain, col), getattr(zero, col), err_msg=col)
 
@@ -58,7 +58,7 @@ def test_cached_prefill_never_exceeds_the_uncached(seed):
     # one request at a time, so each prefill's time depends on its own work only
     arrival, inp, out, hashes = _shared_prefix_requests(60, seed, rate=0.05)
     plain = _run(_fleet(None), arrival, inp, out, hashes).trace
-    cached = _run(_fleet(PrefixCachePlan()), arrival, inp, out, hashes).trace
+    cached = _run(_fleet(PrefixCacheSettings()), arrival, inp, out, hashes).trace
     assert np.all(cached.cached_tokens >= 0) and np.all(cached.cached_tokens <= cached.input_tokens - 1)
     assert np.all(cached.cached_tokens % BLOCK == 0)
     prefill = cached.first_token_s - cached.prefill_start_s
@@ -71,7 +71,7 @@ def test_cached_prefill_never_exceeds_the_uncached(seed):
 
 
 def test_cache_never_holds_more_than_the_free_kv_memory():
-    cache = PrefixCache(PrefixCachePlan(hbm_fraction=0.5), block_tokens=16, block_bytes=100.0)
+    cache = PrefixCache(PrefixCacheSettings(hbm_fraction=0.5), block_tokens=16, block_bytes=100.0)
     cache.insert(list(range(50)))
     cache.trim(free_bytes=2_000.0)
     assert len(cache) == 10  # 0.5 x 2,000 bytes / 100 bytes per block
@@ -81,7 +81,7 @@ def test_cache_never_holds_more_than_the_free_kv_memory():
 
 
 def test_evicted_blocks_come_back_from_host_memory_at_its_bandwidth():
-    plan = PrefixCachePlan(hbm_fraction=1.0, host_bytes_per_gpu=10_000.0, host_bytes_per_s_per_gpu=1_000.0)
+    plan = PrefixCacheSettings(hbm_fraction=1.0, host_bytes_per_gpu=10_000.0, host_bytes_per_s_per_gpu=1_000.0)
     cache = PrefixCache(plan, block_tokens=16, block_bytes=100.0)
     cache.insert([1, 2, 3, 4])
     cache.trim(free_bytes=200.0)  # blocks 1 and 2 move to host memory
@@ -100,7 +100,7 @@ def test_kv_aware_routing_finds_more_of_the_cache_than_least_loaded():
     arrival, inp, out, hashes = _shared_prefix_requests(3000, 3, groups=200, rate=60.0)
     hit = {}
     for router in ("least_loaded", "kv_aware"):
-        tr = _run(_fleet(PrefixCachePlan(hbm_fraction=0.1), 4, router), arrival, inp, out, hashes).trace
+        tr = _run(_fleet(PrefixCacheSettings(hbm_fraction=0.1), 4, router), arrival, inp, out, hashes).trace
         hit[router] = tr.cached_tokens.sum() / tr.input_tokens.sum()
     assert hit["kv_aware"] > 2 * hit["least_loaded"]
 
@@ -160,18 +160,18 @@ def _raw(workload, **fleet):
 
 def test_a_prefix_cache_needs_a_workload_with_block_hashes():
     from factory_sim.errors import ConfigError
-    from factory_sim.experiment import parse_experiment
+    from factory_sim.studies.assemble import parse_experiment
     with pytest.raises(ConfigError, match=r"fleets\[0\]\.prefix_cache.*block hashes"):
-        parse_experiment(_raw("chat_1k1k", prefix_cache={})).validate_all()
+        parse_experiment(_raw("chat_1k1k", prefix_cache={}))
     with pytest.raises(ConfigError, match="host_gb_per_s"):
-        parse_experiment(_raw("agentic_sessions", prefix_cache={"host_gb_per_gpu": 10})).validate_all()
+        parse_experiment(_raw("agentic_sessions", prefix_cache={"host_gb_per_gpu": 10}))
 
 
 def test_an_agentic_sessions_run_reports_its_cache_hits_and_keeps_turns_causal():
-    from factory_sim.experiment import parse_experiment
-    from factory_sim.run import run_experiment
+    from factory_sim.studies.assemble import parse_experiment
+    from factory_sim.studies.run import run_experiment
     raw = _raw("agentic_sessions", prefix_cache={}, router="kv_aware")
-    result = run_experiment(parse_experiment(raw).validate_all(), jobs=1)
+    result = run_experiment(parse_experiment(raw), jobs=1)
     row = result.summary.iloc[0]
     assert row["prefix_hit_rate"] > 0.3  # later turns find their session's earlier prompt
     tr = next(iter(result.points.values())).sim.trace
@@ -180,10 +180,11 @@ def test_an_agentic_sessions_run_reports_its_cache_hits_and_keeps_turns_causal()
 
 
 def test_an_aggregated_replica_keeps_the_answer_for_the_next_turn():
-    from factory_sim.workload import generate_requests, load_workload
+    from factory_sim.catalog import load_workload
+    from factory_sim.workload.generate import generate_requests
     spec = load_workload("agentic_sessions").model_copy(update={"requests": 200})
     batch = generate_requests(spec, np.random.default_rng(5), rate_per_s=0.5)
-    fleet = _fleet(PrefixCachePlan(), 1)
+    fleet = _fleet(PrefixCacheSettings(), 1)
     tr = simulate(fleet, batch.input_tokens, batch.output_tokens, arrival_s=batch.arrival_s,
                   block_hashes=batch.block_hashes, block_tokens=batch.block_tokens,
                   next_turn=batch.next_turn, think_s=batch.think_s).trace

@@ -7,9 +7,9 @@ import pytest
 import yaml
 
 from factory_sim.errors import ConfigError
-from factory_sim.experiment import parse_experiment
-from factory_sim.run import run_experiment
-from factory_sim.sim.engine import FleetPlan, PoolPlan, simulate
+from factory_sim.sim.engine import FleetLayout, PoolLayout, simulate
+from factory_sim.studies.assemble import parse_experiment
+from factory_sim.studies.run import run_experiment
 from tests.helpers import shape
 from tests.test_cli import SMALL
 
@@ -23,9 +23,9 @@ def _requests(n=600, rate=30.0, seed=4):
 
 
 def _mixed(policy, slow_price=1.0, fast_price=3.0):
-    pools = (PoolPlan("slow", "aggregated", SLOW, 2, 64, 2048, usd_per_hour_per_replica=slow_price),
-             PoolPlan("fast", "aggregated", FAST, 2, 64, 2048, usd_per_hour_per_replica=fast_price))
-    return FleetPlan("mix", pools, policy)
+    pools = (PoolLayout("slow", "aggregated", SLOW, 2, 64, 2048, usd_per_hour_per_replica=slow_price),
+             PoolLayout("fast", "aggregated", FAST, 2, 64, 2048, usd_per_hour_per_replica=fast_price))
+    return FleetLayout("mix", pools, policy)
 
 
 def test_slo_aware_sends_latency_critical_traffic_to_the_fastest_replicas():

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import yaml
 
-from factory_sim.cost import fleet_usd_per_hour
 from factory_sim.errors import ConfigError
-from factory_sim.experiment import parse_experiment
-from factory_sim.run import _LoadSearch, run_experiment, simulate_point
+from factory_sim.results.cost import fleet_usd_per_hour
+from factory_sim.studies.assemble import fleet_layouts, parse_experiment
+from factory_sim.studies.run import _LoadSearch, run_experiment, simulate_point
 from tests.test_cli import SMALL
 
 
@@ -21,7 +21,7 @@ def _exp(**changes):
 
 def test_search_reports_a_passing_load_with_a_failing_one_just_above():
     exp = _exp(slo_tiers=[{"name": "relaxed", "ttft_s": 1.0, "tpot_s": 0.05}])
-    plan = exp.fleet_plans()[0]
+    plan = fleet_layouts(exp)[0]
     search = _LoadSearch(exp, plan, None)
     best = search.search("relaxed", guess=50.0, ceiling=200.0)
     assert best is not None
@@ -34,7 +34,7 @@ def test_search_reports_a_passing_load_with_a_failing_one_just_above():
 
 def test_same_seed_same_run_other_seed_other_run():
     exp = _exp(load={"mode": "fixed", "rate_per_s": 15})
-    plan = exp.fleet_plans()[1]
+    plan = fleet_layouts(exp)[1]
     a = simulate_point(exp, plan, 15.0).sim.trace.to_frame()
     b = simulate_point(exp, plan, 15.0).sim.trace.to_frame()
     c = simulate_point(_exp(seed=4, load={"mode": "fixed", "rate_per_s": 15}), plan, 15.0).sim.trace.to_frame()
@@ -48,7 +48,7 @@ def test_fixed_load_report_arithmetic():
     df = result.summary
     assert len(df) == 4 and df["feasible"].all()
     for _, row in df.iterrows():
-        plan = next(p for p in exp.fleet_plans() if p.name == row.fleet)
+        plan = next(p for p in fleet_layouts(exp) if p.name == row.fleet)
         usd_h = fleet_usd_per_hour(plan.gpus_by_hardware(), exp.cost)
         assert row.usd_per_hour == pytest.approx(usd_h)
         assert row.usd_per_m_output_tokens == pytest.approx(usd_h / (row.output_tokens_per_s * 3600) * 1e6)
@@ -75,7 +75,7 @@ def test_mixed_fleet_serves_from_both_hardware_kinds():
     }]
     raw["load"] = {"mode": "fixed", "rate_per_s": 20}
     exp = parse_experiment(raw)
-    plan = exp.fleet_plans()[0]
+    plan = fleet_layouts(exp)[0]
     assert [p.name for p in plan.pools] == ["mixed/prefill", "mixed/decode/h100_sxm", "mixed/decode/blackwell"]
     assert sorted((hw.name, g) for hw, g in plan.gpus_by_hardware()) == [("b200_hgx", 2), ("h100_sxm", 2)]
     result = run_experiment(exp, jobs=1)

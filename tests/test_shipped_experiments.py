@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from factory_sim.experiment import load_experiment
-from factory_sim.plan import load_plan
-from factory_sim.sweep import build_point, load_sweep, sweep_points
+from factory_sim.studies.assemble import fleet_layouts, load_experiment
+from factory_sim.studies.capacity import load_plan
+from factory_sim.studies.sweep import build_point, load_sweep, sweep_points
 
 EXPERIMENTS = Path(__file__).resolve().parent.parent / "experiments"
 FILES = sorted(EXPERIMENTS.glob("*.yaml"))
@@ -30,7 +30,7 @@ def test_a_shipped_example_loads_and_its_fleets_fit(path: Path):
         points = sweep_points(spec.sweep)
         assert points
         for overrides in points:
-            assert build_point(base, overrides, path.stem).fleet_plans()
+            assert fleet_layouts(build_point(base, overrides, path.stem))
     else:
-        plans = load_experiment(path).fleet_plans()
+        plans = fleet_layouts(load_experiment(path))
         assert plans and all(pool.replicas >= 1 for plan in plans for pool in plan.pools)

@@ -8,7 +8,7 @@ import yaml
 
 from factory_sim.cli import main
 from factory_sim.errors import ConfigError
-from factory_sim.sweep import SweepAxes, parse_path, point_key, set_field, sweep_points
+from factory_sim.studies.sweep import SweepAxes, parse_path, point_key, set_field, sweep_points
 from tests.test_cli import SMALL
 
 

@@ -8,7 +8,8 @@ import pytest
 import yaml
 
 from factory_sim.cli import main
-from factory_sim.uncertainty import UncertaintySpec, bands, draw
+from factory_sim.config.uncertainty import UncertaintySpec
+from factory_sim.studies.uncertainty import bands, draw
 from tests.test_cli import SMALL
 
 

@@ -8,10 +8,18 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from factory_sim import validate
 from factory_sim.cli import main
+from factory_sim.fidelity import measured as validate
+from factory_sim.fidelity.measured import (
+    Skip,
+    benchmark,
+    deployment,
+    load_points,
+    predict,
+    spread_lengths,
+    validate_points,
+)
 from factory_sim.perf.steptime import StepTimeModel, prefill_attention_pairs
-from factory_sim.validate import Skip, benchmark, deployment, load_points, predict, spread_lengths, validate_points
 
 BASE = {"id": "r1", "system": "h100_sxm", "model": "llama3_1_8b", "hf_model": "x", "backend": "trtllm",
         "backend_version": "1", "precision": "fp8", "gemm_quant": "fp8", "moe_quant": "fp8", "mode": "agg",
@@ -127,7 +135,7 @@ CAL = {"id": "T1", "source": "test", "date": "2026-04-01", "system": "h200_sxm",
 
 
 def test_a_throughput_row_of_each_scenario_produces_a_prediction():
-    from factory_sim.validate import validate_throughput
+    from factory_sim.fidelity.measured import validate_throughput
 
     rows = pd.DataFrame([
         CAL,
@@ -147,7 +155,7 @@ def test_a_throughput_row_of_each_scenario_produces_a_prediction():
 
 
 def test_throughput_rows_that_cannot_be_scored_say_why():
-    from factory_sim.validate import validate_throughput
+    from factory_sim.fidelity.measured import validate_throughput
 
     rows = pd.DataFrame([
         {**CAL, "id": "U1", "system": "tpu_v9"},
@@ -163,7 +171,7 @@ def test_throughput_rows_that_cannot_be_scored_say_why():
 
 
 def test_the_stack_follows_framework_generation_and_date():
-    from factory_sim.hardware import load_hardware
+    from factory_sim.catalog import load_hardware
     from factory_sim.perf.stacks import select_stack
 
     b200, h100 = load_hardware("b200_hgx"), load_hardware("h100_sxm")
@@ -177,7 +185,7 @@ def test_the_stack_follows_framework_generation_and_date():
 
 
 def test_a_published_result_names_its_framework_in_its_notes():
-    from factory_sim.validate import row_framework
+    from factory_sim.fidelity.measured import row_framework
     assert row_framework({"notes": "software: LLM-D v0.5.0 ,OpenShift 4.21"}) == "vllm"  # llm-d runs vLLM
     assert row_framework({"notes": "software: SGLang 0.5"}) == "sglang"
     assert row_framework({"notes": "platform B200-SXM-180GBx8_TRT"}) == "tensorrt-llm"
@@ -186,7 +194,7 @@ def test_a_published_result_names_its_framework_in_its_notes():
 
 
 def test_builtin_reference_holds_both_kinds_and_a_calibration_file_is_recognised(tmp_path, capsys):
-    from factory_sim.validate import load_reference
+    from factory_sim.fidelity.measured import load_reference
 
     ref = load_reference(None)
     assert set(ref) == {"points", "calibration"} and len(ref["calibration"]) == 96
@@ -251,8 +259,8 @@ def test_no_builtin_row_of_the_new_models_is_left_out_of_the_catalog():
 
 
 def test_int4_weight_only_rows_run_int4_experts_with_bf16_math_and_bf16_attention():
-    from factory_sim.hardware import load_hardware
-    from factory_sim.perf.replica import BYTES_PER_ELEMENT, compute_precision
+    from factory_sim.catalog import load_hardware
+    from factory_sim.perf.shape import BYTES_PER_ELEMENT, compute_precision
     row = {**BASE, "model": "moonshotai/Kimi-K2.5", "system": "b200_hgx", "precision": "int4",
            "moe_quant": "int4_wo", "gemm_quant": "int4_wo", "tp_size": 8, "moe_ep_size": 8}
     sh = deployment(row).fleet.pools[0].shape
@@ -263,15 +271,15 @@ def test_int4_weight_only_rows_run_int4_experts_with_bf16_math_and_bf16_attentio
 
 
 def test_a_report_with_every_row_skipped_says_so():
-    from factory_sim.validate import format_report
+    from factory_sim.fidelity.measured import format_report
     res = validate_points(pd.DataFrame([{**BASE, "id": "r1", "model": "acme/Unreleased-2T"}]), jobs=1)
     text = format_report(res)
     assert "scored: 0" in text and "not in the catalog" in text
 
 
 def test_rows_a_profile_was_fitted_to_are_reported_apart_from_the_rest():
-    from factory_sim.perf.stacks import load_stack
-    from factory_sim.validate import error_summary, fitted_ids
+    from factory_sim.catalog import load_stack
+    from factory_sim.fidelity.measured import error_summary, fitted_ids
     fitted = load_stack("trtllm_hopper").fitted_to
     points = [p for p in fitted if not p.startswith("CAL-")]
     assert points and set(fitted) <= fitted_ids()
@@ -393,12 +401,12 @@ def test_offline_rate_is_the_steady_state_not_the_drain():
                                            (256, "65-256"), (257, "257+"), (12000, "257+"), (float("nan"), ""),
                                            (0, "")])
 def test_client_bands_cover_every_count_once(clients, band):
-    from factory_sim.validate import client_band
+    from factory_sim.fidelity.measured import client_band
     assert client_band(clients) == band
 
 
 def test_the_breakdown_reports_each_client_band_with_its_signed_error():
-    from factory_sim.validate import error_summary, format_report
+    from factory_sim.fidelity.measured import error_summary, format_report
     rows = []
     for i, (clients, err) in enumerate([(2, 0.2), (3, 0.4), (100, -0.3), (300, -0.5), (None, 0.1)]):
         for quantity in ("ttft_ms", "tpot_ms"):

@@ -10,8 +10,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import TypeAdapter, ValidationError
 
-from factory_sim.errors import ConfigError
-from factory_sim.workload import (
+from factory_sim.catalog import list_workloads, load_workload, workloads_table
+from factory_sim.config.workload import (
     Arrivals,
     ClosedLoopArrivals,
     EmpiricalLength,
@@ -24,18 +24,12 @@ from factory_sim.workload import (
     TraceArrivals,
     UniformLength,
     WorkloadSpec,
-    arrival_times,
-    generate_requests,
-    list_traces,
-    list_workloads,
-    load_trace,
-    load_workload,
-    mean_length,
-    mean_rate_per_s,
-    sample_lengths,
-    workloads_table,
 )
-from factory_sim.workload.arrivals import trace_requests
+from factory_sim.errors import ConfigError
+from factory_sim.workload.arrivals import arrival_times, mean_rate_per_s, trace_requests
+from factory_sim.workload.generate import generate_requests, mean_input_tokens, mean_output_tokens
+from factory_sim.workload.lengths import mean_length, sample_lengths
+from factory_sim.workload.trace_files import list_traces, load_trace
 
 
 def rng(seed: int = 0) -> np.random.Generator:
@@ -424,8 +418,8 @@ def test_builtin_workloads():
 def test_deepseek_fit_matches_dataset_statistics():
     # mlperf_deepseek_r1 row: output mean 4043.4 and median 2194; input mean 803.8.
     spec = load_workload("mlperf_deepseek_r1")
-    assert spec.mean_output_tokens() == pytest.approx(4043.4, rel=0.001)
-    assert spec.mean_input_tokens() == pytest.approx(803.8, rel=0.001)
+    assert mean_output_tokens(spec) == pytest.approx(4043.4, rel=0.001)
+    assert mean_input_tokens(spec) == pytest.approx(803.8, rel=0.001)
     out = sample_lengths(spec.output_tokens, 200_000, rng(13))
     assert np.median(out) == pytest.approx(2194, rel=0.02)
 

@@ -10,20 +10,12 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from factory_sim.catalog import load_workload, workloads_table
+from factory_sim.config.workload import HASH_STRIDE, DiurnalArrivals, PoissonArrivals, SessionArrivals, WorkloadSpec
 from factory_sim.errors import ConfigError
-from factory_sim.workload import (
-    DiurnalArrivals,
-    PoissonArrivals,
-    SessionArrivals,
-    WorkloadSpec,
-    arrival_times,
-    generate_requests,
-    load_trace,
-    load_workload,
-    mean_rate_per_s,
-    workloads_table,
-)
-from factory_sim.workload.sessions import HASH_STRIDE
+from factory_sim.workload.arrivals import arrival_times, mean_rate_per_s
+from factory_sim.workload.generate import generate_requests
+from factory_sim.workload.trace_files import load_trace
 
 
 def rng(seed: int = 0) -> np.random.Generator:

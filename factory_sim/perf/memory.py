@@ -12,13 +12,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from factory_sim.errors import ConfigError
-from factory_sim.perf.replica import BYTES_PER_ELEMENT, ReplicaShape
+from factory_sim.perf.shape import BYTES_PER_ELEMENT, ReplicaShape
 
 EMBEDDING_BYTES_PER_ELEMENT = BYTES_PER_ELEMENT["bf16"]  # embeddings and LM head stay BF16
 
 
 @dataclass(frozen=True)
-class MemoryPlan:
+class MemoryBudget:
     """Bytes per GPU (the busiest GPU of the replica) and the replica's KV budget."""
 
     attention_weight_bytes_per_gpu: float
@@ -51,7 +51,7 @@ class MemoryPlan:
         return int(self.kv_capacity_bytes // (self.kv_bytes_per_token * context_tokens + self.state_bytes_per_seq))
 
 
-def plan_memory(shape: ReplicaShape) -> MemoryPlan:
+def plan_memory(shape: ReplicaShape) -> MemoryBudget:
     """Weights and KV per GPU; raises ConfigError if the weights leave no room for KV."""
     m, hw, st = shape.model, shape.hardware, shape.stack
     layers_per_stage = np.ceil(m.layers / shape.pp)
@@ -91,7 +91,7 @@ def plan_memory(shape: ReplicaShape) -> MemoryPlan:
             f"({hw.hbm_gb:g} GB HBM minus {st.activation_reserve_gb:g} GB for activations), "
             f"short by {-free / 1e9:.1f} GB per GPU; use more GPUs per replica (tp/ep/pp) or a smaller precision",
         )
-    plan = MemoryPlan(
+    plan = MemoryBudget(
         attention_weight_bytes_per_gpu=float(attention),
         dense_ffn_weight_bytes_per_gpu=float(dense_ffn),
         expert_weight_bytes_per_gpu=float(experts),

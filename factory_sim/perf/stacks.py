@@ -1,127 +1,13 @@
-"""Software-stack profiles: how close a serving framework gets to the hardware's peaks.
+"""Choosing and adjusting software-stack profiles (the schema is config/stack.py).
 
-Everything that is a property of software, not silicon, lives here, so "the same GPU with
-better software" is one YAML change. Built-in profiles are in data/stacks/; each value
-cites the measurement it came from or says it is an estimate.
+A measured result names its framework, GPU and date; the stack it ran is the newest
+profile of that framework and GPU generation dated no later than the result.
 """
 
 from __future__ import annotations
 
-import difflib
-from functools import cache
-from importlib import resources
-from pathlib import Path
-from typing import Literal
-
-import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
-
-from factory_sim.errors import ConfigError, from_validation_error
-from factory_sim.yamlio import read_mapping, validate
-
-
-class GemmEfficiency(BaseModel):
-    """Achievable fraction of dense peak for large GEMMs, per compute precision."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-    bf16: float = Field(gt=0, le=1)
-    fp8: float = Field(gt=0, le=1)
-    fp4: float | None = Field(default=None, gt=0, le=1)
-
-
-class SoftwareStack(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    name: str
-    framework: str
-    version: str
-    date: str  # when this software version was current, "YYYY-MM": picks the stack of a dated result
-    # GPU generation the profile was measured on ("hopper" or "blackwell", which covers
-    # Blackwell Ultra); None: a profile not meant for automatic selection.
-    generation: str | None = None
-    description: str = ""
-    gemm_efficiency: GemmEfficiency
-    # GEMM rows (tokens) per GPU at which efficiency reaches half its large-GEMM value:
-    # small-M GEMMs run far below peak (measured_efficiency.csv conditions columns).
-    gemm_half_efficiency_tokens: float = Field(ge=0)
-    # Rows of one tensor-core tile: a GEMM with fewer rows costs a full tile of compute.
-    gemm_min_rows: float = Field(ge=1)
-    # Attention math's fraction of the BF16 peak: decode (and MLA's absorbed attention) ...
-    attention_efficiency: float = Field(gt=0, le=1)
-    # ... and prefill, whose long causal tiles run the FlashAttention-style kernels near their
-    # compute roofline. None: the decode figure.
-    prefill_attention_efficiency: float | None = Field(default=None, gt=0, le=1)
-    hbm_efficiency: float = Field(gt=0, le=1)
-    nvlink_efficiency: float = Field(gt=0, le=1.2)
-    scaleout_efficiency: float = Field(gt=0, le=1)
-    collective_latency_s: float = Field(ge=0)
-    comm_overlap_fraction: float = Field(ge=0, le=1)
-    ep_load_imbalance: float = Field(ge=1)
-    step_overhead_s: float = Field(ge=0)
-    # CPU work per sequence per step (sampling, stop checks, scheduling, detokenization):
-    # what keeps a small model's TPOT flat across TP degrees at large batch on some engines
-    seq_overhead_s: float = Field(default=0.0, ge=0)
-    layer_overhead_s: float = Field(ge=0)
-    # Hidden-sized BF16 activation vectors each token reads or writes per layer outside the
-    # GEMMs and attention (norms, residual adds, RoPE, SwiGLU, activation quantization, MoE
-    # permutation), after the engine's fusions: memory-bound kernels that TP does not split.
-    # 0 leaves them out.
-    activation_passes: float = Field(default=0.0, ge=0)
-    # Fixed cost of a step that carries prompt tokens, on top of step_overhead_s: engines
-    # replay decode-only steps from CUDA graphs but run prefill steps eagerly (kernel launches,
-    # MoE routing set-up, the scheduler's prefill bookkeeping). 0 prices prefill like decode.
-    prefill_step_overhead_s: float = Field(default=0.0, ge=0)
-    # Latency a new prompt of an MoE model waits per MoE layer before its first token, beyond
-    # its steps: measured TTFT of MoE models at a few clients sits 20-190 ms above the
-    # prefill's roofline, in proportion to their MoE layers, while dense models show none.
-    # It is priced as latency of the request, not as GPU time of the step: at 16-128 clients
-    # the measured TPOTs show no such stall of the decodes that share the prompt's steps
-    # (engines prepare a step on the host while the GPU runs the previous one, and an eager
-    # MoE layer's routing set-up, sort, permute and host sync for the per-expert token counts
-    # delay that prompt's own step). 0 leaves it out.
-    prefill_moe_layer_latency_s: float = Field(default=0.0, ge=0)
-    # The part of it that does stall the step carrying the prompt (GPU time of every sequence in
-    # that step), per MoE layer. 0 leaves it out.
-    prefill_moe_layer_overhead_s: float = Field(default=0.0, ge=0)
-    # Time a request spends outside the GPUs before its prompt reaches the engine's scheduler
-    # and its first token reaches the client: HTTP and the serving API front-end (chat
-    # template, tokenization, hand-off to the engine process), detokenization and streaming.
-    # Pure latency: it adds to TTFT and end-to-end latency, never to a step. 0 leaves it out.
-    frontend_latency_s: float = Field(default=0.0, ge=0)
-    # Attention-DP context balancing (TensorRT-LLM `attention_dp_config.enable_balance`): an
-    # aggregated replica with attention DP holds new prompts until every rank has one and a
-    # free slot, or until this many steps have passed since the last release, so that the
-    # ranks prefill together instead of idling at the MoE all-to-all while one rank prefills.
-    # At load it makes prompts wait for a release that comes every `timeout_iters` steps.
-    # 0: prompts are admitted at the next step boundary.
-    adp_balance_timeout_steps: int = Field(default=0, ge=0)
-    # How an aggregated replica hands out KV memory. "reserve": a request is admitted only when
-    # KV for its whole context (input + output) is free, and never evicted (TensorRT-LLM's
-    # default GUARANTEED_NO_EVICT capacity scheduler). "on_demand": admitted when its prompt
-    # fits, its cache grows token by token, and when the next step would not fit the newest
-    # running sequence is preempted, its KV freed, and it goes back to the head of the queue
-    # to be recomputed (prompt and generated tokens) when memory allows.
-    kv_allocation: Literal["reserve", "on_demand"] = "reserve"
-    kv_transfer_latency_s: float = Field(ge=0)
-    hbm_utilization: float = Field(gt=0, le=1)  # KV share of the HBM left after weights and activations
-    activation_reserve_gb: float = Field(ge=0)
-    fitted_to: list[str] = Field(default_factory=list)
-
-    @property
-    def prefill_attention_fraction(self) -> float:
-        return self.prefill_attention_efficiency or self.attention_efficiency
-
-    def gemm_peak_fraction(self, compute_precision: str) -> float:
-        """Large-GEMM efficiency at a tensor-core precision (perf.replica.compute_precision)."""
-        value = getattr(self.gemm_efficiency, compute_precision, None)
-        if value is None:
-            raise ConfigError(
-                "stack.gemm_efficiency",
-                f"stack '{self.name}' gives no GEMM efficiency for {compute_precision}; add "
-                f"gemm_efficiency.{compute_precision} to the stack profile",
-            )
-        return value
-
+from factory_sim.catalog import builtin_names, load_stack, parse
+from factory_sim.config.stack import SoftwareStack
 
 # Names measured data uses for the serving frameworks of the built-in profiles.
 FRAMEWORK_ALIASES = {"trtllm": "tensorrt-llm", "tensorrt_llm": "tensorrt-llm", "tensorrt-llm": "tensorrt-llm",
@@ -147,7 +33,7 @@ def select_stack(hardware, framework: str | None = None, date: str | None = None
     note = ""
     if wanted is None:
         wanted = load_stack(hardware.default_stack).framework
-    matches = [s for s in map(load_stack, builtin_stack_names())
+    matches = [s for s in map(load_stack, builtin_names("stack"))
                if s.generation == generation and s.framework == wanted]
     if not matches:
         default = load_stack(hardware.default_stack)
@@ -164,53 +50,4 @@ def select_stack(hardware, framework: str | None = None, date: str | None = None
 
 def override_stack(stack: SoftwareStack, overrides: dict) -> SoftwareStack:
     """The stack with some fields replaced, validated like a stack file."""
-    try:
-        return SoftwareStack.model_validate({**stack.model_dump(), **overrides})
-    except ValidationError as exc:
-        raise from_validation_error(exc, raw=overrides) from None
-
-
-def _stack_dir() -> Path:
-    return Path(str(resources.files("factory_sim") / "data" / "stacks"))
-
-
-def builtin_stack_names() -> list[str]:
-    return sorted(p.stem for p in _stack_dir().glob("*.yaml"))
-
-
-@cache
-def _load_builtin(name: str) -> SoftwareStack:
-    return _parse(_stack_dir() / f"{name}.yaml")
-
-
-def _parse(path: Path) -> SoftwareStack:
-    return validate(SoftwareStack, read_mapping(path, "stack profile"), str(path))
-
-
-def stacks_table() -> pd.DataFrame:
-    """The built-in profiles, one row each: what picks them (framework, generation, date) and
-    the choices that change results beyond the efficiency constants."""
-    rows = []
-    for stack in map(_load_builtin, builtin_stack_names()):
-        rows.append({"name": stack.name, "framework": stack.framework, "generation": stack.generation,
-                     "date": stack.date, "version": stack.version, "kv_allocation": stack.kv_allocation,
-                     "adp_balance_steps": stack.adp_balance_timeout_steps,
-                     "fitted_rows": len(stack.fitted_to), "description": stack.description})
-    return pd.DataFrame(rows)
-
-
-def load_stack(name_or_path: str) -> SoftwareStack:
-    """A built-in stack by name, or a user's stack profile YAML by path."""
-    if name_or_path in builtin_stack_names():
-        return _load_builtin(name_or_path)
-    path = Path(name_or_path)
-    if path.suffix in (".yaml", ".yml") and path.exists():
-        return _parse(path)
-    known = builtin_stack_names()
-    close = difflib.get_close_matches(name_or_path, known, n=1)
-    hint = f" (did you mean '{close[0]}'?)" if close else ""
-    raise ConfigError(
-        "stack",
-        f"unknown software stack '{name_or_path}'{hint}; known: {', '.join(known)}, "
-        "or give a path to a stack profile YAML",
-    )
+    return parse(SoftwareStack, {**stack.model_dump(), **overrides})

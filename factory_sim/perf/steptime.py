@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from factory_sim.perf.replica import BYTES_PER_ELEMENT, ReplicaShape, compute_precision
+from factory_sim.perf.shape import BYTES_PER_ELEMENT, ReplicaShape, compute_precision
 
 ACTIVATION_BYTES = BYTES_PER_ELEMENT["bf16"]  # activations exchanged in collectives
 DISPATCH_BYTES = BYTES_PER_ELEMENT["fp8"]  # MoE dispatch sends FP8 activations (DeepEP-style)

@@ -29,7 +29,7 @@ PARKED, STARTING, ACTIVE, DRAINING = "parked", "starting", "active", "draining"
 
 
 @dataclass(frozen=True)
-class AutoscalePlan:
+class AutoscaleSettings:
     min_replicas: int
     max_replicas: int
     interval_s: float
@@ -60,7 +60,7 @@ class ScaleLog:
 
 
 class Autoscaler:
-    def __init__(self, env: simpy.Environment, pools: dict[int, tuple[AutoscalePlan, list, int]], trace,
+    def __init__(self, env: simpy.Environment, pools: dict[int, tuple[AutoscaleSettings, list, int]], trace,
                  request_latency_s: float = 0.0):
         """`pools`: pool index -> (plan, the pool's replicas (max_replicas of them), initial replicas);
         `request_latency_s`: what every request waits outside the GPU steps before routing."""
@@ -104,7 +104,7 @@ class Autoscaler:
             yield self.env.timeout(plan.interval_s)
             self._decide(pool_index, plan, replicas)
 
-    def _pressure(self, pool_index: int, plan: AutoscalePlan, replica) -> tuple[float, float]:
+    def _pressure(self, pool_index: int, plan: AutoscaleSettings, replica) -> tuple[float, float]:
         """(p90 latency over the SLO, the floor of that ratio) for the requests seen since the
         last look; (0, 0) if none. The floor is what one request alone would get (for TTFT the
         request latency outside the GPU steps, for TPOT a decode step at their mean context):
@@ -133,7 +133,7 @@ class Autoscaler:
                     floor = min(replica.step_model.min_decode_step_s(context) / plan.tpot_slo_s, pressure)
         return pressure, floor
 
-    def _decide(self, pool_index: int, plan: AutoscalePlan, replicas: list) -> None:
+    def _decide(self, pool_index: int, plan: AutoscaleSettings, replicas: list) -> None:
         pressure, floor = self._pressure(pool_index, plan, replicas[0])
         serving = [r for r in replicas if self._state[r.index] == ACTIVE]
         starting = sum(self._state[r.index] == STARTING for r in replicas)

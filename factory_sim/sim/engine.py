@@ -12,17 +12,12 @@ from dataclasses import dataclass, field
 import numpy as np
 import simpy
 
-from factory_sim.hardware import HardwareProfile
-from factory_sim.perf.memory import MemoryPlan, plan_memory, replica_kv_bytes, replica_state_bytes
-from factory_sim.perf.replica import ReplicaShape
+from factory_sim.config.experiment import AGGREGATED, DECODE, PREFILL
+from factory_sim.config.hardware import HardwareProfile
+from factory_sim.perf.memory import MemoryBudget, plan_memory, replica_kv_bytes, replica_state_bytes
+from factory_sim.perf.shape import ReplicaShape
 from factory_sim.perf.steptime import StepTimeModel
-from factory_sim.sim.autoscaler import AutoscalePlan, Autoscaler, ScaleLog
-from factory_sim.sim.faults import FaultInjector, FaultLog, FaultPlan
-from factory_sim.sim.prefix_cache import PrefixCache, PrefixCachePlan
-from factory_sim.sim.replica import AGGREGATED, DECODE, PREFILL, Replica
-from factory_sim.sim.router import Router
-from factory_sim.sim.transfer import kv_link
-from factory_sim.trace import (
+from factory_sim.results.trace import (
     DONE,
     FAILED,
     REASON_NO_REPLICA_UP,
@@ -35,10 +30,16 @@ from factory_sim.trace import (
     TIMED_OUT,
     Trace,
 )
+from factory_sim.sim.autoscaler import Autoscaler, AutoscaleSettings, ScaleLog
+from factory_sim.sim.faults import FaultInjector, FaultLog, FaultSettings
+from factory_sim.sim.prefix_cache import PrefixCache, PrefixCacheSettings
+from factory_sim.sim.replica import Replica
+from factory_sim.sim.router import Router
+from factory_sim.sim.transfer import kv_link
 
 
 @dataclass(frozen=True)
-class PoolPlan:
+class PoolLayout:
     """`replicas` identical replicas of `shape` serving one role."""
 
     name: str
@@ -53,8 +54,8 @@ class PoolPlan:
     max_queue: int | None = None
     queue_timeout_s: float | None = None
     usd_per_hour_per_replica: float = 0.0  # for cost-aware routing
-    prefix_cache: PrefixCachePlan | None = None  # prefill/aggregated pools: keep prompt KV for reuse
-    autoscale: AutoscalePlan | None = None  # scale between its bounds; `replicas` is where it starts
+    prefix_cache: PrefixCacheSettings | None = None  # prefill/aggregated pools: keep prompt KV for reuse
+    autoscale: AutoscaleSettings | None = None  # scale between its bounds; `replicas` is where it starts
 
     @property
     def replica_slots(self) -> int:
@@ -67,9 +68,9 @@ class PoolPlan:
 
 
 @dataclass(frozen=True)
-class FleetPlan:
+class FleetLayout:
     name: str
-    pools: tuple[PoolPlan, ...]
+    pools: tuple[PoolLayout, ...]
     router_policy: str = "least_outstanding_tokens"
 
     @property
@@ -92,7 +93,7 @@ class FleetPlan:
 @dataclass
 class SimResult:
     trace: Trace
-    fleet: FleetPlan
+    fleet: FleetLayout
     events: int
     steps: int
     sim_end_s: float
@@ -108,7 +109,7 @@ class SimResult:
         return 1.0 - sum(self.faults.lost_gpu_s) / (self.fleet.gpus * self.sim_end_s)
 
 
-def place_replicas(fleet: FleetPlan) -> list[int]:
+def place_replicas(fleet: FleetLayout) -> list[int]:
     """First GPU of each replica (in pool order), numbered per hardware kind.
 
     Replicas are packed into scale-up domains largest first, each into the first domain
@@ -148,8 +149,8 @@ def _events_scheduled(env: simpy.Environment) -> int:
 
 
 class _Engine:
-    def __init__(self, fleet: FleetPlan, trace: Trace, seed: int, macro_steps: bool, closed_loop: int | None,
-                 think_time_s: float, faults: FaultPlan | None = None,
+    def __init__(self, fleet: FleetLayout, trace: Trace, seed: int, macro_steps: bool, closed_loop: int | None,
+                 think_time_s: float, faults: FaultSettings | None = None,
                  block_hashes: list[tuple[int, ...]] | None = None, block_tokens: int | None = None):
         self.env = simpy.Environment()
         self.fleet = fleet
@@ -172,7 +173,7 @@ class _Engine:
         input_tokens, output_tokens = trace.input_tokens.tolist(), trace.output_tokens.tolist()
         self.first_gpu = place_replicas(fleet)
         for pool_index, pool in enumerate(fleet.pools):
-            memory: MemoryPlan = plan_memory(pool.shape)
+            memory: MemoryBudget = plan_memory(pool.shape)
             step_model = StepTimeModel(pool.shape)
             held = trace.input_tokens if pool.role == PREFILL else trace.input_tokens + trace.output_tokens
             kv_need = replica_kv_bytes(pool.shape, held) + memory.state_bytes_per_seq
@@ -250,7 +251,7 @@ class _Engine:
                 self.all_done = self.env.event()
             self.autoscaler.start()
 
-    def _setup_faults(self, plan: FaultPlan, seed: int) -> None:
+    def _setup_faults(self, plan: FaultSettings, seed: int) -> None:
         ranges = [(rep.shape.hardware.name, first, first + rep.shape.gpus)
                   for rep, first in zip(self.replicas, self.first_gpu, strict=True)]
         hardware = {p.shape.hardware.name: p.shape.hardware for p in self.fleet.pools}
@@ -472,7 +473,7 @@ class _Engine:
 
 
 def simulate(
-    fleet: FleetPlan,
+    fleet: FleetLayout,
     input_tokens: np.ndarray,
     output_tokens: np.ndarray,
     *,
@@ -485,7 +486,7 @@ def simulate(
     slo_class: np.ndarray | None = None,
     latency_critical: np.ndarray | None = None,
     slo_class_names: list[str] | None = None,
-    faults: FaultPlan | None = None,
+    faults: FaultSettings | None = None,
     block_hashes: list[tuple[int, ...]] | None = None,
     block_tokens: int | None = None,
     next_turn: np.ndarray | None = None,

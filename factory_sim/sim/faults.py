@@ -29,8 +29,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import simpy
 
-FAULT_KINDS = ("gpu", "node", "switch", "rack")
-DOMAIN_POLICIES = ("drain", "degraded")
+from factory_sim.config.experiment import FAULT_KINDS
 
 
 @dataclass(frozen=True)
@@ -54,7 +53,7 @@ class Injection:
 
 
 @dataclass(frozen=True)
-class FaultPlan:
+class FaultSettings:
     rates: dict[str, tuple[FaultRates, ...]]  # per hardware name
     restart_s: tuple[float, ...]  # per pool: reload weights and start the engine
     distribution: str = "exponential"
@@ -96,7 +95,7 @@ class FaultLog:
 class FaultInjector:
     """Drives the units' up/down processes and applies their effects to the replicas."""
 
-    def __init__(self, env: simpy.Environment, plan: FaultPlan, replicas: list, gpu_ranges: list[tuple[str, int, int]],
+    def __init__(self, env: simpy.Environment, plan: FaultSettings, replicas: list, gpu_ranges: list[tuple[str, int, int]],
                  hardware: dict, retry: Callable[[list[int]], None], seed: int):
         self.env, self.plan, self.replicas = env, plan, replicas
         self._ranges = gpu_ranges  # per replica: (hardware name, first GPU, end GPU)
@@ -306,7 +305,7 @@ class FaultInjector:
         return self.log
 
 
-def long_run_availability(plan: FaultPlan, pools: list, hardware: dict) -> float:
+def long_run_availability(plan: FaultSettings, pools: list, hardware: dict) -> float:
     """Share of the fleet's GPU capacity in service in the long run, to first order in the fault rates.
 
     Each unit fails at the renewal rate 1 / (MTBF + MTTR); each failure costs the GPUs it

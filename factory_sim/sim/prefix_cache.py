@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 
 @dataclass(frozen=True)
-class PrefixCachePlan:
+class PrefixCacheSettings:
     """A pool's cache settings; block size comes from the workload's hashes."""
 
     hbm_fraction: float = 1.0  # share of the unreserved KV memory the cache may hold
@@ -30,7 +30,7 @@ class PrefixCachePlan:
 
 
 class PrefixCache:
-    def __init__(self, plan: PrefixCachePlan, block_tokens: int, block_bytes: float):
+    def __init__(self, plan: PrefixCacheSettings, block_tokens: int, block_bytes: float):
         self.block_tokens = block_tokens
         self._block_bytes = block_bytes  # per GPU, like the replica's KV figures
         self._fraction = plan.hbm_fraction

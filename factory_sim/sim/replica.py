@@ -47,13 +47,12 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import simpy
 
-from factory_sim.perf.memory import MemoryPlan
-from factory_sim.perf.replica import ReplicaShape
+from factory_sim.config.experiment import AGGREGATED, DECODE, PREFILL
+from factory_sim.perf.memory import MemoryBudget
+from factory_sim.perf.shape import ReplicaShape
 from factory_sim.perf.steptime import StepTimeModel, attention_is_capped, effective_context
+from factory_sim.results.trace import Trace
 from factory_sim.sim.prefix_cache import PrefixCache
-from factory_sim.trace import Trace
-
-PREFILL, DECODE, AGGREGATED = "prefill", "decode", "aggregated"
 
 # Most future steps priced in one plan; bounds the work thrown away when an admission
 # interrupts a plan.
@@ -71,7 +70,7 @@ class Replica:
         role: str,
         shape: ReplicaShape,
         step_model: StepTimeModel,
-        memory: MemoryPlan,
+        memory: MemoryBudget,
         kv_need_bytes: list[float],
         input_tokens: list[int],
         output_tokens: list[int],

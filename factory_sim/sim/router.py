@@ -20,12 +20,11 @@ from operator import attrgetter
 
 import numpy as np
 
+from factory_sim.config.experiment import ROUTER_POLICIES
 from factory_sim.perf.estimate import replica_tokens_per_s
 
 _OUTSTANDING = attrgetter("outstanding_tokens")
 
-ROUTER_POLICIES = ("round_robin", "least_outstanding_tokens", "least_loaded", "power_of_two", "slo_aware",
-                   "cost_aware", "kv_aware")
 
 # How far behind the least-loaded replica (seconds of work to drain) a replica may be and
 # still be preferred: by cost_aware for a cheaper token, by slo_aware to keep the fastest

@@ -9,100 +9,21 @@ property too (scaled loads, same draws), though not as a plain stretch.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
-
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from factory_sim.config.workload import (
+    Arrivals,
+    ClosedLoopArrivals,
+    DiurnalArrivals,
+    GammaArrivals,
+    PoissonArrivals,
+    SessionArrivals,
+    TraceArrivals,
+)
 from factory_sim.errors import ConfigError
-from factory_sim.workload.sessions import SessionArrivals
-from factory_sim.workload.traces import check_trace_ref, load_trace
-
-
-class PoissonArrivals(BaseModel):
-    """Independent users: exponential gaps (MLPerf Server's arrival model)."""
-
-    model_config = ConfigDict(extra="forbid")
-    kind: Literal["poisson"] = "poisson"
-    rate_per_s: float = Field(gt=0, allow_inf_nan=False)
-
-
-class GammaArrivals(BaseModel):
-    """Bursty traffic: gamma-distributed gaps with coefficient of variation `cv`
-    (cv = 1 is Poisson, cv > 1 burstier, cv < 1 more regular)."""
-
-    model_config = ConfigDict(extra="forbid")
-    kind: Literal["gamma"] = "gamma"
-    rate_per_s: float = Field(gt=0, allow_inf_nan=False)
-    cv: float = Field(gt=0, allow_inf_nan=False)
-
-
-class DiurnalArrivals(BaseModel):
-    """A day's traffic: Poisson arrivals whose rate follows a cosine from
-    `trough_rate_per_s` at `trough_at_s` (and every `period_s` after it) up to
-    `peak_rate_per_s` half a period later. The mean rate is (peak + trough) / 2.
-
-    rate(t) = trough + (peak - trough) * (1 - cos(2 pi (t - trough_at_s) / period_s)) / 2
-    """
-
-    model_config = ConfigDict(extra="forbid")
-    kind: Literal["diurnal"] = "diurnal"
-    peak_rate_per_s: float = Field(gt=0, allow_inf_nan=False)
-    trough_rate_per_s: float = Field(ge=0, allow_inf_nan=False)
-    period_s: float = Field(default=86400.0, gt=0, allow_inf_nan=False)
-    trough_at_s: float = Field(default=0.0, allow_inf_nan=False)
-
-    @model_validator(mode="after")
-    def _peak_above_trough(self) -> DiurnalArrivals:
-        if self.peak_rate_per_s < self.trough_rate_per_s:
-            raise ValueError(
-                f"peak_rate_per_s ({self.peak_rate_per_s}) must be >= "
-                f"trough_rate_per_s ({self.trough_rate_per_s})"
-            )
-        return self
-
-    @property
-    def rate_per_s(self) -> float:
-        """The mean rate over a period, so code that asks any open-loop process for its
-        rate gets the offered load."""
-        return (self.peak_rate_per_s + self.trough_rate_per_s) / 2
-
-
-class ClosedLoopArrivals(BaseModel):
-    """A fixed number of clients, each sending its next request `think_time_s` after its
-    previous one finished, as benchmark harnesses do. Arrival times depend on the
-    simulated latencies, so the simulation engine generates them."""
-
-    model_config = ConfigDict(extra="forbid")
-    kind: Literal["closed_loop"] = "closed_loop"
-    concurrency: int = Field(ge=1)
-    think_time_s: float = Field(default=0.0, ge=0, allow_inf_nan=False)
-
-
-class TraceArrivals(BaseModel):
-    """Replay a real trace's timestamps (from its first request), divided by `time_scale`
-    (2 = twice as fast). `use_lengths` also takes each request's input/output lengths from
-    the trace. `loop` repeats the trace back to back when more requests are asked for than
-    it holds, one mean gap apart."""
-
-    model_config = ConfigDict(extra="forbid")
-    kind: Literal["trace"] = "trace"
-    trace: str
-    time_scale: float = Field(default=1.0, gt=0, allow_inf_nan=False)
-    use_lengths: bool = True
-    loop: bool = False
-
-    @field_validator("trace")
-    @classmethod
-    def _known_trace(cls, value: str) -> str:
-        return check_trace_ref(value)
-
-
-Arrivals = Annotated[
-    PoissonArrivals | GammaArrivals | DiurnalArrivals | ClosedLoopArrivals | TraceArrivals | SessionArrivals,
-    Field(discriminator="kind"),
-]
+from factory_sim.workload.sessions import mean_turns
+from factory_sim.workload.trace_files import load_trace
 
 
 def arrival_times(
@@ -156,7 +77,7 @@ def mean_rate_per_s(arr: Arrivals) -> float | None:
     if isinstance(arr, (PoissonArrivals, GammaArrivals, DiurnalArrivals)):
         return arr.rate_per_s
     if isinstance(arr, SessionArrivals):
-        return arr.rate_per_s * arr.mean_turns()
+        return arr.rate_per_s * mean_turns(arr)
     if isinstance(arr, TraceArrivals):
         return _native_rate_per_s(load_trace(arr.trace)["arrival_s"].to_numpy(), arr.trace) * arr.time_scale
     if isinstance(arr, ClosedLoopArrivals):

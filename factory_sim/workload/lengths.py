@@ -7,104 +7,17 @@ sampler returns whole token counts >= 1.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
-
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from factory_sim.workload.traces import check_trace_ref, load_trace
-
-
-class FixedLength(BaseModel):
-    """Every request has the same length, as in fixed-ISL/OSL benchmark sweeps."""
-
-    model_config = ConfigDict(extra="forbid")
-    kind: Literal["fixed"] = "fixed"
-    tokens: int = Field(ge=1)
-
-
-class UniformLength(BaseModel):
-    """Whole numbers drawn uniformly from [low, high], both ends included."""
-
-    model_config = ConfigDict(extra="forbid")
-    kind: Literal["uniform"] = "uniform"
-    low: int = Field(ge=1)
-    high: int = Field(ge=1)
-
-    @model_validator(mode="after")
-    def _ordered(self) -> UniformLength:
-        if self.high < self.low:
-            raise ValueError(f"high ({self.high}) must be >= low ({self.low})")
-        return self
-
-
-class NominalLength(BaseModel):
-    """InferenceMAX/InferenceX style: a nominal length with each request drawn uniformly
-    from low_fraction..high_fraction of it, so the realised mean is below nominal
-    (about 0.9x with the default 80-100%)."""
-
-    model_config = ConfigDict(extra="forbid")
-    kind: Literal["nominal"] = "nominal"
-    tokens: int = Field(ge=1)
-    low_fraction: float = Field(default=0.8, gt=0, allow_inf_nan=False)
-    high_fraction: float = Field(default=1.0, gt=0, allow_inf_nan=False)
-
-    @model_validator(mode="after")
-    def _ordered(self) -> NominalLength:
-        if self.high_fraction < self.low_fraction:
-            raise ValueError(
-                f"high_fraction ({self.high_fraction}) must be >= low_fraction ({self.low_fraction})"
-            )
-        return self
-
-    def bounds(self) -> tuple[int, int]:
-        """Inclusive whole-token range the draws come from."""
-        low = max(1, round(self.low_fraction * self.tokens))
-        high = max(low, round(self.high_fraction * self.tokens))
-        return low, high
-
-
-class LognormalLength(BaseModel):
-    """Right-skewed lengths (chat and reasoning outputs). `mean` is the arithmetic mean of
-    the uncapped distribution and `sigma` the standard deviation of log(length); draws
-    above `max_tokens` are cut to it, as a generation limit does."""
-
-    model_config = ConfigDict(extra="forbid")
-    kind: Literal["lognormal"] = "lognormal"
-    mean: float = Field(gt=0, allow_inf_nan=False)
-    sigma: float = Field(gt=0, allow_inf_nan=False)
-    max_tokens: int | None = Field(default=None, ge=1)
-
-    @property
-    def mu(self) -> float:
-        """Location of log(length) that gives the requested arithmetic mean."""
-        return float(np.log(self.mean) - self.sigma**2 / 2)
-
-
-class EmpiricalLength(BaseModel):
-    """Resample (with replacement) the lengths of a real trace, keeping its exact shape."""
-
-    model_config = ConfigDict(extra="forbid")
-    kind: Literal["empirical"] = "empirical"
-    trace: str
-    column: Literal["input", "output"]
-    max_tokens: int | None = Field(default=None, ge=1)
-
-    @field_validator("trace")
-    @classmethod
-    def _known_trace(cls, value: str) -> str:
-        return check_trace_ref(value)
-
-    def values(self) -> np.ndarray:
-        """The trace's lengths, capped at max_tokens."""
-        values = load_trace(self.trace)[f"{self.column}_tokens"].to_numpy(dtype=np.int64)
-        return values if self.max_tokens is None else np.minimum(values, self.max_tokens)
-
-
-LengthDist = Annotated[
-    FixedLength | UniformLength | NominalLength | LognormalLength | EmpiricalLength,
-    Field(discriminator="kind"),
-]
+from factory_sim.config.workload import (
+    EmpiricalLength,
+    FixedLength,
+    LengthDist,
+    LognormalLength,
+    NominalLength,
+    UniformLength,
+)
+from factory_sim.workload.trace_files import load_trace
 
 
 def sample_lengths(dist: LengthDist, n: int, rng: np.random.Generator) -> np.ndarray:
@@ -124,7 +37,7 @@ def sample_lengths(dist: LengthDist, n: int, rng: np.random.Generator) -> np.nda
             draws = np.minimum(draws, dist.max_tokens)
         out = np.maximum(draws, 1).astype(np.int64)
     elif isinstance(dist, EmpiricalLength):
-        values = dist.values()
+        values = empirical_values(dist)
         out = values[rng.integers(0, values.size, size=n)]
     else:
         raise TypeError(f"not a length distribution: {type(dist).__name__}")
@@ -155,5 +68,11 @@ def mean_length(dist: LengthDist) -> float:
         above = dist.max_tokens * ndtr(-(log_m - dist.mu) / dist.sigma)
         return float(below + above)
     if isinstance(dist, EmpiricalLength):
-        return float(dist.values().mean())
+        return float(empirical_values(dist).mean())
     raise TypeError(f"not a length distribution: {type(dist).__name__}")
+
+
+def empirical_values(dist: EmpiricalLength) -> np.ndarray:
+    """The trace's lengths, capped at max_tokens."""
+    values = load_trace(dist.trace)[f"{dist.column}_tokens"].to_numpy(dtype=np.int64)
+    return values if dist.max_tokens is None else np.minimum(values, dist.max_tokens)

@@ -13,63 +13,16 @@ draws the think times, not the arrivals.
 
 from __future__ import annotations
 
-import math
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from factory_sim.workload.lengths import LengthDist, mean_length, sample_lengths
-
-# Blocks per session in the hash space: hash = session * HASH_STRIDE + block + 1, so a
-# session's blocks never collide with another session's while the context fits in
-# HASH_STRIDE - 1 blocks (checked when the config is validated).
-HASH_STRIDE = 2**24
+from factory_sim.config.workload import HASH_STRIDE, LengthDist, SessionArrivals
+from factory_sim.workload.lengths import mean_length, sample_lengths
 
 # Sessions drawn per round. Fixed, so that asking for more requests draws the same
 # sessions first: a longer run starts with the shorter run's sessions.
 _SESSIONS_PER_ROUND = 1024
-
-
-class SessionArrivals(BaseModel):
-    """Sessions start as a Poisson process (`rate_per_s` sessions per second); each has
-    `turns` turns, `think_time_s` apart (from one turn's finish to the next one's arrival).
-
-    A turn's prompt is the previous turn's prompt and answer plus new tokens from the
-    workload's `input_tokens`; the first turn's is `system_prompt_tokens` (shared by every
-    session) plus new tokens. A session ends early when its next prompt would exceed
-    `max_context_tokens`. `block_tokens` is the KV block size the prompt hashes use.
-    """
-
-    model_config = ConfigDict(extra="forbid")
-    kind: Literal["sessions"] = "sessions"
-    rate_per_s: float = Field(gt=0, allow_inf_nan=False, description="sessions started per second")
-    turns: LengthDist
-    system_prompt_tokens: int = Field(default=0, ge=0)
-    think_time_s: float = Field(default=0.0, ge=0, allow_inf_nan=False)
-    think_distribution: Literal["exponential", "fixed"] = "exponential"
-    # 131,072 tokens: max_position_embeddings of Llama-3.1, Kimi K2 and gpt-oss-120b (their
-    # config.json; see factory_sim/data/models). Set it to the served model's window.
-    max_context_tokens: int = Field(default=131072, ge=1)
-    block_tokens: int = Field(default=64, ge=1)
-
-    @model_validator(mode="after")
-    def _fits(self) -> SessionArrivals:
-        if self.system_prompt_tokens >= self.max_context_tokens:
-            raise ValueError(
-                f"system_prompt_tokens ({self.system_prompt_tokens}) must be below "
-                f"max_context_tokens ({self.max_context_tokens}), or no turn has room for new tokens"
-            )
-        if math.ceil(self.max_context_tokens / self.block_tokens) >= HASH_STRIDE:
-            raise ValueError(
-                f"block_tokens ({self.block_tokens}) is too small for max_context_tokens "
-                f"({self.max_context_tokens}): a prompt may span at most {HASH_STRIDE - 1} blocks"
-            )
-        return self
-
-    def mean_turns(self) -> float:
-        """Expected turns per session, ignoring sessions cut short by max_context_tokens."""
-        return mean_length(self.turns)
 
 
 def session_requests(
@@ -121,7 +74,7 @@ def session_requests(
     think_s[first] = 0.0
 
     sessions = int(session[-1]) + 1 if n else 0
-    session_rate_per_s = arr.rate_per_s if rate_per_s is None else rate_per_s / arr.mean_turns()
+    session_rate_per_s = arr.rate_per_s if rate_per_s is None else rate_per_s / mean_turns(arr)
     unit_gaps = np.maximum(start_rng.standard_exponential(sessions), np.finfo(np.float64).tiny)
     starts_s = np.cumsum(unit_gaps) / session_rate_per_s
     arrival_s = np.full(n, np.nan)
@@ -192,3 +145,8 @@ def _block_hashes(
         base = s * HASH_STRIDE + 1
         out.append(system[:shared] + tuple(range(base + shared, base + b)))
     return out
+
+
+def mean_turns(arr: SessionArrivals) -> float:
+    """Expected turns per session, ignoring sessions cut short by max_context_tokens."""
+    return mean_length(arr.turns)

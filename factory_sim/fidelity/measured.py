@@ -27,17 +27,17 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from factory_sim.catalog import builtin_names, list_hardware, list_models, load_hardware, load_model, load_stack
+from factory_sim.config.stack import SoftwareStack
 from factory_sim.errors import ConfigError
-from factory_sim.hardware import list_hardware, load_hardware
-from factory_sim.metrics import latencies
-from factory_sim.models import list_models, load_model
-from factory_sim.parallel import map_jobs, worker_count
 from factory_sim.perf.estimate import capacity_req_per_s
 from factory_sim.perf.memory import plan_memory
-from factory_sim.perf.replica import ReplicaShape
-from factory_sim.perf.stacks import SoftwareStack, builtin_stack_names, load_stack, select_stack
+from factory_sim.perf.shape import ReplicaShape
+from factory_sim.perf.stacks import select_stack
 from factory_sim.perf.steptime import StepTimeModel, effective_context
-from factory_sim.sim.engine import FleetPlan, PoolPlan, simulate
+from factory_sim.results.metrics import latencies
+from factory_sim.sim.engine import FleetLayout, PoolLayout, simulate
+from factory_sim.studies.workers import map_jobs, worker_count
 
 MEASURED_POINT_COLUMNS = {"system", "model", "backend", "mode", "isl", "osl", "concurrency", "ttft_ms", "tpot_ms"}
 
@@ -120,7 +120,7 @@ class Skip(Exception):
 
 @dataclass(frozen=True)
 class Deployment:
-    fleet: FleetPlan
+    fleet: FleetLayout
     isl: int
     osl: int
     concurrency: int
@@ -177,7 +177,7 @@ def _size(row, key: str) -> int:
 @cache
 def fitted_ids() -> frozenset[str]:
     """Ids of the rows any built-in stack profile was fitted to (its `fitted_to`)."""
-    return frozenset(r for name in builtin_stack_names() for r in load_stack(name).fitted_to)
+    return frozenset(r for name in builtin_names("stack") for r in load_stack(name).fitted_to)
 
 
 def _mark_sample(df: pd.DataFrame) -> pd.DataFrame:
@@ -309,7 +309,7 @@ def deployment(row, stacks: dict[str, SoftwareStack] | None = None) -> Deploymen
             batch = _num(row, f"{prefix}batch_size", float(c)) * shape.dp_attention
             # a decode worker holds at most its batch; clients never wait on an artificial cap
             max_batch = max(int(batch), math.ceil(c / workers)) if role == "decode" else max(int(batch), 1)
-            pools.append(PoolPlan(role, role, shape, workers, max_batch, _step_budget(shape, max_batch)))
+            pools.append(PoolLayout(role, role, shape, workers, max_batch, _step_budget(shape, max_batch)))
         config = (f"disagg {pools[0].replicas}x[{pools[0].shape.describe()}] + "
                   f"{pools[1].replicas}x[{pools[1].shape.describe()}]")
     else:
@@ -325,9 +325,9 @@ def deployment(row, stacks: dict[str, SoftwareStack] | None = None) -> Deploymen
         worker_batch = int(worker_batch) * _size(row, "attention_dp_size") if worker_batch else c
         workers = max(1, math.ceil(c / worker_batch))
         max_batch = math.ceil(c / workers)
-        pools = [PoolPlan("aggregated", "aggregated", shape, workers, max_batch, _step_budget(shape, max_batch))]
+        pools = [PoolLayout("aggregated", "aggregated", shape, workers, max_batch, _step_budget(shape, max_batch))]
         config = f"agg {workers}x[{shape.describe()}]"
-    fleet = FleetPlan(str(row.get("id", "row")), tuple(pools), "least_outstanding_tokens")
+    fleet = FleetLayout(str(row.get("id", "row")), tuple(pools), "least_outstanding_tokens")
     config = f"{config} c={c} {row.get('backend', '')} stack={stack.name}" + (f" ({note})" if note else "")
     return Deployment(fleet, int(row["isl"]), int(row["osl"]), c, config)
 
@@ -617,18 +617,18 @@ def _tpot_batch(shape: ReplicaShape, b: Benchmark, limit_s: float, most: int) ->
     return lo
 
 
-def _pool(role: str, shape: ReplicaShape, replicas: int, max_batch: int) -> PoolPlan:
-    return PoolPlan(role, role, shape, replicas, max_batch, _step_budget(shape, max_batch if role != "prefill" else 0))
+def _pool(role: str, shape: ReplicaShape, replicas: int, max_batch: int) -> PoolLayout:
+    return PoolLayout(role, role, shape, replicas, max_batch, _step_budget(shape, max_batch if role != "prefill" else 0))
 
 
-def candidate_plans(b: Benchmark) -> list[tuple[FleetPlan, str]]:
+def candidate_plans(b: Benchmark) -> list[tuple[FleetLayout, str]]:
     """The bounded grid of serving configurations for a row, each as one unit of the submission:
     replica size and parallelism, aggregated or disaggregated (prefill share 1/4 or 1/2),
     batch limit (what KV holds, or the TPOT-bounded batch), MTP off/on where the model has it."""
     latency_bound = b.scenario in ("server", "interactive")
     ctx = b.isl + b.osl
     mtp_options = (False, True) if b.model.mtp_layers else (False,)
-    plans: list[tuple[FleetPlan, str]] = []
+    plans: list[tuple[FleetLayout, str]] = []
     sizes = _unit_sizes(b)
 
     def batches(shape: ReplicaShape, role: str) -> list[int]:
@@ -647,7 +647,7 @@ def candidate_plans(b: Benchmark) -> list[tuple[FleetPlan, str]]:
             for shape in _replica_shapes(b, g, mtp):
                 for mb in batches(shape, "aggregated"):
                     pool = _pool("aggregated", shape, 1, mb)
-                    plans.append((FleetPlan(b.id, (pool,)), f"agg 1x[{shape.describe()}] batch {mb}"))
+                    plans.append((FleetLayout(b.id, (pool,)), f"agg 1x[{shape.describe()}] batch {mb}"))
         unit = sizes[-1]
         if unit < 4:
             continue
@@ -666,23 +666,23 @@ def candidate_plans(b: Benchmark) -> list[tuple[FleetPlan, str]]:
                 if not pb:
                     break
                 pools = (_pool("prefill", prefill, p_rep, pb[0]), _pool("decode", decode, d_rep, mb))
-                plans.append((FleetPlan(b.id, pools),
+                plans.append((FleetLayout(b.id, pools),
                               f"disagg {p_rep}x[{prefill.describe()}] + {d_rep}x[{decode.describe()}] batch {mb}"))
     return plans
 
 
-def _estimate_tok_s_per_gpu(plan: FleetPlan, b: Benchmark) -> float:
+def _estimate_tok_s_per_gpu(plan: FleetLayout, b: Benchmark) -> float:
     try:
         return capacity_req_per_s(plan, b.isl, b.osl) * b.osl / plan.gpus
     except (ConfigError, ZeroDivisionError, ValueError):
         return 0.0
 
 
-def _closed_loop_clients(plan: FleetPlan) -> int:
+def _closed_loop_clients(plan: FleetLayout) -> int:
     return sum(p.max_batch * p.replicas for p in plan.pools if p.role != "prefill")
 
 
-def _closed_loop_tok_s_per_gpu(plan: FleetPlan, b: Benchmark, clients: int) -> tuple[float, float]:
+def _closed_loop_tok_s_per_gpu(plan: FleetLayout, b: Benchmark, clients: int) -> tuple[float, float]:
     """(output tok/s/GPU in steady state, median tok/s/user) with `clients` clients all starting at t=0.
 
     Three rounds of requests per client. The rate is counted between the first round's
@@ -711,7 +711,7 @@ def _closed_loop_tok_s_per_gpu(plan: FleetPlan, b: Benchmark, clients: int) -> t
     return tok_s, float(np.nanmedian(1.0 / tpot)) if np.isfinite(tpot).any() else 0.0
 
 
-def _open_loop_ok(plan: FleetPlan, b: Benchmark, rate: float, seed: int = 0) -> bool:
+def _open_loop_ok(plan: FleetLayout, b: Benchmark, rate: float, seed: int = 0) -> bool:
     """Poisson arrivals at `rate` req/s: do p99 TTFT and p99 TPOT stay within the row's limits
     in steady state?
 
@@ -784,7 +784,7 @@ def _bisect(ok, lo: float | None, hi: float | None, guess: float, integer: bool)
     return lo
 
 
-def run_benchmark(plan: FleetPlan, b: Benchmark) -> float:
+def run_benchmark(plan: FleetLayout, b: Benchmark) -> float:
     """Output tokens/s/GPU of one configuration, measured the way the row's benchmark measures."""
     if b.scenario == "offline":
         return _closed_loop_tok_s_per_gpu(plan, b, _closed_loop_clients(plan))[0]

@@ -14,25 +14,17 @@ there for licenses and attribution).
 
 from __future__ import annotations
 
-import difflib
 import gzip
 import json
 import math
 from functools import cache, lru_cache
-from importlib import resources
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from factory_sim.catalog import builtin_names, builtin_path, did_you_mean
 from factory_sim.errors import ConfigError
-
-BUILTIN_TRACES: dict[str, str] = {
-    "azure_code": "azure_llm_2023_code.csv.gz",
-    "azure_conv": "azure_llm_2023_conv.csv.gz",
-    "mooncake_conversation": "mooncake_conversation_trace.jsonl.gz",
-    "mooncake_synthetic": "mooncake_synthetic_trace.jsonl.gz",
-}
 
 _CSV_SUFFIXES = (".csv", ".csv.gz")
 _JSONL_SUFFIXES = (".jsonl", ".jsonl.gz")
@@ -42,7 +34,7 @@ _MOONCAKE_KEYS = ("timestamp", "input_length", "output_length")
 
 def list_traces() -> list[str]:
     """Names accepted wherever a trace is asked for, besides a file path."""
-    return sorted(BUILTIN_TRACES)
+    return builtin_names("trace")
 
 
 def check_trace_ref(name_or_path: str) -> str:
@@ -50,7 +42,7 @@ def check_trace_ref(name_or_path: str) -> str:
 
     Raises ValueError so pydantic reports it against the field that holds the name.
     """
-    if name_or_path in BUILTIN_TRACES:
+    if name_or_path in list_traces():
         return name_or_path
     path = Path(name_or_path)
     if not path.name.endswith(_CSV_SUFFIXES + _JSONL_SUFFIXES):
@@ -69,7 +61,7 @@ def load_trace(name_or_path: str) -> pd.DataFrame:
     rows with 0 input or 0 output tokens are clamped to 1. Built-in traces and files are
     cached; every call returns a fresh copy the caller may modify.
     """
-    if name_or_path in BUILTIN_TRACES:
+    if name_or_path in list_traces():
         cached = _load_builtin(name_or_path)
     else:
         check = _file_key(name_or_path)
@@ -78,10 +70,8 @@ def load_trace(name_or_path: str) -> pd.DataFrame:
 
 
 def _unknown_trace_message(name: str) -> str:
-    close = difflib.get_close_matches(name, list(BUILTIN_TRACES), n=1)
-    hint = f" (did you mean {close[0]!r}?)" if close else ""
     return (
-        f"unknown trace {name!r}{hint}; use one of {', '.join(list_traces())} "
+        f"unknown trace {name!r}; {did_you_mean(name, list_traces())}use one of {', '.join(list_traces())} "
         "or a path to a .csv/.csv.gz (Azure schema) or .jsonl/.jsonl.gz (Mooncake schema) file"
     )
 
@@ -106,9 +96,7 @@ def _copy(df: pd.DataFrame) -> pd.DataFrame:
 
 @cache
 def _load_builtin(name: str) -> pd.DataFrame:
-    resource = resources.files("factory_sim") / "data" / "traces" / BUILTIN_TRACES[name]
-    with resources.as_file(resource) as path:
-        return _parse(path, label=name)
+    return _parse(builtin_path("trace", name), label=name)
 
 
 @lru_cache(maxsize=8)

@@ -11,10 +11,10 @@ import math
 from dataclasses import dataclass
 from functools import cached_property
 
+from factory_sim.config.hardware import HardwareProfile
+from factory_sim.config.model import ModelSpec
+from factory_sim.config.stack import SoftwareStack
 from factory_sim.errors import ConfigError
-from factory_sim.hardware import HardwareProfile
-from factory_sim.models import ModelSpec
-from factory_sim.perf.stacks import SoftwareStack
 
 # Bytes per stored weight or KV element, scale factors included.
 BYTES_PER_ELEMENT = {

@@ -12,8 +12,9 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from factory_sim.config.experiment import SloTarget
 from factory_sim.errors import ConfigError
-from factory_sim.trace import DONE, FAILED, PENDING, REJECTED, TIMED_OUT, Trace
+from factory_sim.results.trace import DONE, FAILED, PENDING, REJECTED, TIMED_OUT, Trace
 
 SUMMARY_KEYS: tuple[str, ...] = (
     "requests",
@@ -50,25 +51,6 @@ SUMMARY_KEYS: tuple[str, ...] = (
 )
 
 _PERCENTILES = (50.0, 90.0, 99.0)
-
-
-@dataclass(frozen=True)
-class SloTarget:
-    """Latency targets of one SLO class; `math.inf` switches a target off."""
-
-    ttft_s: float
-    tpot_s: float
-    name: str = "slo"
-
-    def __post_init__(self) -> None:
-        for key in ("ttft_s", "tpot_s"):
-            value = getattr(self, key)
-            if not value > 0:  # also rejects NaN
-                raise ConfigError(
-                    f"slo.{key}",
-                    f"SLO '{self.name}': {key} must be a positive number of seconds "
-                    f"(use .inf for no target), got {value!r}",
-                )
 
 
 SloLike = SloTarget | Sequence[SloTarget]

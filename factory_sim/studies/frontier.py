@@ -19,12 +19,18 @@ import math
 import numpy as np
 import pandas as pd
 
-from factory_sim.cost import fleet_power_kw, fleet_usd_per_hour, tokens_per_s_per_mw, usd_per_million_tokens
+from factory_sim.config.experiment import Experiment
+from factory_sim.config.workload import ClosedLoopArrivals
 from factory_sim.errors import ConfigError
-from factory_sim.experiment import Experiment
-from factory_sim.parallel import map_jobs
-from factory_sim.run import simulate_point
-from factory_sim.workload import ClosedLoopArrivals
+from factory_sim.results.cost import (
+    fleet_power_kw,
+    fleet_usd_per_hour,
+    tokens_per_s_per_mw,
+    usd_per_million_tokens,
+)
+from factory_sim.studies.assemble import fleet_layouts
+from factory_sim.studies.run import simulate_point
+from factory_sim.studies.workers import map_jobs
 
 REQUESTS_PER_CLIENT = 6  # each client's requests per run; measuring skips the first and last share
 
@@ -50,7 +56,7 @@ def _closed_loop(exp: Experiment, clients: int) -> Experiment:
 
 def _fleet_points(args) -> list[dict]:
     exp, index, points = args
-    plan = exp.fleet_plans()[index]
+    plan = fleet_layouts(exp)[index]
     exit_role = "decode" if plan.disaggregated else "aggregated"
     max_clients = sum(p.max_batch * p.replicas for p in plan.pools if p.role == exit_role)
     usd_h = fleet_usd_per_hour(plan.gpus_by_hardware(), exp.cost)

@@ -9,14 +9,10 @@ belongs to the deployment and lives in the step-time and memory models.
 
 from __future__ import annotations
 
-import functools
 from typing import Literal, TypeVar
 
 import numpy as np
-import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, model_validator
-
-from factory_sim.hardware import builtin_files, parse_catalog_file, resolve_catalog_entry
 
 ArrayOrFloat = TypeVar("ArrayOrFloat", np.ndarray, float)
 
@@ -386,44 +382,3 @@ class ModelSpec(BaseModel):
         latent = self.mla_kv_lora_rank + self.mla_rope_dim  # type: ignore[operator]
         per_layer = 2 * self.n_heads * latent + 2 * self.n_heads * self.mla_kv_lora_rank  # type: ignore[operator]
         return float(per_layer * self.softmax_attention_layers)
-
-
-@functools.cache
-def _load_builtin_model(name: str) -> ModelSpec:
-    file = builtin_files("models")[name]
-    return parse_catalog_file(file, f"models/{file.name}", "model", ModelSpec)
-
-
-def load_model(name_or_path: str) -> ModelSpec:
-    """A catalog model by name (e.g. 'deepseek_r1') or a user's model YAML by path."""
-    source, file, is_builtin = resolve_catalog_entry(name_or_path, "models", "model", "model")
-    if is_builtin:
-        return _load_builtin_model(source)
-    return parse_catalog_file(file, source, "model", ModelSpec)
-
-
-def list_models() -> list[ModelSpec]:
-    return [_load_builtin_model(name) for name in sorted(builtin_files("models"))]
-
-
-def models_table() -> pd.DataFrame:
-    """One row per catalog model; params are computed from the architecture, in billions."""
-    rows = [
-        {
-            "name": m.name,
-            "display_name": m.display_name,
-            "attention": m.attention,
-            "layers": m.layers,
-            "experts": m.n_routed_experts,
-            "top_k": m.top_k,
-            "total_params_b": m.total_params / 1e9,
-            "active_params_b": m.active_params_per_token / 1e9,
-            "kv_bytes_per_token_fp8": m.kv_bytes_per_token(1.0),
-            "kv_bytes_per_token_bf16": m.kv_bytes_per_token(2.0),
-            # linear-attention state a sequence holds whatever its length (hybrid models)
-            "state_mb_per_seq": m.linear_state_bytes_per_seq / 1e6,
-        }
-        for m in list_models()
-    ]
-    table = pd.DataFrame(rows)
-    return table.astype({"experts": "Int64", "top_k": "Int64"})

@@ -1,38 +1,54 @@
 """The experiment file: one validated YAML that says what to simulate and what to report.
 
-Everything a user can misspell is checked here, with the YAML path of the mistake, before
-any simulation starts: unknown keys, wrong types, impossible values, unknown hardware,
-model, stack or workload names, precisions the hardware lacks, and fleets whose weights
-do not fit in memory.
+Everything a user can misspell is checked here, with the YAML path of the mistake: unknown
+keys, wrong types, impossible values, unknown hardware, model, stack or workload names.
+What needs the simulator's models (weights that do not fit in memory, faults on hardware no
+fleet uses) is checked by studies/assemble.py, still before any simulation starts.
 """
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
 from functools import cached_property
-from importlib import resources
-from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from factory_sim.cost import CostSpec, usd_per_gpu_hour
-from factory_sim.errors import ConfigError, from_validation_error
-from factory_sim.hardware import FaultRate, HardwareProfile, load_hardware
-from factory_sim.metrics import SloTarget
-from factory_sim.models import ModelSpec, load_model
-from factory_sim.perf.memory import plan_memory
-from factory_sim.perf.replica import ReplicaShape
-from factory_sim.perf.stacks import load_stack, override_stack
-from factory_sim.sim.autoscaler import AutoscalePlan
-from factory_sim.sim.engine import FleetPlan, PoolPlan
-from factory_sim.sim.faults import FAULT_KINDS, FaultPlan, FaultRates, Injection
-from factory_sim.sim.prefix_cache import PrefixCachePlan
-from factory_sim.sim.replica import AGGREGATED, DECODE, PREFILL
-from factory_sim.sim.router import ROUTER_POLICIES
-from factory_sim.uncertainty import UncertaintySpec
-from factory_sim.workload import WorkloadSpec, load_workload
-from factory_sim.yamlio import read_mapping
+from factory_sim.catalog import load_hardware, load_model, load_workload
+from factory_sim.config.cost import CostSpec
+from factory_sim.config.hardware import FaultRate, HardwareProfile
+from factory_sim.config.model import ModelSpec
+from factory_sim.config.uncertainty import UncertaintySpec
+from factory_sim.config.workload import WorkloadSpec
+from factory_sim.errors import ConfigError
+
+# Pool roles: prefill and decode pools (disaggregated) or aggregated pools that do both.
+PREFILL, DECODE, AGGREGATED = "prefill", "decode", "aggregated"
+ROUTER_POLICIES = ("round_robin", "least_outstanding_tokens", "least_loaded", "power_of_two", "slo_aware",
+                   "cost_aware", "kv_aware")
+FAULT_KINDS = ("gpu", "node", "switch", "rack")
+
+
+@dataclass(frozen=True)
+class SloTarget:
+    """Latency targets of one SLO class; `math.inf` switches a target off."""
+
+    ttft_s: float
+    tpot_s: float
+    name: str = "slo"
+
+    def __post_init__(self) -> None:
+        for key in ("ttft_s", "tpot_s"):
+            value = getattr(self, key)
+            if not value > 0:  # also rejects NaN
+                raise ConfigError(
+                    f"slo.{key}",
+                    f"SLO '{self.name}': {key} must be a positive number of seconds "
+                    f"(use {math.inf!r} for no target), got {value!r}",
+                )
+
 
 _STRICT = ConfigDict(extra="forbid")
 
@@ -129,12 +145,6 @@ class PrefixCacheSpec(BaseModel):
             raise ValueError("host_gb_per_gpu needs host_gb_per_s (e.g. about 50 for PCIe Gen5 x16, "
                              "about 450 for Grace's NVLink-C2C per direction)")
         return self
-
-    def plan(self) -> PrefixCachePlan | None:
-        if not self.enabled:
-            return None
-        return PrefixCachePlan(hbm_fraction=self.hbm_fraction, host_bytes_per_gpu=self.host_gb_per_gpu * 1e9,
-                               host_bytes_per_s_per_gpu=(self.host_gb_per_s or 0.0) * 1e9)
 
 
 class FleetSpec(BaseModel):
@@ -340,11 +350,11 @@ class Experiment(BaseModel):
     # -- resolved objects (loaded once, errors carry YAML paths) ---------------------------
     @cached_property
     def model_spec(self) -> ModelSpec:
-        return _at("model", lambda: load_model(self.model))
+        return at_path("model", lambda: load_model(self.model))
 
     @cached_property
     def workload_spec(self) -> WorkloadSpec:
-        spec = self.workload if isinstance(self.workload, WorkloadSpec) else _at(
+        spec = self.workload if isinstance(self.workload, WorkloadSpec) else at_path(
             "workload", lambda: load_workload(self.workload))
         if self.requests is not None:
             spec = spec.model_copy(update={"requests": self.requests})
@@ -376,150 +386,14 @@ class Experiment(BaseModel):
         """The hardware of a pool (its own, else its fleet's)."""
         i = self.fleets.index(fleet)
         if pool is not None and pool.hardware is not None:
-            return _at(f"fleets[{i}].{where}.hardware", lambda: load_hardware(pool.hardware))
-        return _at(f"fleets[{i}].hardware", lambda: load_hardware(fleet.hardware))
-
-    def fleet_plans(self) -> list[FleetPlan]:
-        """Every fleet as replicas with memory checked; raises ConfigError naming the pool."""
-        return [self._fleet_plan(i, f) for i, f in enumerate(self.fleets)]
-
-    def _fleet_plan(self, i: int, fleet: FleetSpec) -> FleetPlan:
-        model = self.model_spec
-        pools = []
-        for role in (PREFILL, DECODE, AGGREGATED):
-            for where, spec in fleet.pools_of(role):
-                path = f"fleets[{i}].{where}"
-                hw = self.hardware_of(fleet, spec, where)
-                stack_name = spec.stack or fleet.stack or hw.default_stack
-                stack = _at(f"{path}.stack" if spec.stack else f"fleets[{i}].stack", lambda n=stack_name: load_stack(n))
-                overrides = {**fleet.stack_overrides, **spec.stack_overrides}
-                if overrides:
-                    where_set = f"{path}.stack_overrides" if spec.stack_overrides else f"fleets[{i}].stack_overrides"
-                    stack = _at(where_set, lambda st=stack, o=overrides: override_stack(st, o))
-                precision = spec.precision or fleet.precision
-                attention_precision = (spec.attention_precision or fleet.attention_precision
-                                       or _default_attention_precision(precision))
-                ep = spec.ep if spec.ep is not None else (spec.tp * spec.dp_attention if model.is_moe else 1)
-                mtp = (spec.mtp or fleet.mtp) if role != PREFILL else None  # drafting speeds up decode only
-                shape = ReplicaShape(
-                    hardware=hw, model=model, stack=stack, precision=precision,
-                    attention_precision=attention_precision, kv_precision=spec.kv_precision or fleet.kv_precision,
-                    tp=spec.tp, dp_attention=spec.dp_attention, ep=ep, pp=spec.pp,
-                    mtp_draft_tokens=mtp.draft_tokens if mtp else 0, mtp_acceptance=mtp.acceptance_rate if mtp else 0.0,
-                    path=path,
-                )
-                plan_memory(shape)  # refuses a shape that does not fit, naming the pool
-                label = f"{fleet.name}/{role}" if where == role else f"{fleet.name}/{role}/{spec.name or hw.name}"
-                if any(p.name == label for p in pools):
-                    label = f"{fleet.name}/{where}"
-                pools.append(PoolPlan(name=label, role=role, shape=shape, replicas=spec.replicas,
-                                      max_batch=spec.max_batch, max_batch_tokens=spec.max_batch_tokens,
-                                      max_queue=spec.max_queue, queue_timeout_s=spec.queue_timeout_s,
-                                      prefix_cache=(fleet.prefix_cache.plan() if fleet.prefix_cache is not None
-                                                    and role != DECODE else None),
-                                      autoscale=self._autoscale_plan(spec, shape, f"{path}.autoscale"),
-                                      usd_per_hour_per_replica=usd_per_gpu_hour(hw, self.cost) * shape.gpus))
-        return FleetPlan(name=fleet.name, pools=tuple(pools), router_policy=fleet.router)
-
-    def _autoscale_plan(self, spec: PoolSpec, shape: ReplicaShape, path: str) -> AutoscalePlan | None:
-        a = spec.autoscale
-        if a is None:
-            return None
-        if self.faults_on:
-            raise ConfigError(path, "autoscaling and faults in one experiment are not modelled together; "
-                              "run them as two experiments")
-        delay = a.scale_up_delay_s
-        if delay is None:
-            f = self.faults or FaultSpec(enabled=False)
-            delay = f.engine_start_s + plan_memory(shape).weight_bytes_per_gpu / (f.weight_load_gb_per_s * 1e9)
-        targets = self.traffic_classes or self.slo_tiers  # the planner keeps the tightest SLO
-        return AutoscalePlan(min_replicas=a.min_replicas, max_replicas=a.max_replicas, interval_s=a.interval_s,
-                             scale_up_delay_s=delay, cooldown_s=a.cooldown_s,
-                             ttft_slo_s=min(t.ttft_s for t in targets), tpot_slo_s=min(t.tpot_s for t in targets),
-                             up_threshold=a.up_threshold, down_threshold=a.down_threshold,
-                             step_fraction=a.step_fraction, target_occupancy=a.target_occupancy)
-
-    def validate_all(self) -> Experiment:
-        """Resolve every name and fleet now, so errors surface before hours of simulation."""
-        _ = self.model_spec, self.workload_spec
-        plans = self.fleet_plans()
-        for plan in plans:
-            self.fault_plan(plan)
-        cached = [i for i, f in enumerate(self.fleets) if f.prefix_cache is not None and f.prefix_cache.enabled]
-        if cached and not self.workload_has_block_hashes:
-            raise ConfigError(f"fleets[{cached[0]}].prefix_cache",
-                              f"workload '{self.workload_spec.name}' gives no prompt block hashes, so nothing can "
-                              "be found in a prefix cache; use a sessions workload (arrivals.kind: sessions) or a "
-                              "trace with hash_ids (e.g. mooncake_conversation), or remove prefix_cache")
-        if self.faults_on:
-            in_use = {p.shape.hardware.name for plan in plans for p in plan.pools}
-            for j, inj in enumerate(self.faults.inject):
-                name = _at(f"faults.inject[{j}].hardware", lambda n=inj.hardware: load_hardware(n)).name
-                if name not in in_use:
-                    raise ConfigError(f"faults.inject[{j}].hardware",
-                                      f"no fleet uses {name}; the fleets use {', '.join(sorted(in_use))}")
-        return self
-
-    @cached_property
-    def workload_has_block_hashes(self) -> bool:
-        from factory_sim.workload import generate_requests
-        batch = generate_requests(self.workload_spec, np.random.default_rng(self.seed),
-                                  n=min(self.workload_spec.requests, 4))
-        return getattr(batch, "block_hashes", None) is not None
+            return at_path(f"fleets[{i}].{where}.hardware", lambda: load_hardware(pool.hardware))
+        return at_path(f"fleets[{i}].hardware", lambda: load_hardware(fleet.hardware))
 
     @property
     def faults_on(self) -> bool:
         return self.faults is not None and self.faults.enabled
 
-    def fault_plan(self, plan: FleetPlan) -> FaultPlan | None:
-        """The fault plan of one fleet, or None when faults are off (the fault-free engine)."""
-        if not self.faults_on:
-            return None
-        f = self.faults
-        fleet_spec = next(fs for fs in self.fleets if fs.name == plan.name)
-        hardware = {p.shape.hardware.name: p.shape.hardware for p in plan.pools}
-        for name in f.overrides:
-            _at(f"faults.overrides.{name}", lambda n=name: load_hardware(n))
-        rates = {}
-        for name, hw in hardware.items():
-            per_kind = {k: getattr(hw.reliability, k) for k in FAULT_KINDS}
-            per_kind.update(f.overrides.get(name, {}))
-            rates[name] = tuple(
-                FaultRates(kind, r.mtbf_hours * 3600.0 / f.rate_multiplier, r.mttr_hours * 3600.0)
-                for kind, r in per_kind.items() if r is not None) if f.random else ()
-        switches = {name: (f.overrides.get(name, {}).get("switch") or hw.reliability.switch).per_domain
-                    for name, hw in hardware.items()
-                    if f.overrides.get(name, {}).get("switch") or hw.reliability.switch}
-        injections = []
-        for j, inj in enumerate(f.inject):
-            path = f"faults.inject[{j}]"
-            hw = _at(f"{path}.hardware", lambda n=inj.hardware: load_hardware(n))
-            if hw.name not in hardware:
-                continue  # an injection into another fleet's hardware
-            gpus = sum(p.gpus for p in plan.pools if p.shape.hardware.name == hw.name)
-            count = {"gpu": gpus, "node": -(-gpus // hw.gpus_per_node),
-                     "rack": -(-gpus // hw.gpus_per_scaleup_domain),
-                     "switch": -(-gpus // hw.gpus_per_scaleup_domain) * switches.get(hw.name, 1)}[inj.kind]
-            if inj.unit >= count:
-                raise ConfigError(f"{path}.unit", f"fleet '{plan.name}' has {count} {inj.kind} unit(s) of {hw.name} "
-                                  f"(numbered from 0); got {inj.unit}")
-            repair = inj.repair_s
-            if repair is None:
-                rate = getattr(hw.reliability, inj.kind)
-                repair = rate.mttr_hours * 3600.0 if rate else 0.0
-            injections.append(Injection(inj.at_s, hw.name, inj.kind, inj.unit, repair))
-        restart = tuple(
-            f.restart_s if f.restart_s is not None
-            else f.engine_start_s + plan_memory(p.shape).weight_bytes_per_gpu / (f.weight_load_gb_per_s * 1e9)
-            for p in plan.pools)
-        return FaultPlan(rates=rates, restart_s=restart, distribution=f.distribution, weibull_shape=f.weibull_shape,
-                         domain_policy=fleet_spec.fault_domain_policy or f.domain_policy,
-                         max_retries=f.max_retries, retry_after_s=f.retry_after_s,
-                         reconfigure_s=f.reconfigure_s, stationary_start=f.stationary_start,
-                         injections=tuple(injections), switches_per_domain=switches)
-
-
-def _default_attention_precision(precision: str) -> str:
+def default_attention_precision(precision: str) -> str:
     # NVFP4/MXFP4 checkpoints quantize the FFN/expert weights and keep attention projections
     # wider (e.g. nvidia/DeepSeek-R1-FP4 model card: FP4 MoE weights, FP8 elsewhere; gpt-oss
     # ships BF16 attention with MXFP4 experts; Kimi K2's INT4 checkpoints quantize only the MoE
@@ -527,7 +401,7 @@ def _default_attention_precision(precision: str) -> str:
     return {"fp4": "fp8", "mxfp4": "bf16", "int4": "bf16"}.get(precision, precision)
 
 
-def _at(path: str, load):
+def at_path(path: str, load):
     """Run a loader, re-rooting its ConfigError at this YAML path."""
     try:
         return load()
@@ -535,29 +409,3 @@ def _at(path: str, load):
         detail = ": ".join(p for p in (exc.source, exc.path if exc.path not in ("hardware", "model", "stack",
                                                                                   "workload") else "") if p)
         raise ConfigError(path, f"{detail}: {exc.message}" if detail else exc.message) from None
-
-
-def parse_experiment(raw, source: str = "<experiment>") -> Experiment:
-    if not isinstance(raw, dict):
-        raise ConfigError("", "an experiment file must be a YAML mapping of fields (name, model, workload, ...)",
-                          source)
-    try:
-        exp = Experiment.model_validate(raw)
-    except ValidationError as exc:
-        raise from_validation_error(exc, source=source, raw=raw) from None
-    return exp.validate_all()
-
-
-def load_experiment(path: str | Path, **overrides) -> Experiment:
-    """Read and validate an experiment file; `overrides` replace top-level fields (e.g. requests)."""
-    raw = read_mapping(path, "experiment", "a mapping of fields (name, model, workload, ...)")
-    raw.update(overrides)
-    return parse_experiment(raw, source=str(path))
-
-
-def default_experiment_path() -> Path:
-    return Path(str(resources.files("factory_sim") / "data" / "experiments" / "default.yaml"))
-
-
-def default_experiment() -> Experiment:
-    return load_experiment(default_experiment_path())

@@ -21,43 +21,14 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from factory_sim.catalog import parse, read_mapping
+from factory_sim.config.sweep import SweepAxes, SweepSpec
 from factory_sim.errors import ConfigError
-from factory_sim.experiment import default_experiment_path, parse_experiment
-from factory_sim.report import atomic_write
-from factory_sim.yamlio import read_mapping, validate
+from factory_sim.results.tables import atomic_write
+from factory_sim.studies.assemble import default_experiment_path, parse_experiment
 
 _PATH_STEP = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
-
-
-class SweepAxes(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    grid: dict[str, list[Any]] = Field(default_factory=dict)
-    zip: dict[str, list[Any]] = Field(default_factory=dict)
-
-    @model_validator(mode="after")
-    def _shapes(self):
-        for kind, axes in (("grid", self.grid), ("zip", self.zip)):
-            for path, values in axes.items():
-                if not values:
-                    raise ValueError(f"{kind}.{path}: give at least one value")
-        lengths = {len(v) for v in self.zip.values()}
-        if len(lengths) > 1:
-            raise ValueError(f"zip: every list must have the same length, got lengths {sorted(lengths)}")
-        overlap = set(self.grid) & set(self.zip)
-        if overlap:
-            raise ValueError(f"a field is both in grid and zip: {', '.join(sorted(overlap))}")
-        if not self.grid and not self.zip:
-            raise ValueError("name at least one field to vary under grid: or zip:")
-        return self
-
-
-class SweepSpec(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    name: str = "sweep"
-    base: str | dict[str, Any] = Field(default="default", description="'default', an experiment path, or a mapping")
-    sweep: SweepAxes
 
 
 def parse_path(path: str) -> list[str | int]:
@@ -115,7 +86,7 @@ def point_key(overrides: dict[str, Any]) -> str:
 def load_sweep(path: str | Path) -> tuple[SweepSpec, dict]:
     p = Path(path)
     raw = read_mapping(p, "sweep", "a mapping with `base:` and `sweep:`")
-    spec = validate(SweepSpec, raw, str(p))
+    spec = parse(SweepSpec, raw, str(p))
     if isinstance(spec.base, dict):
         base = copy.deepcopy(spec.base)
     else:
@@ -132,7 +103,7 @@ def build_point(base: dict, overrides: dict[str, Any], source: str):
 
 
 def _run_point(args) -> tuple[str, dict, pd.DataFrame | str]:
-    from factory_sim.run import run_experiment
+    from factory_sim.studies.run import run_experiment
 
     key, overrides, base, source = args
     try:

@@ -16,16 +16,24 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from factory_sim.cost import fleet_power_kw, fleet_usd_per_hour, tokens_per_s_per_mw, usd_per_million_tokens
-from factory_sim.experiment import Experiment
-from factory_sim.metrics import summarize, summarize_by
-from factory_sim.parallel import map_jobs, worker_count
+from factory_sim.config.experiment import Experiment
+from factory_sim.config.workload import ClosedLoopArrivals
 from factory_sim.perf.estimate import capacity_req_per_s
 from factory_sim.perf.steptime import StepTimeModel, prefill_attention_pairs
-from factory_sim.sim.engine import FleetPlan, SimResult, simulate
+from factory_sim.results.cost import (
+    fleet_power_kw,
+    fleet_usd_per_hour,
+    tokens_per_s_per_mw,
+    usd_per_million_tokens,
+)
+from factory_sim.results.metrics import summarize, summarize_by
+from factory_sim.results.trace import FAILED
+from factory_sim.sim.engine import FleetLayout, SimResult, simulate
 from factory_sim.sim.faults import long_run_availability
-from factory_sim.trace import FAILED
-from factory_sim.workload import ClosedLoopArrivals, generate_requests, mean_length
+from factory_sim.studies.assemble import fault_settings, fleet_layouts
+from factory_sim.studies.workers import map_jobs, worker_count
+from factory_sim.workload.generate import generate_requests
+from factory_sim.workload.lengths import mean_length
 
 SUMMARY_COLUMNS = (
     "fleet",
@@ -138,7 +146,7 @@ def _closed_loop(exp: Experiment) -> bool:
     return isinstance(exp.workload_spec.arrivals, ClosedLoopArrivals)
 
 
-def simulate_point(exp: Experiment, plan: FleetPlan, load: float, *, cap_overload: bool = True,
+def simulate_point(exp: Experiment, plan: FleetLayout, load: float, *, cap_overload: bool = True,
                    e2e_hint_s: float | None = None, faults: bool = True) -> Point:
     """Simulate `plan` at `load` (req/s open loop, clients closed loop) and summarize every tier.
 
@@ -168,7 +176,7 @@ def _arrival_span(trace) -> float:
     return float(arrivals.max() - arrivals.min()) if arrivals.size else 0.0
 
 
-def _simulate_once(exp: Experiment, plan: FleetPlan, load: float, n: int, cap_overload: bool,
+def _simulate_once(exp: Experiment, plan: FleetLayout, load: float, n: int, cap_overload: bool,
                    faults: bool = True) -> Point:
     spec = exp.workload_spec
     rng = np.random.default_rng(exp.seed)
@@ -178,7 +186,7 @@ def _simulate_once(exp: Experiment, plan: FleetPlan, load: float, n: int, cap_ov
         classes = {"slo_class": draw, "latency_critical": exp.latency_critical_classes(),
                    "slo_class_names": [c.name for c in exp.traffic_classes]}
     if faults and exp.faults_on:
-        classes["faults"] = exp.fault_plan(plan)
+        classes["faults"] = fault_settings(exp, plan)
     if _closed_loop(exp):
         batch = generate_requests(spec, rng, n=n)
         sim = simulate(plan, batch.input_tokens, batch.output_tokens, concurrency=int(load),
@@ -227,7 +235,7 @@ def mean_lengths(exp: Experiment) -> tuple[float, float]:
 class _LoadSearch:
     """Bisection over load in log space, shared by all tiers through a cache of points."""
 
-    def __init__(self, exp: Experiment, plan: FleetPlan, progress: Callable[[str], None] | None):
+    def __init__(self, exp: Experiment, plan: FleetLayout, progress: Callable[[str], None] | None):
         self.exp, self.plan, self.progress = exp, plan, progress
         self.cache: dict[float, Point] = {}
         self.integer = _closed_loop(exp)
@@ -284,7 +292,7 @@ class _LoadSearch:
         return lo
 
 
-def _lowest_latencies(plan: FleetPlan, mean_in: float, mean_out: float) -> tuple[float, float]:
+def _lowest_latencies(plan: FleetLayout, mean_in: float, mean_out: float) -> tuple[float, float]:
     """Fastest TPOT (batch of one, at the mean context) and TTFT (one mean prompt alone)."""
     exit_role = "decode" if plan.disaggregated else "aggregated"
     entry_role = "prefill" if plan.disaggregated else "aggregated"
@@ -299,7 +307,7 @@ def _lowest_latencies(plan: FleetPlan, mean_in: float, mean_out: float) -> tuple
     return tpot, ttft
 
 
-def _infeasible_note(exp: Experiment, plan: FleetPlan, tier, best: Point | None) -> str:
+def _infeasible_note(exp: Experiment, plan: FleetLayout, tier, best: Point | None) -> str:
     mean_in, mean_out = mean_lengths(exp)
     tpot, ttft = _lowest_latencies(plan, mean_in, mean_out)
     if tpot > tier.tpot_s:
@@ -312,7 +320,7 @@ def _infeasible_note(exp: Experiment, plan: FleetPlan, tier, best: Point | None)
             f"(best {att:.0%}); lowest reachable TPOT {tpot * 1e3:.1f} ms, TTFT {ttft:.2f} s")
 
 
-def _row(exp: Experiment, plan: FleetPlan, tier, point: Point | None, note: str) -> dict:
+def _row(exp: Experiment, plan: FleetLayout, tier, point: Point | None, note: str) -> dict:
     gpus_by_hw = plan.gpus_by_hardware()
     usd_h = fleet_usd_per_hour(gpus_by_hw, exp.cost)
     kw = fleet_power_kw(gpus_by_hw)
@@ -359,7 +367,7 @@ def _row(exp: Experiment, plan: FleetPlan, tier, point: Point | None, note: str)
     return row
 
 
-def _scaling_columns(exp: Experiment, plan: FleetPlan, point: Point, s: dict) -> dict:
+def _scaling_columns(exp: Experiment, plan: FleetLayout, point: Point, s: dict) -> dict:
     """Cost of an autoscaled fleet: the GPU-hours it held, not its largest size."""
     sim = point.sim
     span_s = sim.sim_end_s
@@ -386,9 +394,9 @@ def _scaling_columns(exp: Experiment, plan: FleetPlan, point: Point, s: dict) ->
     }
 
 
-def _fault_columns(exp: Experiment, plan: FleetPlan, tier, point: Point, usd_h: float) -> dict:
+def _fault_columns(exp: Experiment, plan: FleetLayout, tier, point: Point, usd_h: float) -> dict:
     """Availability and what the faults cost, against the same fleet at the same load without them."""
-    fault_plan = exp.fault_plan(plan)
+    fault_plan = fault_settings(exp, plan)
     if point.fault_free is None:  # one twin serves every tier of the point
         point.fault_free = _simulate_once(exp, plan, point.load, len(point.sim.trace),
                                           cap_overload=exp.load.mode != "fixed", faults=False)
@@ -424,7 +432,7 @@ def _per_class_note(exp: Experiment, point: Point) -> str:
 
 def run_fleet(exp: Experiment, index: int, progress: Callable[[str], None] | None = None):
     """All tiers of one fleet: (rows, {(fleet, tier): point}, simulations run)."""
-    plan = exp.fleet_plans()[index]
+    plan = fleet_layouts(exp)[index]
     tiers = exp.slo_tiers
     rows, points = [], {}
     if exp.load.mode == "fixed":

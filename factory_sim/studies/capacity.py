@@ -15,56 +15,23 @@ from __future__ import annotations
 import copy
 import math
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import ConfigDict
 
-from factory_sim.experiment import FleetSpec, SloTierSpec, parse_experiment
-from factory_sim.parallel import map_jobs
-from factory_sim.run import mean_lengths, run_experiment
-from factory_sim.uncertainty import UncertaintySpec, draw
-from factory_sim.yamlio import read_mapping, validate
+from factory_sim.catalog import parse, read_mapping
+from factory_sim.config.plan import PlanSpec
+from factory_sim.studies.assemble import fleet_layouts, parse_experiment
+from factory_sim.studies.run import mean_lengths, run_experiment
+from factory_sim.studies.uncertainty import draw
+from factory_sim.studies.workers import map_jobs
 
 _STRICT = ConfigDict(extra="forbid")
 
 PLAN_COLUMNS = ("rank", "candidate", "hardware", "units", "purchase_units", "gpus", "power_mw", "usd_per_hour",
                 "usd_per_m_output_tokens", "unit_capacity_req_per_s", "capacity_req_per_s", "headroom",
                 "demand_req_per_s", "slo_attainment", "confirmed", "within_power_budget", "note")
-
-
-class DemandSpec(BaseModel):
-    model_config = _STRICT
-    rate_per_s: float | None = Field(default=None, gt=0, description="requests per second")
-    output_tokens_per_s: float | None = Field(default=None, gt=0, description="generated tokens per second")
-
-    @model_validator(mode="after")
-    def _one(self):
-        if (self.rate_per_s is None) == (self.output_tokens_per_s is None):
-            raise ValueError("give exactly one of rate_per_s or output_tokens_per_s")
-        return self
-
-
-class PlanSpec(BaseModel):
-    model_config = _STRICT
-    name: str = "plan"
-    description: str = ""
-    model: str
-    seed: int = 42
-    workload: str | dict[str, Any]
-    requests: int | None = Field(default=None, ge=1)
-    demand: DemandSpec
-    slo: SloTierSpec
-    target_attainment: float = Field(default=0.9, gt=0, le=1)
-    cost: dict[str, Any] = Field(default_factory=dict)
-    power_budget_mw: float | None = Field(default=None, gt=0)
-    candidates: list[FleetSpec] = Field(min_length=1)
-    confirm_top: int = Field(default=3, ge=0, description="candidates confirmed by a full-scale simulation")
-    top: int = Field(default=10, ge=1, description="rows printed")
-    # distributions over plan fields (demand.rate_per_s, cost.price_scale,
-    # candidates[0].stack_overrides.hbm_efficiency, ...): fleet size and cost come with bands
-    uncertainty: UncertaintySpec = Field(default_factory=UncertaintySpec)
 
 
 def _experiment_raw(spec: PlanSpec, fleets: list[dict], load: dict) -> dict:
@@ -87,7 +54,7 @@ def _scaled(fleet: dict, units: int) -> dict:
 
 def load_plan(path: str | Path) -> PlanSpec:
     raw = read_mapping(path, "plan", "a mapping (model, workload, demand, slo, candidates)")
-    spec = validate(PlanSpec, raw, str(path))
+    spec = parse(PlanSpec, raw, str(path))
     # every candidate must be a valid, fitting fleet before anything runs
     parse_experiment(_experiment_raw(spec, [c.model_dump(exclude_none=True) for c in spec.candidates],
                                      {"mode": "max_goodput"}), source=str(path))
@@ -104,7 +71,7 @@ def make_plan(spec: PlanSpec, *, jobs: int | None = None, progress=None) -> pd.D
     units_summary = run_experiment(unit_exp, jobs=jobs, progress=progress).summary.set_index("fleet")
 
     rows = []
-    for fleet, plan in zip(fleets, unit_exp.fleet_plans(), strict=True):
+    for fleet, plan in zip(fleets, fleet_layouts(unit_exp), strict=True):
         s = units_summary.loc[fleet["name"]]
         row = {"candidate": fleet["name"], "hardware": s["hardware"], "demand_req_per_s": demand,
                "unit_gpus": plan.gpus, "unit_usd_per_hour": s["usd_per_hour"], "unit_kw": s["power_kw"],
@@ -177,7 +144,7 @@ def budget_capacity(plan: pd.DataFrame, spec: PlanSpec) -> pd.DataFrame:
 
 
 def _plan_sample(args) -> pd.DataFrame:
-    from factory_sim.sweep import set_field
+    from factory_sim.studies.sweep import set_field
 
     index, raw, overrides = args
     raw = copy.deepcopy(raw)

@@ -28,11 +28,10 @@ import numpy as np
 import pandas as pd
 from scipy.optimize import least_squares
 
+from factory_sim.catalog import builtin_path, load_hardware, load_stack
+from factory_sim.config.stack import SoftwareStack
 from factory_sim.errors import ConfigError
-from factory_sim.hardware import load_hardware
-from factory_sim.parallel import map_jobs, worker_count
-from factory_sim.perf.stacks import SoftwareStack, _stack_dir, load_stack, override_stack
-from factory_sim.validate import (
+from factory_sim.fidelity.measured import (
     THROUGHPUT_METRICS,
     Skip,
     benchmark,
@@ -41,6 +40,8 @@ from factory_sim.validate import (
     predict_throughput,
     row_stack,
 )
+from factory_sim.perf.stacks import override_stack
+from factory_sim.studies.workers import map_jobs, worker_count
 
 
 @dataclass(frozen=True)
@@ -315,11 +316,16 @@ def _solve_linear(e0: np.ndarray, jac: np.ndarray, w: np.ndarray, x0: np.ndarray
     return least_squares(fun, start, bounds=(lo, hi), max_nfev=50 * iterations).x
 
 
+def _profile_text(profile: str) -> str:
+    """A built-in stack profile's YAML as written, comments and all."""
+    return builtin_path("stack", profile).read_text()
+
+
 def prior_values(profile: str) -> dict[str, float]:
     """Prior centres of a built-in profile: the value a fitted line's comment names as its prior
     ("prior 0.87: <citation>"), else the value itself. gemm_scale's prior is relative to the
     current FP8 (else BF16) GEMM efficiency."""
-    text = (_stack_dir() / f"{profile}.yaml").read_text()
+    text = _profile_text(profile)
     out = {}
     for m in re.finditer(r"^[ \t]*([a-z0-9_]+):[ \t]*([0-9.eE+-]+)[ \t]*#.*?prior ([0-9.eE+-]+):", text, flags=re.M):
         out[m.group(1)] = float(m.group(3))
@@ -439,7 +445,7 @@ def _fmt(value: float) -> str:
 def profile_yaml(fit: ProfileFit) -> str:
     """The stack's YAML with the fitted values replaced, each commented with what it was fitted to
     and its prior, and `fitted_to` listing the rows."""
-    text = (_stack_dir() / f"{fit.profile}.yaml").read_text()
+    text = _profile_text(fit.profile)
     n_thr = sum(1 for r in fit.rows if r.startswith("CAL-"))
     n_pts = len(fit.rows) - n_thr
     what = f"fitted to the {n_thr} throughput rows and {n_pts} measured points in fitted_to (factory-sim calibrate)"

@@ -1,0 +1,300 @@
+"""The catalog: every built-in file and every user's file, found and read one way.
+
+A hardware profile, model, software stack, workload, trace, reference table or experiment
+is named either by a built-in name (forgiving case and '-') or by a path to the user's own
+file. One resolver answers both, with the same "did you mean" hint for every kind, and one
+reader turns YAML into a validated schema with file:line for syntax errors and the YAML
+path of each bad field. Built-ins are read with importlib.resources, so a wheel install
+finds them as the source tree does.
+"""
+
+from __future__ import annotations
+
+import difflib
+import functools
+from dataclasses import dataclass
+from importlib import resources
+from importlib.resources.abc import Traversable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pandas as pd
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from factory_sim.errors import ConfigError, from_validation_error
+
+M = TypeVar("M", bound=BaseModel)
+
+
+@dataclass(frozen=True)
+class Kind:
+    """Where one kind of built-in file lives and how a user's file of that kind is named."""
+
+    package: str  # the importable package that holds the folder
+    folder: str  # folder inside the package ("" for the package itself)
+    suffixes: tuple[str, ...]  # what a file of this kind ends with
+    what: str  # the word in messages: "hardware profile", "model", ...
+    prefix: str = ""  # what schema errors in such a file are rooted at
+
+    @property
+    def label(self) -> str:
+        """How a built-in file is named in messages: its folder and file name."""
+        return self.folder.split("/")[-1] or self.package.split(".")[-1]
+
+
+KINDS: dict[str, Kind] = {
+    # top-level hardware_profiles/ and workloads/, shipped as these packages (pyproject.toml)
+    "hardware": Kind("factory_sim.hardware_profiles", "", (".yaml", ".yml"), "hardware profile", "hardware"),
+    "workload": Kind("factory_sim.workloads", "", (".yaml", ".yml"), "workload"),
+    "model": Kind("factory_sim", "data/models", (".yaml", ".yml"), "model", "model"),
+    "stack": Kind("factory_sim", "data/stacks", (".yaml", ".yml"), "software stack profile"),
+    "experiment": Kind("factory_sim", "data/experiments", (".yaml", ".yml"), "experiment"),
+    "trace": Kind("factory_sim", "data/traces", (".csv", ".csv.gz", ".jsonl", ".jsonl.gz"), "trace"),
+    "reference": Kind("factory_sim", "data/reference", (".csv", ".csv.gz"), "reference table"),
+}
+
+
+def _stem(name: str, suffixes: tuple[str, ...]) -> str | None:
+    for suffix in sorted(suffixes, key=len, reverse=True):
+        if name.endswith(suffix):
+            return name[: -len(suffix)]
+    return None
+
+
+@functools.cache
+def builtin_files(kind: str) -> dict[str, Traversable]:
+    """The built-in files of a kind by name (file name without its suffix)."""
+    k = KINDS[kind]
+    try:
+        folder = resources.files(k.package)
+    except ModuleNotFoundError:
+        # a source checkout imported ahead of the installed package (pytest from the repo
+        # root): the top-level folder that the wheel maps into the package
+        folder = Path(__file__).resolve().parent.parent / k.package.rsplit(".", 1)[-1]
+    for part in filter(None, k.folder.split("/")):
+        folder = folder / part
+    found = {}
+    for entry in folder.iterdir():
+        stem = _stem(entry.name, k.suffixes) if entry.is_file() else None
+        if stem is not None:
+            found[stem] = entry
+    return found
+
+
+def builtin_names(kind: str) -> list[str]:
+    return sorted(builtin_files(kind))
+
+
+def builtin_path(kind: str, name: str) -> Path:
+    """A built-in file as a filesystem path (package data is a real folder in every install we ship)."""
+    return Path(str(builtin_files(kind)[name]))
+
+
+def resolve(kind: str, name_or_path: str | Path, field: str | None = None) -> tuple[str, Traversable | Path, bool]:
+    """(source label, file, is_builtin) of a built-in name or a user's file path.
+
+    `field` is the config path named in errors (default: the kind).
+    """
+    k = KINDS[kind]
+    field = field or kind
+    text = str(name_or_path)
+    known = builtin_files(kind)
+    key = text.strip().lower().replace("-", "_")
+    if key in known and not isinstance(name_or_path, Path):
+        return key, known[key], True
+    path = Path(text).expanduser()
+    if path.is_file():
+        return str(path), path, False
+    if _stem(text, k.suffixes) is not None or "/" in text or "\\" in text:
+        raise ConfigError(field, f"no such file {text!r}; give an existing {k.what} file or a built-in name "
+                                 f"({', '.join(sorted(known))})")
+    raise ConfigError(field, f"unknown {kind} {text!r}; {did_you_mean(key, known)}known: "
+                             f"{', '.join(sorted(known))}, or give a path to a {k.what} file")
+
+
+def did_you_mean(word: str, choices) -> str:
+    close = difflib.get_close_matches(word, sorted(choices), n=1, cutoff=0.5)
+    return f"did you mean {close[0]!r}? " if close else ""
+
+
+# --- YAML ---------------------------------------------------------------------------------
+
+
+def parse_mapping(text: str, source: str, hint: str = "a mapping of keys to values") -> dict[str, Any]:
+    """Parse YAML that must be a mapping; syntax errors point at file:line."""
+    try:
+        data = yaml.safe_load(text)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = f"{source}:{mark.line + 1}" if mark is not None else source
+        raise ConfigError(where, f"invalid YAML: {exc.problem or exc}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(source, f"invalid YAML: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(source, f"expected {hint} at the top level")
+    return data
+
+
+def read_mapping(path: str | Path | Traversable, what: str,
+                 hint: str = "a mapping of keys to values") -> dict[str, Any]:
+    """Read a YAML file that must hold a mapping."""
+    try:
+        text = path.read_text(encoding="utf-8") if not isinstance(path, str) else Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError("", f"cannot read {what} file {path}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise ConfigError("", f"cannot read {what} file {path}: it is not UTF-8 text") from None
+    return parse_mapping(text, str(path), hint)
+
+
+def parse(schema: type[M], raw: dict[str, Any], source: str = "", prefix: str = "") -> M:
+    """Validate a mapping against a schema: the one place pydantic errors become ConfigErrors."""
+    try:
+        return schema.model_validate(raw)
+    except ValidationError as exc:
+        raise from_validation_error(exc, prefix=prefix, source=source, raw=raw) from None
+
+
+def load(kind: str, name_or_path: str | Path, schema: type[M], *, field: str | None = None,
+         name_from_file: bool = False) -> M:
+    """A built-in or user's YAML of `kind`, validated; built-ins are read once.
+
+    With `name_from_file`, a file without a `name` is named after the file.
+    """
+    source, file, is_builtin = resolve(kind, name_or_path, field)
+    if is_builtin:
+        return _load_builtin(kind, source, schema, name_from_file)
+    return _read(file, source, kind, schema, name_from_file)
+
+
+@functools.cache
+def _load_builtin(kind: str, name: str, schema: type[M], name_from_file: bool) -> M:
+    file = builtin_files(kind)[name]
+    return _read(file, f"{KINDS[kind].label}/{file.name}", kind, schema, name_from_file)
+
+
+def _read(file, source: str, kind: str, schema: type[M], name_from_file: bool) -> M:
+    raw = read_mapping(file, KINDS[kind].what)
+    if name_from_file:
+        raw.setdefault("name", _stem(Path(str(file)).name, KINDS[kind].suffixes))
+    return parse(schema, raw, source, prefix=KINDS[kind].prefix)
+
+
+# --- the built-in kinds, loaded and tabulated -------------------------------------------
+
+
+def load_hardware(name_or_path: str | Path):
+    """A built-in profile by name (e.g. 'gb200_nvl72') or a user's profile YAML by path."""
+    from factory_sim.config.hardware import HardwareProfile
+
+    return load("hardware", name_or_path, HardwareProfile)
+
+
+def load_model(name_or_path: str | Path):
+    """A catalog model by name (e.g. 'deepseek_r1') or a user's model YAML by path."""
+    from factory_sim.config.model import ModelSpec
+
+    return load("model", name_or_path, ModelSpec)
+
+
+def load_stack(name_or_path: str | Path):
+    """A built-in software stack by name, or a user's stack profile YAML by path."""
+    from factory_sim.config.stack import SoftwareStack
+
+    return load("stack", name_or_path, SoftwareStack)
+
+
+def load_workload(name_or_path: str | Path):
+    """A built-in workload by name or a workload YAML file (named after the file if it has no `name`)."""
+    from factory_sim.config.workload import WorkloadSpec
+
+    return load("workload", name_or_path, WorkloadSpec, name_from_file=True)
+
+
+def list_hardware() -> list:
+    return [load_hardware(n) for n in builtin_names("hardware")]
+
+
+def list_models() -> list:
+    return [load_model(n) for n in builtin_names("model")]
+
+
+def list_stacks() -> list:
+    return [load_stack(n) for n in builtin_names("stack")]
+
+
+def list_workloads() -> list:
+    return [load_workload(n) for n in builtin_names("workload")]
+
+
+def hardware_table() -> pd.DataFrame:
+    """One row per built-in profile, the columns a planner compares first."""
+    return pd.DataFrame([
+        {
+            "name": hw.name,
+            "display_name": hw.display_name,
+            "gpus_per_scaleup_domain": hw.gpus_per_scaleup_domain,
+            "hbm_gb": hw.hbm_gb,
+            "hbm_tb_per_s": hw.hbm_tb_per_s,
+            "bf16_tflops": hw.dense_tflops["bf16"],
+            "fp8_tflops": hw.dense_tflops["fp8"],
+            "fp4_tflops": hw.dense_tflops.get("fp4", float("nan")),
+            "nvlink_gb_per_s_per_gpu": hw.nvlink_gb_per_s_per_gpu,
+            "gpu_tdp_w": hw.gpu_tdp_w,
+            "allin_kw_per_gpu": hw.allin_kw_per_gpu,
+            "usd_per_gpu_hour_hyperscaler": hw.usd_per_gpu_hour.hyperscaler,
+        }
+        for hw in list_hardware()
+    ])
+
+
+def models_table() -> pd.DataFrame:
+    """One row per catalog model; params are computed from the architecture, in billions."""
+    table = pd.DataFrame([
+        {
+            "name": m.name,
+            "display_name": m.display_name,
+            "attention": m.attention,
+            "layers": m.layers,
+            "experts": m.n_routed_experts,
+            "top_k": m.top_k,
+            "total_params_b": m.total_params / 1e9,
+            "active_params_b": m.active_params_per_token / 1e9,
+            "kv_bytes_per_token_fp8": m.kv_bytes_per_token(1.0),
+            "kv_bytes_per_token_bf16": m.kv_bytes_per_token(2.0),
+            # linear-attention state a sequence holds whatever its length (hybrid models)
+            "state_mb_per_seq": m.linear_state_bytes_per_seq / 1e6,
+        }
+        for m in list_models()
+    ])
+    return table.astype({"experts": "Int64", "top_k": "Int64"})
+
+
+def stacks_table() -> pd.DataFrame:
+    """The built-in profiles, one row each: what picks them (framework, generation, date) and
+    the choices that change results beyond the efficiency constants."""
+    return pd.DataFrame([
+        {"name": s.name, "framework": s.framework, "generation": s.generation, "date": s.date,
+         "version": s.version, "kv_allocation": s.kv_allocation, "adp_balance_steps": s.adp_balance_timeout_steps,
+         "fitted_rows": len(s.fitted_to), "description": s.description}
+        for s in list_stacks()
+    ])
+
+
+def workloads_table() -> pd.DataFrame:
+    """What the built-in workloads are, side by side, for choosing one."""
+    from factory_sim.workload.arrivals import mean_rate_per_s
+    from factory_sim.workload.generate import mean_input_tokens, mean_output_tokens
+
+    return pd.DataFrame([
+        {
+            "name": spec.name,
+            "description": spec.description,
+            "arrivals": spec.arrivals.kind,
+            "rate_per_s": mean_rate_per_s(spec.arrivals),
+            "mean_input_tokens": mean_input_tokens(spec),
+            "mean_output_tokens": mean_output_tokens(spec),
+        }
+        for spec in list_workloads()
+    ])

@@ -1,0 +1,36 @@
+"""Sweep schema: a base experiment and the fields to vary (studies/sweep.py runs it)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class SweepAxes(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    grid: dict[str, list[Any]] = Field(default_factory=dict)
+    zip: dict[str, list[Any]] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _shapes(self):
+        for kind, axes in (("grid", self.grid), ("zip", self.zip)):
+            for path, values in axes.items():
+                if not values:
+                    raise ValueError(f"{kind}.{path}: give at least one value")
+        lengths = {len(v) for v in self.zip.values()}
+        if len(lengths) > 1:
+            raise ValueError(f"zip: every list must have the same length, got lengths {sorted(lengths)}")
+        overlap = set(self.grid) & set(self.zip)
+        if overlap:
+            raise ValueError(f"a field is both in grid and zip: {', '.join(sorted(overlap))}")
+        if not self.grid and not self.zip:
+            raise ValueError("name at least one field to vary under grid: or zip:")
+        return self
+
+
+class SweepSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str = "sweep"
+    base: str | dict[str, Any] = Field(default="default", description="'default', an experiment path, or a mapping")
+    sweep: SweepAxes

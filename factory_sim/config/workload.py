@@ -1,0 +1,274 @@
+"""Workload schemas: who sends what, and when, as the YAML says it.
+
+A WorkloadSpec pairs an arrival process with input/output length distributions (or a real
+trace that supplies both). Multi-turn sessions are an arrival process too. The samplers
+that turn these into requests are in factory_sim/workload/; validating a trace reference
+reads the trace file (factory_sim/workload/trace_files.py), nothing else.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Annotated, Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+
+from factory_sim.workload.trace_files import check_trace_ref, load_trace
+
+# Blocks per session in the hash space: hash = session * HASH_STRIDE + block + 1, so a
+# session's blocks never collide with another session's while the context fits in
+# HASH_STRIDE - 1 blocks (checked when the config is validated).
+HASH_STRIDE = 2**24
+
+
+class FixedLength(BaseModel):
+    """Every request has the same length, as in fixed-ISL/OSL benchmark sweeps."""
+
+    model_config = ConfigDict(extra="forbid")
+    kind: Literal["fixed"] = "fixed"
+    tokens: int = Field(ge=1)
+
+
+class UniformLength(BaseModel):
+    """Whole numbers drawn uniformly from [low, high], both ends included."""
+
+    model_config = ConfigDict(extra="forbid")
+    kind: Literal["uniform"] = "uniform"
+    low: int = Field(ge=1)
+    high: int = Field(ge=1)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> UniformLength:
+        if self.high < self.low:
+            raise ValueError(f"high ({self.high}) must be >= low ({self.low})")
+        return self
+
+
+class NominalLength(BaseModel):
+    """InferenceMAX/InferenceX style: a nominal length with each request drawn uniformly
+    from low_fraction..high_fraction of it, so the realised mean is below nominal
+    (about 0.9x with the default 80-100%)."""
+
+    model_config = ConfigDict(extra="forbid")
+    kind: Literal["nominal"] = "nominal"
+    tokens: int = Field(ge=1)
+    low_fraction: float = Field(default=0.8, gt=0, allow_inf_nan=False)
+    high_fraction: float = Field(default=1.0, gt=0, allow_inf_nan=False)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> NominalLength:
+        if self.high_fraction < self.low_fraction:
+            raise ValueError(
+                f"high_fraction ({self.high_fraction}) must be >= low_fraction ({self.low_fraction})"
+            )
+        return self
+
+    def bounds(self) -> tuple[int, int]:
+        """Inclusive whole-token range the draws come from."""
+        low = max(1, round(self.low_fraction * self.tokens))
+        high = max(low, round(self.high_fraction * self.tokens))
+        return low, high
+
+
+class LognormalLength(BaseModel):
+    """Right-skewed lengths (chat and reasoning outputs). `mean` is the arithmetic mean of
+    the uncapped distribution and `sigma` the standard deviation of log(length); draws
+    above `max_tokens` are cut to it, as a generation limit does."""
+
+    model_config = ConfigDict(extra="forbid")
+    kind: Literal["lognormal"] = "lognormal"
+    mean: float = Field(gt=0, allow_inf_nan=False)
+    sigma: float = Field(gt=0, allow_inf_nan=False)
+    max_tokens: int | None = Field(default=None, ge=1)
+
+    @property
+    def mu(self) -> float:
+        """Location of log(length) that gives the requested arithmetic mean."""
+        return float(np.log(self.mean) - self.sigma**2 / 2)
+
+
+class EmpiricalLength(BaseModel):
+    """Resample (with replacement) the lengths of a real trace, keeping its exact shape."""
+
+    model_config = ConfigDict(extra="forbid")
+    kind: Literal["empirical"] = "empirical"
+    trace: str
+    column: Literal["input", "output"]
+    max_tokens: int | None = Field(default=None, ge=1)
+
+    @field_validator("trace")
+    @classmethod
+    def _known_trace(cls, value: str) -> str:
+        return check_trace_ref(value)
+
+
+LengthDist = Annotated[
+    FixedLength | UniformLength | NominalLength | LognormalLength | EmpiricalLength,
+    Field(discriminator="kind"),
+]
+
+
+class SessionArrivals(BaseModel):
+    """Sessions start as a Poisson process (`rate_per_s` sessions per second); each has
+    `turns` turns, `think_time_s` apart (from one turn's finish to the next one's arrival).
+
+    A turn's prompt is the previous turn's prompt and answer plus new tokens from the
+    workload's `input_tokens`; the first turn's is `system_prompt_tokens` (shared by every
+    session) plus new tokens. A session ends early when its next prompt would exceed
+    `max_context_tokens`. `block_tokens` is the KV block size the prompt hashes use.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+    kind: Literal["sessions"] = "sessions"
+    rate_per_s: float = Field(gt=0, allow_inf_nan=False, description="sessions started per second")
+    turns: LengthDist
+    system_prompt_tokens: int = Field(default=0, ge=0)
+    think_time_s: float = Field(default=0.0, ge=0, allow_inf_nan=False)
+    think_distribution: Literal["exponential", "fixed"] = "exponential"
+    # 131,072 tokens: max_position_embeddings of Llama-3.1, Kimi K2 and gpt-oss-120b (their
+    # config.json; see factory_sim/data/models). Set it to the served model's window.
+    max_context_tokens: int = Field(default=131072, ge=1)
+    block_tokens: int = Field(default=64, ge=1)
+
+    @model_validator(mode="after")
+    def _fits(self) -> SessionArrivals:
+        if self.system_prompt_tokens >= self.max_context_tokens:
+            raise ValueError(
+                f"system_prompt_tokens ({self.system_prompt_tokens}) must be below "
+                f"max_context_tokens ({self.max_context_tokens}), or no turn has room for new tokens"
+            )
+        if math.ceil(self.max_context_tokens / self.block_tokens) >= HASH_STRIDE:
+            raise ValueError(
+                f"block_tokens ({self.block_tokens}) is too small for max_context_tokens "
+                f"({self.max_context_tokens}): a prompt may span at most {HASH_STRIDE - 1} blocks"
+            )
+        return self
+
+
+class PoissonArrivals(BaseModel):
+    """Independent users: exponential gaps (MLPerf Server's arrival model)."""
+
+    model_config = ConfigDict(extra="forbid")
+    kind: Literal["poisson"] = "poisson"
+    rate_per_s: float = Field(gt=0, allow_inf_nan=False)
+
+
+class GammaArrivals(BaseModel):
+    """Bursty traffic: gamma-distributed gaps with coefficient of variation `cv`
+    (cv = 1 is Poisson, cv > 1 burstier, cv < 1 more regular)."""
+
+    model_config = ConfigDict(extra="forbid")
+    kind: Literal["gamma"] = "gamma"
+    rate_per_s: float = Field(gt=0, allow_inf_nan=False)
+    cv: float = Field(gt=0, allow_inf_nan=False)
+
+
+class DiurnalArrivals(BaseModel):
+    """A day's traffic: Poisson arrivals whose rate follows a cosine from
+    `trough_rate_per_s` at `trough_at_s` (and every `period_s` after it) up to
+    `peak_rate_per_s` half a period later. The mean rate is (peak + trough) / 2.
+
+    rate(t) = trough + (peak - trough) * (1 - cos(2 pi (t - trough_at_s) / period_s)) / 2
+    """
+
+    model_config = ConfigDict(extra="forbid")
+    kind: Literal["diurnal"] = "diurnal"
+    peak_rate_per_s: float = Field(gt=0, allow_inf_nan=False)
+    trough_rate_per_s: float = Field(ge=0, allow_inf_nan=False)
+    period_s: float = Field(default=86400.0, gt=0, allow_inf_nan=False)
+    trough_at_s: float = Field(default=0.0, allow_inf_nan=False)
+
+    @model_validator(mode="after")
+    def _peak_above_trough(self) -> DiurnalArrivals:
+        if self.peak_rate_per_s < self.trough_rate_per_s:
+            raise ValueError(
+                f"peak_rate_per_s ({self.peak_rate_per_s}) must be >= "
+                f"trough_rate_per_s ({self.trough_rate_per_s})"
+            )
+        return self
+
+    @property
+    def rate_per_s(self) -> float:
+        """The mean rate over a period, so code that asks any open-loop process for its
+        rate gets the offered load."""
+        return (self.peak_rate_per_s + self.trough_rate_per_s) / 2
+
+
+class ClosedLoopArrivals(BaseModel):
+    """A fixed number of clients, each sending its next request `think_time_s` after its
+    previous one finished, as benchmark harnesses do. Arrival times depend on the
+    simulated latencies, so the simulation engine generates them."""
+
+    model_config = ConfigDict(extra="forbid")
+    kind: Literal["closed_loop"] = "closed_loop"
+    concurrency: int = Field(ge=1)
+    think_time_s: float = Field(default=0.0, ge=0, allow_inf_nan=False)
+
+
+class TraceArrivals(BaseModel):
+    """Replay a real trace's timestamps (from its first request), divided by `time_scale`
+    (2 = twice as fast). `use_lengths` also takes each request's input/output lengths from
+    the trace. `loop` repeats the trace back to back when more requests are asked for than
+    it holds, one mean gap apart."""
+
+    model_config = ConfigDict(extra="forbid")
+    kind: Literal["trace"] = "trace"
+    trace: str
+    time_scale: float = Field(default=1.0, gt=0, allow_inf_nan=False)
+    use_lengths: bool = True
+    loop: bool = False
+
+    @field_validator("trace")
+    @classmethod
+    def _known_trace(cls, value: str) -> str:
+        return check_trace_ref(value)
+
+
+Arrivals = Annotated[
+    PoissonArrivals | GammaArrivals | DiurnalArrivals | ClosedLoopArrivals | TraceArrivals | SessionArrivals,
+    Field(discriminator="kind"),
+]
+
+
+class WorkloadSpec(BaseModel):
+    """One workload. Lengths are required unless a trace replay supplies them."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str = "custom"
+    description: str = ""
+    arrivals: Arrivals
+    input_tokens: LengthDist | None = Field(default=None, validate_default=True)
+    output_tokens: LengthDist | None = Field(default=None, validate_default=True)
+    requests: int = Field(default=2000, ge=1)
+
+    @field_validator("input_tokens", "output_tokens")
+    @classmethod
+    def _lengths_from_one_place(cls, value: LengthDist | None, info: ValidationInfo) -> LengthDist | None:
+        arrivals = info.data.get("arrivals")
+        if arrivals is None:  # arrivals itself was invalid; that error is reported instead
+            return value
+        from_trace = isinstance(arrivals, TraceArrivals) and arrivals.use_lengths
+        if from_trace and value is not None:
+            raise ValueError(
+                f"{info.field_name} is taken from the trace because arrivals.use_lengths is true; "
+                f"remove {info.field_name} or set arrivals.use_lengths: false"
+            )
+        if not from_trace and value is None:
+            raise ValueError(
+                f"{info.field_name} is required (e.g. {{kind: fixed, tokens: 1024}}) unless "
+                "arrivals is a trace with use_lengths: true"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _trace_long_enough(self) -> WorkloadSpec:
+        arr = self.arrivals
+        if isinstance(arr, TraceArrivals) and not arr.loop:
+            rows = len(load_trace(arr.trace))
+            if self.requests > rows:
+                raise ValueError(
+                    f"requests ({self.requests}) exceeds the {rows} requests in trace {arr.trace!r}; "
+                    f"set requests <= {rows} or arrivals.loop: true"
+                )
+        return self
