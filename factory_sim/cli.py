@@ -86,16 +86,14 @@ def _run_uncertainty(path: Path, exp, samples: int, overrides: dict, args):
 
 
 def _cmd_validate(args) -> int:
-    from factory_sim.fidelity.measured import (
-        error_summary,
-        format_report,
+    from factory_sim.fidelity.measured import validate_points
+    from factory_sim.fidelity.mlperf import (
         format_throughput_report,
         load_reference,
-        plot_predicted_vs_published,
         throughput_rows,
-        validate_points,
         validate_throughput,
     )
+    from factory_sim.fidelity.report import error_summary, format_report, plot_predicted_vs_published
     from factory_sim.results.tables import atomic_write
 
     reference = load_reference(args.scenarios)
@@ -149,7 +147,7 @@ def _cmd_validate(args) -> int:
 
 def _cmd_calibrate(args) -> int:
     from factory_sim.fidelity.calibrate import calibrate, format_calibration, write_profiles
-    from factory_sim.fidelity.measured import load_reference
+    from factory_sim.fidelity.mlperf import load_reference
     from factory_sim.studies.run import stderr_progress
 
     calibration, points = [], []

@@ -9,7 +9,8 @@ import pytest
 import yaml
 
 from factory_sim.cli import main
-from factory_sim.studies.capacity import PlanSpec, budget_capacity, make_plan
+from factory_sim.config.plan import PlanSpec
+from factory_sim.studies.capacity import budget_capacity, make_plan
 
 PLAN = {
     "name": "t", "model": "llama3_1_8b", "seed": 5, "requests": 800,

@@ -9,16 +9,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from factory_sim.cli import main
-from factory_sim.fidelity import measured as validate
-from factory_sim.fidelity.measured import (
-    Skip,
-    benchmark,
-    deployment,
-    load_points,
-    predict,
-    spread_lengths,
-    validate_points,
-)
+from factory_sim.fidelity import measured, mlperf
+from factory_sim.fidelity.deployments import Skip
+from factory_sim.fidelity.measured import deployment, load_points, predict, spread_lengths, validate_points
+from factory_sim.fidelity.mlperf import benchmark
 from factory_sim.perf.steptime import StepTimeModel, prefill_attention_pairs
 
 BASE = {"id": "r1", "system": "h100_sxm", "model": "llama3_1_8b", "hf_model": "x", "backend": "trtllm",
@@ -30,7 +24,7 @@ BASE = {"id": "r1", "system": "h100_sxm", "model": "llama3_1_8b", "hf_model": "x
 def test_one_client_matches_the_step_time_model_exactly(monkeypatch):
     """With one client there is no queueing: TTFT is the front-end plus one prefill step, TPOT
     the mean decode step (at the row's exact output length)."""
-    monkeypatch.setattr(validate, "OUTPUT_LENGTH_SPREAD", 0.0)
+    monkeypatch.setattr(measured, "OUTPUT_LENGTH_SPREAD", 0.0)
     ttft_ms, tpot_ms, config = predict(BASE)
     shape = deployment(BASE).fleet.pools[0].shape
     m = StepTimeModel(shape)
@@ -135,7 +129,7 @@ CAL = {"id": "T1", "source": "test", "date": "2026-04-01", "system": "h200_sxm",
 
 
 def test_a_throughput_row_of_each_scenario_produces_a_prediction():
-    from factory_sim.fidelity.measured import validate_throughput
+    from factory_sim.fidelity.mlperf import validate_throughput
 
     rows = pd.DataFrame([
         CAL,
@@ -155,7 +149,7 @@ def test_a_throughput_row_of_each_scenario_produces_a_prediction():
 
 
 def test_throughput_rows_that_cannot_be_scored_say_why():
-    from factory_sim.fidelity.measured import validate_throughput
+    from factory_sim.fidelity.mlperf import validate_throughput
 
     rows = pd.DataFrame([
         {**CAL, "id": "U1", "system": "tpu_v9"},
@@ -185,7 +179,7 @@ def test_the_stack_follows_framework_generation_and_date():
 
 
 def test_a_published_result_names_its_framework_in_its_notes():
-    from factory_sim.fidelity.measured import row_framework
+    from factory_sim.fidelity.mlperf import row_framework
     assert row_framework({"notes": "software: LLM-D v0.5.0 ,OpenShift 4.21"}) == "vllm"  # llm-d runs vLLM
     assert row_framework({"notes": "software: SGLang 0.5"}) == "sglang"
     assert row_framework({"notes": "platform B200-SXM-180GBx8_TRT"}) == "tensorrt-llm"
@@ -194,7 +188,7 @@ def test_a_published_result_names_its_framework_in_its_notes():
 
 
 def test_builtin_reference_holds_both_kinds_and_a_calibration_file_is_recognised(tmp_path, capsys):
-    from factory_sim.fidelity.measured import load_reference
+    from factory_sim.fidelity.mlperf import load_reference
 
     ref = load_reference(None)
     assert set(ref) == {"points", "calibration"} and len(ref["calibration"]) == 96
@@ -271,7 +265,7 @@ def test_int4_weight_only_rows_run_int4_experts_with_bf16_math_and_bf16_attentio
 
 
 def test_a_report_with_every_row_skipped_says_so():
-    from factory_sim.fidelity.measured import format_report
+    from factory_sim.fidelity.report import format_report
     res = validate_points(pd.DataFrame([{**BASE, "id": "r1", "model": "acme/Unreleased-2T"}]), jobs=1)
     text = format_report(res)
     assert "scored: 0" in text and "not in the catalog" in text
@@ -279,7 +273,8 @@ def test_a_report_with_every_row_skipped_says_so():
 
 def test_rows_a_profile_was_fitted_to_are_reported_apart_from_the_rest():
     from factory_sim.catalog import load_stack
-    from factory_sim.fidelity.measured import error_summary, fitted_ids
+    from factory_sim.fidelity.measured import fitted_ids
+    from factory_sim.fidelity.report import error_summary
     fitted = load_stack("trtllm_hopper").fitted_to
     points = [p for p in fitted if not p.startswith("CAL-")]
     assert points and set(fitted) <= fitted_ids()
@@ -307,7 +302,7 @@ def test_spread_output_lengths_dissolve_the_first_rounds_cohorts(monkeypatch):
     arrives as one cohort and waits for the whole cohort's prefill; spread lengths break it up."""
     row = {**BASE, "isl": 1024, "osl": 256, "concurrency": 8, "batch_size": 8}
     spread_ttft, _, _ = predict(row)
-    monkeypatch.setattr(validate, "OUTPUT_LENGTH_SPREAD", 0.0)
+    monkeypatch.setattr(measured, "OUTPUT_LENGTH_SPREAD", 0.0)
     lockstep_ttft, _, _ = predict(row)
     assert spread_ttft < 0.8 * lockstep_ttft
 
@@ -372,8 +367,8 @@ def test_attention_dp_ranks_schedule_their_own_prompt_tokens_except_under_sglang
     trt = deployment({**row, "backend": "trtllm"}).fleet.pools[0]
     sgl = deployment({**row, "backend": "sglang"}).fleet.pools[0]
     assert trt.shape.dp_attention == sgl.shape.dp_attention == 8
-    assert trt.max_batch_tokens == 8 * validate.PREFILL_CHUNK_TOKENS + 64
-    assert sgl.max_batch_tokens == validate.PREFILL_CHUNK_TOKENS + 64
+    assert trt.max_batch_tokens == 8 * measured.PREFILL_CHUNK_TOKENS + 64
+    assert sgl.max_batch_tokens == measured.PREFILL_CHUNK_TOKENS + 64
 
 
 def test_offline_rate_is_the_steady_state_not_the_drain():
@@ -382,13 +377,13 @@ def test_offline_rate_is_the_steady_state_not_the_drain():
     from factory_sim.sim.engine import simulate as run_sim
 
     row = pd.Series({**CAL, "isl_mean": 8192.0, "osl_mean": 64.0})
-    b = validate.benchmark(row)
-    plan = validate.candidate_plans(b)[0][0]
+    b = mlperf.benchmark(row)
+    plan = mlperf.candidate_plans(b)[0][0]
     clients = 64
-    predicted, _ = validate._closed_loop_tok_s_per_gpu(plan, b, clients)
+    predicted, _ = mlperf._closed_loop_tok_s_per_gpu(plan, b, clients)
     # reference: twelve rounds, counted over rounds 3-9 only
     n = 12 * clients
-    out = validate.spread_lengths(b.osl, n, validate.OUTPUT_LENGTH_SPREAD, seed=0)
+    out = measured.spread_lengths(b.osl, n, measured.OUTPUT_LENGTH_SPREAD, seed=0)
     sim = run_sim(plan, np.full(n, b.isl, dtype=np.int64), out, concurrency=clients)
     order = np.argsort(sim.trace.finish_s)
     finish, produced = sim.trace.finish_s[order], np.cumsum(sim.trace.output_tokens[order])
@@ -401,12 +396,12 @@ def test_offline_rate_is_the_steady_state_not_the_drain():
                                            (256, "65-256"), (257, "257+"), (12000, "257+"), (float("nan"), ""),
                                            (0, "")])
 def test_client_bands_cover_every_count_once(clients, band):
-    from factory_sim.fidelity.measured import client_band
+    from factory_sim.fidelity.report import client_band
     assert client_band(clients) == band
 
 
 def test_the_breakdown_reports_each_client_band_with_its_signed_error():
-    from factory_sim.fidelity.measured import error_summary, format_report
+    from factory_sim.fidelity.report import error_summary, format_report
     rows = []
     for i, (clients, err) in enumerate([(2, 0.2), (3, 0.4), (100, -0.3), (300, -0.5), (None, 0.1)]):
         for quantity in ("ttft_ms", "tpot_ms"):

@@ -11,7 +11,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from factory_sim.catalog import load_workload, workloads_table
-from factory_sim.config.workload import HASH_STRIDE, DiurnalArrivals, PoissonArrivals, SessionArrivals, WorkloadSpec
+from factory_sim.config.workload import (
+    HASH_STRIDE,
+    DiurnalArrivals,
+    PoissonArrivals,
+    SessionArrivals,
+    WorkloadSpec,
+)
 from factory_sim.errors import ConfigError
 from factory_sim.workload.arrivals import arrival_times, mean_rate_per_s
 from factory_sim.workload.generate import generate_requests

@@ -31,15 +31,9 @@ from scipy.optimize import least_squares
 from factory_sim.catalog import builtin_path, load_hardware, load_stack
 from factory_sim.config.stack import SoftwareStack
 from factory_sim.errors import ConfigError
-from factory_sim.fidelity.measured import (
-    THROUGHPUT_METRICS,
-    Skip,
-    benchmark,
-    deployment,
-    predict,
-    predict_throughput,
-    row_stack,
-)
+from factory_sim.fidelity.deployments import Skip, row_stack
+from factory_sim.fidelity.measured import deployment, predict
+from factory_sim.fidelity.mlperf import THROUGHPUT_METRICS, benchmark, predict_throughput
 from factory_sim.perf.stacks import override_stack
 from factory_sim.studies.workers import map_jobs, worker_count
 
