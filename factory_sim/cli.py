@@ -21,7 +21,8 @@ EXIT_BAD_INPUT = 2
 
 
 def _cmd_run(args) -> int:
-    from factory_sim.results.tables import atomic_write, format_table, write_results
+    from factory_sim.results.files import atomic_write, write_results
+    from factory_sim.results.tables import format_table
     from factory_sim.studies.assemble import default_experiment_path, load_experiment
     from factory_sim.studies.run import run_experiment, stderr_progress
 
@@ -94,7 +95,7 @@ def _cmd_validate(args) -> int:
         validate_throughput,
     )
     from factory_sim.fidelity.report import error_summary, format_report, plot_predicted_vs_published
-    from factory_sim.results.tables import atomic_write
+    from factory_sim.results.files import atomic_write
 
     reference = load_reference(args.scenarios)
     out = Path(args.out) if args.out else None
@@ -192,7 +193,7 @@ def _cmd_sweep(args) -> int:
 def _cmd_frontier(args) -> int:
     import numpy as np
 
-    from factory_sim.results.tables import atomic_write
+    from factory_sim.results.files import atomic_write
     from factory_sim.studies.assemble import default_experiment_path, load_experiment
     from factory_sim.studies.frontier import cost_at_interactivity, crossings, frontier, plot_frontier
 
@@ -239,7 +240,7 @@ def _cmd_frontier(args) -> int:
 
 
 def _cmd_plan(args) -> int:
-    from factory_sim.results.tables import atomic_write
+    from factory_sim.results.files import atomic_write
     from factory_sim.studies.capacity import budget_capacity, load_plan, make_plan
     from factory_sim.studies.run import stderr_progress
 

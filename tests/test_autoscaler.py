@@ -11,12 +11,18 @@ from hypothesis import strategies as st
 
 from factory_sim.errors import ConfigError
 from factory_sim.results.trace import DONE
-from factory_sim.sim.autoscaler import AutoscaleSettings, held_integral_gpu_s
+from factory_sim.sim.autoscaler import AutoscaleSettings, ScaleLog
 from factory_sim.sim.engine import FleetLayout, PoolLayout, simulate
 from factory_sim.studies.assemble import parse_experiment
 from tests.helpers import shape
 
 SH = shape("h100_sxm", "llama3_1_8b", "fp8")
+
+
+def held_integral_gpu_s(log: ScaleLog, pool_index: int, gpus_per_replica: int) -> float:
+    """GPU-seconds under the held-replicas step function: what the bill must equal."""
+    steps = log.held[pool_index]
+    return sum(gpus_per_replica * n * (t1 - t0) for (t0, n), (t1, _) in zip(steps, steps[1:], strict=False))
 
 
 def _plan(lo, hi, delay=5.0, interval=2.0, cooldown=10.0):

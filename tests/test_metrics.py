@@ -7,14 +7,7 @@ from hypothesis import strategies as st
 
 from factory_sim.config.experiment import SloTarget
 from factory_sim.errors import ConfigError
-from factory_sim.results.metrics import (
-    SUMMARY_KEYS,
-    latencies,
-    measurement_window,
-    meets_slo,
-    summarize,
-    summarize_by,
-)
+from factory_sim.results.metrics import SUMMARY_KEYS, latencies, measurement_window, summarize, summarize_by
 from factory_sim.results.trace import DONE, PENDING, REJECTED, TIMED_OUT, Trace
 
 NAN = math.nan
@@ -62,17 +55,21 @@ def test_latencies_by_hand():
     )
 
 
-def test_meets_slo_single_target():
-    met = meets_slo(make_trace(ROWS), SLO)
-    assert met.tolist() == [False, False, True, False, False, True]
+def _goodput_counts(s: dict) -> tuple[float, float]:
+    """Requests and output tokens that met their SLO, from a summary's goodput rates."""
+    return s["goodput_req_per_s"] * s["window_s"], s["goodput_tokens_per_s"] * s["window_s"]
 
 
-def test_meets_slo_two_classes():
+def test_slo_verdicts_single_target():
+    # met: 2 (1 token) and 5 (8 tokens)
+    assert _goodput_counts(summarize(make_trace(ROWS), SLO, gpus=1)) == pytest.approx((2, 9))
+
+
+def test_slo_verdicts_two_classes():
     relaxed = SloTarget(ttft_s=0.6, tpot_s=0.6, name="relaxed")
     strict = SloTarget(ttft_s=0.1, tpot_s=0.3, name="strict")
-    met = meets_slo(make_trace(ROWS), [relaxed, strict])
-    # 0 now meets the relaxed TPOT; 2 (class strict) misses TTFT 0.2 > 0.1.
-    assert met.tolist() == [True, False, False, False, False, True]
+    # 0 (5 tokens) now meets the relaxed TPOT; 2 (class strict) misses TTFT 0.2 > 0.1; 5 (8 tokens) meets
+    assert _goodput_counts(summarize(make_trace(ROWS), [relaxed, strict], gpus=1)) == pytest.approx((2, 13))
 
 
 def test_summarize_by_hand():
@@ -214,7 +211,7 @@ def test_bad_slo_inputs():
     with pytest.raises(ConfigError):
         SloTarget(ttft_s=1.0, tpot_s=NAN)
     with pytest.raises(ConfigError, match="class code 1 but only 1 target"):
-        meets_slo(make_trace(ROWS), [SLO])
+        summarize(make_trace(ROWS), [SLO], gpus=1)
     with pytest.raises(ValueError):
         summarize(make_trace(ROWS), SLO, gpus=0)
 
@@ -254,4 +251,3 @@ def test_summary_invariants(trace, slos, gpus):
         assert (values >= 0).all()
     if s["done"]:
         assert 0.0 <= s["ttft_p50_s"] <= s["ttft_p90_s"] <= s["ttft_p99_s"]
-    assert not meets_slo(trace, slos)[~trace.done].any()

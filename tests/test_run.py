@@ -9,7 +9,8 @@ import yaml
 from factory_sim.errors import ConfigError
 from factory_sim.results.cost import fleet_usd_per_hour
 from factory_sim.studies.assemble import fleet_layouts, parse_experiment
-from factory_sim.studies.run import _LoadSearch, run_experiment, simulate_point
+from factory_sim.studies.load_search import LoadSearch
+from factory_sim.studies.run import run_experiment, simulate_point
 from tests.test_cli import SMALL
 
 
@@ -22,7 +23,7 @@ def _exp(**changes):
 def test_search_reports_a_passing_load_with_a_failing_one_just_above():
     exp = _exp(slo_tiers=[{"name": "relaxed", "ttft_s": 1.0, "tpot_s": 0.05}])
     plan = fleet_layouts(exp)[0]
-    search = _LoadSearch(exp, plan, None)
+    search = LoadSearch(exp, plan, None, simulate_point)
     best = search.search("relaxed", guess=50.0, ceiling=200.0)
     assert best is not None
     target = exp.load.target_attainment

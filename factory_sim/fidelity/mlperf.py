@@ -44,6 +44,7 @@ from factory_sim.perf.shape import ReplicaShape
 from factory_sim.perf.steptime import StepTimeModel, effective_context
 from factory_sim.results.metrics import latencies
 from factory_sim.sim.engine import FleetLayout, PoolLayout, simulate
+from factory_sim.studies.load_search import bisect_log
 from factory_sim.studies.workers import map_jobs, worker_count
 
 CALIBRATION_COLUMNS = {"id", "system", "gpus", "model", "precision", "isl_mean", "osl_mean", "scenario", "metric",
@@ -411,7 +412,7 @@ def _p99(values: np.ndarray) -> float:
     return float(ordered[max(0, math.ceil(0.99 * len(ordered)) - 1)])
 
 
-def _bisect(ok, lo: float | None, hi: float | None, guess: float, integer: bool) -> float:
+def _grow_then_bisect(ok, lo: float | None, hi: float | None, guess: float, integer: bool) -> float:
     """Highest passing value by growing/shrinking from `guess`, then bisection in log space."""
     x = guess
     for _ in range(RATE_SEARCH_STEPS):
@@ -429,15 +430,7 @@ def _bisect(ok, lo: float | None, hi: float | None, guess: float, integer: bool)
             x = float(max(1, round(x)))
     if lo is None:
         return 0.0
-    for _ in range(RATE_SEARCH_STEPS):
-        if hi is None or hi / lo < 1.04 or (integer and hi - lo <= 1):
-            break
-        mid = math.sqrt(lo * hi)
-        mid = float(round(mid)) if integer else mid
-        if ok(mid):
-            lo = mid
-        else:
-            hi = mid
+    lo, _ = bisect_log(ok, lo, hi, steps=RATE_SEARCH_STEPS, rel_tol=0.04, integer=integer)
     return lo
 
 
@@ -451,7 +444,7 @@ def run_benchmark(plan: FleetLayout, b: Benchmark) -> float:
         def fast_enough(c: float) -> bool:
             return _closed_loop_tok_s_per_gpu(plan, b, int(c))[1] >= b.interactivity
 
-        c = _bisect(lambda x: x <= most and fast_enough(x), None, None, max(1.0, most / 8.0), integer=True)
+        c = _grow_then_bisect(lambda x: x <= most and fast_enough(x), None, None, max(1.0, most / 8.0), integer=True)
         return _closed_loop_tok_s_per_gpu(plan, b, int(c))[0] if c >= 1 else 0.0
     # No open-loop rate above the saturated closed-loop rate has a steady state. MLPerf's runs
     # last at least 600 s (inference_rules.adoc), long enough for a backlog growing by a few
@@ -460,7 +453,7 @@ def run_benchmark(plan: FleetLayout, b: Benchmark) -> float:
     if saturated <= 0:
         return 0.0
     guess = min(max(capacity_req_per_s(plan, b.isl, b.osl), 1e-6) * 0.8, saturated)
-    rate = _bisect(lambda r: r <= saturated and _open_loop_ok(plan, b, r), None, None, guess, integer=False)
+    rate = _grow_then_bisect(lambda r: r <= saturated and _open_loop_ok(plan, b, r), None, None, guess, integer=False)
     return rate * b.osl / plan.gpus
 
 

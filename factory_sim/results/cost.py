@@ -76,6 +76,18 @@ def usd_per_million_tokens(usd_per_hour: float, tokens_per_s: float) -> float:
     return usd_per_hour / (tokens_per_s * 3600.0) * 1e6
 
 
+def usd_per_million_token_columns(usd_per_hour: float, summary: Mapping[str, float]) -> dict[str, float]:
+    """$ per million output, goodput, input and all tokens of one summary (metrics.summarize):
+    one definition for every table that prices a run."""
+    output, inputs = summary["output_tokens_per_s"], summary["input_tokens_per_s"]
+    return {
+        "usd_per_m_output_tokens": usd_per_million_tokens(usd_per_hour, output),
+        "usd_per_m_goodput_tokens": usd_per_million_tokens(usd_per_hour, summary["goodput_tokens_per_s"]),
+        "usd_per_m_input_tokens": usd_per_million_tokens(usd_per_hour, inputs),
+        "usd_per_m_total_tokens": usd_per_million_tokens(usd_per_hour, inputs + output),
+    }
+
+
 def tokens_per_s_per_mw(tokens_per_s: float, power_kw: float) -> float:
     """Throughput per megawatt of provisioned power."""
     if not power_kw > 0:

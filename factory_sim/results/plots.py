@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from factory_sim.errors import ConfigError
-from factory_sim.results.tables import atomic_write
+from factory_sim.results.files import atomic_write
 
 PLOT_KINDS = ("pareto", "cost-curve", "latency-cdf", "mix-surface", "bands", "scaling")
 

@@ -1,20 +1,11 @@
-"""Report: the summary DataFrame as a terminal table, and results written to disk.
-
-Files are written atomically (a temporary file in the same folder, then a rename), so an
-interrupted run leaves either the previous file or the new one, never half of one.
-"""
+"""The summary DataFrame as a table a person reads in a terminal (files.py writes it to disk)."""
 
 from __future__ import annotations
 
 import math
-import os
-import tempfile
 from collections.abc import Callable
-from pathlib import Path
 
 import pandas as pd
-
-from factory_sim.errors import ConfigError
 
 # (summary column, header, formatter)
 _TABLE = (
@@ -97,44 +88,3 @@ def format_table(summary: pd.DataFrame) -> str:
         if isinstance(r["note"], str) and r["note"]:
             out.append(f"{r['fleet']} / {r['tier']}: {r['note']}")
     return "\n".join(out)
-
-
-def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
-    """Call write(tmp) on a temporary file beside `path`, then rename it into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def write_results(out_dir: str | Path, summary: pd.DataFrame, traces: pd.DataFrame, *,
-                  trace_format: str = "parquet", experiment_yaml: str | None = None) -> list[Path]:
-    """summary.csv, the per-request traces (Parquet or gzip CSV), and the experiment used."""
-    out = Path(out_dir)
-    if out.exists() and not out.is_dir():
-        raise ConfigError("--out", f"{out} exists and is not a folder; name a folder for the results")
-    written = []
-    target = out / "summary.csv"
-    atomic_write(target, lambda p: summary.to_csv(p, index=False))
-    written.append(target)
-    if trace_format == "parquet":
-        target = out / "traces.parquet"
-        frame = traces.copy()
-        for col in frame.columns:  # categorical columns with mixed levels are stored as text
-            if isinstance(frame[col].dtype, pd.CategoricalDtype):
-                frame[col] = frame[col].astype(str)
-        atomic_write(target, lambda p: frame.to_parquet(p, index=False))
-    else:
-        target = out / "traces.csv.gz"
-        atomic_write(target, lambda p: traces.to_csv(p, index=False, compression="gzip"))
-    written.append(target)
-    if experiment_yaml is not None:
-        target = out / "experiment.yaml"
-        atomic_write(target, lambda p: p.write_text(experiment_yaml))
-        written.append(target)
-    return written

@@ -208,9 +208,3 @@ class Autoscaler:
                     self.log.gpu_s[pool_index] += rep.shape.gpus * (now - since)
             self.log.held[pool_index].append((now, self.log.held[pool_index][-1][1]))
         return self.log
-
-
-def held_integral_gpu_s(log: ScaleLog, pool_index: int, gpus_per_replica: int) -> float:
-    """GPU-seconds under the held-replicas step function: what the bill must equal."""
-    steps = log.held[pool_index]
-    return sum(gpus_per_replica * n * (t1 - t0) for (t0, n), (t1, _) in zip(steps, steps[1:], strict=False))

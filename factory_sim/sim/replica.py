@@ -622,7 +622,3 @@ class Replica:
     def running(self) -> int:
         """Sequences in the batch (prefilling or decoding): the occupancy an autoscaler reads."""
         return len(self._prefilling) + len(self._ctx_base)
-
-    @property
-    def holds_work(self) -> bool:
-        return bool(self.queue or self._prefilling or self._ctx_base)

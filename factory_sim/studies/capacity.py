@@ -150,7 +150,7 @@ def _plan_sample(args) -> pd.DataFrame:
     raw = copy.deepcopy(raw)
     for path, value in overrides.items():
         set_field(raw, path, value)
-    spec = PlanSpec.model_validate(raw)
+    spec = parse(PlanSpec, raw, f"sample {index}")
     plan = make_plan(spec.model_copy(update={"confirm_top": 0}), jobs=1)
     plan.insert(0, "sample", index)
     return plan

@@ -19,6 +19,7 @@ import math
 import numpy as np
 import pandas as pd
 
+from factory_sim.catalog import parse
 from factory_sim.config.experiment import Experiment
 from factory_sim.config.workload import ClosedLoopArrivals
 from factory_sim.errors import ConfigError
@@ -26,7 +27,7 @@ from factory_sim.results.cost import (
     fleet_power_kw,
     fleet_usd_per_hour,
     tokens_per_s_per_mw,
-    usd_per_million_tokens,
+    usd_per_million_token_columns,
 )
 from factory_sim.studies.assemble import fleet_layouts
 from factory_sim.studies.run import simulate_point
@@ -51,7 +52,7 @@ def _closed_loop(exp: Experiment, clients: int) -> Experiment:
                                      "requests": max(spec.requests, REQUESTS_PER_CLIENT * clients)})
     raw = exp.model_dump()
     raw["workload"], raw["requests"] = closed.model_dump(), None
-    return Experiment.model_validate(raw)
+    return parse(Experiment, raw, f"{exp.name} at {clients} clients")
 
 
 def _fleet_points(args) -> list[dict]:
@@ -75,7 +76,7 @@ def _fleet_points(args) -> list[dict]:
             "tokens_per_s_per_gpu": s["tokens_per_s_per_gpu"],
             "tokens_per_s_per_user_p50": s["tokens_per_s_per_user_p50"],
             "ttft_p50_s": s["ttft_p50_s"], "tpot_p50_s": s["tpot_p50_s"], "usd_per_hour": usd_h,
-            "usd_per_m_output_tokens": usd_per_million_tokens(usd_h, s["output_tokens_per_s"]),
+            "usd_per_m_output_tokens": usd_per_million_token_columns(usd_h, s)["usd_per_m_output_tokens"],
             "tokens_per_s_per_mw": tokens_per_s_per_mw(s["output_tokens_per_s"], kw),
         })
     return rows

@@ -24,6 +24,7 @@ from factory_sim.results.cost import (
     fleet_power_kw,
     fleet_usd_per_hour,
     tokens_per_s_per_mw,
+    usd_per_million_token_columns,
     usd_per_million_tokens,
 )
 from factory_sim.results.metrics import summarize, summarize_by
@@ -31,6 +32,7 @@ from factory_sim.results.trace import FAILED
 from factory_sim.sim.engine import FleetLayout, SimResult, simulate
 from factory_sim.sim.faults import long_run_availability
 from factory_sim.studies.assemble import fault_settings, fleet_layouts
+from factory_sim.studies.load_search import LoadSearch
 from factory_sim.studies.workers import map_jobs, worker_count
 from factory_sim.workload.generate import generate_requests
 from factory_sim.workload.lengths import mean_length
@@ -232,66 +234,6 @@ def mean_lengths(exp: Experiment) -> tuple[float, float]:
     return float(batch.input_tokens.mean()), float(batch.output_tokens.mean())
 
 
-class _LoadSearch:
-    """Bisection over load in log space, shared by all tiers through a cache of points."""
-
-    def __init__(self, exp: Experiment, plan: FleetLayout, progress: Callable[[str], None] | None):
-        self.exp, self.plan, self.progress = exp, plan, progress
-        self.cache: dict[float, Point] = {}
-        self.integer = _closed_loop(exp)
-
-    def at(self, load: float) -> Point:
-        load = float(max(1, round(load))) if self.integer else float(load)
-        if load not in self.cache:
-            near = min(self.cache, key=lambda x: abs(math.log(x / load)), default=None)
-            hint = self.cache[near].e2e_p50_s if near is not None else None
-            self.cache[load] = simulate_point(self.exp, self.plan, load, e2e_hint_s=hint)
-            if self.progress:
-                att = ", ".join(f"{t} {s['slo_attainment']:.0%}" for t, s in self.cache[load].summaries.items())
-                unit = "clients" if self.integer else "req/s"
-                self.progress(f"{self.plan.name}: {load:.4g} {unit} -> attainment {att}")
-        return self.cache[load]
-
-    def ok(self, load: float, tier: str) -> bool:
-        return self.at(load).summaries[tier]["slo_attainment"] >= self.exp.load.target_attainment
-
-    def bracket(self, tier: str) -> tuple[float | None, float | None]:
-        """Largest passing load below the smallest failing load, among loads already simulated."""
-        fails = [x for x in self.cache if not self.ok(x, tier)]
-        hi = min(fails) if fails else None
-        passes = [x for x in self.cache if self.ok(x, tier) and (hi is None or x < hi)]
-        return (max(passes) if passes else None), hi
-
-    def search(self, tier: str, guess: float, ceiling: float | None = None) -> float | None:
-        """Highest passing load to within 3%, or None if even guess/1000 fails.
-
-        `ceiling` is an analytic upper bound on capacity: the first step up goes there.
-        """
-        budget = self.exp.load.search_steps
-        floor = guess / 1000.0
-        if not self.cache:
-            self.at(guess)
-        lo, hi = self.bracket(tier)
-        runs = 0
-        while lo is None:
-            nxt = hi / 4.0
-            if nxt < floor or (self.integer and hi <= 1):
-                return None
-            self.at(nxt)
-            lo, hi = self.bracket(tier)
-            runs += 1
-        while hi is None and runs < 2 * budget:
-            self.at(ceiling if ceiling and ceiling > lo * 1.03 else lo * 2.0)
-            lo, hi = self.bracket(tier)
-            runs += 1
-        for _ in range(budget):
-            if hi is None or hi / lo < 1.03 or (self.integer and hi - lo <= 1):
-                break
-            self.at(math.sqrt(lo * hi))
-            lo, hi = self.bracket(tier)
-        return lo
-
-
 def _lowest_latencies(plan: FleetLayout, mean_in: float, mean_out: float) -> tuple[float, float]:
     """Fastest TPOT (batch of one, at the mean context) and TTFT (one mean prompt alone)."""
     exit_role = "decode" if plan.disaggregated else "aggregated"
@@ -351,10 +293,7 @@ def _row(exp: Experiment, plan: FleetLayout, tier, point: Point | None, note: st
         slo_attainment=s["slo_attainment"],
         goodput_tokens_per_s=s["goodput_tokens_per_s"],
         output_tokens_per_s=s["output_tokens_per_s"],
-        usd_per_m_output_tokens=usd_per_million_tokens(usd_h, s["output_tokens_per_s"]),
-        usd_per_m_goodput_tokens=usd_per_million_tokens(usd_h, s["goodput_tokens_per_s"]),
-        usd_per_m_input_tokens=usd_per_million_tokens(usd_h, s["input_tokens_per_s"]),
-        usd_per_m_total_tokens=usd_per_million_tokens(usd_h, s["input_tokens_per_s"] + s["output_tokens_per_s"]),
+        **usd_per_million_token_columns(usd_h, s),
         tokens_per_s_per_mw=tokens_per_s_per_mw(s["output_tokens_per_s"], kw),
         requests_measured=s["requests"],
         prefix_hit_rate=s["prefix_hit_rate"],
@@ -387,10 +326,7 @@ def _scaling_columns(exp: Experiment, plan: FleetLayout, point: Point, s: dict) 
         "scale_events": len(sim.scaling.events),
         "usd_per_hour": usd_h,
         "power_kw": fleet_power_kw(gpus_mean),
-        "usd_per_m_output_tokens": usd_per_million_tokens(usd_h, s["output_tokens_per_s"]),
-        "usd_per_m_goodput_tokens": usd_per_million_tokens(usd_h, s["goodput_tokens_per_s"]),
-        "usd_per_m_input_tokens": usd_per_million_tokens(usd_h, s["input_tokens_per_s"]),
-        "usd_per_m_total_tokens": usd_per_million_tokens(usd_h, s["input_tokens_per_s"] + s["output_tokens_per_s"]),
+        **usd_per_million_token_columns(usd_h, s),
     }
 
 
@@ -445,7 +381,7 @@ def run_fleet(exp: Experiment, index: int, progress: Callable[[str], None] | Non
             rows.append(_row(exp, plan, tier, point, ""))
             points[(plan.name, tier.name)] = point
         return rows, points, 1
-    search = _LoadSearch(exp, plan, progress)
+    search = LoadSearch(exp, plan, progress, simulate_point)
     mean_in, mean_out = mean_lengths(exp)
     cap = capacity_req_per_s(plan, mean_in, mean_out)
     guess, ceiling = (64.0, None) if search.integer else (0.7 * cap, 1.05 * cap)

@@ -16,7 +16,6 @@ import os
 import re
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any
 
@@ -25,8 +24,9 @@ import pandas as pd
 from factory_sim.catalog import parse, read_mapping
 from factory_sim.config.sweep import SweepAxes, SweepSpec
 from factory_sim.errors import ConfigError
-from factory_sim.results.tables import atomic_write
+from factory_sim.results.files import atomic_write
 from factory_sim.studies.assemble import default_experiment_path, parse_experiment
+from factory_sim.studies.workers import as_finished
 
 _PATH_STEP = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
 
@@ -113,24 +113,6 @@ def _run_point(args) -> tuple[str, dict, pd.DataFrame | str]:
         return key, overrides, str(exc)
 
 
-def _on_dask(scheduler: str, args: list):
-    """Yield point outcomes as a Dask cluster finishes them."""
-    try:
-        from dask.distributed import Client
-        from dask.distributed import as_completed as dask_completed
-    except ImportError:
-        raise ConfigError("--scheduler", "running on a Dask cluster needs the dask extra: "
-                                         "pip install 'factory-sim[dask]'") from None
-    try:
-        client = Client(scheduler, timeout="5s")
-    except (OSError, TimeoutError) as exc:
-        raise ConfigError("--scheduler", f"cannot reach the Dask scheduler at {scheduler}: {exc}") from None
-    with client:
-        futures = client.map(_run_point, args, pure=False)
-        for fut in dask_completed(futures):
-            yield fut.result()
-
-
 def _done_keys(results: Path) -> set[str]:
     """Points completely written; a torn point (an interrupted write) is dropped from the file."""
     if not results.exists() or results.stat().st_size == 0:
@@ -173,7 +155,6 @@ def run_sweep(spec: SweepSpec, base: dict, results: Path, *, jobs: int | None = 
     failures: list[str] = []
     if progress and finished:
         print(f"{spec.name}: {finished} of {total} points already in {results}, skipping them", file=sys.stderr)
-    jobs = max(1, min(jobs or os.cpu_count() or 1, len(todo) or 1))
     args = [(k, o, base, source) for k, o in todo]
 
     def record(key, overrides, outcome):
@@ -196,16 +177,8 @@ def run_sweep(spec: SweepSpec, base: dict, results: Path, *, jobs: int | None = 
             print(f"\r{spec.name}: [{bar:<30}] {finished}/{total} points, {elapsed:.0f} s, ETA {eta:.0f} s",
                   end="" if finished < total else "\n", file=sys.stderr, flush=True)
 
-    if scheduler:
-        for outcome in _on_dask(scheduler, args):
-            record(*outcome)
-    elif jobs == 1:
-        for a in args:
-            record(*_run_point(a))
-    else:
-        with ProcessPoolExecutor(max_workers=jobs) as pool:
-            for fut in as_completed([pool.submit(_run_point, a) for a in args]):
-                record(*fut.result())
+    for outcome in as_finished(_run_point, args, jobs=jobs, scheduler=scheduler):
+        record(*outcome)
     if failures:
         raise ConfigError("sweep", f"{len(failures)} point(s) are invalid and were not run: " + "; ".join(failures))
     return pd.read_csv(results) if results.exists() else pd.DataFrame()
