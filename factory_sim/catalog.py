@@ -18,7 +18,6 @@ from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Any, TypeVar
 
-import pandas as pd
 import yaml
 from pydantic import BaseModel, ValidationError
 
@@ -107,7 +106,7 @@ def resolve(kind: str, name_or_path: str | Path, field: str | None = None) -> tu
     if path.is_file():
         return str(path), path, False
     if _stem(text, k.suffixes) is not None or "/" in text or "\\" in text:
-        raise ConfigError(field, f"no such file {text!r}; give an existing {k.what} file or a built-in name "
+        raise ConfigError(field, f"{k.what} file {text!r} does not exist; give an existing file or a built-in name "
                                  f"({', '.join(sorted(known))})")
     raise ConfigError(field, f"unknown {kind} {text!r}; {did_you_mean(key, known)}known: "
                              f"{', '.join(sorted(known))}, or give a path to a {k.what} file")
@@ -179,122 +178,3 @@ def _read(file, source: str, kind: str, schema: type[M], name_from_file: bool) -
     if name_from_file:
         raw.setdefault("name", _stem(Path(str(file)).name, KINDS[kind].suffixes))
     return parse(schema, raw, source, prefix=KINDS[kind].prefix)
-
-
-# --- the built-in kinds, loaded and tabulated -------------------------------------------
-
-
-def load_hardware(name_or_path: str | Path):
-    """A built-in profile by name (e.g. 'gb200_nvl72') or a user's profile YAML by path."""
-    from factory_sim.config.hardware import HardwareProfile
-
-    return load("hardware", name_or_path, HardwareProfile)
-
-
-def load_model(name_or_path: str | Path):
-    """A catalog model by name (e.g. 'deepseek_r1') or a user's model YAML by path."""
-    from factory_sim.config.model import ModelSpec
-
-    return load("model", name_or_path, ModelSpec)
-
-
-def load_stack(name_or_path: str | Path):
-    """A built-in software stack by name, or a user's stack profile YAML by path."""
-    from factory_sim.config.stack import SoftwareStack
-
-    return load("stack", name_or_path, SoftwareStack)
-
-
-def load_workload(name_or_path: str | Path):
-    """A built-in workload by name or a workload YAML file (named after the file if it has no `name`)."""
-    from factory_sim.config.workload import WorkloadSpec
-
-    return load("workload", name_or_path, WorkloadSpec, name_from_file=True)
-
-
-def list_hardware() -> list:
-    return [load_hardware(n) for n in builtin_names("hardware")]
-
-
-def list_models() -> list:
-    return [load_model(n) for n in builtin_names("model")]
-
-
-def list_stacks() -> list:
-    return [load_stack(n) for n in builtin_names("stack")]
-
-
-def list_workloads() -> list:
-    return [load_workload(n) for n in builtin_names("workload")]
-
-
-def hardware_table() -> pd.DataFrame:
-    """One row per built-in profile, the columns a planner compares first."""
-    return pd.DataFrame([
-        {
-            "name": hw.name,
-            "display_name": hw.display_name,
-            "gpus_per_scaleup_domain": hw.gpus_per_scaleup_domain,
-            "hbm_gb": hw.hbm_gb,
-            "hbm_tb_per_s": hw.hbm_tb_per_s,
-            "bf16_tflops": hw.dense_tflops["bf16"],
-            "fp8_tflops": hw.dense_tflops["fp8"],
-            "fp4_tflops": hw.dense_tflops.get("fp4", float("nan")),
-            "nvlink_gb_per_s_per_gpu": hw.nvlink_gb_per_s_per_gpu,
-            "gpu_tdp_w": hw.gpu_tdp_w,
-            "allin_kw_per_gpu": hw.allin_kw_per_gpu,
-            "usd_per_gpu_hour_hyperscaler": hw.usd_per_gpu_hour.hyperscaler,
-        }
-        for hw in list_hardware()
-    ])
-
-
-def models_table() -> pd.DataFrame:
-    """One row per catalog model; params are computed from the architecture, in billions."""
-    table = pd.DataFrame([
-        {
-            "name": m.name,
-            "display_name": m.display_name,
-            "attention": m.attention,
-            "layers": m.layers,
-            "experts": m.n_routed_experts,
-            "top_k": m.top_k,
-            "total_params_b": m.total_params / 1e9,
-            "active_params_b": m.active_params_per_token / 1e9,
-            "kv_bytes_per_token_fp8": m.kv_bytes_per_token(1.0),
-            "kv_bytes_per_token_bf16": m.kv_bytes_per_token(2.0),
-            # linear-attention state a sequence holds whatever its length (hybrid models)
-            "state_mb_per_seq": m.linear_state_bytes_per_seq / 1e6,
-        }
-        for m in list_models()
-    ])
-    return table.astype({"experts": "Int64", "top_k": "Int64"})
-
-
-def stacks_table() -> pd.DataFrame:
-    """The built-in profiles, one row each: what picks them (framework, generation, date) and
-    the choices that change results beyond the efficiency constants."""
-    return pd.DataFrame([
-        {"name": s.name, "framework": s.framework, "generation": s.generation, "date": s.date,
-         "version": s.version, "kv_allocation": s.kv_allocation, "adp_balance_steps": s.adp_balance_timeout_steps,
-         "fitted_rows": len(s.fitted_to), "description": s.description}
-        for s in list_stacks()
-    ])
-
-
-def workloads_table() -> pd.DataFrame:
-    """What the built-in workloads are, side by side, for choosing one."""
-    from factory_sim.workload.arrivals import mean_rate_per_s
-    from factory_sim.workload.generate import mean_input_tokens, mean_output_tokens
-
-    return pd.DataFrame([
-        {
-            "name": spec.name,
-            "description": spec.description,
-            "arrivals": spec.arrivals.kind,
-            "rate_per_s": mean_rate_per_s(spec.arrivals),
-            "mean_input_tokens": mean_input_tokens(spec),
-            "mean_output_tokens": mean_output_tokens(spec),
-        }
-        for spec in list_workloads()
-    ])

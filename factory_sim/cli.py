@@ -297,7 +297,7 @@ def _cmd_plot(args) -> int:
 
 
 def _cmd_list(args) -> int:
-    from factory_sim.catalog import hardware_table, models_table, stacks_table, workloads_table
+    from factory_sim.results.tables import hardware_table, models_table, stacks_table, workloads_table
 
     if args.what == "hardware":
         df = hardware_table()

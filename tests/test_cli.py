@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import textwrap
 
 import pandas as pd
 import pytest
@@ -13,32 +12,7 @@ import yaml
 from factory_sim.cli import main
 from factory_sim.studies.assemble import default_experiment_path
 from factory_sim.studies.run import SUMMARY_COLUMNS
-
-SMALL = textwrap.dedent("""\
-    name: small
-    model: llama3_1_8b
-    seed: 3
-    workload:
-      arrivals: {kind: poisson, rate_per_s: 20}
-      input_tokens: {kind: uniform, low: 100, high: 400}
-      output_tokens: {kind: uniform, low: 20, high: 120}
-      requests: 600
-    slo_tiers:
-      - {name: relaxed, ttft_s: 1.0, tpot_s: 0.05}
-      - {name: impossible, ttft_s: 1.0, tpot_s: 0.0001}
-    fleets:
-      - name: h100
-        hardware: h100_sxm
-        precision: fp8
-        aggregated: {replicas: 1, tp: 1, max_batch: 64}
-      - name: b200_disagg
-        hardware: b200_hgx
-        precision: fp8
-        prefill: {replicas: 1}
-        decode: {replicas: 1}
-    load: {mode: max_goodput, search_steps: 4}
-    measurement: {min_span_latencies: 0}
-""")
+from tests.helpers import SMALL
 
 
 def _write(tmp_path, text, name="exp.yaml"):

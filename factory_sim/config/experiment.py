@@ -16,12 +16,11 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from factory_sim.catalog import load_hardware, load_model, load_workload
 from factory_sim.config.cost import CostSpec
-from factory_sim.config.hardware import FaultRate, HardwareProfile
-from factory_sim.config.model import ModelSpec
+from factory_sim.config.hardware import FaultRate, HardwareProfile, load_hardware
+from factory_sim.config.model import ModelSpec, load_model
 from factory_sim.config.uncertainty import UncertaintySpec
-from factory_sim.config.workload import WorkloadSpec
+from factory_sim.config.workload import WorkloadSpec, load_workload
 from factory_sim.errors import ConfigError
 
 # Pool roles: prefill and decode pools (disaggregated) or aggregated pools that do both.

@@ -7,10 +7,12 @@ Loading them by name or path is the catalog's job (factory_sim/catalog.py).
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from factory_sim.catalog import builtin_names, load
 from factory_sim.errors import ConfigError
 
 Precision = Literal["bf16", "fp8", "fp4"]
@@ -125,3 +127,12 @@ class HardwareProfile(BaseModel):
                 f"supported precisions: {', '.join(self.supported_precisions)}",
             )
         return self.dense_tflops[precision] * 1e12  # type: ignore[index]
+
+
+def load_hardware(name_or_path: str | Path) -> HardwareProfile:
+    """A built-in profile by name (e.g. 'gb200_nvl72') or a user's profile YAML by path."""
+    return load("hardware", name_or_path, HardwareProfile)
+
+
+def list_hardware() -> list[HardwareProfile]:
+    return [load_hardware(n) for n in builtin_names("hardware")]

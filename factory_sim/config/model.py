@@ -9,10 +9,13 @@ belongs to the deployment and lives in the step-time and memory models.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal, TypeVar
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from factory_sim.catalog import builtin_names, load
 
 ArrayOrFloat = TypeVar("ArrayOrFloat", np.ndarray, float)
 
@@ -382,3 +385,12 @@ class ModelSpec(BaseModel):
         latent = self.mla_kv_lora_rank + self.mla_rope_dim  # type: ignore[operator]
         per_layer = 2 * self.n_heads * latent + 2 * self.n_heads * self.mla_kv_lora_rank  # type: ignore[operator]
         return float(per_layer * self.softmax_attention_layers)
+
+
+def load_model(name_or_path: str | Path) -> ModelSpec:
+    """A catalog model by name (e.g. 'deepseek_r1') or a user's model YAML by path."""
+    return load("model", name_or_path, ModelSpec)
+
+
+def list_models() -> list[ModelSpec]:
+    return [load_model(n) for n in builtin_names("model")]

@@ -7,10 +7,12 @@ value cites the measurement it came from or says it is an estimate.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from factory_sim.catalog import builtin_names, load
 from factory_sim.errors import ConfigError
 
 
@@ -115,3 +117,12 @@ class SoftwareStack(BaseModel):
                 f"gemm_efficiency.{compute_precision} to the stack profile",
             )
         return value
+
+
+def load_stack(name_or_path: str | Path) -> SoftwareStack:
+    """A built-in software stack by name, or a user's stack profile YAML by path."""
+    return load("stack", name_or_path, SoftwareStack)
+
+
+def list_stacks() -> list[SoftwareStack]:
+    return [load_stack(n) for n in builtin_names("stack")]

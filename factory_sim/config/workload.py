@@ -3,18 +3,21 @@
 A WorkloadSpec pairs an arrival process with input/output length distributions (or a real
 trace that supplies both). Multi-turn sessions are an arrival process too. The samplers
 that turn these into requests are in factory_sim/workload/; validating a trace reference
-reads the trace file (factory_sim/workload/trace_files.py), nothing else.
+looks it up in the catalog; whether a replayed trace holds enough requests is checked
+when an experiment is assembled (studies/assemble.py), where its request count is known.
 """
 
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Annotated, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
-from factory_sim.workload.trace_files import check_trace_ref, load_trace
+from factory_sim.catalog import builtin_names, load, resolve
+from factory_sim.errors import ConfigError
 
 # Blocks per session in the hash space: hash = session * HASH_STRIDE + block + 1, so a
 # session's blocks never collide with another session's while the context fits in
@@ -261,14 +264,21 @@ class WorkloadSpec(BaseModel):
             )
         return value
 
-    @model_validator(mode="after")
-    def _trace_long_enough(self) -> WorkloadSpec:
-        arr = self.arrivals
-        if isinstance(arr, TraceArrivals) and not arr.loop:
-            rows = len(load_trace(arr.trace))
-            if self.requests > rows:
-                raise ValueError(
-                    f"requests ({self.requests}) exceeds the {rows} requests in trace {arr.trace!r}; "
-                    f"set requests <= {rows} or arrivals.loop: true"
-                )
-        return self
+
+
+def load_workload(name_or_path: str | Path) -> WorkloadSpec:
+    """A built-in workload by name or a workload YAML file (named after the file if it has no `name`)."""
+    return load("workload", name_or_path, WorkloadSpec, name_from_file=True)
+
+
+def list_workloads() -> list[WorkloadSpec]:
+    return [load_workload(n) for n in builtin_names("workload")]
+
+
+def check_trace_ref(name_or_path: str) -> str:
+    """A trace that names neither a built-in nor a file fails at validation, against the field that names it."""
+    try:
+        resolve("trace", name_or_path)
+    except ConfigError as exc:
+        raise ValueError(exc.message) from None
+    return name_or_path

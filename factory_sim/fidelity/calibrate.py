@@ -28,8 +28,9 @@ import numpy as np
 import pandas as pd
 from scipy.optimize import least_squares
 
-from factory_sim.catalog import builtin_path, load_hardware, load_stack
-from factory_sim.config.stack import SoftwareStack
+from factory_sim.catalog import builtin_path
+from factory_sim.config.hardware import load_hardware
+from factory_sim.config.stack import SoftwareStack, load_stack
 from factory_sim.errors import ConfigError
 from factory_sim.fidelity.deployments import Skip, row_stack
 from factory_sim.fidelity.measured import deployment, predict

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from factory_sim.catalog import list_hardware, list_models
+from factory_sim.config.hardware import list_hardware
+from factory_sim.config.model import list_models
 from factory_sim.config.stack import SoftwareStack
 from factory_sim.errors import ConfigError
 from factory_sim.perf.memory import plan_memory

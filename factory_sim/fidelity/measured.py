@@ -16,8 +16,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from factory_sim.catalog import builtin_names, builtin_path, load_hardware, load_model, load_stack
-from factory_sim.config.stack import SoftwareStack
+from factory_sim.catalog import builtin_names, builtin_path
+from factory_sim.config.hardware import load_hardware
+from factory_sim.config.model import load_model
+from factory_sim.config.stack import SoftwareStack, load_stack
 from factory_sim.errors import ConfigError
 from factory_sim.fidelity.deployments import (
     MODEL_ALIASES,

@@ -6,8 +6,8 @@ profile of that framework and GPU generation dated no later than the result.
 
 from __future__ import annotations
 
-from factory_sim.catalog import builtin_names, load_stack, parse
-from factory_sim.config.stack import SoftwareStack
+from factory_sim.catalog import builtin_names, parse
+from factory_sim.config.stack import SoftwareStack, load_stack
 
 # Names measured data uses for the serving frameworks of the built-in profiles.
 FRAMEWORK_ALIASES = {"trtllm": "tensorrt-llm", "tensorrt_llm": "tensorrt-llm", "tensorrt-llm": "tensorrt-llm",

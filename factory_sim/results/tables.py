@@ -1,4 +1,7 @@
-"""The summary DataFrame as a table a person reads in a terminal (files.py writes it to disk)."""
+"""Tables a person reads: the summary of a run, and the built-in catalog (`factory-sim list`).
+
+files.py writes results to disk.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +9,13 @@ import math
 from collections.abc import Callable
 
 import pandas as pd
+
+from factory_sim.config.hardware import list_hardware
+from factory_sim.config.model import list_models
+from factory_sim.config.stack import list_stacks
+from factory_sim.config.workload import list_workloads
+from factory_sim.workload.arrivals import mean_rate_per_s
+from factory_sim.workload.generate import mean_input_tokens, mean_output_tokens
 
 # (summary column, header, formatter)
 _TABLE = (
@@ -88,3 +98,75 @@ def format_table(summary: pd.DataFrame) -> str:
         if isinstance(r["note"], str) and r["note"]:
             out.append(f"{r['fleet']} / {r['tier']}: {r['note']}")
     return "\n".join(out)
+
+
+# --- the built-in catalog, one row per entry ---------------------------------------------
+
+
+def hardware_table() -> pd.DataFrame:
+    """One row per built-in profile, the columns a planner compares first."""
+    return pd.DataFrame([
+        {
+            "name": hw.name,
+            "display_name": hw.display_name,
+            "gpus_per_scaleup_domain": hw.gpus_per_scaleup_domain,
+            "hbm_gb": hw.hbm_gb,
+            "hbm_tb_per_s": hw.hbm_tb_per_s,
+            "bf16_tflops": hw.dense_tflops["bf16"],
+            "fp8_tflops": hw.dense_tflops["fp8"],
+            "fp4_tflops": hw.dense_tflops.get("fp4", float("nan")),
+            "nvlink_gb_per_s_per_gpu": hw.nvlink_gb_per_s_per_gpu,
+            "gpu_tdp_w": hw.gpu_tdp_w,
+            "allin_kw_per_gpu": hw.allin_kw_per_gpu,
+            "usd_per_gpu_hour_hyperscaler": hw.usd_per_gpu_hour.hyperscaler,
+        }
+        for hw in list_hardware()
+    ])
+
+
+def models_table() -> pd.DataFrame:
+    """One row per catalog model; params are computed from the architecture, in billions."""
+    table = pd.DataFrame([
+        {
+            "name": m.name,
+            "display_name": m.display_name,
+            "attention": m.attention,
+            "layers": m.layers,
+            "experts": m.n_routed_experts,
+            "top_k": m.top_k,
+            "total_params_b": m.total_params / 1e9,
+            "active_params_b": m.active_params_per_token / 1e9,
+            "kv_bytes_per_token_fp8": m.kv_bytes_per_token(1.0),
+            "kv_bytes_per_token_bf16": m.kv_bytes_per_token(2.0),
+            # linear-attention state a sequence holds whatever its length (hybrid models)
+            "state_mb_per_seq": m.linear_state_bytes_per_seq / 1e6,
+        }
+        for m in list_models()
+    ])
+    return table.astype({"experts": "Int64", "top_k": "Int64"})
+
+
+def stacks_table() -> pd.DataFrame:
+    """The built-in profiles, one row each: what picks them (framework, generation, date) and
+    the choices that change results beyond the efficiency constants."""
+    return pd.DataFrame([
+        {"name": s.name, "framework": s.framework, "generation": s.generation, "date": s.date,
+         "version": s.version, "kv_allocation": s.kv_allocation, "adp_balance_steps": s.adp_balance_timeout_steps,
+         "fitted_rows": len(s.fitted_to), "description": s.description}
+        for s in list_stacks()
+    ])
+
+
+def workloads_table() -> pd.DataFrame:
+    """What the built-in workloads are, side by side, for choosing one."""
+    return pd.DataFrame([
+        {
+            "name": spec.name,
+            "description": spec.description,
+            "arrivals": spec.arrivals.kind,
+            "rate_per_s": mean_rate_per_s(spec.arrivals),
+            "mean_input_tokens": mean_input_tokens(spec),
+            "mean_output_tokens": mean_output_tokens(spec),
+        }
+        for spec in list_workloads()
+    ])

@@ -95,8 +95,8 @@ class FaultLog:
 class FaultInjector:
     """Drives the units' up/down processes and applies their effects to the replicas."""
 
-    def __init__(self, env: simpy.Environment, plan: FaultSettings, replicas: list, gpu_ranges: list[tuple[str, int, int]],
-                 hardware: dict, retry: Callable[[list[int]], None], seed: int):
+    def __init__(self, env: simpy.Environment, plan: FaultSettings, replicas: list,
+                 gpu_ranges: list[tuple[str, int, int]], hardware: dict, retry: Callable[[list[int]], None], seed: int):
         self.env, self.plan, self.replicas = env, plan, replicas
         self._ranges = gpu_ranges  # per replica: (hardware name, first GPU, end GPU)
         self._retry = retry

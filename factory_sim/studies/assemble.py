@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from factory_sim.catalog import builtin_path, load_hardware, load_stack, parse, read_mapping
+from factory_sim.catalog import builtin_path, parse, read_mapping
 from factory_sim.config.experiment import (
     AGGREGATED,
     DECODE,
@@ -26,6 +26,9 @@ from factory_sim.config.experiment import (
     at_path,
     default_attention_precision,
 )
+from factory_sim.config.hardware import load_hardware
+from factory_sim.config.stack import load_stack
+from factory_sim.config.workload import TraceArrivals
 from factory_sim.errors import ConfigError
 from factory_sim.perf.memory import plan_memory
 from factory_sim.perf.shape import ReplicaShape
@@ -36,6 +39,7 @@ from factory_sim.sim.engine import FleetLayout, PoolLayout
 from factory_sim.sim.faults import FaultRates, FaultSettings, Injection
 from factory_sim.sim.prefix_cache import PrefixCacheSettings
 from factory_sim.workload.generate import generate_requests
+from factory_sim.workload.trace_files import load_trace
 
 
 def fleet_layouts(exp: Experiment) -> list[FleetLayout]:
@@ -74,8 +78,8 @@ def _fleet_layout(exp: Experiment, i: int, fleet: FleetSpec) -> FleetLayout:
             pools.append(PoolLayout(name=label, role=role, shape=shape, replicas=spec.replicas,
                                   max_batch=spec.max_batch, max_batch_tokens=spec.max_batch_tokens,
                                   max_queue=spec.max_queue, queue_timeout_s=spec.queue_timeout_s,
-                                  prefix_cache=(prefix_cache_settings(fleet.prefix_cache) if fleet.prefix_cache is not None
-                                                and role != DECODE else None),
+                                  prefix_cache=(prefix_cache_settings(fleet.prefix_cache)
+                                                if fleet.prefix_cache is not None and role != DECODE else None),
                                   autoscale=_autoscale_settings(exp, spec, shape, f"{path}.autoscale"),
                                   usd_per_hour_per_replica=usd_per_gpu_hour(hw, exp.cost) * shape.gpus))
     return FleetLayout(name=fleet.name, pools=tuple(pools), router_policy=fleet.router)
@@ -112,6 +116,7 @@ def check_experiment(exp: Experiment) -> Experiment:
     layouts = fleet_layouts(exp)
     for layout in layouts:
         fault_settings(exp, layout)
+    _check_trace_length(exp)
     cached = [i for i, f in enumerate(exp.fleets) if f.prefix_cache is not None and f.prefix_cache.enabled]
     if cached and not _workload_has_block_hashes(exp):
         raise ConfigError(f"fleets[{cached[0]}].prefix_cache",
@@ -126,6 +131,18 @@ def check_experiment(exp: Experiment) -> Experiment:
                 raise ConfigError(f"faults.inject[{j}].hardware",
                                   f"no fleet uses {name}; the fleets use {', '.join(sorted(in_use))}")
     return exp
+
+
+def _check_trace_length(exp: Experiment) -> None:
+    """A replayed trace must hold the requests asked for (the experiment's `requests`, else the workload's)."""
+    spec = exp.workload_spec
+    arr = spec.arrivals
+    if isinstance(arr, TraceArrivals) and not arr.loop:
+        rows = len(load_trace(arr.trace))
+        if spec.requests > rows:
+            field = "requests" if exp.requests is not None else "workload.requests"
+            raise ConfigError(field, f"{spec.requests} requests exceed the {rows} requests in trace {arr.trace!r}; "
+                                     f"set {field} <= {rows} or arrivals.loop: true")
 
 
 def _workload_has_block_hashes(exp: Experiment) -> bool:

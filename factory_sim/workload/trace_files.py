@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from factory_sim.catalog import builtin_names, builtin_path, did_you_mean
+from factory_sim.catalog import builtin_names, builtin_path, resolve
 from factory_sim.errors import ConfigError
 
 _CSV_SUFFIXES = (".csv", ".csv.gz")
@@ -35,21 +35,6 @@ _MOONCAKE_KEYS = ("timestamp", "input_length", "output_length")
 def list_traces() -> list[str]:
     """Names accepted wherever a trace is asked for, besides a file path."""
     return builtin_names("trace")
-
-
-def check_trace_ref(name_or_path: str) -> str:
-    """Fail early (at config validation) on a trace that names neither a built-in nor a file.
-
-    Raises ValueError so pydantic reports it against the field that holds the name.
-    """
-    if name_or_path in list_traces():
-        return name_or_path
-    path = Path(name_or_path)
-    if not path.name.endswith(_CSV_SUFFIXES + _JSONL_SUFFIXES):
-        raise ValueError(_unknown_trace_message(name_or_path))
-    if not path.is_file():
-        raise ValueError(f"trace file {name_or_path!r} does not exist")
-    return name_or_path
 
 
 def load_trace(name_or_path: str) -> pd.DataFrame:
@@ -69,20 +54,10 @@ def load_trace(name_or_path: str) -> pd.DataFrame:
     return _copy(cached)
 
 
-def _unknown_trace_message(name: str) -> str:
-    return (
-        f"unknown trace {name!r}; {did_you_mean(name, list_traces())}use one of {', '.join(list_traces())} "
-        "or a path to a .csv/.csv.gz (Azure schema) or .jsonl/.jsonl.gz (Mooncake schema) file"
-    )
-
-
 def _file_key(name_or_path: str) -> tuple[str, int, int]:
     """Cache key that changes when the file does, so an edited trace is re-read."""
-    try:
-        check_trace_ref(name_or_path)
-    except ValueError as exc:
-        raise ConfigError(name_or_path, str(exc)) from None
-    path = Path(name_or_path).resolve()
+    _, file, _ = resolve("trace", name_or_path, field=str(name_or_path))
+    path = Path(file).resolve()
     stat = path.stat()
     return str(path), stat.st_mtime_ns, stat.st_size
 

@@ -112,7 +112,7 @@ def test_cost_spec_rejects_typos_and_impossible_values():
 
 
 def test_with_built_in_h200_profile():
-    from factory_sim.catalog import load_hardware
+    from factory_sim.config.hardware import load_hardware
 
     h200 = load_hardware("h200_sxm")
     assert usd_per_gpu_hour(h200, CostSpec()) == pytest.approx(1.41)

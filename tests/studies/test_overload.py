@@ -14,8 +14,7 @@ from factory_sim.results.metrics import summarize
 from factory_sim.results.trace import DONE, REASON_QUEUE_FULL, REASON_TIMEOUT, REJECTED, TIMED_OUT
 from factory_sim.sim.engine import FleetLayout, PoolLayout, simulate
 from factory_sim.studies.assemble import fleet_layouts, parse_experiment
-from tests.helpers import shape
-from tests.test_cli import SMALL
+from tests.helpers import SMALL, shape
 
 SMALL_SHAPE = shape("h100_sxm", "llama3_1_8b", "fp8")
 

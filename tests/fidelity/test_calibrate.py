@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from factory_sim.catalog import load_stack
+from factory_sim.config.stack import load_stack
 from factory_sim.fidelity.calibrate import calibrate, format_calibration, profile_yaml, write_profiles
 from factory_sim.fidelity.measured import predict
 from factory_sim.perf.stacks import override_stack

@@ -16,8 +16,7 @@ from factory_sim.sim.engine import FleetLayout, PoolLayout, place_replicas, simu
 from factory_sim.sim.faults import FaultInjector, FaultRates, FaultSettings, Injection, long_run_availability
 from factory_sim.studies.assemble import fault_settings, fleet_layouts, parse_experiment
 from factory_sim.studies.run import run_experiment
-from tests.helpers import shape
-from tests.test_cli import SMALL
+from tests.helpers import SMALL, shape
 
 HGX = shape("h100_sxm", "llama3_1_8b", "fp8", tp=8)  # one replica per 8-GPU node
 NVL_EP = shape("gb200_nvl72", "qwen3_235b_a22b", "fp8", tp=1, dp_attention=36, ep=36)  # wide EP, 36 GPUs

@@ -165,7 +165,7 @@ def test_throughput_rows_that_cannot_be_scored_say_why():
 
 
 def test_the_stack_follows_framework_generation_and_date():
-    from factory_sim.catalog import load_hardware
+    from factory_sim.config.hardware import load_hardware
     from factory_sim.perf.stacks import select_stack
 
     b200, h100 = load_hardware("b200_hgx"), load_hardware("h100_sxm")
@@ -253,7 +253,7 @@ def test_no_builtin_row_of_the_new_models_is_left_out_of_the_catalog():
 
 
 def test_int4_weight_only_rows_run_int4_experts_with_bf16_math_and_bf16_attention():
-    from factory_sim.catalog import load_hardware
+    from factory_sim.config.hardware import load_hardware
     from factory_sim.perf.shape import BYTES_PER_ELEMENT, compute_precision
     row = {**BASE, "model": "moonshotai/Kimi-K2.5", "system": "b200_hgx", "precision": "int4",
            "moe_quant": "int4_wo", "gemm_quant": "int4_wo", "tp_size": 8, "moe_ep_size": 8}
@@ -272,7 +272,7 @@ def test_a_report_with_every_row_skipped_says_so():
 
 
 def test_rows_a_profile_was_fitted_to_are_reported_apart_from_the_rest():
-    from factory_sim.catalog import load_stack
+    from factory_sim.config.stack import load_stack
     from factory_sim.fidelity.measured import fitted_ids
     from factory_sim.fidelity.report import error_summary
     fitted = load_stack("trtllm_hopper").fitted_to

@@ -10,7 +10,7 @@ import pytest
 
 from factory_sim.cli import main
 from factory_sim.studies.frontier import concurrency_ladder, cost_at_interactivity, crossings, pareto_mask
-from tests.test_cli import SMALL
+from tests.helpers import SMALL
 
 
 def test_pareto_mask_keeps_only_undominated_points():

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from factory_sim.cli import main
 from factory_sim.errors import ConfigError
 from factory_sim.studies.assemble import load_experiment, parse_experiment
-from tests.test_cli import SMALL
+from tests.helpers import SMALL
 
 BASE = yaml.safe_load(SMALL)
 

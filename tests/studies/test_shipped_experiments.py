@@ -6,12 +6,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import yaml
 
-from factory_sim.studies.assemble import fleet_layouts, load_experiment
+from factory_sim.errors import ConfigError
+from factory_sim.studies.assemble import fleet_layouts, load_experiment, parse_experiment
 from factory_sim.studies.capacity import load_plan
 from factory_sim.studies.sweep import build_point, load_sweep, sweep_points
 
-EXPERIMENTS = Path(__file__).resolve().parent.parent / "experiments"
+EXPERIMENTS = Path(__file__).resolve().parents[2] / "experiments"
 FILES = sorted(EXPERIMENTS.glob("*.yaml"))
 
 
@@ -34,3 +36,11 @@ def test_a_shipped_example_loads_and_its_fleets_fit(path: Path):
     else:
         plans = fleet_layouts(load_experiment(path))
         assert plans and all(pool.replicas >= 1 for plan in plans for pool in plan.pools)
+
+
+def test_a_replayed_trace_must_hold_the_requests_of_the_experiment():
+    raw = yaml.safe_load((EXPERIMENTS / "prefix_cache_mooncake.yaml").read_text())
+    raw["requests"] = 12_032  # the Mooncake conversation trace holds 12,031
+    with pytest.raises(ConfigError, match="exceed the 12031 requests") as info:
+        parse_experiment(raw)
+    assert info.value.path == "requests"

@@ -228,7 +228,7 @@ def test_a_prefill_step_overhead_is_paid_by_steps_with_prompt_tokens_only():
 
 
 def test_mxfp4_multiplies_at_the_fp8_rate_on_blackwell_and_bf16_on_hopper():
-    from factory_sim.catalog import load_hardware
+    from factory_sim.config.hardware import load_hardware
     from factory_sim.perf.shape import compute_precision
     assert compute_precision("mxfp4", load_hardware("b200_hgx")) == "fp8"
     assert compute_precision("mxfp4", load_hardware("h200_sxm")) == "bf16"

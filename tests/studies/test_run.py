@@ -11,7 +11,7 @@ from factory_sim.results.cost import fleet_usd_per_hour
 from factory_sim.studies.assemble import fleet_layouts, parse_experiment
 from factory_sim.studies.load_search import LoadSearch
 from factory_sim.studies.run import run_experiment, simulate_point
-from tests.test_cli import SMALL
+from tests.helpers import SMALL
 
 
 def _exp(**changes):

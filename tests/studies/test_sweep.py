@@ -10,7 +10,7 @@ from factory_sim.cli import main
 from factory_sim.config.sweep import SweepAxes
 from factory_sim.errors import ConfigError
 from factory_sim.studies.sweep import parse_path, point_key, set_field, sweep_points
-from tests.test_cli import SMALL
+from tests.helpers import SMALL
 
 
 def test_field_paths():

@@ -6,8 +6,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from factory_sim.catalog import builtin_path, hardware_table, list_hardware, load_hardware
+from factory_sim.catalog import builtin_path
+from factory_sim.config.hardware import list_hardware, load_hardware
 from factory_sim.errors import ConfigError
+from factory_sim.results.tables import hardware_table
 
 BUILTINS = ["b200_hgx", "b300_hgx", "gb200_nvl72", "gb300_nvl72", "h100_sxm", "h200_sxm"]
 
@@ -160,7 +162,7 @@ def test_non_mapping_yaml_and_missing_file(tmp_path: Path):
     path.write_text("- 1\n- 2\n")
     with pytest.raises(ConfigError, match="mapping"):
         load_hardware(str(path))
-    with pytest.raises(ConfigError, match="no such file"):
+    with pytest.raises(ConfigError, match="does not exist"):
         load_hardware(str(tmp_path / "absent.yaml"))
 
 

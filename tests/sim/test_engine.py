@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from factory_sim.results.trace import DONE, REASON_TOO_LONG_FOR_KV, REJECTED
 from factory_sim.sim.engine import simulate
 from tests.helpers import aggregated_fleet, disaggregated_fleet, shape
-from tests.reference_scheduler import reference_run
+from tests.sim.reference_scheduler import reference_run
 
 SMALL = shape("h100_sxm", "llama3_1_8b", "fp8")
 

@@ -10,8 +10,7 @@ from factory_sim.errors import ConfigError
 from factory_sim.sim.engine import FleetLayout, PoolLayout, simulate
 from factory_sim.studies.assemble import parse_experiment
 from factory_sim.studies.run import run_experiment
-from tests.helpers import shape
-from tests.test_cli import SMALL
+from tests.helpers import SMALL, shape
 
 SLOW = shape("h100_sxm", "llama3_1_8b", "fp8")
 FAST = shape("b200_hgx", "llama3_1_8b", "fp8")

@@ -8,8 +8,10 @@ import yaml
 from hypothesis import given
 from hypothesis import strategies as st
 
-from factory_sim.catalog import builtin_path, list_models, load_model, models_table
+from factory_sim.catalog import builtin_path
+from factory_sim.config.model import list_models, load_model
 from factory_sim.errors import ConfigError
+from factory_sim.results.tables import models_table
 
 CATALOG = [
     "deepseek_r1",

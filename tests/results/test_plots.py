@@ -9,7 +9,7 @@ import yaml
 from factory_sim.cli import main
 from factory_sim.studies.assemble import parse_experiment
 from factory_sim.studies.run import run_experiment
-from tests.test_cli import SMALL
+from tests.helpers import SMALL
 
 FRONTIER = pd.DataFrame({
     "hardware": ["a", "a", "b", "b"], "fleet": ["fa", "fa", "fb", "fb"], "on_frontier": [True, True, True, False],

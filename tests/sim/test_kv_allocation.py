@@ -10,7 +10,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from factory_sim.catalog import load_hardware, load_model, load_stack
+from factory_sim.config.hardware import load_hardware
+from factory_sim.config.model import load_model
+from factory_sim.config.stack import load_stack
 from factory_sim.perf.memory import plan_memory, replica_kv_bytes
 from factory_sim.perf.shape import ReplicaShape
 from factory_sim.results.trace import DONE

@@ -10,7 +10,7 @@ import yaml
 from factory_sim.cli import main
 from factory_sim.config.uncertainty import UncertaintySpec
 from factory_sim.studies.uncertainty import bands, draw
-from tests.test_cli import SMALL
+from tests.helpers import SMALL
 
 
 def test_latin_hypercube_puts_one_draw_in_every_stratum():

@@ -10,15 +10,16 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from factory_sim.catalog import load_workload, workloads_table
 from factory_sim.config.workload import (
     HASH_STRIDE,
     DiurnalArrivals,
     PoissonArrivals,
     SessionArrivals,
     WorkloadSpec,
+    load_workload,
 )
 from factory_sim.errors import ConfigError
+from factory_sim.results.tables import workloads_table
 from factory_sim.workload.arrivals import arrival_times, mean_rate_per_s
 from factory_sim.workload.generate import generate_requests
 from factory_sim.workload.trace_files import load_trace

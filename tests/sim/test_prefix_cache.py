@@ -180,7 +180,7 @@ def test_an_agentic_sessions_run_reports_its_cache_hits_and_keeps_turns_causal()
 
 
 def test_an_aggregated_replica_keeps_the_answer_for_the_next_turn():
-    from factory_sim.catalog import load_workload
+    from factory_sim.config.workload import load_workload
     from factory_sim.workload.generate import generate_requests
     spec = load_workload("agentic_sessions").model_copy(update={"requests": 200})
     batch = generate_requests(spec, np.random.default_rng(5), rate_per_s=0.5)
