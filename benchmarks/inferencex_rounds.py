@@ -39,7 +39,8 @@ def main() -> None:
               f"{time.perf_counter() - started:.1f} s")
     full, cheap = (ix.scored(runs[r]) for r in (ix.SIM_ROUNDS, args.rounds))
     both = full.merge(cheap, on=["point_id", "quantity"], suffixes=("_full", "_cheap"))
-    print(f"\nshift of {args.rounds} rounds against {ix.SIM_ROUNDS} ({both['point_id'].nunique()} points scored by both)")
+    n = both["point_id"].nunique()
+    print(f"\nshift of {args.rounds} rounds against {ix.SIM_ROUNDS} ({n} points scored by both)")
     print(f"{'quantity':<26} {'median shift':>12} {'median |shift|':>14} {'p90 |shift|':>11} "
           f"{'median |err| full':>17} {'median |err| cheap':>18}")
     for quantity, g in both.groupby("quantity"):

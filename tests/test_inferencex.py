@@ -174,6 +174,14 @@ def test_the_image_version_picks_the_stack_it_names():
     dynamo, _ = ix.image_stack(b200, "tensorrt-llm", "nvcr.io#nvidia/ai-dynamo/tensorrtllm-runtime:0.7.0.post2",
                                "2025-12-15")
     assert dynamo.name == "trtllm_blackwell_2025"  # the Dynamo version says nothing of TensorRT-LLM's
+    older, _ = ix.image_stack(b200, "tensorrt-llm", "nvcr.io/nvidia/tensorrt-llm/release:1.1.0rc2.post2", "2026-02-01")
+    assert older.name == "trtllm_blackwell_2025"
+
+
+def test_a_point_runs_and_reports_the_stack_of_its_image(points):
+    rows = ix.score_point(_point(points, "p00218"))  # B200, 2025-12, TensorRT-LLM 1.2.0rc2
+    assert {r["stack"] for r in rows} == {"trtllm_blackwell"}
+    assert "stack=trtllm_blackwell [image 1.2 is trtllm_blackwell's version]" in rows[0]["config"]
 
 
 @given(st.lists(st.tuples(st.floats(1, 500), st.floats(1, 1e4)), min_size=1, max_size=30))

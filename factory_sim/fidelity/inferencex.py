@@ -87,7 +87,7 @@ INFERENCEX_COLUMNS = frozenset({
 QUANTITIES = ("output_tok_s_per_gpu", "interactivity_tok_s_user", "ttft_ms")
 RESULT_COLUMNS = ["point_id", "quantity", "predicted", "published", "rel_error", "hardware", "framework", "model",
                   "isl", "osl", "concurrency", "date", "image", "disaggregated", "mtp", "interactivity_band",
-                  "source_repo", "published_basis", "config", "skip_reason"]
+                  "source_repo", "stack", "published_basis", "config", "skip_reason"]
 
 # InferenceX names -> catalog names.
 HARDWARE = {"h100": "h100_sxm", "h200": "h200_sxm", "b200": "b200_hgx", "gb200_nvl72": "gb200_nvl72"}
@@ -432,7 +432,7 @@ def point_deployment(p: dict) -> tuple[Deployment, int]:
             shape = replace(pool.shape, mtp_draft_tokens=extra["mtp_drafts"], mtp_acceptance=MTP_ACCEPTANCE)
             pool = replace(pool, shape=shape)
         pools.append(pool)
-    config = dep.config.replace(f"stack={date_stack.name}", f"stack={stack.name}")
+    config = dep.config  # names the stack `deployment` ran: the point's (`stacks` swapped it in)
     extras = [n for n in (extra["stack_note"], *extra["notes"]) if n]
     if extra["mtp_drafts"]:
         extras.insert(0, f"MTP {extra['mtp_drafts']} draft(s), acceptance {MTP_ACCEPTANCE:g}")
@@ -529,9 +529,9 @@ def score_point(p: dict, *, rounds: int = SIM_ROUNDS, seed: int = 0) -> list[dic
     try:
         dep, _ = point_deployment(p)
         predicted = simulate_point(dep, rounds=rounds, seed=seed)
-        config, reason = dep.config, ""
+        config, stack, reason = dep.config, dep.fleet.pools[-1].shape.stack.name, ""
     except (Skip, ConfigError) as why:
-        predicted, config, reason = {}, "", str(why)
+        predicted, config, stack, reason = {}, "", "", str(why)
     rows = []
     for quantity in QUANTITIES if published else ("",):
         value, basis = published.get(quantity, (np.nan, ""))
@@ -540,7 +540,7 @@ def score_point(p: dict, *, rounds: int = SIM_ROUNDS, seed: int = 0) -> list[dic
         pred = predicted.get(quantity, np.nan)
         rel = (pred - value) / value if np.isfinite(pred) and value > 0 else np.nan
         rows.append({**base, "quantity": quantity, "predicted": pred, "published": value, "rel_error": rel,
-                     "published_basis": basis, "config": config,
+                     "stack": stack, "published_basis": basis, "config": config,
                      "skip_reason": reason or ("" if np.isfinite(pred) else "no prediction")})
     return rows
 
@@ -671,9 +671,9 @@ def format_report(results: pd.DataFrame, *, worst: int = 5) -> str:
              "median |error| (median signed error) of output tokens/s/GPU (all GPUs) / interactivity (1/median "
              "TPOT) / median TTFT:"]
     lines += _wide(error_table(results), [])
-    for by in (["hardware"], ["framework"], ["model"], ["setup"], ["mtp"], ["source"], ["interactivity_band"],
-               ["clients"], ["hardware", "framework"], ["hardware", "setup", "interactivity_band"],
-               ["hardware", "framework", "model", "interactivity_band"]):
+    for by in (["hardware"], ["framework"], ["model"], ["setup"], ["mtp"], ["stack"], ["source"],
+               ["interactivity_band"], ["clients"], ["hardware", "framework"], ["hardware", "framework", "mtp"],
+               ["hardware", "setup", "interactivity_band"], ["hardware", "framework", "model", "interactivity_band"]):
         table = _ordered(error_table(results, by), by)
         lines.append(f"by {' x '.join(by)}:")
         lines += _wide(table, by)
@@ -798,7 +798,7 @@ def _seq(isl: int, osl: int) -> str:
 
 def plot_frontiers(results: pd.DataFrame, out_dir: str | Path) -> list[Path]:
     """One PNG per model and sequence length: measured points, and the measured (dashed) and
-    simulated (solid) envelope of each hardware, tokens/s/GPU against tokens/s/user."""
+    simulated (solid) envelope of each hardware with a profile, tokens/s/GPU against tokens/s/user."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -807,6 +807,7 @@ def plot_frontiers(results: pd.DataFrame, out_dir: str | Path) -> list[Path]:
     from factory_sim.report import atomic_write
 
     measured, simulated = _points_frame(results, "measured"), _points_frame(results, "simulated")
+    measured = measured[measured["hardware"].isin(HARDWARE)]  # no simulated frontier to compare elsewhere
     paths = []
     colors = {hw: f"C{i}" for i, hw in enumerate(sorted(set(measured["hardware"]) | set(simulated["hardware"])))}
     for (model, isl, osl), g in measured.groupby(["model", "isl", "osl"]):
