@@ -207,6 +207,6 @@ def test_hardware_ratios_read_both_envelopes_at_the_same_interactivity():
     ratios = ix.hardware_ratios(pd.DataFrame(rows), others=("gb200_nvl72",), targets=(20.0, 35.0, 50.0, 150.0))
     r = ratios.set_index("interactivity_tok_s_user")
     assert r.loc[20.0, "measured_ratio"] == pytest.approx(4.0)
-    assert r.loc[35.0, "measured_ratio"] == pytest.approx(4.0)
+    assert r.loc[35.0, "measured_ratio"] == pytest.approx(4.0) == r.loc[35.0, "measured_scored_ratio"]
     assert r.loc[50.0, "simulated_ratio"] == pytest.approx(8.0)
     assert 150.0 not in r.index  # beyond both envelopes: no row

@@ -723,9 +723,14 @@ def envelope_at(xs: np.ndarray, ys: np.ndarray, targets: Sequence[float]) -> np.
     return out
 
 
+RATIO_KINDS = ("measured", "measured_scored", "simulated")
+
+
 def _points_frame(results: pd.DataFrame, kind: str) -> pd.DataFrame:
-    """One row per point: interactivity and output tokens/s/GPU, measured or predicted."""
-    col = "published" if kind == "measured" else "predicted"
+    """One row per point: interactivity and output tokens/s/GPU. "measured": published, every
+    point that publishes both; "measured_scored": published, the points the simulator scored;
+    "simulated": predicted, the same points."""
+    col = "published" if kind.startswith("measured") else "predicted"
     src = results if kind == "measured" else scored(results)
     wide = src.pivot_table(index=["point_id", "hardware", "model", "isl", "osl"], columns="quantity", values=col,
                            aggfunc="first")
@@ -739,12 +744,13 @@ def hardware_ratios(results: pd.DataFrame, *, model: str = "DeepSeek-R1-0528", r
                     others: Sequence[str] = ("gb200_nvl72", "b200"),
                     targets: Sequence[float] = RATIO_INTERACTIVITY) -> pd.DataFrame:
     """Ratio of output tokens/s/GPU of `others` to `reference` at each interactivity, per sequence
-    length: measured (each hardware's envelope over all its measured points, every framework,
-    precision and date) next to simulated (the envelope of the same scorer's predictions for the
-    points it scored)."""
+    length, from each hardware's envelope (every framework, precision and date):
+    `measured_ratio` over all its measured points, `measured_scored_ratio` over the points the
+    simulator scored, `simulated_ratio` over the predictions for those same points; and
+    `simulated_vs_measured`, the simulated ratio against the measured one of the same points."""
     rows = []
-    frames = {kind: _points_frame(results, kind) for kind in ("measured", "simulated")}
-    for kind, f in frames.items():
+    for kind in RATIO_KINDS:
+        f = _points_frame(results, kind)
         f = f[f["model"] == model]
         for (isl, osl), g in f.groupby(["isl", "osl"]):
             curves = {hw: envelope_at(*frontier_envelope(gh["interactivity_tok_s_user"].to_numpy(),
@@ -755,36 +761,37 @@ def hardware_ratios(results: pd.DataFrame, *, model: str = "DeepSeek-R1-0528", r
                 if hw not in curves or ref is None:
                     continue
                 for t, num, den in zip(targets, curves[hw], ref, strict=True):
-                    rows.append({"isl": int(isl), "osl": int(osl), "interactivity_tok_s_user": t, "hardware": hw,
-                                 "kind": kind, "tok_s_per_gpu": num, "reference_tok_s_per_gpu": den,
-                                 "ratio": num / den if np.isfinite(num) and np.isfinite(den) else np.nan})
+                    rows.append({"isl": int(isl), "osl": int(osl), "hardware": hw, "interactivity_tok_s_user": t,
+                                 "kind": kind, "ratio": num / den if np.isfinite(num) and np.isfinite(den) else np.nan})
     cols = ["isl", "osl", "hardware", "interactivity_tok_s_user"]
-    df = pd.DataFrame(rows, columns=cols + ["kind", "tok_s_per_gpu", "reference_tok_s_per_gpu", "ratio"])
-    out = pd.DataFrame(columns=cols)
-    for kind in ("measured", "simulated"):
-        part = df[df["kind"] == kind][cols + ["ratio"]].rename(columns={"ratio": f"{kind}_ratio"})
-        out = out.merge(part, on=cols, how="outer") if len(out) else part
-    for kind in ("measured", "simulated"):
-        if f"{kind}_ratio" not in out:
-            out[f"{kind}_ratio"] = np.nan
-    out = out.dropna(subset=["measured_ratio", "simulated_ratio"], how="all")
-    out["simulated_vs_measured"] = out["simulated_ratio"] / out["measured_ratio"] - 1.0
-    return out.sort_values(cols, kind="stable").reset_index(drop=True)[
-        cols + ["measured_ratio", "simulated_ratio", "simulated_vs_measured"]]
+    ratio_cols = [f"{kind}_ratio" for kind in RATIO_KINDS]
+    df = pd.DataFrame(rows, columns=cols + ["kind", "ratio"])
+    if not len(df):
+        return pd.DataFrame(columns=cols + ratio_cols + ["simulated_vs_measured"])
+    out = df.pivot_table(index=cols, columns="kind", values="ratio", aggfunc="first", dropna=False)
+    out = out.reindex(columns=list(RATIO_KINDS)).add_suffix("_ratio").reset_index()
+    out = out.merge(df[cols].drop_duplicates(), on=cols)  # only the combinations that exist
+    out = out.dropna(subset=ratio_cols, how="all")
+    out["simulated_vs_measured"] = out["simulated_ratio"] / out["measured_scored_ratio"] - 1.0
+    out.columns.name = None
+    return out.sort_values(cols, kind="stable").reset_index(drop=True)[cols + ratio_cols + ["simulated_vs_measured"]]
 
 
 def format_ratios(ratios: pd.DataFrame, reference: str = "h200") -> str:
     if not len(ratios):
         return ""
-    lines = [f"output tokens/s/GPU ratio to {reference} at >= each interactivity (measured envelope | simulated "
-             "envelope of the same points; - : not reached)"]
+    lines = [f"output tokens/s/GPU ratio to {reference} at >= each interactivity (tokens/s/user), from each "
+             "hardware's envelope: measured, all points | measured, the points scored | simulated, the same points "
+             "(- : not reached)"]
+
+    def cell(v: float) -> str:
+        return f"{v:.1f}x" if np.isfinite(v) else "-"
+
     for (isl, osl, hw), g in ratios.groupby(["isl", "osl", "hardware"], sort=True):
-        cells = []
+        lines.append(f"  {hw}/{reference} {isl}/{osl}")
         for _, r in g.sort_values("interactivity_tok_s_user").iterrows():
-            m = f"{r['measured_ratio']:.1f}x" if np.isfinite(r["measured_ratio"]) else "-"
-            s = f"{r['simulated_ratio']:.1f}x" if np.isfinite(r["simulated_ratio"]) else "-"
-            cells.append(f"{r['interactivity_tok_s_user']:g}: {m} | {s}")
-        lines.append(f"  {hw}/{reference} {isl}/{osl}  " + ",  ".join(cells))
+            lines.append(f"    {r['interactivity_tok_s_user']:>5g}: {cell(r['measured_ratio']):>6} | "
+                         f"{cell(r['measured_scored_ratio']):>6} | {cell(r['simulated_ratio']):>6}")
     return "\n".join(lines)
 
 
