@@ -111,8 +111,8 @@ BENCHMARK_REQUESTS_PER_CLIENT = 10
 # rebuilt by weighting the start-up and drain rounds as 1/10 each (`_round_weights`) and by
 # running the missing middle rounds at the simulated steady rate. Three rounds take about a
 # quarter of the time but, on the 2,717 points scored, shift the predicted output tokens/s/GPU
-# by a median of -2.7% (|shift| 90th percentile 4.7%: the steady rate after one round is not yet
-# steady), interactivity by 0.2% (1.3%) and median TTFT by 1.8% (26%).
+# by a median of -2.7% (|shift| 90th percentile 4.7%: the rate after one round is not yet
+# steady), interactivity by +0.1% (1.3%) and median TTFT by +0.5% (26%).
 SIM_ROUNDS = BENCHMARK_REQUESTS_PER_CLIENT
 # MTP drafts of the TensorRT-LLM DeepSeek-R1 recipe (benchmarks/dsr1_fp4_b200_trt_mtp.sh: MTP=1
 # with attention DP, 3 without); assumed for the other frameworks too.
