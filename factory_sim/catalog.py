@@ -51,6 +51,7 @@ KINDS: dict[str, Kind] = {
     "experiment": Kind("factory_sim", "data/experiments", (".yaml", ".yml"), "experiment"),
     "trace": Kind("factory_sim", "data/traces", (".csv", ".csv.gz", ".jsonl", ".jsonl.gz"), "trace"),
     "reference": Kind("factory_sim", "data/reference", (".csv", ".csv.gz"), "reference table"),
+    "inferencex": Kind("factory_sim", "data/reference/inferencex", (".csv.gz",), "InferenceX points file"),
 }
 
 

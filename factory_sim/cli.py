@@ -97,6 +97,14 @@ def _cmd_validate(args) -> int:
     from factory_sim.fidelity.report import error_summary, format_report, plot_predicted_vs_published
     from factory_sim.results.files import atomic_write
 
+    if args.scenarios:
+        from factory_sim.fidelity.inferencex import is_inferencex_file
+        from factory_sim.fidelity.inferencex_report import run_validation
+
+        if is_inferencex_file(args.scenarios):
+            run_validation(args.scenarios, out=args.out, hardware=args.system, model=args.model,
+                           framework=args.backend, limit=args.limit, jobs=args.jobs, quiet=args.quiet)
+            return 0
     reference = load_reference(args.scenarios)
     out = Path(args.out) if args.out else None
     if out is not None and out.exists() and not out.is_dir():
@@ -363,15 +371,20 @@ def build_parser() -> argparse.ArgumentParser:
                     "throughput rows of "
                     "the built-in calibration.csv (MLPerf Offline/Server/Interactive and tokens/s/GPU at an "
                     "interactivity, with a bounded search of the serving configuration). A given file is "
-                    "recognised by its header.")
+                    "recognised by its header; an InferenceX points file (data/reference/inferencex/points.csv.gz) "
+                    "is scored point by point as the benchmark ran it: output tokens/s/GPU, interactivity and "
+                    "median TTFT.")
     val.add_argument("scenarios", nargs="?", metavar="FILE.csv",
-                     help="measured points or calibration CSV (default: both built-in files)")
+                     help="measured points, calibration or InferenceX points CSV (default: the built-in measured "
+                          "points and calibration files)")
     val.add_argument("--out", metavar="DIR", help="write validation.csv, throughput_validation.csv and a "
                                                   "predicted-vs-published plot here")
     val.add_argument("--system", action="append", help="only rows of this system (repeatable)")
     val.add_argument("--model", action="append", help="only rows of this model (repeatable)")
-    val.add_argument("--backend", action="append", help="only measured rows of this backend (repeatable)")
+    val.add_argument("--backend", action="append", help="only measured rows of this backend (repeatable; "
+                                                         "InferenceX: its framework, e.g. dynamo-trtllm)")
     val.add_argument("--limit", type=int, metavar="N", help="only the first N rows of each file (after filters)")
+    val.add_argument("--quiet", action="store_true", help="no progress bar (InferenceX points)")
     _add_jobs(val)
     val.set_defaults(func=_cmd_validate)
 

@@ -1,0 +1,320 @@
+"""InferenceX validation results read as a person checks them: error tables by hardware,
+framework, model and interactivity band, measured and simulated frontier envelopes, the
+hardware ratios a cost claim rests on, and one figure per model and sequence length.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from factory_sim.errors import ConfigError
+from factory_sim.fidelity.inferencex import (
+    HARDWARE,
+    INTERACTIVITY_BAND_LABELS,
+    MODELS,
+    QUANTITIES,
+    RATIO_INTERACTIVITY,
+    SIM_ROUNDS,
+    filter_points,
+    load_points,
+    validate_inferencex,
+)
+from factory_sim.fidelity.report import client_band
+
+SOURCES = {"gminneci/mantile": "result files (Dec 2025-Jan 2026)",
+           "vngcloud/InferenceX-app": "dashboard API (Oct 2025-Jun 2026)",
+           "leoshan/inference-max-automated-pipeline": "v1 dashboard (Oct 2025)"}
+
+
+def source_label(repo) -> str:
+    text = str(repo)
+    return next((label for key, label in SOURCES.items() if text.startswith(key)), text)
+
+
+def scored(results: pd.DataFrame) -> pd.DataFrame:
+    return results[(results["skip_reason"] == "") & results["rel_error"].notna()]
+
+
+def error_table(results: pd.DataFrame, by: Sequence[str] = ()) -> pd.DataFrame:
+    """Per group of `by` and quantity: points, median |error|, median signed error, share within +-20%."""
+    s = scored(results).assign(clients=lambda d: [client_band(float(c)) for c in d["concurrency"]],
+                               setup=lambda d: np.where(d["disaggregated"].astype(str).str.lower() == "true",
+                                                        "disagg", "agg"),
+                               source=lambda d: d["source_repo"].map(source_label))
+    keys = list(by) + ["quantity"]
+    rows = []
+    for key, g in s.groupby(keys, sort=True):
+        err = g["rel_error"].to_numpy(dtype=float)
+        rows.append({**dict(zip(keys, key if isinstance(key, tuple) else (key,), strict=True)), "points": len(g),
+                     "median_abs_error": float(np.median(np.abs(err))),
+                     "median_signed_error": float(np.median(err)),
+                     "within_20pct": float(np.mean(np.abs(err) <= 0.2))})
+    return pd.DataFrame(rows, columns=keys + ["points", "median_abs_error", "median_signed_error", "within_20pct"])
+
+
+def _ordered(table: pd.DataFrame, by: Sequence[str]) -> pd.DataFrame:
+    """Rows by group, bands in their natural order rather than alphabetical."""
+    from factory_sim.fidelity.report import CLIENT_BAND_LABELS
+
+    rank = {"interactivity_band": INTERACTIVITY_BAND_LABELS, "clients": CLIENT_BAND_LABELS}
+    keys = [table[k].map(lambda v, labels=rank[k]: labels.index(v) if v in labels else len(labels))
+            if k in rank else table[k].astype(str) for k in by]
+    if not keys:
+        return table
+    order = pd.DataFrame({f"k{i}": k for i, k in enumerate(keys)}).sort_values(
+        [f"k{i}" for i in range(len(keys))], kind="stable").index
+    return table.loc[order]
+
+
+def _wide(table: pd.DataFrame, by: Sequence[str]) -> list[str]:
+    """Lines: one per group, |err| (signed) for each quantity and the points counted."""
+    lines = []
+    if not len(table):
+        return lines
+    cells = {}
+    for _, r in table.iterrows():
+        key = tuple(r[k] for k in by)
+        cells.setdefault(key, {})[r["quantity"]] = r
+    width = max(len("  ".join(str(x) for x in key)) for key in cells) if by else 3
+    head = " / ".join(("out tok/s/GPU", "interactivity", "TTFT"))
+    lines.append(f"  {'':<{width}}  {head}   |err| (signed)  [points]")
+    for key, qs in cells.items():
+        parts = []
+        for q in QUANTITIES:
+            r = qs.get(q)
+            parts.append(f"{r['median_abs_error']:5.0%} ({r['median_signed_error']:+5.0%})" if r is not None
+                         else f"{'-':>14}")
+        n = max(int(r["points"]) for r in qs.values())
+        label = "  ".join(str(x) for x in key) if by else "all"
+        lines.append(f"  {label:<{width}}  {' / '.join(parts)}  [{n}]")
+    return lines
+
+
+def format_report(results: pd.DataFrame, *, worst: int = 5) -> str:
+    """Counts, overall and grouped errors, the worst points, and the skip reasons."""
+    points = results.drop_duplicates("point_id")
+    skipped = points[points["skip_reason"] != ""]
+    n_scored = len(points) - len(skipped)
+    lines = [f"InferenceX points: {len(points)}, scored: {n_scored}, skipped: {len(skipped)}",
+             "median |error| (median signed error) of output tokens/s/GPU (all GPUs) / interactivity (1/median "
+             "TPOT) / median TTFT:"]
+    lines += _wide(error_table(results), [])
+    for by in (["hardware"], ["framework"], ["model"], ["setup"], ["mtp"], ["stack"], ["source"],
+               ["interactivity_band"], ["clients"], ["hardware", "framework"], ["hardware", "framework", "mtp"],
+               ["hardware", "setup", "interactivity_band"], ["hardware", "framework", "model", "interactivity_band"]):
+        table = _ordered(error_table(results, by), by)
+        lines.append(f"by {' x '.join(by)}:")
+        lines += _wide(table, by)
+    s = scored(results)
+    for quantity in QUANTITIES:
+        g = s[s["quantity"] == quantity]
+        if not len(g):
+            continue
+        lines.append(f"worst {worst} {quantity}:")
+        for _, r in g.reindex(g["rel_error"].abs().sort_values(ascending=False).index).head(worst).iterrows():
+            lines.append(f"  {r['point_id']} {r['hardware']} {r['framework']} {r['model']} {r['isl']}/{r['osl']} "
+                         f"c={r['concurrency']}: predicted {r['predicted']:.4g}, published {r['published']:.4g} "
+                         f"({r['rel_error']:+.0%}) {r['config']}")
+    if len(skipped):
+        lines.append("skipped points by reason:")
+        for reason, count in skipped["skip_reason"].value_counts().items():
+            lines.append(f"  {count:5d}  {reason}")
+    return "\n".join(lines)
+
+
+# -- frontiers and hardware ratios --------------------------------------------------------------
+
+def frontier_envelope(interactivity: np.ndarray, tok_s_per_gpu: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The Pareto envelope (no point both faster per user and higher per GPU), by interactivity."""
+    x, y = np.asarray(interactivity, dtype=float), np.asarray(tok_s_per_gpu, dtype=float)
+    ok = np.isfinite(x) & np.isfinite(y) & (x > 0) & (y > 0)
+    x, y = x[ok], y[ok]
+    order = np.lexsort((-y, -x))  # highest interactivity first, then highest throughput
+    keep_x, keep_y, best = [], [], -np.inf
+    for i in order:
+        if y[i] > best:
+            keep_x.append(x[i])
+            keep_y.append(y[i])
+            best = y[i]
+    return np.array(keep_x[::-1]), np.array(keep_y[::-1])
+
+
+def envelope_at(xs: np.ndarray, ys: np.ndarray, targets: Sequence[float]) -> np.ndarray:
+    """Tokens/s/GPU the envelope reaches at >= each target interactivity, interpolated in log-log
+    between its points; a target below the envelope's slowest point gets that point's throughput,
+    one beyond its fastest point is not reachable (NaN)."""
+    t = np.asarray(targets, dtype=float)
+    if len(xs) == 0:
+        return np.full(len(t), np.nan)
+    out = np.exp(np.interp(np.log(t), np.log(xs), np.log(ys)))
+    out[t > xs[-1]] = np.nan
+    return out
+
+
+RATIO_KINDS = ("measured", "measured_scored", "simulated")
+
+
+def _points_frame(results: pd.DataFrame, kind: str) -> pd.DataFrame:
+    """One row per point: interactivity and output tokens/s/GPU. "measured": published, every
+    point that publishes both; "measured_scored": published, the points the simulator scored;
+    "simulated": predicted, the same points."""
+    col = "published" if kind.startswith("measured") else "predicted"
+    src = results if kind == "measured" else scored(results)
+    wide = src.pivot_table(index=["point_id", "hardware", "model", "isl", "osl"], columns="quantity", values=col,
+                           aggfunc="first")
+    need = ["interactivity_tok_s_user", "output_tok_s_per_gpu"]
+    if not set(need) <= set(wide.columns):
+        return pd.DataFrame(columns=["point_id", "hardware", "model", "isl", "osl", *need])
+    return wide[need].dropna().reset_index()
+
+
+def hardware_ratios(results: pd.DataFrame, *, model: str = "DeepSeek-R1-0528", reference: str = "h200",
+                    others: Sequence[str] = ("gb200_nvl72", "b200"),
+                    targets: Sequence[float] = RATIO_INTERACTIVITY) -> pd.DataFrame:
+    """Ratio of output tokens/s/GPU of `others` to `reference` at each interactivity, per sequence
+    length, from each hardware's envelope (every framework, precision and date):
+    `measured_ratio` over all its measured points, `measured_scored_ratio` over the points the
+    simulator scored, `simulated_ratio` over the predictions for those same points; and
+    `simulated_vs_measured`, the simulated ratio against the measured one of the same points."""
+    rows = []
+    for kind in RATIO_KINDS:
+        f = _points_frame(results, kind)
+        f = f[f["model"] == model]
+        for (isl, osl), g in f.groupby(["isl", "osl"]):
+            curves = {hw: envelope_at(*frontier_envelope(gh["interactivity_tok_s_user"].to_numpy(),
+                                                         gh["output_tok_s_per_gpu"].to_numpy()), targets)
+                      for hw, gh in g.groupby("hardware")}
+            ref = curves.get(reference)
+            for hw in others:
+                if hw not in curves or ref is None:
+                    continue
+                for t, num, den in zip(targets, curves[hw], ref, strict=True):
+                    rows.append({"isl": int(isl), "osl": int(osl), "hardware": hw, "interactivity_tok_s_user": t,
+                                 "kind": kind, "ratio": num / den if np.isfinite(num) and np.isfinite(den) else np.nan})
+    cols = ["isl", "osl", "hardware", "interactivity_tok_s_user"]
+    ratio_cols = [f"{kind}_ratio" for kind in RATIO_KINDS]
+    df = pd.DataFrame(rows, columns=cols + ["kind", "ratio"])
+    if not len(df):
+        return pd.DataFrame(columns=cols + ratio_cols + ["simulated_vs_measured"])
+    out = df.pivot_table(index=cols, columns="kind", values="ratio", aggfunc="first", dropna=False)
+    out = out.reindex(columns=list(RATIO_KINDS)).add_suffix("_ratio").reset_index()
+    out = out.merge(df[cols].drop_duplicates(), on=cols)  # only the combinations that exist
+    out = out.dropna(subset=ratio_cols, how="all")
+    out["simulated_vs_measured"] = out["simulated_ratio"] / out["measured_scored_ratio"] - 1.0
+    out.columns.name = None
+    return out.sort_values(cols, kind="stable").reset_index(drop=True)[cols + ratio_cols + ["simulated_vs_measured"]]
+
+
+def format_ratios(ratios: pd.DataFrame, reference: str = "h200") -> str:
+    if not len(ratios):
+        return ""
+    lines = [f"output tokens/s/GPU ratio to {reference} at >= each interactivity (tokens/s/user), from each "
+             "hardware's envelope: measured, all points | measured, the points scored | simulated, the same points "
+             "(- : not reached)"]
+
+    def cell(v: float) -> str:
+        return f"{v:.1f}x" if np.isfinite(v) else "-"
+
+    for (isl, osl, hw), g in ratios.groupby(["isl", "osl", "hardware"], sort=True):
+        lines.append(f"  {hw}/{reference} {isl}/{osl}")
+        for _, r in g.sort_values("interactivity_tok_s_user").iterrows():
+            lines.append(f"    {r['interactivity_tok_s_user']:>5g}: {cell(r['measured_ratio']):>6} | "
+                         f"{cell(r['measured_scored_ratio']):>6} | {cell(r['simulated_ratio']):>6}")
+    return "\n".join(lines)
+
+
+def _slug(model: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "_", MODELS.get(model, model).lower()).strip("_")
+
+
+def _seq(isl: int, osl: int) -> str:
+    return f"{isl // 1024}k{osl // 1024}k" if isl % 1024 == 0 and osl % 1024 == 0 else f"{isl}x{osl}"
+
+
+def plot_frontiers(results: pd.DataFrame, out_dir: str | Path) -> list[Path]:
+    """One PNG per model and sequence length: measured points, and the measured (dashed) and
+    simulated (solid) envelope of each hardware with a profile, tokens/s/GPU against tokens/s/user."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from factory_sim.results.files import atomic_write
+
+    measured, simulated = _points_frame(results, "measured"), _points_frame(results, "simulated")
+    measured = measured[measured["hardware"].isin(HARDWARE)]  # no simulated frontier to compare elsewhere
+    paths = []
+    colors = {hw: f"C{i}" for i, hw in enumerate(sorted(set(measured["hardware"]) | set(simulated["hardware"])))}
+    for (model, isl, osl), g in measured.groupby(["model", "isl", "osl"]):
+        sim = simulated[(simulated["model"] == model) & (simulated["isl"] == isl) & (simulated["osl"] == osl)]
+        fig, ax = plt.subplots(figsize=(8, 5.5))
+        for hw, gh in g.groupby("hardware"):
+            c = colors[hw]
+            x, y = gh["interactivity_tok_s_user"].to_numpy(), gh["output_tok_s_per_gpu"].to_numpy()
+            ax.scatter(x, y, s=7, alpha=0.35, color=c)
+            ex, ey = frontier_envelope(x, y)
+            ax.plot(ex, ey, "--", color=c, lw=1.2, label=f"{hw} measured")
+            sh = sim[sim["hardware"] == hw]
+            if len(sh):
+                sx, sy = frontier_envelope(sh["interactivity_tok_s_user"].to_numpy(),
+                                           sh["output_tok_s_per_gpu"].to_numpy())
+                ax.plot(sx, sy, "-", color=c, lw=2.0, label=f"{hw} simulated")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("interactivity (tokens/s/user, 1 / median TPOT)")
+        ax.set_ylabel("output tokens/s per GPU (all GPUs)")
+        ax.set_title(f"{model} {isl}/{osl}: InferenceX measured points and frontiers vs factory-sim")
+        ax.grid(True, which="both", alpha=0.25)
+        ax.legend(fontsize=7, ncol=2)
+        fig.tight_layout()
+        path = Path(out_dir) / f"inferencex_{_slug(str(model))}_{_seq(int(isl), int(osl))}.png"
+        atomic_write(path, lambda p, f=fig: f.savefig(p, dpi=110, format="png"))
+        plt.close(fig)
+        paths.append(path)
+    return paths
+
+
+# -- the command ------------------------------------------------------------------------------------
+
+def run_validation(path: str | Path | None = None, *, out: str | Path | None = None,
+                   hardware: Sequence[str] | None = None, model: Sequence[str] | None = None,
+                   framework: Sequence[str] | None = None, limit: int | None = None, jobs: int | None = None,
+                   quiet: bool = False, rounds: int = SIM_ROUNDS) -> pd.DataFrame:
+    """`factory-sim validate POINTS.csv`: score, print the report (and the DeepSeek-R1 hardware
+    ratios), and with `out` write inferencex_validation.csv, inferencex_errors.csv,
+    inferencex_ratios.csv and one frontier PNG per model and sequence length."""
+    import sys
+    import time
+
+    from factory_sim.results.files import atomic_write
+
+    out_dir = Path(out) if out else None
+    if out_dir is not None and out_dir.exists() and not out_dir.is_dir():
+        raise ConfigError("--out", f"{out_dir} exists and is not a folder; name a folder for the results")
+    points = filter_points(load_points(path), hardware=hardware, model=model, framework=framework, limit=limit)
+    if not len(points):
+        raise ConfigError("--system/--model/--backend", "no InferenceX points match these filters")
+    started = time.perf_counter()
+    results = validate_inferencex(points, jobs=jobs, progress=not quiet and sys.stderr.isatty(), rounds=rounds)
+    wall = time.perf_counter() - started
+    print(format_report(results))
+    ratios = hardware_ratios(results)
+    if len(ratios):
+        print()
+        print(format_ratios(ratios))
+    print(f"\n{len(points)} InferenceX points in {wall:.1f} s ({rounds} requests per client simulated)")
+    if out_dir is not None:
+        errors = error_table(results, ["hardware", "framework", "model", "interactivity_band"])
+        files = {"inferencex_validation.csv": results, "inferencex_errors.csv": errors}
+        if len(ratios):
+            files["inferencex_ratios.csv"] = ratios
+        for name, frame in files.items():
+            atomic_write(out_dir / name, lambda p, f=frame: f.to_csv(p, index=False))
+        pngs = plot_frontiers(results, out_dir)
+        print("wrote " + ", ".join(str(out_dir / n) for n in files) + f" and {len(pngs)} frontier figures in {out_dir}")
+    return results

@@ -1,0 +1,214 @@
+"""InferenceX points: format detection, the deployment each point names, skips, results, CLI."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from factory_sim.cli import main
+from factory_sim.config.hardware import load_hardware
+from factory_sim.fidelity import inferencex as ix
+from factory_sim.fidelity import inferencex_report as ixr
+from factory_sim.fidelity.measured import builtin_measured_points_path
+from factory_sim.fidelity.mlperf import builtin_calibration_path
+
+POINTS_PATH = ix.builtin_points_path()
+
+
+@pytest.fixture(scope="module")
+def points() -> pd.DataFrame:
+    return ix.load_points().set_index("point_id", drop=False)
+
+
+def _point(points, pid: str) -> dict:
+    return points.loc[pid].to_dict()
+
+
+def test_the_format_is_told_by_its_header(tmp_path):
+    assert ix.is_inferencex_file(POINTS_PATH)
+    assert not ix.is_inferencex_file(builtin_measured_points_path())
+    assert not ix.is_inferencex_file(builtin_calibration_path())
+    assert not ix.is_inferencex_file(tmp_path / "missing.csv")
+    header_only = tmp_path / "ix.csv"
+    header_only.write_text(",".join(sorted(ix.INFERENCEX_COLUMNS)) + "\n")
+    assert ix.is_inferencex_file(header_only)
+    one_short = tmp_path / "short.csv"
+    one_short.write_text(",".join(sorted(ix.INFERENCEX_COLUMNS - {"concurrency"})) + "\n")
+    assert not ix.is_inferencex_file(one_short)
+
+
+# (point, what it exercises): a few real points at a few clients, so the suite stays fast
+REAL_POINTS = {
+    "p00344": "GB200 NVL72 Dynamo-TRT disaggregated: 1 prefill worker TP4/EP4 + 4 decode workers TP8/EP8",
+    "p00337": "the same deployment with MTP",
+    "p03505": "B200 TensorRT-LLM aggregated with MTP (3 drafts, no attention DP)",
+    "p00179": "B200 SGLang DeepSeek-R1 FP4, EP8",
+    "p00001": "B200 vLLM gpt-oss-120b TP2",
+    "p05645": "v1 dashboard row: Llama-3.3-70B on B200 TensorRT-LLM, output derived from total tokens/s",
+}
+
+
+def test_real_points_are_scored_within_a_loose_band(points):
+    rows = [r for pid in REAL_POINTS for r in ix.score_point(_point(points, pid))]
+    res = pd.DataFrame(rows, columns=ix.RESULT_COLUMNS)
+    assert (res["skip_reason"] == "").all(), res[res["skip_reason"] != ""][["point_id", "skip_reason"]]
+    for _, r in res.iterrows():
+        assert np.isfinite(r["predicted"]) and r["predicted"] > 0, r["point_id"]
+        assert r["rel_error"] == pytest.approx((r["predicted"] - r["published"]) / r["published"])
+        if r["quantity"] != "ttft_ms":  # throughput and interactivity within a factor of 2.5
+            assert 0.4 < r["predicted"] / r["published"] < 2.5, (r["point_id"], r["quantity"])
+    configs = res.drop_duplicates("point_id").set_index("point_id")["config"]
+    assert "disagg 1x[4xgb200_nvl72 fp4 TP4 EP4] + 4x[8xgb200_nvl72 fp4 TP8 EP8]" in configs["p00344"]
+    assert "MTP 3 draft(s)" in configs["p00337"] and "MTP" not in configs["p00344"]
+    assert "MTP 3 draft(s)" in configs["p03505"] and "TP8 EP1" in configs["p03505"]
+    assert "EP8" in configs["p00179"] and "TP2" in configs["p00001"]
+    v1 = res[res["point_id"] == "p05645"].set_index("quantity")
+    assert set(v1.index) == {"output_tok_s_per_gpu", "interactivity_tok_s_user"}  # v1 rows publish no TTFT
+    total = float(points.loc["p05645", "total_tok_s_per_gpu"])
+    assert v1.loc["output_tok_s_per_gpu", "published"] == pytest.approx(total * 1024 / 2048)
+    # MTP raises the measured and the simulated interactivity of the same deployment
+    by = res.set_index(["point_id", "quantity"])
+    q = "interactivity_tok_s_user"
+    assert by.loc[("p00337", q), "published"] > by.loc[("p00344", q), "published"]
+    assert by.loc[("p00337", q), "predicted"] > by.loc[("p00344", q), "predicted"]
+
+
+def test_the_disaggregated_point_runs_the_gpus_it_names(points):
+    p = _point(points, "p00344")
+    dep, drafts = ix.point_deployment(p)
+    prefill, decode = dep.fleet.pools
+    assert (prefill.replicas, prefill.shape.gpus, decode.replicas, decode.shape.gpus) == (1, 4, 4, 8)
+    assert dep.fleet.gpus == int(p["num_gpus"]) == 36 and drafts == 0
+    dep_mtp, drafts = ix.point_deployment(_point(points, "p00337"))
+    assert drafts == 3 and dep_mtp.fleet.pools[1].shape.mtp_draft_tokens == 3
+    assert dep_mtp.fleet.pools[0].shape.mtp_draft_tokens == 0  # prefill workers draft nothing
+
+
+BAD = {
+    "amd": ({"hardware": "mi355x"}, "AMD hardware (mi355x)"),
+    "model": ({"model": "Qwen3-Next"}, "model 'Qwen3-Next' is not in the catalog"),
+    "framework": ({"framework": "atom"}, "framework 'atom' is not modelled"),
+    "precision": ({"precision": "int3"}, "precision 'int3' is not modelled"),
+    "no_concurrency": ({"concurrency": np.nan}, "concurrency not given"),
+    "bad_tp": ({"tp": "eight"}, "tp 'eight' is not a whole number"),
+    "bad_flag": ({"dp_attention": "maybe"}, "dp_attention 'maybe' is not true or false"),
+    "ep_tp": ({"tp": "4", "ep": "8"}, "ep 8 does not divide tp 4"),
+    "no_values": ({"output_tok_s_per_gpu_all_gpus": np.nan, "total_tok_s_per_gpu": np.nan,
+                   "interactivity_tok_s_user": np.nan, "ttft_ms": np.nan}, "no published"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD))
+def test_points_that_cannot_be_scored_say_why(points, case):
+    change, reason = BAD[case]
+    p = {**_point(points, "p00179"), **change}
+    rows = ix.score_point(p)
+    assert rows and all(reason in r["skip_reason"] for r in rows)
+    assert all(np.isnan(r["predicted"]) for r in rows)
+
+
+def test_malformed_disaggregated_points_say_why(points):
+    p = _point(points, "p00344")
+    for change, reason in (({"tp": "4"}, "is not P<prefill>/D<decode>"),
+                           ({"notes": "no counts here"}, "without its prefill GPU count"),
+                           ({"disaggregated": False}, "disaggregated=False is not a configuration")):
+        rows = ix.score_point({**p, **change})
+        assert all(reason in r["skip_reason"] for r in rows), (change, rows[0]["skip_reason"])
+    v1_gb200 = points[(points["hardware"] == "gb200_nvl72") & points["num_gpus"].isna()].iloc[0].to_dict()
+    assert "GPU total" in ix.score_point(v1_gb200)[0]["skip_reason"]
+
+
+def test_results_hold_the_documented_columns_and_keep_skipped_points(points):
+    frame = points.loc[["p00179", "p05641", "p00001"]].reset_index(drop=True)
+    frame.loc[1, "hardware"] = "mi300x"
+    res = ix.validate_inferencex(frame, jobs=1)
+    assert list(res.columns) == ix.RESULT_COLUMNS
+    assert list(dict.fromkeys(res["point_id"])) == ["p00179", "p05641", "p00001"]  # file order
+    skipped = res[res["point_id"] == "p05641"]
+    assert len(skipped) == 2 and skipped["predicted"].isna().all()  # one row per published quantity
+    assert skipped["skip_reason"].str.startswith("AMD hardware").all()
+    ok = res[res["point_id"] == "p00179"]
+    assert list(ok["quantity"]) == list(ix.QUANTITIES) and (ok["skip_reason"] == "").all()
+    assert set(ok["interactivity_band"]) == {"100-200"}
+    table = ixr.error_table(res, ["hardware"])
+    assert set(table["hardware"]) == {"b200"} and set(table["points"]) == {2}
+    assert "InferenceX points: 3, scored: 2, skipped: 1" in ixr.format_report(res)
+
+
+def test_the_cli_scores_an_inferencex_file_end_to_end(tmp_path, capsys):
+    out = tmp_path / "out"
+    code = main(["validate", str(POINTS_PATH), "--limit", "3", "--jobs", "1", "--quiet", "--out", str(out)])
+    assert code == 0
+    text = capsys.readouterr().out
+    assert "InferenceX points: 3" in text and "by hardware x framework x model x interactivity_band" in text
+    res = pd.read_csv(out / "inferencex_validation.csv")
+    assert list(res.columns) == ix.RESULT_COLUMNS and res["point_id"].nunique() == 3
+    assert (out / "inferencex_errors.csv").exists()
+    assert sorted(p.name for p in out.glob("*.png")) == ["inferencex_gpt_oss_120b_1k1k.png",
+                                                        "inferencex_gpt_oss_120b_8k1k.png"]
+    assert main(["validate", str(POINTS_PATH), "--system", "tpu_v9", "--quiet"]) == 2
+    assert "no InferenceX points match" in capsys.readouterr().err
+
+
+def test_the_client_draws_lengths_like_the_benchmark():
+    lengths = ix.benchmark_lengths(1024, 20_000, np.random.default_rng(0))
+    assert lengths.min() == int(1024 * ix.RANDOM_RANGE_RATIO) and lengths.max() == 1024
+    assert np.median(lengths) == pytest.approx(0.9 * 1024, rel=0.01)
+
+
+@given(st.integers(1, 64), st.integers(3, 12))
+def test_round_weights_make_every_run_count_like_ten_rounds(clients, rounds):
+    w = ix._round_weights(rounds * clients, clients, rounds)
+    assert w.sum() == pytest.approx(1.0)
+    first = w[:clients].sum()
+    assert first == pytest.approx(1.0 / rounds if rounds >= ix.BENCHMARK_REQUESTS_PER_CLIENT else 0.1)
+
+
+def test_the_image_version_picks_the_stack_it_names():
+    b200 = load_hardware("b200_hgx")
+    by_date, _ = ix.image_stack(b200, "tensorrt-llm", None, "2025-12-15")
+    assert by_date.name == "trtllm_blackwell_2025"
+    by_image, note = ix.image_stack(b200, "tensorrt-llm", "nvcr.io#nvidia/tensorrt-llm/release:1.2.0rc2", "2025-12-15")
+    assert by_image.name == "trtllm_blackwell" and "1.2" in note
+    dynamo, _ = ix.image_stack(b200, "tensorrt-llm", "nvcr.io#nvidia/ai-dynamo/tensorrtllm-runtime:0.7.0.post2",
+                               "2025-12-15")
+    assert dynamo.name == "trtllm_blackwell_2025"  # the Dynamo version says nothing of TensorRT-LLM's
+    older, _ = ix.image_stack(b200, "tensorrt-llm", "nvcr.io/nvidia/tensorrt-llm/release:1.1.0rc2.post2", "2026-02-01")
+    assert older.name == "trtllm_blackwell_2025"
+
+
+def test_a_point_runs_and_reports_the_stack_of_its_image(points):
+    rows = ix.score_point(_point(points, "p00218"))  # B200, 2025-12, TensorRT-LLM 1.2.0rc2
+    assert {r["stack"] for r in rows} == {"trtllm_blackwell"}
+    assert "stack=trtllm_blackwell [image 1.2 is trtllm_blackwell's version]" in rows[0]["config"]
+
+
+@given(st.lists(st.tuples(st.floats(1, 500), st.floats(1, 1e4)), min_size=1, max_size=30))
+def test_the_envelope_is_the_pareto_frontier(pts):
+    x, y = np.array([p[0] for p in pts]), np.array([p[1] for p in pts])
+    ex, ey = ixr.frontier_envelope(x, y)
+    assert np.all(np.diff(ex) > 0) and np.all(np.diff(ey) < 0)
+    for xi, yi in zip(x, y, strict=True):  # nothing measured lies beyond it
+        reach = ixr.envelope_at(ex, ey, [xi])[0]
+        assert reach >= yi * (1 - 1e-9)
+
+
+def test_hardware_ratios_read_both_envelopes_at_the_same_interactivity():
+    rows = []
+    for hw, scale in (("h200", 1.0), ("gb200_nvl72", 4.0)):
+        for i, (inter, tput) in enumerate(((20.0, 1000.0), (50.0, 400.0), (100.0, 100.0))):
+            pid = f"{hw}{i}"
+            for q, pub in (("interactivity_tok_s_user", inter), ("output_tok_s_per_gpu", tput * scale)):
+                pred = pub * (2.0 if hw == "gb200_nvl72" and q == "output_tok_s_per_gpu" else 1.0)
+                rows.append({"point_id": pid, "quantity": q, "predicted": pred, "published": pub,
+                             "rel_error": pred / pub - 1.0, "hardware": hw, "model": "DeepSeek-R1-0528",
+                             "isl": 1024, "osl": 1024, "skip_reason": ""})
+    ratios = ixr.hardware_ratios(pd.DataFrame(rows), others=("gb200_nvl72",), targets=(20.0, 35.0, 50.0, 150.0))
+    r = ratios.set_index("interactivity_tok_s_user")
+    assert r.loc[20.0, "measured_ratio"] == pytest.approx(4.0)
+    assert r.loc[35.0, "measured_ratio"] == pytest.approx(4.0) == r.loc[35.0, "measured_scored_ratio"]
+    assert r.loc[50.0, "simulated_ratio"] == pytest.approx(8.0)
+    assert 150.0 not in r.index  # beyond both envelopes: no row
