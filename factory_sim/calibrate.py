@@ -32,6 +32,7 @@ from factory_sim.errors import ConfigError
 from factory_sim.hardware import load_hardware
 from factory_sim.parallel import map_jobs, worker_count
 from factory_sim.perf.stacks import SoftwareStack, _stack_dir, load_stack, override_stack
+from factory_sim.progress import emit
 from factory_sim.validate import (
     THROUGHPUT_METRICS,
     Skip,
@@ -226,6 +227,7 @@ def _predict(args) -> list[dict[str, float]]:
                 out.append({"ttft_ms": ttft, "tpot_ms": tpot})
         except (Skip, ConfigError):
             out.append({q: math.nan for q in fr.published})
+        emit("calibration", fr.profile)
     return out
 
 

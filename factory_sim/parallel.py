@@ -7,6 +7,8 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any
 
+from factory_sim.progress import forwarded_to_workers
+
 
 def worker_count(jobs: int | None, tasks: int) -> int:
     """Processes to use: `jobs` (default: one per core), never more than the tasks."""
@@ -18,5 +20,6 @@ def map_jobs(fn: Callable[[Any], Any], args: Sequence[Any], jobs: int | None = N
     workers = worker_count(jobs, len(args))
     if workers == 1:
         return [fn(a) for a in args]
-    with ProcessPoolExecutor(max_workers=workers) as pool:
+    # the workers' progress events reach a listening command (leaving the pool first flushes them)
+    with forwarded_to_workers() as events, ProcessPoolExecutor(max_workers=workers, **events) as pool:
         return list(pool.map(fn, args))

@@ -23,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from factory_sim.experiment import FleetSpec, SloTierSpec, parse_experiment
 from factory_sim.parallel import map_jobs
+from factory_sim.progress import emit
 from factory_sim.run import mean_lengths, run_experiment
 from factory_sim.uncertainty import UncertaintySpec, draw
 from factory_sim.yamlio import read_mapping, validate
@@ -185,6 +186,7 @@ def _plan_sample(args) -> pd.DataFrame:
         set_field(raw, path, value)
     spec = PlanSpec.model_validate(raw)
     plan = make_plan(spec.model_copy(update={"confirm_top": 0}), jobs=1)
+    emit("draw", "uncertainty draws")
     plan.insert(0, "sample", index)
     return plan
 

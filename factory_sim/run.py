@@ -22,6 +22,7 @@ from factory_sim.metrics import summarize, summarize_by
 from factory_sim.parallel import map_jobs, worker_count
 from factory_sim.perf.estimate import capacity_req_per_s
 from factory_sim.perf.steptime import StepTimeModel, prefill_attention_pairs
+from factory_sim.progress import emit
 from factory_sim.sim.engine import FleetPlan, SimResult, simulate
 from factory_sim.sim.faults import long_run_availability
 from factory_sim.trace import FAILED
@@ -238,9 +239,10 @@ class _LoadSearch:
             near = min(self.cache, key=lambda x: abs(math.log(x / load)), default=None)
             hint = self.cache[near].e2e_p50_s if near is not None else None
             self.cache[load] = simulate_point(self.exp, self.plan, load, e2e_hint_s=hint)
+            att = ", ".join(f"{t} {s['slo_attainment']:.0%}" for t, s in self.cache[load].summaries.items())
+            unit = "clients" if self.integer else "req/s"
+            emit("simulation", self.plan.name, note=f"{load:.4g} {unit}: {att}")
             if self.progress:
-                att = ", ".join(f"{t} {s['slo_attainment']:.0%}" for t, s in self.cache[load].summaries.items())
-                unit = "clients" if self.integer else "req/s"
                 self.progress(f"{self.plan.name}: {load:.4g} {unit} -> attainment {att}")
         return self.cache[load]
 
@@ -433,6 +435,7 @@ def run_fleet(exp: Experiment, index: int, progress: Callable[[str], None] | Non
         else:  # None: the workload's own rate (or a trace's own times)
             load = exp.load.rate_per_s
         point = simulate_point(exp, plan, load, cap_overload=False)
+        emit("simulation", plan.name, total=1, done=True)
         for tier in tiers:
             rows.append(_row(exp, plan, tier, point, ""))
             points[(plan.name, tier.name)] = point
@@ -450,6 +453,7 @@ def run_fleet(exp: Experiment, index: int, progress: Callable[[str], None] | Non
             point = search.at(best)
             rows.append(_row(exp, plan, tier, point, ""))
             points[(plan.name, tier.name)] = point
+    emit("simulation", plan.name, n=0, done=True)
     return rows, points, len(search.cache)
 
 

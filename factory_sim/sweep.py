@@ -15,13 +15,13 @@ import json
 import os
 import re
 import sys
-import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+from tqdm import tqdm
 
 from factory_sim.errors import ConfigError
 from factory_sim.experiment import default_experiment_path, parse_experiment
@@ -198,7 +198,7 @@ def run_sweep(spec: SweepSpec, base: dict, results: Path, *, jobs: int | None = 
         build_point(base, overrides, source)  # a bad field path or value fails before any work
     done = _done_keys(results)
     todo = [(point_key(o), o) for o in points if point_key(o) not in done]
-    total, started, finished = len(points), time.perf_counter(), len(points) - len(todo)
+    total, finished = len(points), len(points) - len(todo)
     failures: list[str] = []
     if progress and finished:
         print(f"{spec.name}: {finished} of {total} points already in {results}, skipping them", file=sys.stderr)
@@ -217,24 +217,20 @@ def run_sweep(spec: SweepSpec, base: dict, results: Path, *, jobs: int | None = 
             rows.insert(0, "point_key", key)
             rows["point_rows"] = len(rows)
             _append(results, rows)
-        if progress:
-            elapsed = time.perf_counter() - started
-            ran = finished - (total - len(todo))
-            eta = elapsed / ran * (total - finished) if ran else float("nan")
-            bar = "#" * int(30 * finished / total)
-            print(f"\r{spec.name}: [{bar:<30}] {finished}/{total} points, {elapsed:.0f} s, ETA {eta:.0f} s",
-                  end="" if finished < total else "\n", file=sys.stderr, flush=True)
+        bar.update(1)
 
-    if scheduler:
-        for outcome in _on_dask(scheduler, args):
-            record(*outcome)
-    elif jobs == 1:
-        for a in args:
-            record(*_run_point(a))
-    else:
-        with ProcessPoolExecutor(max_workers=jobs) as pool:
-            for fut in as_completed([pool.submit(_run_point, a) for a in args]):
-                record(*fut.result())
+    with tqdm(total=total, initial=finished, desc=spec.name, unit="point", disable=not progress, leave=False,
+              file=sys.stderr, dynamic_ncols=True) as bar:
+        if scheduler:
+            for outcome in _on_dask(scheduler, args):
+                record(*outcome)
+        elif jobs == 1:
+            for a in args:
+                record(*_run_point(a))
+        else:
+            with ProcessPoolExecutor(max_workers=jobs) as pool:
+                for fut in as_completed([pool.submit(_run_point, a) for a in args]):
+                    record(*fut.result())
     if failures:
         raise ConfigError("sweep", f"{len(failures)} point(s) are invalid and were not run: " + "; ".join(failures))
     return pd.read_csv(results) if results.exists() else pd.DataFrame()

@@ -17,6 +17,7 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from factory_sim.parallel import map_jobs
+from factory_sim.progress import emit
 
 _STRICT = ConfigDict(extra="forbid")
 
@@ -138,6 +139,8 @@ def _run_sample(args):
         summary = run_experiment(parse_experiment(raw, source=f"sample {index}"), jobs=1).summary
     except ConfigError as exc:
         return index, overrides, str(exc)
+    finally:
+        emit("draw", "uncertainty draws")
     return index, overrides, summary
 
 

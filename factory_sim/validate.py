@@ -37,6 +37,7 @@ from factory_sim.perf.memory import plan_memory
 from factory_sim.perf.replica import ReplicaShape
 from factory_sim.perf.stacks import SoftwareStack, builtin_stack_names, load_stack, select_stack
 from factory_sim.perf.steptime import StepTimeModel, effective_context
+from factory_sim.progress import emit
 from factory_sim.sim.engine import FleetPlan, PoolPlan, simulate
 
 MEASURED_POINT_COLUMNS = {"system", "model", "backend", "mode", "isl", "osl", "concurrency", "ttft_ms", "tpot_ms"}
@@ -384,9 +385,11 @@ def _score_rows(args) -> list[dict]:
         try:
             ttft, tpot, config = predict(row, stacks=stacks)
         except (Skip, ConfigError) as why:
+            emit("validation", "measured points")
             out.append({**base, "quantity": "", "predicted": np.nan, "published": np.nan, "rel_error": np.nan,
                         "config": "", "skipped": str(why)})
             continue
+        emit("validation", "measured points")
         for quantity, predicted in (("ttft_ms", ttft), ("tpot_ms", tpot)):
             published = float(row[quantity])
             out.append({**base, "quantity": quantity, "predicted": predicted, "published": published,
@@ -844,9 +847,11 @@ def _score_throughput(args) -> list[dict]:
         try:
             predicted, config = predict_throughput(row, stacks)
         except (Skip, ConfigError) as why:
+            emit("validation", "throughput rows")
             out.append({**base, "predicted": np.nan, "published": _num(row, "value", np.nan), "rel_error": np.nan,
                         "config": "", "skipped": str(why)})
             continue
+        emit("validation", "throughput rows")
         published = float(row["value"])
         out.append({**base, "predicted": predicted, "published": published,
                     "rel_error": (predicted - published) / published, "config": config, "skipped": ""})
