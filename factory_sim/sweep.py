@@ -187,11 +187,12 @@ def _append(results: Path, rows: pd.DataFrame) -> None:
 
 
 def run_sweep(spec: SweepSpec, base: dict, results: Path, *, jobs: int | None = None, source: str = "sweep",
-              progress: bool = True, scheduler: str | None = None) -> pd.DataFrame:
+              progress: bool = True, scheduler: str | None = None, quiet: bool = False) -> pd.DataFrame:
     """Run every point not yet in `results`, appending each as it finishes; returns all rows.
 
     Points run in local processes, or on an existing Dask cluster when `scheduler` names
     one (tcp://HOST:PORT, or a distributed.Client / LocalCluster address).
+    `progress` draws a bar on stderr; unless `quiet`, a line says which points were already done.
     """
     points = sweep_points(spec.sweep)
     for overrides in points[:1]:
@@ -200,7 +201,7 @@ def run_sweep(spec: SweepSpec, base: dict, results: Path, *, jobs: int | None = 
     todo = [(point_key(o), o) for o in points if point_key(o) not in done]
     total, finished = len(points), len(points) - len(todo)
     failures: list[str] = []
-    if progress and finished:
+    if not quiet and finished:
         print(f"{spec.name}: {finished} of {total} points already in {results}, skipping them", file=sys.stderr)
     jobs = max(1, min(jobs or os.cpu_count() or 1, len(todo) or 1))
     args = [(k, o, base, source) for k, o in todo]

@@ -115,3 +115,30 @@ def test_words_for_columns_and_fields():
     assert field_label("fleets[0].decode.replicas") == "fleet 1 decode: replicas"
     assert field_label("cost.tier") == "price tier"
     assert field_label("workload.arrivals.rate_per_s") == "arrival rate (requests/s)"
+
+
+def test_plan_frontier_and_band_tables_fit_and_use_words():
+    from factory_sim.plan import PLAN_COLUMNS
+    from factory_sim.results.tables import FRONTIER_TABLE, KEYS, PLAN_TABLE, band_columns, frame_text
+
+    plan = pd.DataFrame([{c: 1234.5 for c in PLAN_COLUMNS} | {"rank": 1, "candidate": "gb300_rack_with_a_long_name",
+                                                                "hardware": "gb300_nvl72", "confirmed": True,
+                                                                "within_power_budget": False, "headroom": 0.15}])
+    text = frame_text(plan, PLAN_TABLE, keys=2)
+    assert max(len(line) for line in text.splitlines()) <= TABLE_WIDTH
+    assert "racks/nodes" in text and "SLO met at scale" in text and "15.0%" in text and "yes" in text
+    assert "usd_per_hour" not in text and "within_power_budget" not in text
+    from factory_sim.results.tables import format_plan
+
+    marked = format_plan(plan, {"gb300_nvl72"})
+    assert "1234*" in marked and "* placeholder price: the $/GPU-hour of gb300_nvl72" in marked
+    assert max(len(line) for line in marked.splitlines()) <= TABLE_WIDTH
+    front = pd.DataFrame([{"hardware": "h200_sxm", "fleet": "h200", "concurrency": 64, "tokens_per_s_per_user_p50": 20.3,
+                           "tokens_per_s_per_gpu": 1716.0, "ttft_p50_s": 0.4, "tpot_p50_s": 0.049,
+                           "usd_per_m_output_tokens": 0.23}])
+    assert "tok/s/user p50" in frame_text(front, FRONTIER_TABLE, keys=2)
+    bands = pd.DataFrame([{"fleet": "f", "tier": "t"} | {f"{m}_p{q}": 1.0 for m in ("usd_per_m_goodput_tokens",
+                                                                                   "goodput_tokens_per_s")
+                                                        for q in (5, 50, 95)}])
+    text = frame_text(bands, [*KEYS, *band_columns(("usd_per_m_goodput_tokens", "goodput_tokens_per_s"))], keys=2)
+    assert "$/M goodput p95" in text and "goodput tok/s p5" in text

@@ -309,6 +309,90 @@ def format_table(summary: pd.DataFrame, *, placeholder_hardware: Iterable[str] =
     return "\n".join(out + wrap(notes["after"]))
 
 
+def _yes_no(v) -> str:
+    return "yes" if bool(v) else "no"
+
+
+def _g4(v) -> str:
+    return f"{v:,.0f}" if abs(v) >= 1e4 else f"{v:.4g}"
+
+
+PLAN_TABLE = (
+    Column("rank", "rank", lambda v: f"{v:.0f}"),
+    Column("candidate", "candidate", str, True),
+    Column("hardware", "hardware", str, True),
+    Column("units", "units", lambda v: f"{v:.0f}"),
+    Column("purchase_units", "racks/nodes", lambda v: f"{v:.0f}"),
+    Column("gpus", "GPUs", lambda v: f"{v:,.0f}"),
+    Column("power_mw", "MW", _g4),
+    Column("usd_per_hour", "$/hour", _g4),
+    Column("usd_per_m_output_tokens", "$/M out", lambda v: f"{v:.4f}"),
+    Column("unit_capacity_req_per_s", "unit max req/s", _g4),
+    Column("capacity_req_per_s", "fleet max req/s", _g4),
+    Column("headroom", "headroom", _pct(1)),
+    Column("slo_attainment", "SLO met at scale", _pct(1)),
+    Column("confirmed", "confirmed", _yes_no, True),
+    Column("within_power_budget", "in budget", _yes_no, True),
+)
+
+FRONTIER_TABLE = (
+    Column("hardware", "hardware", str, True),
+    Column("fleet", "fleet", str, True),
+    Column("concurrency", "clients", lambda v: f"{v:.0f}"),
+    Column("tokens_per_s_per_user_p50", "tok/s/user p50", lambda v: f"{v:.1f}"),
+    Column("tokens_per_s_per_gpu", "out tok/s/GPU", lambda v: f"{v:,.0f}"),
+    Column("ttft_p50_s", "TTFT p50 s", lambda v: f"{v:.3f}"),
+    Column("tpot_p50_s", "TPOT p50 ms", lambda v: f"{v * 1e3:.1f}"),
+    Column("usd_per_m_output_tokens", "$/M out", lambda v: f"{v:.4f}"),
+)
+
+# short words for the metrics whose p5 / p50 / p95 bands are printed
+BAND_HEADERS = {"usd_per_m_goodput_tokens": "$/M goodput", "goodput_tokens_per_s": "goodput tok/s",
+                "units": "units", "gpus": "GPUs", "power_mw": "MW", "usd_per_hour": "$/hour"}
+
+
+def band_columns(metrics: Sequence[str]) -> list[Column]:
+    """p5 / p50 / p95 columns of each metric, headed e.g. '$/M goodput p95'."""
+    return [Column(f"{m}_p{q}", f"{BAND_HEADERS.get(m, m)} p{q}", _g4) for m in metrics for q in (5, 50, 95)]
+
+
+def frame_text(df: pd.DataFrame, columns: Sequence[Column], keys: int = 1, width: int = TABLE_WIDTH) -> str:
+    """Any results frame as an aligned text table of `columns` (those it has), in blocks no
+    wider than `width`, each starting with the first `keys` columns."""
+    columns = [c for c in columns if c.name in df.columns]
+    rows = [[cell(r[c.name], c.fmt) for c in columns] for _, r in df.iterrows()]
+    return text_table(rows, columns, keys=keys, width=width)
+
+
+def placeholder_in_fleets(fleets, cost_basis: str = "tier") -> set[str]:
+    """Like placeholder_priced, for fleet specs (a plan's candidates) before they are built."""
+    from factory_sim.hardware import load_hardware
+
+    if cost_basis != "tier":
+        return set()
+    named = {f.hardware for f in fleets if f.hardware}
+    named |= {pool.hardware for f in fleets for role in ("prefill", "decode", "aggregated")
+              for _, pool in f.pools_of(role) if pool.hardware}
+    return {hw.name for hw in map(load_hardware, sorted(named)) if hw.placeholder_price}
+
+
+def format_plan(plan: pd.DataFrame, placeholder_hardware: Iterable[str] = (), width: int = TABLE_WIDTH) -> str:
+    """A plan's ranked candidates in blocks of at most `width` characters; the $/hour of
+    placeholder-priced hardware marked, with the footnote."""
+    placeholder = set(placeholder_hardware)
+    flagged = [bool(placeholder & set(_hardware_parts(hw))) for hw in plan["hardware"]]
+    columns = list(PLAN_TABLE)
+    if any(flagged):
+        i = next(j for j, c in enumerate(columns) if c.name == "usd_per_hour")
+        price = columns[i].fmt
+        plan = plan.assign(usd_per_hour=[cell(v, price) + (PLACEHOLDER_MARK if f and not is_missing(v) else " ")
+                                         for v, f in zip(plan["usd_per_hour"], flagged, strict=True)])
+        columns[i] = Column("usd_per_hour", columns[i].header, str)
+    text = frame_text(plan, columns, keys=2, width=width)
+    shown = {h for hw in plan["hardware"] for h in _hardware_parts(hw)} & placeholder
+    return text + ("\n" + textwrap.fill(placeholder_note(shown), width, subsequent_indent="  ") if shown else "")
+
+
 def placeholder_priced(exp) -> set[str]:
     """Hardware of the experiment's fleets priced from a placeholder $/GPU-hour (tier pricing
     only: ownership cost uses the planner's own capital cost)."""
