@@ -75,7 +75,7 @@ class Bars:
         from tqdm import tqdm
 
         if key not in self._bars:
-            self._bars[key] = tqdm(total=self.totals.get(key), desc=key, unit=self.unit, position=len(self._bars),
+            self._bars[key] = tqdm(total=self.totals.get(key), desc=key, unit=" " + self.unit, position=len(self._bars),
                                    leave=False, file=sys.stderr, dynamic_ncols=True, mininterval=0.2)
         return self._bars[key]
 

@@ -220,7 +220,7 @@ def run_sweep(spec: SweepSpec, base: dict, results: Path, *, jobs: int | None = 
             _append(results, rows)
         bar.update(1)
 
-    with tqdm(total=total, initial=finished, desc=spec.name, unit="point", disable=not progress, leave=False,
+    with tqdm(total=total, initial=finished, desc=spec.name, unit=" point", disable=not progress, leave=False,
               file=sys.stderr, dynamic_ncols=True) as bar:
         if scheduler:
             for outcome in _on_dask(scheduler, args):
