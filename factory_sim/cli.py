@@ -21,20 +21,22 @@ EXIT_BAD_INPUT = 2
 
 
 def _cmd_run(args) -> int:
+    from factory_sim.progress import Bars, on_terminal
     from factory_sim.results.files import atomic_write, write_results
-    from factory_sim.results.tables import format_table
+    from factory_sim.results.tables import format_table, placeholder_priced
     from factory_sim.studies.assemble import default_experiment_path, load_experiment
-    from factory_sim.studies.run import run_experiment, stderr_progress
+    from factory_sim.studies.run import run_experiment
 
+    _report_needs_out(args)
     path = Path(args.experiment) if args.experiment else default_experiment_path()
     overrides = {"requests": args.requests} if args.requests is not None else {}
     exp = load_experiment(path, **overrides)
     started = time.perf_counter()
-    progress = None if args.quiet else stderr_progress
     if not args.quiet:
         print(f"factory-sim {__version__}: running '{exp.name}' ({len(exp.fleets)} fleets x "
               f"{len(exp.slo_tiers)} SLO tiers, model {exp.model})", file=sys.stderr)
-    result = run_experiment(exp, jobs=args.jobs, progress=progress)
+    with Bars("simulation", unit="sim", enabled=on_terminal(args.quiet)):
+        result = run_experiment(exp, jobs=args.jobs)
     wall = time.perf_counter() - started
     print(f"{exp.name}: {exp.description}" if exp.description else exp.name)
     print(f"model {exp.model_spec.display_name}; workload {exp.workload_spec.name}; "
@@ -42,7 +44,7 @@ def _cmd_run(args) -> int:
           f"load: {exp.load.mode}" + (f" (SLO attainment >= {exp.load.target_attainment:.0%})"
                                        if exp.load.mode == "max_goodput" else ""))
     print()
-    print(format_table(result.summary))
+    print(format_table(result.summary, placeholder_hardware=placeholder_priced(exp)))
     print()
     print(f"{result.simulations} simulations in {wall:.1f} s")
     samples = args.samples if args.samples is not None else exp.uncertainty.samples
@@ -60,42 +62,43 @@ def _cmd_run(args) -> int:
             atomic_write(Path(args.out) / "samples.csv", lambda p: sample_rows.to_csv(p, index=False))
             atomic_write(Path(args.out) / "bands.csv", lambda p: band_rows.to_csv(p, index=False))
             files += [Path(args.out) / "samples.csv", Path(args.out) / "bands.csv"]
+        _record_command(args, args.out, options={"requests": args.requests, "samples": samples},
+                        wall_s=round(wall, 1), simulations=result.simulations)
         print("wrote " + ", ".join(str(f) for f in files))
+        _maybe_report(args, args.out)
     return 0
 
 
 def _run_uncertainty(path: Path, exp, samples: int, overrides: dict, args):
     import yaml
 
+    from factory_sim.results.tables import KEYS, band_columns, frame_text
     from factory_sim.studies.uncertainty import bands, run_samples
 
     if not exp.uncertainty.inputs:
         raise ConfigError("uncertainty.inputs", "--samples needs distributions under uncertainty.inputs, e.g. "
                                                 "cost.price_scale: {kind: uniform, low: 0.8, high: 1.2}")
+    from factory_sim.progress import Bars, on_terminal
+
     raw = yaml.safe_load(path.read_text())
     raw.update(overrides)
     started = time.perf_counter()
-    rows = run_samples(raw, exp.uncertainty, samples, jobs=args.jobs)
+    with Bars("draw", unit="draw", enabled=on_terminal(args.quiet), totals={"uncertainty draws": samples}):
+        rows = run_samples(raw, exp.uncertainty, samples, jobs=args.jobs)
     b = bands(rows)
     print(f"\nuncertainty: {samples} Latin-hypercube draws of {', '.join(exp.uncertainty.inputs)} "
           f"({time.perf_counter() - started:.1f} s)")
-    cols = ["fleet", "tier"] + [f"{m}_p{q}" for m in ("usd_per_m_goodput_tokens", "goodput_tokens_per_s")
-                                for q in (5, 50, 95)]
-    with pd.option_context("display.width", 250, "display.max_columns", None, "display.float_format", "{:.4g}".format):
-        print(b[cols].to_string(index=False))
+    print(frame_text(b, [*KEYS, *band_columns(("usd_per_m_goodput_tokens", "goodput_tokens_per_s"))], keys=2))
     return rows, b
 
 
 def _cmd_validate(args) -> int:
-    from factory_sim.fidelity.measured import validate_points
-    from factory_sim.fidelity.mlperf import (
-        format_throughput_report,
-        load_reference,
-        throughput_rows,
-        validate_throughput,
-    )
-    from factory_sim.fidelity.report import error_summary, format_report, plot_predicted_vs_published
+    from factory_sim.fidelity.mlperf import load_reference, throughput_rows
+    from factory_sim.fidelity.stack_errors import SNAPSHOT_NAME, error_by_stack
+    from factory_sim.progress import Bars, on_terminal
     from factory_sim.results.files import atomic_write
+
+    _report_needs_out(args)
 
     if args.scenarios:
         from factory_sim.fidelity.inferencex import is_inferencex_file
@@ -131,6 +134,28 @@ def _cmd_validate(args) -> int:
         matched += len(calibration)
     if not matched:
         raise ConfigError("--system/--model/--backend", "no rows match these filters")
+    totals = {name: len(rows) for name, rows in (("throughput rows", calibration), ("measured points", points))
+              if rows is not None and len(rows)}
+    bars = Bars("validation", unit="row", enabled=on_terminal(args.quiet), totals=totals)
+    with bars:
+        thr, results = _validate_rows(args, calibration, points, out)
+    if out is not None:
+        by_stack = error_by_stack(results, thr)
+        atomic_write(out / SNAPSHOT_NAME, lambda p: by_stack.to_csv(p, index=False))
+        _record_command(args, out, options={"scenarios": args.scenarios, "system": args.system,
+                                            "model": args.model, "backend": args.backend, "limit": args.limit})
+        print(f"wrote {out / SNAPSHOT_NAME} (median |error| by stack profile, held-out rows apart)")
+        _maybe_report(args, out)
+    return 0
+
+
+def _validate_rows(args, calibration, points, out):
+    from factory_sim.fidelity.measured import validate_points
+    from factory_sim.fidelity.mlperf import format_throughput_report, validate_throughput
+    from factory_sim.fidelity.report import error_summary, format_report, plot_predicted_vs_published
+    from factory_sim.results.files import atomic_write
+
+    thr = results = None
     if calibration is not None and len(calibration):
         started = time.perf_counter()
         thr = validate_throughput(calibration, jobs=args.jobs)
@@ -151,13 +176,13 @@ def _cmd_validate(args) -> int:
             atomic_write(out / "validation_summary.csv", lambda p: error_summary(results).to_csv(p, index=False))
             atomic_write(out / "validation.png", lambda p: plot_predicted_vs_published(results, p))
             print(f"wrote {out / 'validation.csv'}, {out / 'validation_summary.csv'}, {out / 'validation.png'}")
-    return 0
+    return thr, results
 
 
 def _cmd_calibrate(args) -> int:
     from factory_sim.fidelity.calibrate import calibrate, format_calibration, write_profiles
     from factory_sim.fidelity.mlperf import load_reference
-    from factory_sim.studies.run import stderr_progress
+    from factory_sim.progress import Bars, on_terminal
 
     calibration, points = [], []
     for source in args.rows or [None]:
@@ -167,11 +192,13 @@ def _cmd_calibrate(args) -> int:
         if "points" in ref:
             points.append(ref["points"])
     started = time.perf_counter()
-    fits, skipped = calibrate(pd.concat(calibration, ignore_index=True) if calibration else None,
-                              pd.concat(points, ignore_index=True) if points else None,
-                              points_sample=args.points, profiles=args.profile, rounds=args.rounds,
-                              jobs=args.jobs, loo=not args.no_loo, parameters=args.parameter,
-                              progress=None if args.quiet else stderr_progress)
+    shown = on_terminal(args.quiet)
+    with Bars("calibration", unit="row", enabled=shown) as bars:
+        fits, skipped = calibrate(pd.concat(calibration, ignore_index=True) if calibration else None,
+                                  pd.concat(points, ignore_index=True) if points else None,
+                                  points_sample=args.points, profiles=args.profile, rounds=args.rounds,
+                                  jobs=args.jobs, loo=not args.no_loo, parameters=args.parameter,
+                                  progress=bars.write if shown else None)
     if not fits:
         raise ConfigError("ROWS", "no stack profile has enough rows to fit "
                                   "(give calibration rows or measured points, or another --profile)")
@@ -183,6 +210,7 @@ def _cmd_calibrate(args) -> int:
 
 
 def _cmd_sweep(args) -> int:
+    from factory_sim.progress import on_terminal
     from factory_sim.studies.sweep import load_sweep, run_sweep
 
     spec, base = load_sweep(args.sweep)
@@ -191,24 +219,30 @@ def _cmd_sweep(args) -> int:
         raise ConfigError("--out", f"{out} is a folder; name the results file (CSV)")
     out.parent.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
-    df = run_sweep(spec, base, out, jobs=args.jobs, source=args.sweep, progress=not args.quiet,
-                   scheduler=args.scheduler)
+    df = run_sweep(spec, base, out, jobs=args.jobs, source=args.sweep, progress=on_terminal(args.quiet),
+                   scheduler=args.scheduler, quiet=args.quiet)
     print(f"{spec.name}: {df['point_key'].nunique() if len(df) else 0} points, {len(df)} rows in {out} "
           f"({time.perf_counter() - started:.1f} s)")
+    if len(df):
+        _maybe_report(args, out, spec_yaml=Path(args.sweep).read_text())
     return 0
 
 
 def _cmd_frontier(args) -> int:
     import numpy as np
 
+    from factory_sim.progress import Bars, on_terminal
     from factory_sim.results.files import atomic_write
+    from factory_sim.results.tables import FRONTIER_TABLE, Column, frame_text, placeholder_note, placeholder_priced
     from factory_sim.studies.assemble import default_experiment_path, load_experiment
-    from factory_sim.studies.frontier import cost_at_interactivity, crossings, frontier, plot_frontier
+    from factory_sim.studies.frontier import cost_at_interactivity, crossings, frontier, plot_frontier, ratio_table
 
+    _report_needs_out(args)
     path = Path(args.experiment) if args.experiment else default_experiment_path()
     exp = load_experiment(path)
     started = time.perf_counter()
-    points = frontier(exp, points=args.points, jobs=args.jobs)
+    with Bars("simulation", unit="sim", enabled=on_terminal(args.quiet)):
+        points = frontier(exp, points=args.points, jobs=args.jobs)
     reference = args.reference or points.loc[points["fleet"] == exp.reference, "hardware"].iloc[0]
     if reference not in set(points["hardware"]):
         raise ConfigError("--reference", f"no fleet of hardware '{reference}' in this experiment; use one of "
@@ -217,24 +251,25 @@ def _cmd_frontier(args) -> int:
     curves = cost_at_interactivity(points, grid)
     cross = crossings(curves, reference, per_mw=cost_at_interactivity(points, grid, "tokens_per_s_per_mw"))
     front = points[points["on_frontier"]].sort_values(["hardware", "tokens_per_s_per_user_p50"])
-    with pd.option_context("display.width", 200, "display.max_columns", None, "display.float_format", "{:.4g}".format):
-        print(f"{exp.name}: frontier points (output tokens/s/GPU vs median tokens/s/user), {exp.cost.tier} prices")
-        print(front[["hardware", "fleet", "concurrency", "tokens_per_s_per_user_p50", "tokens_per_s_per_gpu",
-                     "ttft_p50_s", "usd_per_m_output_tokens"]].to_string(index=False))
-        print("\n$ per million output tokens at each interactivity (- : not reachable on the frontier)")
-        table = curves.copy()
-        for hw in curves.columns[1:]:
-            if hw != reference:
-                table[f"{reference}/{hw}"] = curves[reference] / curves[hw]
-        print(table.to_string(index=False, na_rep="-"))
-        print(f"\nwhere {reference} costs 15x / 35x more per output token:")
-        for _, r in cross.iterrows():
-            start = r["from_tokens_per_s_per_user"]
-            where = (f"from {start:g} tok/s/user, with {r['tokens_per_s_per_mw_ratio_there']:.1f}x the tokens/s "
-                     f"per MW there" if np.isfinite(start) else "never on this grid")
-            print(f"  {r['hardware']}: {r['factor']:g}x {where} (largest ratio {r['max_ratio']:.1f}x at "
-                  f"{r['max_ratio_at_tokens_per_s_per_user']:g} tok/s/user)")
-    print(f"\n{len(points)} simulations in {time.perf_counter() - started:.1f} s")
+    print(f"{exp.name}: frontier points (output tokens/s/GPU vs median tokens/s/user), {exp.cost.tier} prices")
+    print(frame_text(front, FRONTIER_TABLE, keys=2))
+    print("\n$ per million output tokens at each interactivity (- : not reachable on the frontier);")
+    print(f"{reference}/HW: {reference}'s cost over HW's, how many times cheaper HW is")
+    table = ratio_table(curves, reference)
+    print(frame_text(table, [Column("tokens_per_s_per_user", "tok/s/user", lambda v: f"{v:g}")]
+                     + [Column(c, c, lambda v: f"{v:.4g}") for c in table.columns[1:]]))
+    placeholder = placeholder_priced(exp)
+    if placeholder:
+        print(placeholder_note(placeholder).replace("these rows'", "their"))
+    print(f"\nwhere {reference} costs 15x / 35x more per output token:")
+    for _, r in cross.iterrows():
+        start = r["from_tokens_per_s_per_user"]
+        where = (f"from {start:g} tok/s/user, with {r['tokens_per_s_per_mw_ratio_there']:.1f}x the tokens/s "
+                 f"per MW there" if np.isfinite(start) else "never on this grid")
+        print(f"  {r['hardware']}: {r['factor']:g}x {where} (largest ratio {r['max_ratio']:.1f}x at "
+              f"{r['max_ratio_at_tokens_per_s_per_user']:g} tok/s/user)")
+    wall = time.perf_counter() - started
+    print(f"\n{len(points)} simulations in {wall:.1f} s")
     if args.out:
         out = Path(args.out)
         if out.exists() and not out.is_dir():
@@ -243,24 +278,31 @@ def _cmd_frontier(args) -> int:
         atomic_write(out / "cost_curves.csv", lambda p: curves.to_csv(p, index=False))
         atomic_write(out / "crossings.csv", lambda p: cross.to_csv(p, index=False))
         atomic_write(out / "frontier.png", lambda p: plot_frontier(points, p))
-        print(f"wrote frontier.csv, cost_curves.csv, crossings.csv and frontier.png to {out}")
+        atomic_write(out / "experiment.yaml", lambda p: p.write_text(path.read_text()))
+        _record_command(args, out, options={"points": args.points, "reference": reference,
+                                            "interactivity": grid.tolist()}, wall_s=round(wall, 1),
+                        simulations=len(points))
+        print(f"wrote frontier.csv, cost_curves.csv, crossings.csv, frontier.png and experiment.yaml to {out}")
+        _maybe_report(args, out)
     return 0
 
 
 def _cmd_plan(args) -> int:
+    from factory_sim.progress import Bars, on_terminal
     from factory_sim.results.files import atomic_write
+    from factory_sim.results.tables import Column, band_columns, format_plan, frame_text, placeholder_in_fleets
     from factory_sim.studies.capacity import budget_capacity, load_plan, make_plan
-    from factory_sim.studies.run import stderr_progress
 
+    _report_needs_out(args)
     spec = load_plan(args.plan)
     started = time.perf_counter()
-    plan = make_plan(spec, jobs=args.jobs, progress=None if args.quiet else stderr_progress)
+    with Bars("simulation", unit="sim", enabled=on_terminal(args.quiet)):
+        plan = make_plan(spec, jobs=args.jobs)
     demand = plan["demand_req_per_s"].iloc[0]
     print(f"{spec.name}: {demand:.4g} req/s of {spec.model} at TTFT <= {spec.slo.ttft_s:g} s, "
           f"TPOT <= {spec.slo.tpot_s * 1e3:g} ms for >= {spec.target_attainment:.0%} of requests")
     shown = plan.head(spec.top)
-    with pd.option_context("display.width", 250, "display.max_columns", None, "display.float_format", "{:.4g}".format):
-        print(shown.drop(columns=["note", "demand_req_per_s"]).to_string(index=False, na_rep="-"))
+    print(format_plan(shown, placeholder_in_fleets(spec.candidates, spec.cost.get("basis", "tier"))))
     for _, r in shown.iterrows():
         if r["note"]:
             print(f"  {r['candidate']}: {r['note']}")
@@ -282,16 +324,45 @@ def _cmd_plan(args) -> int:
             raise ConfigError("uncertainty.inputs", "--samples needs distributions under uncertainty.inputs, e.g. "
                                                     "demand.rate_per_s: {kind: uniform, low: 2500, high: 3500}")
         started = time.perf_counter()
-        _, bands = plan_bands(read_mapping(args.plan, "plan"), spec, samples, jobs=args.jobs)
+        with Bars("draw", unit="draw", enabled=on_terminal(args.quiet), totals={"uncertainty draws": samples}):
+            _, bands = plan_bands(read_mapping(args.plan, "plan"), spec, samples, jobs=args.jobs)
         print(f"\nfleet size under uncertainty: {samples} Latin-hypercube draws of "
               f"{', '.join(spec.uncertainty.inputs)} ({time.perf_counter() - started:.1f} s)")
-        with pd.option_context("display.width", 250, "display.max_columns", None,
-                               "display.float_format", "{:.4g}".format):
-            print(bands.to_string(index=False))
+        print(frame_text(bands, [Column("candidate", "candidate", str, True),
+                                 Column("samples", "draws", lambda v: f"{v:.0f}"),
+                                 Column("feasible_share", "can serve", lambda v: f"{v:.0%}"),
+                                 *band_columns(("units", "gpus", "power_mw", "usd_per_hour"))]))
         if args.out:
             target = Path(args.out).with_name(Path(args.out).stem + "_bands.csv")
             atomic_write(target, lambda p: bands.to_csv(p, index=False))
             print(f"wrote {target}")
+    if args.out:
+        _maybe_report(args, args.out, spec_yaml=Path(args.plan).read_text())
+    return 0
+
+
+def _report_needs_out(args) -> None:
+    if getattr(args, "report", False) and not args.out:
+        raise ConfigError("--report", "the report is made from the results files: give --out as well")
+
+
+def _record_command(args, out, **facts) -> None:
+    from factory_sim.results.html_report import write_command
+
+    write_command(out, args.command, args.argv, **facts)
+
+
+def _maybe_report(args, results, spec_yaml: str | None = None) -> None:
+    if getattr(args, "report", False):
+        from factory_sim.results.html_report import write_report
+
+        print(f"wrote {write_report(results, spec_yaml=spec_yaml)}")
+
+
+def _cmd_report(args) -> int:
+    from factory_sim.results.html_report import write_report
+
+    print(f"wrote {write_report(args.results, args.out)}")
     return 0
 
 
@@ -333,6 +404,9 @@ def _cmd_init(args) -> int:
     return 0
 
 
+REPORT_HELP = "also write report.html: the results as one page to open in a browser (needs --out)"
+
+
 def _add_jobs(sub: argparse.ArgumentParser) -> None:
     sub.add_argument("--jobs", type=int, default=None, metavar="N",
                      help="parallel processes (default: one per core)")
@@ -357,7 +431,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="requests per simulation (overrides the experiment's `requests`)")
     run.add_argument("--samples", type=int, default=None, metavar="N",
                      help="uncertainty draws (overrides uncertainty.samples); prints p5/p50/p95 bands")
-    run.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+    run.add_argument("--quiet", action="store_true", help="no progress bars on stderr (none either when stderr "
+                                                          "is not a terminal)")
+    run.add_argument("--report", action="store_true", help=REPORT_HELP)
     run.set_defaults(func=_cmd_run)
 
     lst = sub.add_parser("list", help="show the built-in catalog", description="Show the built-in catalog.")
@@ -384,8 +460,9 @@ def build_parser() -> argparse.ArgumentParser:
     val.add_argument("--backend", action="append", help="only measured rows of this backend (repeatable; "
                                                          "InferenceX: its framework, e.g. dynamo-trtllm)")
     val.add_argument("--limit", type=int, metavar="N", help="only the first N rows of each file (after filters)")
-    val.add_argument("--quiet", action="store_true", help="no progress bar (InferenceX points)")
     _add_jobs(val)
+    val.add_argument("--quiet", action="store_true", help="no progress bars on stderr")
+    val.add_argument("--report", action="store_true", help=REPORT_HELP)
     val.set_defaults(func=_cmd_validate)
 
     cal = sub.add_parser(
@@ -409,7 +486,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="fit only this constant, the others held (repeatable; default: every constant the "
                           "profile sets, e.g. gemm_scale, hbm_efficiency, prefill_moe_layer_latency_s)")
     cal.add_argument("--no-loo", action="store_true", help="skip the leave-one-group-out error")
-    cal.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+    cal.add_argument("--quiet", action="store_true", help="no progress bars on stderr")
     _add_jobs(cal)
     cal.set_defaults(func=_cmd_calibrate)
 
@@ -423,6 +500,8 @@ def build_parser() -> argparse.ArgumentParser:
     swp.add_argument("--scheduler", metavar="tcp://HOST:PORT",
                      help="run the points on this Dask cluster (needs: pip install 'factory-sim[dask]')")
     swp.add_argument("--quiet", action="store_true", help="no progress bar")
+    swp.add_argument("--report", action="store_true",
+                     help="also write the results as one page (FILE.html beside the results CSV)")
     swp.set_defaults(func=_cmd_sweep)
 
     fr = sub.add_parser(
@@ -439,6 +518,8 @@ def build_parser() -> argparse.ArgumentParser:
                                                               "(default: the reference fleet's)")
     fr.add_argument("--out", metavar="DIR", help="write frontier.csv, cost_curves.csv, crossings.csv, frontier.png")
     _add_jobs(fr)
+    fr.add_argument("--quiet", action="store_true", help="no progress bars on stderr")
+    fr.add_argument("--report", action="store_true", help=REPORT_HELP)
     fr.set_defaults(func=_cmd_frontier)
 
     pl = sub.add_parser(
@@ -450,7 +531,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_jobs(pl)
     pl.add_argument("--samples", type=int, default=None, metavar="N",
                     help="uncertainty draws (overrides uncertainty.samples): p5/p50/p95 of units, GPUs, MW, $/hour")
-    pl.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+    pl.add_argument("--quiet", action="store_true", help="no progress bars on stderr")
+    pl.add_argument("--report", action="store_true",
+                    help="also write the plan as one page (FILE.html beside the CSV; needs --out)")
     pl.set_defaults(func=_cmd_plan)
 
     plt_ = sub.add_parser(
@@ -466,6 +549,15 @@ def build_parser() -> argparse.ArgumentParser:
                                        "(default usd_per_m_goodput_tokens)")
     plt_.set_defaults(func=_cmd_plot)
 
+    rpt = sub.add_parser(
+        "report", help="one HTML page of results, to open from disk and share",
+        description="Render the results of run, frontier or validate (their --out folder), or of plan or sweep "
+                    "(their CSV) as one self-contained HTML page: what was simulated, the tables (sortable), the "
+                    "figures, and the fidelity of the stacks used. It loads nothing from the network.")
+    rpt.add_argument("results", metavar="RESULTS", help="a results folder, or a plan or sweep CSV")
+    rpt.add_argument("--out", metavar="FILE.html", help="default: RESULTS/report.html, or the CSV's name with .html")
+    rpt.set_defaults(func=_cmd_report)
+
     init = sub.add_parser("init", help="write the default experiment as a YAML file to start from",
                           description="Write the default experiment, with comments, to FILE.")
     init.add_argument("file", metavar="FILE")
@@ -477,6 +569,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # as typed, for the report
     if getattr(args, "jobs", None) is not None and args.jobs < 1:
         parser.error("--jobs must be >= 1")
     if getattr(args, "requests", None) is not None and args.requests < 1:

@@ -36,6 +36,7 @@ from factory_sim.fidelity.deployments import Skip, row_stack
 from factory_sim.fidelity.measured import deployment, predict
 from factory_sim.fidelity.mlperf import THROUGHPUT_METRICS, benchmark, predict_throughput
 from factory_sim.perf.stacks import override_stack
+from factory_sim.progress import emit
 from factory_sim.studies.workers import map_jobs, worker_count
 
 
@@ -222,6 +223,7 @@ def _predict(args) -> list[dict[str, float]]:
                 out.append({"ttft_ms": ttft, "tpot_ms": tpot})
         except (Skip, ConfigError):
             out.append({q: math.nan for q in fr.published})
+        emit("calibration", fr.profile)
     return out
 
 

@@ -35,6 +35,7 @@ from factory_sim.fidelity.deployments import (
     served_formats,
 )
 from factory_sim.perf.shape import ReplicaShape
+from factory_sim.progress import emit
 from factory_sim.results.metrics import latencies
 from factory_sim.sim.engine import FleetLayout, PoolLayout, simulate
 from factory_sim.studies.workers import map_jobs, worker_count
@@ -218,9 +219,11 @@ def _score_rows(args) -> list[dict]:
         try:
             ttft, tpot, config = predict(row, stacks=stacks)
         except (Skip, ConfigError) as why:
+            emit("validation", "measured points")
             out.append({**base, "quantity": "", "predicted": np.nan, "published": np.nan, "rel_error": np.nan,
                         "config": "", "skipped": str(why)})
             continue
+        emit("validation", "measured points")
         for quantity, predicted in (("ttft_ms", ttft), ("tpot_ms", tpot)):
             published = float(row[quantity])
             out.append({**base, "quantity": quantity, "predicted": predicted, "published": published,

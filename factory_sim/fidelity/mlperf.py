@@ -44,6 +44,7 @@ from factory_sim.perf.estimate import capacity_req_per_s
 from factory_sim.perf.memory import plan_memory
 from factory_sim.perf.shape import ReplicaShape
 from factory_sim.perf.steptime import StepTimeModel, effective_context
+from factory_sim.progress import emit
 from factory_sim.results.metrics import latencies
 from factory_sim.sim.engine import FleetLayout, PoolLayout, simulate
 from factory_sim.studies.load_search import bisect_log
@@ -496,9 +497,11 @@ def _score_throughput(args) -> list[dict]:
         try:
             predicted, config = predict_throughput(row, stacks)
         except (Skip, ConfigError) as why:
+            emit("validation", "throughput rows")
             out.append({**base, "predicted": np.nan, "published": row_number(row, "value", np.nan), "rel_error": np.nan,
                         "config": "", "skipped": str(why)})
             continue
+        emit("validation", "throughput rows")
         published = float(row["value"])
         out.append({**base, "predicted": predicted, "published": published,
                     "rel_error": (predicted - published) / published, "config": config, "skipped": ""})

@@ -1,7 +1,9 @@
 """Results written to disk: summary, per-request traces and the experiment used.
 
 Files are written atomically (a temporary file in the same folder, then a rename), so an
-interrupted run leaves either the previous file or the new one, never half of one.
+interrupted run leaves either the previous file or the new one, never half of one. A new
+file gets the permissions any program of the user's would give it (0666 less the umask); a
+replaced file keeps its own.
 """
 
 from __future__ import annotations
@@ -16,6 +18,13 @@ import pandas as pd
 from factory_sim.errors import ConfigError
 
 
+def _umask() -> int:
+    """The process umask (reading it means setting it; it is set straight back)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
     """Call write(tmp) on a temporary file beside `path`, then rename it into place."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -23,6 +32,9 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
     os.close(fd)
     try:
         write(Path(tmp))
+        # mkstemp creates the file 0600; the result is the user's, readable as their umask allows
+        mode = path.stat().st_mode & 0o777 if path.exists() else 0o666 & ~_umask()
+        os.chmod(tmp, mode)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -22,6 +22,7 @@ from pydantic import ConfigDict
 
 from factory_sim.catalog import parse, read_mapping
 from factory_sim.config.plan import PlanSpec
+from factory_sim.progress import emit
 from factory_sim.studies.assemble import fleet_layouts, parse_experiment
 from factory_sim.studies.run import mean_lengths, run_experiment
 from factory_sim.studies.uncertainty import draw
@@ -152,6 +153,7 @@ def _plan_sample(args) -> pd.DataFrame:
         set_field(raw, path, value)
     spec = parse(PlanSpec, raw, f"sample {index}")
     plan = make_plan(spec.model_copy(update={"confirm_top": 0}), jobs=1)
+    emit("draw", "uncertainty draws")
     plan.insert(0, "sample", index)
     return plan
 

@@ -23,6 +23,7 @@ from factory_sim.catalog import parse
 from factory_sim.config.experiment import Experiment
 from factory_sim.config.workload import ClosedLoopArrivals
 from factory_sim.errors import ConfigError
+from factory_sim.progress import emit
 from factory_sim.results.cost import (
     fleet_power_kw,
     fleet_usd_per_hour,
@@ -67,8 +68,11 @@ def _fleet_points(args) -> list[dict]:
         hardware += " mtp"  # its own curve: the same hardware with multi-token prediction
     tier = exp.slo_evaluations[0][0]
     rows = []
-    for clients in concurrency_ladder(max_clients, points):
+    ladder = concurrency_ladder(max_clients, points)
+    emit("simulation", plan.name, n=0, total=len(ladder))
+    for clients in ladder:
         s = simulate_point(_closed_loop(exp, clients), plan, float(clients)).summaries[tier]
+        emit("simulation", plan.name, note=f"{clients} clients")
         if not s["tokens_per_s_per_gpu"] > 0 or not math.isfinite(s["tokens_per_s_per_user_p50"]):
             continue
         rows.append({
@@ -128,6 +132,16 @@ def cost_at_interactivity(points: pd.DataFrame, interactivity: np.ndarray,
         value[x > np.exp(xs[-1]) * (1 + 1e-9)] = np.nan
         out[hw] = value
     return pd.DataFrame(out)
+
+
+def ratio_table(curves: pd.DataFrame, reference: str) -> pd.DataFrame:
+    """The cost curves with, per other hardware, how many times its cost the reference's is
+    (columns `REFERENCE/HARDWARE`)."""
+    table = curves.copy()
+    for hw in curves.columns[1:]:
+        if hw != reference:
+            table[f"{reference}/{hw}"] = curves[reference] / curves[hw]
+    return table
 
 
 def crossings(curves: pd.DataFrame, reference: str, factors=(15.0, 35.0),

@@ -13,6 +13,7 @@ from typing import Any
 
 from factory_sim.config.experiment import Experiment
 from factory_sim.config.workload import ClosedLoopArrivals
+from factory_sim.progress import emit
 from factory_sim.sim.engine import FleetLayout
 
 
@@ -46,9 +47,10 @@ class LoadSearch:
             near = min(self.cache, key=lambda x: abs(math.log(x / load)), default=None)
             hint = self.cache[near].e2e_p50_s if near is not None else None
             self.cache[load] = self.simulate(self.exp, self.plan, load, e2e_hint_s=hint)
+            att = ", ".join(f"{t} {s['slo_attainment']:.0%}" for t, s in self.cache[load].summaries.items())
+            unit = "clients" if self.integer else "req/s"
+            emit("simulation", self.plan.name, note=f"{load:.4g} {unit}: {att}")
             if self.progress:
-                att = ", ".join(f"{t} {s['slo_attainment']:.0%}" for t, s in self.cache[load].summaries.items())
-                unit = "clients" if self.integer else "req/s"
                 self.progress(f"{self.plan.name}: {load:.4g} {unit} -> attainment {att}")
         return self.cache[load]
 

@@ -20,6 +20,7 @@ from factory_sim.config.experiment import Experiment
 from factory_sim.config.workload import ClosedLoopArrivals
 from factory_sim.perf.estimate import capacity_req_per_s
 from factory_sim.perf.steptime import StepTimeModel, prefill_attention_pairs
+from factory_sim.progress import emit
 from factory_sim.results.cost import (
     fleet_power_kw,
     fleet_usd_per_hour,
@@ -377,6 +378,7 @@ def run_fleet(exp: Experiment, index: int, progress: Callable[[str], None] | Non
         else:  # None: the workload's own rate (or a trace's own times)
             load = exp.load.rate_per_s
         point = simulate_point(exp, plan, load, cap_overload=False)
+        emit("simulation", plan.name, total=1, done=True)
         for tier in tiers:
             rows.append(_row(exp, plan, tier, point, ""))
             points[(plan.name, tier.name)] = point
@@ -394,6 +396,7 @@ def run_fleet(exp: Experiment, index: int, progress: Callable[[str], None] | Non
             point = search.at(best)
             rows.append(_row(exp, plan, tier, point, ""))
             points[(plan.name, tier.name)] = point
+    emit("simulation", plan.name, n=0, done=True)
     return rows, points, len(search.cache)
 
 

@@ -15,11 +15,11 @@ import json
 import os
 import re
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
+from tqdm import tqdm
 
 from factory_sim.catalog import parse, read_mapping
 from factory_sim.config.sweep import SweepAxes, SweepSpec
@@ -140,20 +140,21 @@ def _append(results: Path, rows: pd.DataFrame) -> None:
 
 
 def run_sweep(spec: SweepSpec, base: dict, results: Path, *, jobs: int | None = None, source: str = "sweep",
-              progress: bool = True, scheduler: str | None = None) -> pd.DataFrame:
+              progress: bool = True, scheduler: str | None = None, quiet: bool = False) -> pd.DataFrame:
     """Run every point not yet in `results`, appending each as it finishes; returns all rows.
 
     Points run in local processes, or on an existing Dask cluster when `scheduler` names
     one (tcp://HOST:PORT, or a distributed.Client / LocalCluster address).
+    `progress` draws a bar on stderr; unless `quiet`, a line says which points were already done.
     """
     points = sweep_points(spec.sweep)
     for overrides in points[:1]:
         build_point(base, overrides, source)  # a bad field path or value fails before any work
     done = _done_keys(results)
     todo = [(point_key(o), o) for o in points if point_key(o) not in done]
-    total, started, finished = len(points), time.perf_counter(), len(points) - len(todo)
+    total, finished = len(points), len(points) - len(todo)
     failures: list[str] = []
-    if progress and finished:
+    if not quiet and finished:
         print(f"{spec.name}: {finished} of {total} points already in {results}, skipping them", file=sys.stderr)
     args = [(k, o, base, source) for k, o in todo]
 
@@ -169,16 +170,12 @@ def run_sweep(spec: SweepSpec, base: dict, results: Path, *, jobs: int | None = 
             rows.insert(0, "point_key", key)
             rows["point_rows"] = len(rows)
             _append(results, rows)
-        if progress:
-            elapsed = time.perf_counter() - started
-            ran = finished - (total - len(todo))
-            eta = elapsed / ran * (total - finished) if ran else float("nan")
-            bar = "#" * int(30 * finished / total)
-            print(f"\r{spec.name}: [{bar:<30}] {finished}/{total} points, {elapsed:.0f} s, ETA {eta:.0f} s",
-                  end="" if finished < total else "\n", file=sys.stderr, flush=True)
+        bar.update(1)
 
-    for outcome in as_finished(_run_point, args, jobs=jobs, scheduler=scheduler):
-        record(*outcome)
+    with tqdm(total=total, initial=finished, desc=spec.name, unit=" point", disable=not progress, leave=False,
+              file=sys.stderr, dynamic_ncols=True) as bar:
+        for outcome in as_finished(_run_point, args, jobs=jobs, scheduler=scheduler):
+            record(*outcome)
     if failures:
         raise ConfigError("sweep", f"{len(failures)} point(s) are invalid and were not run: " + "; ".join(failures))
     return pd.read_csv(results) if results.exists() else pd.DataFrame()

@@ -16,6 +16,7 @@ import pandas as pd
 from pydantic import ConfigDict
 
 from factory_sim.config.uncertainty import UncertaintySpec
+from factory_sim.progress import emit
 from factory_sim.studies.workers import map_jobs
 
 _STRICT = ConfigDict(extra="forbid")
@@ -56,6 +57,8 @@ def _run_sample(args):
         summary = run_experiment(parse_experiment(raw, source=f"sample {index}"), jobs=1).summary
     except ConfigError as exc:
         return index, overrides, str(exc)
+    finally:
+        emit("draw", "uncertainty draws")
     return index, overrides, summary
 
 

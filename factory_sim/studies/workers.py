@@ -9,6 +9,7 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from typing import Any
 
 from factory_sim.errors import ConfigError
+from factory_sim.progress import forwarded_to_workers
 
 
 def worker_count(jobs: int | None, tasks: int) -> int:
@@ -21,7 +22,8 @@ def map_jobs(fn: Callable[[Any], Any], args: Sequence[Any], jobs: int | None = N
     workers = worker_count(jobs, len(args))
     if workers == 1:
         return [fn(a) for a in args]
-    with ProcessPoolExecutor(max_workers=workers) as pool:
+    # the workers' progress events reach a listening command (leaving the pool first flushes them)
+    with forwarded_to_workers() as events, ProcessPoolExecutor(max_workers=workers, **events) as pool:
         return list(pool.map(fn, args))
 
 
@@ -36,7 +38,8 @@ def as_finished(fn: Callable[[Any], Any], args: Sequence[Any], jobs: int | None 
         for a in args:
             yield fn(a)
         return
-    with ProcessPoolExecutor(max_workers=worker_count(jobs, len(args))) as pool:
+    with forwarded_to_workers() as events, \
+            ProcessPoolExecutor(max_workers=worker_count(jobs, len(args)), **events) as pool:
         for fut in as_completed([pool.submit(fn, a) for a in args]):
             yield fut.result()
 

@@ -63,6 +63,9 @@ def test_run_with_samples_writes_bands(tmp_path, capsys):
     assert {"usd_per_m_goodput_tokens_p5", "usd_per_m_goodput_tokens_p95"} <= set(b.columns)
     assert main(["plot", str(tmp_path / "o" / "bands.csv"), "--kind", "bands", "--out", str(tmp_path / "b")]) == 0
     assert (tmp_path / "b.png").stat().st_size > 1000
+    assert main(["report", str(tmp_path / "o")]) == 0  # the bands in the page, with their figure
+    page = (tmp_path / "o" / "report.html").read_text()
+    assert "Uncertainty" in page and "p5, p50 and p95 over 3 Latin-hypercube draws" in page and "Cost bands" in page
     raw["uncertainty"]["inputs"]["fleets[0].stack_overrides.hbm_efficiency"] = {"kind": "uniform", "low": 1.5,
                                                                                "high": 2.0}
     exp.write_text(yaml.safe_dump(raw))
