@@ -26,6 +26,7 @@ from factory_sim.fidelity.deployments import (
     QUANT_TO_PRECISION,
     Skip,
     catalog_names,
+    read_reference_csv,
     row_number,
     row_stack,
     row_text,
@@ -146,15 +147,6 @@ def load_reference(path: str | Path | None) -> dict[str, pd.DataFrame]:
     missing_c = ", ".join(sorted(CALIBRATION_COLUMNS - set(df.columns)))
     raise ConfigError("SCENARIOS", f"{path} is neither a measured-points file (missing columns {missing_p}) nor a "
                                    f"calibration file (missing columns {missing_c}); fix its header row")
-
-
-def read_reference_csv(p: Path) -> pd.DataFrame:
-    try:
-        return pd.read_csv(p)
-    except FileNotFoundError:
-        raise ConfigError("SCENARIOS", f"no such file: {p}") from None
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-        raise ConfigError("SCENARIOS", f"{p} is not a readable CSV file: {exc}") from None
 
 
 def throughput_rows(df: pd.DataFrame) -> pd.DataFrame:
