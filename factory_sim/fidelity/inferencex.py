@@ -61,7 +61,6 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Iterable, Sequence
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import replace
 from pathlib import Path
 
@@ -77,9 +76,10 @@ from factory_sim.fidelity.deployments import Skip
 from factory_sim.fidelity.measured import Deployment, deployment
 from factory_sim.fidelity.mlperf import MTP_ACCEPTANCE
 from factory_sim.perf.stacks import select_stack, stack_generation
+from factory_sim.progress import emit
 from factory_sim.results.metrics import latencies
 from factory_sim.sim.engine import simulate
-from factory_sim.studies.workers import worker_count
+from factory_sim.studies.workers import as_finished, worker_count
 
 # Columns that identify the format (a header holding them all is an InferenceX points file).
 INFERENCEX_COLUMNS = frozenset({
@@ -550,7 +550,11 @@ def score_point(p: dict, *, rounds: int = SIM_ROUNDS, seed: int = 0) -> list[dic
 
 def _score_chunk(args) -> list[dict]:
     records, rounds, seed = args
-    return [r for p in records for r in score_point(p, rounds=rounds, seed=seed)]
+    out = []
+    for p in records:
+        out.extend(score_point(p, rounds=rounds, seed=seed))
+        emit("validation", "InferenceX points")
+    return out
 
 
 def _cost(p: dict) -> float:
@@ -561,30 +565,16 @@ def _cost(p: dict) -> float:
         return 1.0
 
 
-def validate_inferencex(points: pd.DataFrame, *, jobs: int | None = None, progress: bool = False,
-                        rounds: int = SIM_ROUNDS, seed: int = 0) -> pd.DataFrame:
+def validate_inferencex(points: pd.DataFrame, *, jobs: int | None = None, rounds: int = SIM_ROUNDS,
+                        seed: int = 0) -> pd.DataFrame:
     """Result rows (RESULT_COLUMNS) for every point, scored or skipped with the reason, in file order."""
-    from tqdm import tqdm
-
     records = points.to_dict("records")
     workers = worker_count(jobs, len(records))
-    out: list[dict] = []
-    with tqdm(total=len(records), disable=not progress, unit="point", desc="InferenceX points",
-              dynamic_ncols=True) as bar:
-        if workers == 1:
-            for p in records:
-                out.extend(score_point(p, rounds=rounds, seed=seed))
-                bar.update(1)
-        else:
-            # costliest points first, in small chunks, so no core idles at the end
-            ordered = sorted(records, key=_cost, reverse=True)
-            size = max(1, min(8, len(ordered) // (workers * 8)))
-            chunks = [ordered[i:i + size] for i in range(0, len(ordered), size)]
-            with ProcessPoolExecutor(max_workers=workers) as pool:
-                futures = {pool.submit(_score_chunk, (chunk, rounds, seed)): len(chunk) for chunk in chunks}
-                for fut in as_completed(futures):
-                    out.extend(fut.result())
-                    bar.update(futures[fut])
+    # costliest points first, in small chunks, so no core idles at the end
+    ordered = sorted(records, key=_cost, reverse=True) if workers > 1 else records
+    size = max(1, min(8, len(ordered) // (workers * 8))) if workers > 1 else max(1, len(ordered))
+    chunks = [(ordered[i:i + size], rounds, seed) for i in range(0, len(ordered), size)]
+    out = [row for rows in as_finished(_score_chunk, chunks, jobs=workers) for row in rows]
     df = pd.DataFrame(out, columns=RESULT_COLUMNS)
     order = {pid: i for i, pid in enumerate(points["point_id"])}
     q_order = {q: i for i, q in enumerate(("", *QUANTITIES))}

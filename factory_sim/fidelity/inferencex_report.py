@@ -25,6 +25,7 @@ from factory_sim.fidelity.inferencex import (
     validate_inferencex,
 )
 from factory_sim.fidelity.report import client_band
+from factory_sim.progress import Bars, on_terminal
 
 SOURCES = {"gminneci/mantile": "result files (Dec 2025-Jan 2026)",
            "vngcloud/InferenceX-app": "dashboard API (Oct 2025-Jun 2026)",
@@ -288,7 +289,6 @@ def run_validation(path: str | Path | None = None, *, out: str | Path | None = N
     """`factory-sim validate POINTS.csv`: score, print the report (and the DeepSeek-R1 hardware
     ratios), and with `out` write inferencex_validation.csv, inferencex_errors.csv,
     inferencex_ratios.csv and one frontier PNG per model and sequence length."""
-    import sys
     import time
 
     from factory_sim.results.files import atomic_write
@@ -300,7 +300,8 @@ def run_validation(path: str | Path | None = None, *, out: str | Path | None = N
     if not len(points):
         raise ConfigError("--system/--model/--backend", "no InferenceX points match these filters")
     started = time.perf_counter()
-    results = validate_inferencex(points, jobs=jobs, progress=not quiet and sys.stderr.isatty(), rounds=rounds)
+    with Bars("validation", unit="point", enabled=on_terminal(quiet), totals={"InferenceX points": len(points)}):
+        results = validate_inferencex(points, jobs=jobs, rounds=rounds)
     wall = time.perf_counter() - started
     print(format_report(results))
     ratios = hardware_ratios(results)
