@@ -317,6 +317,22 @@ def test_bad_factory_on_the_command_line_is_one_line_and_exit_2(tmp_path, capsys
     assert not (tmp_path / "o" / "partitions").exists()
 
 
+def test_the_benchmark_case_is_the_factory_it_says():
+    factory = load_factory(Path(__file__).resolve().parent.parent / "benchmarks" / "factory_case.yaml")
+    gpus = {}
+    for cell in factory.cells:
+        for hw, n in cell.gpus_by_hardware.items():
+            gpus[hw] = gpus.get(hw, 0) + n
+    assert gpus == {"gb200_nvl72": 36_000, "gb300_nvl72": 28_800, "h200_sxm": 19_840, "b200_hgx": 15_040}
+    assert (gpus["gb200_nvl72"] + gpus["gb300_nvl72"]) // 72 == 900 and len(factory.cells) == 334
+    door = factory.front_door
+    for model in ("deepseek_r1", "kimi_k2", "gpt_oss_120b", "llama3_3_70b"):  # offered load near 60% of capacity
+        capacity = sum(c.capacity_req_per_s for c in factory.cells if c.model == model)
+        offered = sum(door.expected_arrivals(t, j) for t, s in enumerate(door.tenants) for j in range(60)
+                      if factory.cells[s.cells[0]].model == model) / 3600
+        assert 0.55 < offered / capacity < 0.65, model
+
+
 def test_schema_names_the_field():
     with pytest.raises(ConfigError) as info:
         parse_factory({**factory(), "cels": []})

@@ -31,6 +31,10 @@ def test_a_shipped_example_loads_and_its_fleets_fit(path: Path):
         assert points
         for overrides in points:
             assert build_point(base, overrides, path.stem).fleet_plans()
+    elif path.stem.startswith("factory"):
+        from factory_sim.studies.factory import load_factory
+
+        assert load_factory(path).cells
     else:
         plans = load_experiment(path).fleet_plans()
         assert plans and all(pool.replicas >= 1 for plan in plans for pool in plan.pools)
