@@ -31,6 +31,8 @@ _EXPORTS = {
     "run_experiment": "factory_sim.run",
     "load_sweep": "factory_sim.sweep",
     "run_sweep": "factory_sim.sweep",
+    "load_factory": "factory_sim.studies.factory",
+    "run_factory": "factory_sim.studies.factory",
     "load_points": "factory_sim.validate",
     "validate_points": "factory_sim.validate",
 }

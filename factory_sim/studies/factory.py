@@ -752,7 +752,7 @@ _SHOWN = (("group", "group", str), ("arrivals", "arrivals", "{:,.0f}"), ("served
           ("ttft_p50_s", "TTFT p50 s", "{:.3f}"), ("ttft_p99_s", "TTFT p99 s", "{:.3f}"),
           ("tpot_p50_s", "TPOT p50 ms", "ms"), ("tpot_p99_s", "TPOT p99 ms", "ms"),
           ("gpus", "GPUs", "{:,.0f}"), ("usd_per_m_goodput_tokens", "$/M goodput", "{:.4f}"),
-          ("tokens_per_s_per_mw", "tok/s/MW", "{:,.0f}"), ("energy_mwh", "MWh", "{:.3f}"))
+          ("tokens_per_s_per_mw", "tok/s/MW", "{:,.0f}"), ("energy_mwh", "MWh", "{:.4g}"))
 
 
 def format_metrics(metrics: pd.DataFrame) -> str:
@@ -811,11 +811,11 @@ def run_factory_command(path: Path, args) -> int:
     print(f"front door: {int(ledger['arrivals_intended'].sum()):,} arrivals = "
           f"{int(ledger['served_by_cell'].sum()):,} sent to cells (of which "
           f"{int(ledger['of_which_failed_over'].sum()):,} failed over) + "
-          f"{int(ledger['rejected_no_cell'].sum()):,} rejected with no cell up + "
+          f"{int(ledger['rejected_no_cell'].sum()):,} rejected as their cell was down with none to fail over to + "
           f"{int(ledger['rejected_power_cap'].sum()):,} shed at the power cap; each counted once")
     shed = power[power["shed_fraction"] > 0]
-    print(f"power: expected draw {power['draw_mw'].max():.3f} MW at most of a {spec.site.power_budget_mw:g} MW "
-          f"budget; {total['energy_mwh']:.3f} MWh (${total['energy_usd']:,.2f} at ${spec.site.usd_per_mwh:g}/MWh)"
+    print(f"power: expected draw {power['draw_mw'].max():.4g} MW at most of a {spec.site.power_budget_mw:g} MW "
+          f"budget; {total['energy_mwh']:.4g} MWh (${total['energy_usd']:,.2f} at ${spec.site.usd_per_mwh:g}/MWh)"
           + (f"; load shed in {len(shed)} of {len(power)} steps (up to {shed['shed_fraction'].max():.1%})"
              if len(shed) else ""))
     simulated = sum(s["requests_simulated"] for s in result.stats)
