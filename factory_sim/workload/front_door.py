@@ -97,6 +97,7 @@ class FrontDoor:
         self.idle_kw, self.peak_kw = np.asarray(idle_kw, dtype=float), np.asarray(peak_kw, dtype=float)
         self.budget_kw = budget_kw
         self._shed: dict[int, float] = {}
+        self._offered: dict[int, np.ndarray] = {}
 
     # -- the rate ------------------------------------------------------------------------
     def step_bounds(self, j: int) -> tuple[float, float]:
@@ -134,12 +135,16 @@ class FrontDoor:
 
     def offered_req_per_s(self, j: int) -> np.ndarray:
         """Expected requests/s each cell receives in step j, before the power cap."""
+        if j in self._offered:
+            return self._offered[j]
         offered = np.zeros(len(self.cells))
         for t, tenant in enumerate(self.tenants):
             rate = self.expected_arrivals(t, j) / self.step_s
             weights = np.asarray(tenant.weights, dtype=float)
             routes, _ = self.routing(t, j)
             offered[list(tenant.cells)] += rate * (weights / weights.sum()) @ routes
+        offered.flags.writeable = False
+        self._offered[j] = offered
         return offered
 
     def power_kw(self, j: int, shed: float | None = None) -> np.ndarray:
