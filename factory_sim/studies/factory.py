@@ -401,8 +401,8 @@ class _Progress:
         self.done.setdefault(s["cell"], set()).add(s["window"])
         self.sim_s += s["recorded_s"]
         self.requests += s["requests_simulated"]
-        self.bar.update(1)
         self._postfix()
+        self.bar.update(1)
 
     def _postfix(self) -> None:
         cells = sum(self.done.get(c, set()) >= w for c, w in self.windows.items())
