@@ -31,6 +31,8 @@ _EXPORTS = {
     "run_experiment": "factory_sim.studies.run",
     "load_sweep": "factory_sim.studies.sweep",
     "run_sweep": "factory_sim.studies.sweep",
+    "load_factory": "factory_sim.studies.factory",
+    "run_factory": "factory_sim.studies.factory",
     "load_points": "factory_sim.fidelity.measured",
     "validate_points": "factory_sim.fidelity.measured",
 }

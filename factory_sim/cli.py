@@ -29,6 +29,17 @@ def _cmd_run(args) -> int:
 
     _report_needs_out(args)
     path = Path(args.experiment) if args.experiment else default_experiment_path()
+    if args.experiment:
+        from factory_sim.catalog import read_mapping
+        from factory_sim.config.factory import is_factory
+
+        if is_factory(read_mapping(path, "experiment", "a mapping of fields (name, model, workload, ...)")):
+            from factory_sim.studies.factory import run_factory_command
+
+            return run_factory_command(path, args)
+    if args.scheduler:
+        raise ConfigError("--scheduler", "runs factory files (with a top-level `cells:`) on a Dask cluster; "
+                                         "an experiment runs on local processes (--jobs)")
     overrides = {"requests": args.requests} if args.requests is not None else {}
     exp = load_experiment(path, **overrides)
     started = time.perf_counter()
@@ -420,10 +431,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"factory-sim {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    run = sub.add_parser("run", help="run an experiment (the built-in default without a path)",
-                         description="Run an experiment YAML and print its summary table.")
-    run.add_argument("experiment", nargs="?", help="experiment YAML (default: the built-in default experiment)")
-    run.add_argument("--out", metavar="DIR", help="write summary.csv, the per-request traces and the experiment here")
+    run = sub.add_parser("run", help="run an experiment or a factory (the built-in default experiment without a path)",
+                         description="Run an experiment YAML and print its summary table, or a factory YAML (a "
+                                     "file with a top-level `cells:`): its cells' time windows as tasks, traces "
+                                     "to Parquet partitions under --out, metrics by cell, tenant, model, hardware "
+                                     "and window. A factory run started again resumes from the finished partitions.")
+    run.add_argument("experiment", nargs="?", help="experiment or factory YAML (default: the built-in default "
+                                                   "experiment)")
+    run.add_argument("--out", metavar="DIR", help="write summary.csv, the per-request traces and the experiment here "
+                                                  "(a factory: partitions, metrics.csv, front_door.csv, power.csv; "
+                                                  "default NAME_out)")
     run.add_argument("--trace-format", choices=("parquet", "csv"), default="parquet",
                      help="per-request trace file format (default: parquet; csv is gzip-compressed)")
     _add_jobs(run)
@@ -431,6 +448,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="requests per simulation (overrides the experiment's `requests`)")
     run.add_argument("--samples", type=int, default=None, metavar="N",
                      help="uncertainty draws (overrides uncertainty.samples); prints p5/p50/p95 bands")
+    run.add_argument("--scheduler", metavar="tcp://HOST:PORT",
+                     help="a factory file: run its cells on this Dask cluster (default: local processes)")
     run.add_argument("--quiet", action="store_true", help="no progress bars on stderr (none either when stderr "
                                                           "is not a terminal)")
     run.add_argument("--report", action="store_true", help=REPORT_HELP)

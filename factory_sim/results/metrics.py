@@ -80,6 +80,15 @@ def _latencies(
     }
 
 
+def meets_slo(trace: Trace, slo: SloLike) -> np.ndarray:
+    """Which requests met their SLO; a sequence of targets is indexed by `trace.slo_class`.
+
+    Requests that were rejected, timed out or never finished do not meet it; a request with
+    one output token meets the TPOT target vacuously.
+    """
+    return _meets(latencies(trace), trace.output_tokens, *_targets(trace, slo))
+
+
 def measurement_window(
     trace: Trace, warmup_s: float = 0.0, cooldown_s: float = 0.0
 ) -> tuple[float, float]:

@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 
 from factory_sim.config.experiment import SloTarget
 from factory_sim.errors import ConfigError
-from factory_sim.results.metrics import SUMMARY_KEYS, latencies, measurement_window, summarize, summarize_by
+from factory_sim.results.metrics import SUMMARY_KEYS, latencies, measurement_window, meets_slo, summarize, summarize_by
 from factory_sim.results.trace import DONE, PENDING, REJECTED, TIMED_OUT, Trace
 
 NAN = math.nan
@@ -58,6 +58,13 @@ def test_latencies_by_hand():
 def _goodput_counts(s: dict) -> tuple[float, float]:
     """Requests and output tokens that met their SLO, from a summary's goodput rates."""
     return s["goodput_req_per_s"] * s["window_s"], s["goodput_tokens_per_s"] * s["window_s"]
+
+
+def test_meets_slo_per_request():
+    assert meets_slo(make_trace(ROWS), SLO).tolist() == [False, False, True, False, False, True]
+    relaxed = SloTarget(ttft_s=0.6, tpot_s=0.6, name="relaxed")
+    strict = SloTarget(ttft_s=0.1, tpot_s=0.3, name="strict")
+    assert meets_slo(make_trace(ROWS), [relaxed, strict]).tolist() == [True, False, False, False, False, True]
 
 
 def test_slo_verdicts_single_target():

@@ -33,6 +33,10 @@ def test_a_shipped_example_loads_and_its_fleets_fit(path: Path):
         assert points
         for overrides in points:
             assert fleet_layouts(build_point(base, overrides, path.stem))
+    elif path.stem.startswith("factory"):
+        from factory_sim.studies.assemble_factory import load_factory
+
+        assert load_factory(path).cells
     else:
         plans = fleet_layouts(load_experiment(path))
         assert plans and all(pool.replicas >= 1 for plan in plans for pool in plan.pools)
