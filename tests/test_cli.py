@@ -21,12 +21,9 @@ def _write(tmp_path, text, name="exp.yaml"):
     return p
 
 
-def test_default_run_prints_every_column():
+def test_default_run_prints_every_column(default_run_stdout):
     """The README's first command: `factory-sim run` with no arguments."""
-    proc = subprocess.run([sys.executable, "-m", "factory_sim.cli", "run", "--quiet"], capture_output=True,
-                          text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr
-    out = proc.stdout
+    out = default_run_stdout
     for header in ("fleet", "tier", "hardware", "GPUs", "req/s", "tok/s/GPU", "tok/s/user", "TTFT p50 s",
                    "TTFT p99 s", "TPOT p50 ms", "TPOT p99 ms", "SLO met", "goodput tok/s", "kW", "$/hour",
                    "$/M out", "$/M goodput", "cost vs ref"):
