@@ -336,17 +336,10 @@ def apply_sets(folder: Path, d: Directive) -> None:
 # -- generated regions: the YAML references ------------------------------------------------
 
 
-def _first_import(*targets: str):
-    """The first of `module:attribute` that imports: the same generator before and after a
-    module moves."""
-    errors = []
-    for target in targets:
-        module, _, attr = target.partition(":")
-        try:
-            return getattr(importlib.import_module(module), attr)
-        except (ImportError, AttributeError) as exc:
-            errors.append(f"{target}: {exc}")
-    raise ImportError("; ".join(errors))
+def _attr(target: str):
+    """`module:attribute`, imported."""
+    module, _, attr = target.partition(":")
+    return getattr(importlib.import_module(module), attr)
 
 
 def _anchor(path: str) -> str:
@@ -571,14 +564,13 @@ def _bounds(f) -> str:
 
 
 def _experiment_schemas() -> tuple[type, type, type]:
-    return (_first_import("factory_sim.config.experiment:Experiment", "factory_sim.experiment:Experiment"),
-            _first_import("factory_sim.config.plan:PlanSpec", "factory_sim.plan:PlanSpec"),
-            _first_import("factory_sim.config.sweep:SweepSpec", "factory_sim.sweep:SweepSpec"))
+    return (_attr("factory_sim.config.experiment:Experiment"), _attr("factory_sim.config.plan:PlanSpec"),
+            _attr("factory_sim.config.sweep:SweepSpec"))
 
 
 def _choices() -> dict[tuple[str, str], tuple[str, ...]]:
     """Values a validator checks that the type does not show."""
-    routers = _first_import("factory_sim.sim.router:ROUTER_POLICIES")
+    routers = _attr("factory_sim.config.experiment:ROUTER_POLICIES")
     return {("FleetSpec", "router"): tuple(routers)}
 
 
@@ -600,13 +592,11 @@ def gen_file_schemas(_: list[str]) -> str:
     page = SchemaPage(level=4)
     parts = []
     for title, root, targets in (
-            ("A hardware profile", "hardware", ("factory_sim.config.hardware:HardwareProfile",
-                                                "factory_sim.hardware:HardwareProfile")),
-            ("A model", "model", ("factory_sim.config.model:ModelSpec", "factory_sim.models:ModelSpec")),
-            ("A software-stack profile", "stack", ("factory_sim.config.stack:SoftwareStack",
-                                                   "factory_sim.perf.stacks:SoftwareStack"))):
+            ("A hardware profile", "hardware", "factory_sim.config.hardware:HardwareProfile"),
+            ("A model", "model", "factory_sim.config.model:ModelSpec"),
+            ("A software-stack profile", "stack", "factory_sim.config.stack:SoftwareStack")):
         before = len(page.order)
-        page.add(_first_import(*targets), "", root)
+        page.add(_attr(targets), "", root)
         parts.append(f"### {title}\n\n" + page.render(page.order[before:]))
     return "\n\n".join(parts)
 
@@ -614,6 +604,7 @@ def gen_file_schemas(_: list[str]) -> str:
 # -- generated regions: the command table --------------------------------------------------
 
 GUIDES = {"run": ("getting started", "getting-started.md"), "init": ("getting started", "getting-started.md"),
+          "report": ("reports", "report.md"),
           "list": ("catalog", "catalog.md"), "plan": ("capacity plans", "plan.md"), "sweep": ("sweeps", "sweep.md"),
           "frontier": ("frontiers", "frontier.md"), "plot": ("plots", "plot.md"),
           "validate": ("fidelity", "fidelity.md"), "calibrate": ("calibration", "calibration.md")}
@@ -622,7 +613,7 @@ GUIDES = {"run": ("getting started", "getting-started.md"), "init": ("getting st
 def gen_commands(args: list[str]) -> str:
     """Every sub-command of the CLI with its usage and help, from the parser itself."""
     prefix = args[0] if args else ""
-    build_parser = _first_import("factory_sim.cli:build_parser")
+    build_parser = _attr("factory_sim.cli:build_parser")
     with _inside(ROOT, COLUMNS="1000"):
         parser = build_parser()
         sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
@@ -637,19 +628,21 @@ def gen_commands(args: list[str]) -> str:
 
 def gen_table_columns(_: list[str]) -> str:
     """Each header of the printed summary table and the summary.csv column it shows."""
-    groups = [("always", "_TABLE"), ("a fleet has a prefix cache", "_CACHE_TABLE"),
-              ("a pool autoscales", "_SCALE_TABLE"), ("faults are on", "_FAULT_TABLE")]
+    tables = importlib.import_module("factory_sim.results.tables")
+    groups = [*((f"always ({name})", cols) for name, cols in tables.SUMMARY_GROUPS),
+              ("a fleet has a prefix cache", tables.CACHE_GROUP[1]), ("a pool autoscales", tables.SCALE_GROUP[1]),
+              ("faults are on", tables.FAULT_GROUP[1])]
     rows = ["| header | `summary.csv` column | shown when |", "|---|---|---|"]
-    for when, name in groups:
-        for column, header, _ in _first_import(f"factory_sim.results.tables:{name}", f"factory_sim.report:{name}"):
-            rows.append(f"| {header} | `{column}` | {when} |")
+    for when, columns in groups:
+        for column in columns:
+            rows.append(f"| {column.header} | `{column.name}` | {when} |")
     return "\n".join(rows)
 
 
 def gen_calibration_parameters(_: list[str]) -> str:
     """The constants `factory-sim calibrate` may fit, with their bounds and priors."""
-    params = _first_import("factory_sim.fidelity.calibrate:PARAMETERS", "factory_sim.calibrate:PARAMETERS")
-    ttft = _first_import("factory_sim.fidelity.calibrate:TTFT_PARAMETERS", "factory_sim.calibrate:TTFT_PARAMETERS")
+    params = _attr("factory_sim.fidelity.calibrate:PARAMETERS")
+    ttft = _attr("factory_sim.fidelity.calibrate:TTFT_PARAMETERS")
     rows = ["| constant | bounds | prior spread (log) | prior from | fitted to TTFT too |", "|---|---|---|---|---|"]
     for p in params:
         rows.append(f"| `{p.name}` | {p.lower:g} to {p.upper:g} | {p.prior_sigma_log:g} | {p.why} | "
@@ -767,9 +760,8 @@ def gen_seed_claims(_: list[str]) -> str:
     import numpy as np
     import pandas as pd
 
-    cost_at = _first_import("factory_sim.studies.frontier:cost_at_interactivity",
-                            "factory_sim.frontier:cost_at_interactivity")
-    crossings = _first_import("factory_sim.studies.frontier:crossings", "factory_sim.frontier:crossings")
+    cost_at = _attr("factory_sim.studies.frontier:cost_at_interactivity")
+    crossings = _attr("factory_sim.studies.frontier:crossings")
     points = pd.read_csv(RESULT_SETS["seed_claims"].folder / "frontier.csv")
     grid = np.array([10, 20, 30, 50, 75, 100, 150, 200], dtype=float)
     curves = cost_at(points, grid)
