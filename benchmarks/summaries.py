@@ -25,6 +25,8 @@ def commands(out: Path) -> list[tuple[str, list[str]]]:
             args = ["sweep", str(exp), "--out", str(out / f"{name}.csv"), "--jobs", "2"]
         elif name.startswith("plan_"):
             args = ["plan", str(exp), "--out", str(out / f"{name}.csv"), "--jobs", "2"]
+        elif name.startswith("factory"):
+            args = ["run", str(exp), "--out", str(out / name), "--jobs", "2", "--quiet"]
         elif name == "seed_claims":
             args = ["frontier", str(exp), "--points", "3", "--out", str(out / name)]
         else:
