@@ -84,9 +84,9 @@ def cost_over_dates(results: pd.DataFrame, *, framework: Sequence[str] = ("trtll
     """$/M output tokens per (hardware, sequence length, month of the results) at each
     interactivity, from the best point at or above it among every point dated up to that month
     (`best_at`: the best the software had shown by then, so a month that ran few
-    configurations does not read as a regression): measured over all points, measured and simulated over the points scored; and
-    each against the earliest month's (`*_vs_first`: earliest cost / this cost, so 5 means 5x
-    cheaper)."""
+    configurations does not read as a regression): measured over all points, measured and
+    simulated over the points scored; and each against the earliest month's (`*_vs_first`:
+    earliest cost / this cost, so 5 means 5x cheaper)."""
     res = results[results["framework"].isin(framework) & (results["model"] == model)
                   & results["hardware"].isin(hardware)]
     month = res.drop_duplicates("point_id").set_index("point_id")["date"].astype(str).str[:7]
@@ -98,7 +98,8 @@ def cost_over_dates(results: pd.DataFrame, *, framework: Sequence[str] = ("trtll
             price = usd_per_gpu_hour(hw, tier)
             for m in sorted(gs["month"].dropna().unique()):
                 g = gs[gs["month"] <= m]
-                tps = best_at(g["interactivity_tok_s_user"].to_numpy(), g["output_tok_s_per_gpu"].to_numpy(), targets)
+                tps = best_at(g["interactivity_tok_s_user"].to_numpy(), g["output_tok_s_per_gpu"].to_numpy(),
+                              targets)
                 rows.extend({"hardware": hw, "isl": int(isl), "osl": int(osl), "month": m,
                              "interactivity_tok_s_user": t, "kind": kind,
                              "usd_per_m": float(usd_per_m_tokens(price, v)) if np.isfinite(v) else np.nan}

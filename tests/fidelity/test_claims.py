@@ -8,20 +8,24 @@ from factory_sim.fidelity import claims
 
 
 def _results(points):
-    """Result rows as validate writes them: (point, hardware, month, framework, interactivity, tok/s/GPU, sim factor)."""
+    """Result rows as validate writes them, from (point, hardware, month, framework, interactivity,
+    tok/s/GPU, simulated / published tok/s/GPU)."""
     rows = []
     for pid, hw, month, fw, inter, tps, f in points:
         for q, v in (("interactivity_tok_s_user", inter), ("output_tok_s_per_gpu", tps)):
-            rows.append({"point_id": pid, "quantity": q, "published": v, "predicted": v * (f if q.startswith("o") else 1),
-                         "rel_error": f - 1 if q.startswith("o") else 0.0, "hardware": hw, "framework": fw,
+            factor = f if q.startswith("output") else 1.0
+            rows.append({"point_id": pid, "quantity": q, "published": v, "predicted": v * factor,
+                         "rel_error": factor - 1, "hardware": hw, "framework": fw,
                          "model": "DeepSeek-R1-0528", "isl": 1024, "osl": 1024, "concurrency": 8,
                          "date": f"{month}-10", "skip_reason": ""})
     return pd.DataFrame(rows)
 
 
 def test_cost_ratio_is_throughput_ratio_at_the_same_prices():
-    pts = [("a", "h200", "2025-12", "sglang", 10.0, 100.0, 1.0), ("b", "h200", "2025-12", "sglang", 100.0, 10.0, 1.0),
-           ("c", "gb200_nvl72", "2025-12", "trtllm", 10.0, 800.0, 1.5), ("d", "gb200_nvl72", "2025-12", "trtllm", 100.0, 80.0, 1.5)]
+    pts = [("a", "h200", "2025-12", "sglang", 10.0, 100.0, 1.0),
+           ("b", "h200", "2025-12", "sglang", 100.0, 10.0, 1.0),
+           ("c", "gb200_nvl72", "2025-12", "trtllm", 10.0, 800.0, 1.5),
+           ("d", "gb200_nvl72", "2025-12", "trtllm", 100.0, 80.0, 1.5)]
     r = claims.cost_ratios(_results(pts), others=("gb200_nvl72",), targets=(50.0,))
     (row,) = r.to_dict("records")
     assert row["measured_ratio"] == pytest.approx(8.0)
