@@ -54,3 +54,20 @@ def test_bad_arguments_are_config_errors(hopper_points):
         cx.calibrate_inferencex(hopper_points, sim_rounds=2)
     with pytest.raises(ConfigError, match="unknown constant"):
         cx.calibrate_inferencex(hopper_points, parameters=["nope"])
+
+
+def test_calibrate_command_recognises_an_inferencex_file(hopper_points, tmp_path, capsys):
+    from factory_sim.cli import main
+
+    pts = tmp_path / "points.csv"
+    hopper_points[hopper_points["hardware"] == "h200"].head(4).to_csv(pts, index=False)
+    out = tmp_path / "trtllm_hopper.yaml"
+    assert main(["calibrate", str(pts), "--profile", "trtllm_hopper", "--rounds", "1", "--points", "0",
+                 "--parameter", "hbm_efficiency", "--no-loo", "--quiet", "--jobs", "1", "--out", str(out)]) == 0
+    text = out.read_text()
+    assert text.startswith("# InferenceX fit") and "name: trtllm_hopper" in text
+    assert "after (in sample)" in capsys.readouterr().out
+    # an InferenceX file is fitted on its own, not beside other rows
+    other = tmp_path / "rows.csv"
+    other.write_text("id,metric\n")
+    assert main(["calibrate", str(pts), str(other), "--out", str(tmp_path / "x")]) == 2
