@@ -192,9 +192,13 @@ def _validate_rows(args, calibration, points, out):
 
 def _cmd_calibrate(args) -> int:
     from factory_sim.fidelity.calibrate import calibrate, format_calibration, write_profiles
+    from factory_sim.fidelity.inferencex import is_inferencex_file
     from factory_sim.fidelity.mlperf import load_reference
     from factory_sim.progress import Bars, on_terminal
 
+    ix_files = [r for r in args.rows or [] if is_inferencex_file(r)]
+    if ix_files:  # InferenceX points: fitted on all three quantities, held out by hardware and date
+        return _calibrate_inferencex(args, ix_files, [r for r in args.rows if r not in ix_files])
     calibration, points = [], []
     for source in args.rows or [None]:
         ref = load_reference(source)
@@ -216,6 +220,42 @@ def _cmd_calibrate(args) -> int:
     print(format_calibration(fits, skipped))
     print(f"\ncalibrated {len(fits)} profiles in {time.perf_counter() - started:.1f} s")
     for path in write_profiles(fits, Path(args.out)):
+        print(f"wrote {path}")
+    return 0
+
+
+def _calibrate_inferencex(args, files: list[str], others: list[str]) -> int:
+    from factory_sim.fidelity.calibrate import profile_yaml
+    from factory_sim.fidelity.calibrate_inferencex import (
+        DEFAULT_SAMPLE,
+        calibrate_inferencex,
+        figures_comment,
+        format_inferencex_calibration,
+    )
+    from factory_sim.fidelity.inferencex import load_points
+    from factory_sim.results.files import atomic_write
+    from factory_sim.studies.run import stderr_progress
+
+    if others:
+        raise ConfigError("ROWS", f"{others[0]} is not an InferenceX points file; fit InferenceX points on their own")
+    started = time.perf_counter()
+    points = pd.concat([load_points(f) for f in files], ignore_index=True)
+    fits, skipped = calibrate_inferencex(points, sample=args.points if args.points != 100 else DEFAULT_SAMPLE,
+                                         profiles=args.profile, rounds=args.rounds, jobs=args.jobs,
+                                         loo=not args.no_loo, parameters=args.parameter, sim_rounds=args.sim_rounds,
+                                         progress=None if args.quiet else stderr_progress)
+    if not fits:
+        raise ConfigError("ROWS", "no stack profile has enough scoreable InferenceX points to fit")
+    print(format_inferencex_calibration(fits, skipped))
+    print(f"\ncalibrated {len(fits)} profiles in {time.perf_counter() - started:.1f} s")
+    out = Path(args.out)
+    if out.suffix in (".yaml", ".yml") and len(fits) != 1:
+        raise ConfigError("--out", f"{len(fits)} profiles were fitted; name a folder, or fit one with --profile")
+    for fit in fits:
+        path = out if out.suffix in (".yaml", ".yml") else out / f"{fit.profile}.yaml"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        text = figures_comment(fit) + profile_yaml(fit)
+        atomic_write(path, lambda tmp, text=text: tmp.write_text(text))
         print(f"wrote {path}")
     return 0
 
@@ -505,6 +545,10 @@ def build_parser() -> argparse.ArgumentParser:
                      help="fit only this constant, the others held (repeatable; default: every constant the "
                           "profile sets, e.g. gemm_scale, hbm_efficiency, prefill_moe_layer_latency_s)")
     cal.add_argument("--no-loo", action="store_true", help="skip the leave-one-group-out error")
+    cal.add_argument("--sim-rounds", type=int, default=3, metavar="N",
+                     help="InferenceX points: requests per client simulated per point (default 3; the "
+                          "benchmark ran 10). With an InferenceX file, --points defaults to 300 and the "
+                          "held-out error is leave-one-hardware-out and leave-one-date-out")
     cal.add_argument("--quiet", action="store_true", help="no progress bars on stderr")
     _add_jobs(cal)
     cal.set_defaults(func=_cmd_calibrate)

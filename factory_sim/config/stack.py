@@ -98,6 +98,10 @@ class SoftwareStack(BaseModel):
     # running sequence is preempted, its KV freed, and it goes back to the head of the queue
     # to be recomputed (prompt and generated tokens) when memory allows.
     kv_allocation: Literal["reserve", "on_demand"] = "reserve"
+    # Probability that an MTP draft token is accepted, given the one before it was, when this
+    # stack serves a model's multi-token-prediction module; None: the project's default
+    # (fidelity.mlperf.MTP_ACCEPTANCE). Set where calibration fits it to measured MTP runs.
+    mtp_acceptance: float | None = Field(default=None, gt=0, lt=1)
     kv_transfer_latency_s: float = Field(ge=0)
     hbm_utilization: float = Field(gt=0, le=1)  # KV share of the HBM left after weights and activations
     activation_reserve_gb: float = Field(ge=0)

@@ -79,6 +79,8 @@ PARAMETERS = (
     Parameter("prefill_moe_layer_latency_s", 1e-5, 0.01, 1.5, "estimate"),
     Parameter("prefill_moe_layer_overhead_s", 1e-5, 0.01, 1.5, "estimate"),
     Parameter("activation_passes", 0.5, 40.0, 0.7, "estimate"),  # fitted only where a profile sets it
+    # fitted only where a profile sets it, and only MTP rows (InferenceX points) inform it
+    Parameter("mtp_acceptance", 0.2, 0.95, 0.3, "DeepSeek-V3 report: 85-90% for the first draft"),
 )
 # Spread of a row's log error the fit expects (estimate); the prior terms are in these units.
 ROW_SIGMA_LOG = 0.25
@@ -86,7 +88,8 @@ ROW_SIGMA_LOG = 0.25
 # eager prefill steps, which only the prefill constants (TTFT_PARAMETERS) model: it is fitted
 # to (at half weight) only when one of them is fitted, so that otherwise compute efficiencies
 # are set by throughput and TPOT alone.
-QUANTITY_WEIGHT = {"throughput": 1.0, "tpot_ms": 1.0, "ttft_ms": 0.5}
+QUANTITY_WEIGHT = {"throughput": 1.0, "tpot_ms": 1.0, "ttft_ms": 0.5,
+                   "output_tok_s_per_gpu": 1.0, "interactivity_tok_s_user": 1.0}  # the last two: InferenceX
 TTFT_PARAMETERS = ("prefill_step_overhead_s", "prefill_moe_layer_latency_s", "prefill_moe_layer_overhead_s",
                    "prefill_attention_efficiency", "frontend_latency_s")
 # Largest parameter move per Gauss-Newton round (log), a trust region for the linearisation.
@@ -109,6 +112,9 @@ class FitRow:
     weight: float
     config: str | None = None
     published: dict[str, float] = field(default_factory=dict)
+    # other groupings held out in turn ({"hardware": ..., "date": ...}: InferenceX points)
+    strata: dict[str, str] = field(default_factory=dict)
+    sim_rounds: int = 10  # requests per client an InferenceX point is simulated with
 
 
 @dataclass
@@ -125,6 +131,8 @@ class ProfileFit:
     # False when the rounds ran out while the last one still moved a constant (by up to the
     # trust region): more --rounds would move it further
     converged: bool = True
+    # held-out error per grouping of `FitRow.strata` (leave-one-hardware-out, -date-out)
+    held_out: dict[str, pd.DataFrame] = field(default_factory=dict)
 
 
 def held_out(dep) -> str | None:
@@ -218,6 +226,10 @@ def _predict(args) -> list[dict[str, float]]:
             if fr.kind == "throughput":
                 value, _ = predict_throughput(fr.row, stacks, config=fr.config)
                 out.append({"throughput": value})
+            elif fr.kind == "inferencex":
+                from factory_sim.fidelity.inferencex import point_deployment, simulate_point
+                predicted = simulate_point(point_deployment(fr.row, stacks)[0], rounds=fr.sim_rounds)
+                out.append({q: predicted[q] for q in fr.published})
             else:
                 ttft, tpot, _ = predict(fr.row, stacks=stacks)
                 out.append({"ttft_ms": ttft, "tpot_ms": tpot})
@@ -335,11 +347,12 @@ def prior_values(profile: str) -> dict[str, float]:
 
 def fit_profile(profile: str, rows: list[FitRow], *, rounds: int = 3, iterations: int = 20, jobs: int | None = None,
                 loo: bool = True, prior_weight: float = 1.0, parameters: list[str] | None = None,
-                progress: Callable[[str], None] | None = None) -> ProfileFit:
+                progress: Callable[[str], None] | None = None, held_out_by: tuple[str, ...] = ()) -> ProfileFit:
     """Gauss-Newton rounds: simulate, finite-difference Jacobian, scipy on the linearisation.
 
     The prior pulls toward the measured (or estimated) value the profile cites, not toward a
-    previous fit; `prior_weight` scales its pull (1: as PARAMETERS states).
+    previous fit; `prior_weight` scales its pull (1: as PARAMETERS states). `held_out_by` names
+    groupings of the rows' strata to hold out in turn, on top of the (system, model) groups.
     """
     base = load_stack(profile)
     moe_ep = any(_uses_ep(fr) for fr in rows)
@@ -391,29 +404,40 @@ def fit_profile(profile: str, rows: list[FitRow], *, rounds: int = 3, iterations
             break
     after = _error_frame(rows, pred)
     values = {p.name: start[p.name] * math.exp(xi) for p, xi in zip(params, x, strict=True)}
-    loo_frame = _leave_group_out(profile, base, params, start, rows, pred, x, sigmas, bounds, iterations,
-                                 jobs, x_prior) if loo else pd.DataFrame()
+    loo_frame, by = pd.DataFrame(), {}
+    if loo:
+        keys = {"group": lambda fr: fr.group} if not held_out_by else {}
+        keys.update({k: (lambda fr, k=k: fr.strata.get(k, "")) for k in held_out_by})
+        by = _leave_group_out(profile, base, params, start, rows, pred, x, sigmas, bounds, iterations, jobs,
+                              x_prior, keys)
+        loo_frame = by.pop("group", pd.DataFrame())
     held = [p.name for p in settable if p not in params]
     return ProfileFit(profile, start, values, [fr.id for fr in rows], before, after, loo_frame, done, held,
-                      converged)
+                      converged, by)
 
 
 def _uses_ep(fr: FitRow) -> bool:
     try:
         if fr.kind == "points":
             return any(p.shape.ep > 1 for p in deployment(fr.row).fleet.pools)
+        if fr.kind == "inferencex":
+            from factory_sim.fidelity.inferencex import point_deployment
+            return any(p.shape.ep > 1 for p in point_deployment(fr.row)[0].fleet.pools)
         return " EP" in (fr.config or "") and not re.search(r" EP1\b", fr.config or "")
     except (Skip, ConfigError):
         return False
 
 
 def _leave_group_out(profile, base, params, start, rows, pred, x, sigmas, bounds, iterations, jobs,
-                     x_prior) -> pd.DataFrame:
-    """Per (system, model) group: refit without it (on the linearisation at the fitted values,
-    with a fresh Jacobian) and simulate the held-out rows at the refitted values."""
-    groups = sorted({fr.group for fr in rows})
-    if len(groups) < 2:
-        return pd.DataFrame()
+                     x_prior, keys: dict[str, Callable[[FitRow], str]]) -> dict[str, pd.DataFrame]:
+    """Per grouping in `keys` (name -> group of a row) and per group: refit without it (on the
+    linearisation at the fitted values, with one fresh Jacobian) and simulate the held-out rows
+    at the refitted values. A profile whose rows are all one group has nothing left to fit to:
+    its held-out rows are predicted at the starting values (the profile before this fit); the
+    (system, model) grouping gives no figure then, as before."""
+    keys = {k: f for k, f in keys.items() if k != "group" or len({f(fr) for fr in rows}) > 1}
+    if not keys:
+        return {}
     e0, w = _log_errors(rows, pred, params)
     jac = np.zeros((len(e0), len(params)))
     for j in range(len(params)):
@@ -422,15 +446,21 @@ def _leave_group_out(profile, base, params, start, rows, pred, x, sigmas, bounds
         ej, _ = _log_errors(rows, _predict_all(rows, _stacks_at(profile, base, params, x + step, start), jobs))
         jac[:, j] = (ej - e0) / step[j]
     row_of = np.concatenate([[i] * len(fr.published) for i, fr in enumerate(rows)]).astype(int)
-    frames = []
-    for g in groups:
-        held = np.array([rows[i].group == g for i in row_of])
-        mask = ~held & np.isfinite(e0) & np.isfinite(jac).all(axis=1)
-        xg = _solve_linear(np.nan_to_num(e0), np.nan_to_num(jac), w, x, sigmas, bounds, mask, iterations, x_prior)
-        held_rows = [fr for fr in rows if fr.group == g]
-        frames.append(_error_frame(held_rows, _predict_all(held_rows, _stacks_at(profile, base, params, xg, start),
-                                                           jobs)))
-    return pd.concat(frames, ignore_index=True)
+    out = {}
+    for name, key in keys.items():
+        groups = sorted({key(fr) for fr in rows})
+        frames = []
+        for g in groups:
+            held = np.array([key(rows[i]) == g for i in row_of])
+            mask = ~held & np.isfinite(e0) & np.isfinite(jac).all(axis=1)
+            xg = (_solve_linear(np.nan_to_num(e0), np.nan_to_num(jac), w, x, sigmas, bounds, mask, iterations,
+                                x_prior) if (mask & (w > 0)).any() else np.zeros(len(params)))
+            held_rows = [fr for fr in rows if key(fr) == g]
+            frame = _error_frame(held_rows, _predict_all(held_rows, _stacks_at(profile, base, params, xg, start),
+                                                         jobs))
+            frames.append(frame.assign(held_out=g))
+        out[name] = pd.concat(frames, ignore_index=True)
+    return out
 
 
 # -- writing profiles -------------------------------------------------------------------------

@@ -419,26 +419,30 @@ def _attention_split(side: str, tp: int, dp: bool, per_worker: int, notes: list[
     return per_worker, 1
 
 
-def point_deployment(p: dict) -> tuple[Deployment, int]:
+def point_deployment(p: dict, stacks: dict[str, SoftwareStack] | None = None) -> tuple[Deployment, int]:
     """The deployment a point measured (validate.deployment on its measured-points row, with the
-    point's stack and MTP) and its MTP draft tokens."""
+    point's stack and MTP) and its MTP draft tokens. `stacks` replaces a profile by name
+    (calibration evaluates candidate values this way)."""
     row, extra = measured_row(p)
     stack: SoftwareStack = extra["stack"]
+    if stacks and stack.name in stacks:
+        stack = stacks[stack.name]
     date_stack, _ = select_stack(load_hardware(row["system"]), row["backend"], row["measured_date"])
     try:
         dep = deployment(row, stacks={date_stack.name: stack})
     except ConfigError as exc:
         raise Skip(exc.message) from None
     pools = []
+    acceptance = stack.mtp_acceptance or MTP_ACCEPTANCE
     for pool in dep.fleet.pools:
         if extra["mtp_drafts"] and pool.role != "prefill":
-            shape = replace(pool.shape, mtp_draft_tokens=extra["mtp_drafts"], mtp_acceptance=MTP_ACCEPTANCE)
+            shape = replace(pool.shape, mtp_draft_tokens=extra["mtp_drafts"], mtp_acceptance=acceptance)
             pool = replace(pool, shape=shape)
         pools.append(pool)
     config = dep.config  # names the stack `deployment` ran: the point's (`stacks` swapped it in)
     extras = [n for n in (extra["stack_note"], *extra["notes"]) if n]
     if extra["mtp_drafts"]:
-        extras.insert(0, f"MTP {extra['mtp_drafts']} draft(s), acceptance {MTP_ACCEPTANCE:g}")
+        extras.insert(0, f"MTP {extra['mtp_drafts']} draft(s), acceptance {acceptance:.3g}")
     if extras:
         config += " [" + "; ".join(extras) + "]"
     return replace(dep, fleet=replace(dep.fleet, pools=tuple(pools)), config=config), extra["mtp_drafts"]

@@ -85,6 +85,12 @@ def test_the_disaggregated_point_runs_the_gpus_it_names(points):
     dep_mtp, drafts = ix.point_deployment(_point(points, "p00337"))
     assert drafts == 3 and dep_mtp.fleet.pools[1].shape.mtp_draft_tokens == 3
     assert dep_mtp.fleet.pools[0].shape.mtp_draft_tokens == 0  # prefill workers draft nothing
+    # the acceptance is the stack's (fitted per framework), and a replaced stack's when calibrating
+    stack = dep_mtp.fleet.pools[1].shape.stack
+    assert dep_mtp.fleet.pools[1].shape.mtp_acceptance == stack.mtp_acceptance
+    other = stack.model_copy(update={"mtp_acceptance": 0.7})
+    dep_other, _ = ix.point_deployment(_point(points, "p00337"), stacks={stack.name: other})
+    assert dep_other.fleet.pools[1].shape.mtp_acceptance == 0.7 and "acceptance 0.7" in dep_other.config
 
 
 BAD = {

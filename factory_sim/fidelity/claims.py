@@ -1,0 +1,136 @@
+"""The vendor claims, measured beside simulated, from InferenceX validation results.
+
+Two claims are read from the same results (`inferencex_validation.csv`, one row per point and
+quantity, with the published and the predicted value):
+- Blackwell racks vs Hopper for DeepSeek-R1 at 20..150 tokens/s/user: the ratio of output
+  tokens/s/GPU (`inferencex_report.hardware_ratios`, each hardware's frontier envelope) and the
+  ratio of $ per million output tokens, both priced from the same hardware profiles' $/GPU-hour
+  tier (`cost_ratios`): H200's $/M over the other's, so 15x means 15 times cheaper.
+- "TensorRT-LLM cut cost per token 5x within two months of Blackwell's launch": TensorRT-LLM's
+  $/M output tokens on B200 and GB200 NVL72 at fixed interactivity, per month of the results,
+  measured and simulated (`cost_over_dates`), and each month's cost against the earliest
+  month's.
+
+$/M output tokens = $/GPU-hour / (output tokens/s/GPU x 3600) x 1e6, the InferenceX app's own
+formula (calibration.csv CAL-064 cites it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+
+from factory_sim.config.hardware import load_hardware
+from factory_sim.fidelity.inferencex import HARDWARE, RATIO_INTERACTIVITY
+from factory_sim.fidelity.inferencex_report import _points_frame, hardware_ratios
+
+TIER = "hyperscaler"
+
+
+def usd_per_gpu_hour(hardware: str, tier: str = TIER) -> float:
+    """$/GPU-hour of an InferenceX hardware name, from its hardware profile's price tier."""
+    return float(getattr(load_hardware(HARDWARE.get(hardware, hardware)).usd_per_gpu_hour, tier))
+
+
+def usd_per_m_tokens(usd_per_hour: float, tok_s_per_gpu: np.ndarray | float) -> np.ndarray | float:
+    return usd_per_hour / (np.asarray(tok_s_per_gpu, dtype=float) * 3600.0) * 1e6
+
+
+def cost_ratios(results: pd.DataFrame, *, model: str = "DeepSeek-R1-0528", reference: str = "h200",
+                others: Sequence[str] = ("gb200_nvl72", "b200"), targets: Sequence[float] = RATIO_INTERACTIVITY,
+                tier: str = TIER) -> pd.DataFrame:
+    """`hardware_ratios` with, per ratio of tokens/s/GPU, the ratio of $/M output tokens
+    (reference's over the other's) at the same prices: tokens ratio x price(other)^-1 x price(reference)."""
+    r = hardware_ratios(results, model=model, reference=reference, others=others, targets=targets)
+    price = r["hardware"].map(lambda hw: usd_per_gpu_hour(reference, tier) / usd_per_gpu_hour(hw, tier))
+    for kind in ("measured", "measured_scored", "simulated"):
+        r[f"{kind}_cost_ratio"] = r[f"{kind}_ratio"] * price
+    return r
+
+
+def format_cost_ratios(r: pd.DataFrame, reference: str = "h200") -> str:
+    def cell(v: float) -> str:
+        return f"{v:.1f}x" if np.isfinite(v) else "-"
+
+    lines = [f"{reference} / other, DeepSeek-R1: tokens/s/GPU ratio and $/M-token ratio ({TIER} $/GPU-hour on both "
+             "sides): measured (all points) | measured (points scored) | simulated (same points); - : not reached"]
+    for (isl, osl, hw), g in r.groupby(["isl", "osl", "hardware"], sort=True):
+        lines.append(f"  {hw} vs {reference}, {isl}/{osl}      tokens/s/GPU              $/M tokens")
+        for _, x in g.sort_values("interactivity_tok_s_user").iterrows():
+            lines.append(f"    {x['interactivity_tok_s_user']:>5g} tok/s/user: "
+                         + " | ".join(cell(x[f"{k}_ratio"]) for k in ("measured", "measured_scored", "simulated"))
+                         + "    " + " | ".join(cell(x[f"{k}_cost_ratio"])
+                                               for k in ("measured", "measured_scored", "simulated")))
+    return "\n".join(lines)
+
+
+def best_at(interactivity: np.ndarray, tok_s_per_gpu: np.ndarray, targets: Sequence[float]) -> np.ndarray:
+    """Highest tokens/s/GPU of any point at >= each target interactivity (NaN where none is):
+    unlike the interpolated envelope, it never falls when points are added."""
+    x, y = np.asarray(interactivity, dtype=float), np.asarray(tok_s_per_gpu, dtype=float)
+    out = []
+    for t in targets:
+        ok = np.isfinite(x) & np.isfinite(y) & (x >= t)
+        out.append(float(y[ok].max()) if ok.any() else np.nan)
+    return np.array(out)
+
+
+def cost_over_dates(results: pd.DataFrame, *, framework: Sequence[str] = ("trtllm", "dynamo-trtllm"),
+                    model: str = "DeepSeek-R1-0528",
+                    hardware: Sequence[str] = ("b200", "gb200_nvl72"), targets: Sequence[float] = (20.0, 50.0, 100.0),
+                    tier: str = TIER) -> pd.DataFrame:
+    """$/M output tokens per (hardware, sequence length, month of the results) at each
+    interactivity, from the best point at or above it among every point dated up to that month
+    (`best_at`: the best the software had shown by then, so a month that ran few
+    configurations does not read as a regression): measured over all points, measured and
+    simulated over the points scored; and each against the earliest month's (`*_vs_first`:
+    earliest cost / this cost, so 5 means 5x cheaper)."""
+    res = results[results["framework"].isin(framework) & (results["model"] == model)
+                  & results["hardware"].isin(hardware)]
+    month = res.drop_duplicates("point_id").set_index("point_id")["date"].astype(str).str[:7]
+    rows = []
+    for kind in ("measured", "measured_scored", "simulated"):
+        f = _points_frame(res, kind)
+        f["month"] = f["point_id"].map(month)
+        for (hw, isl, osl), gs in f.groupby(["hardware", "isl", "osl"]):
+            price = usd_per_gpu_hour(hw, tier)
+            for m in sorted(gs["month"].dropna().unique()):
+                g = gs[gs["month"] <= m]
+                tps = best_at(g["interactivity_tok_s_user"].to_numpy(), g["output_tok_s_per_gpu"].to_numpy(),
+                              targets)
+                rows.extend({"hardware": hw, "isl": int(isl), "osl": int(osl), "month": m,
+                             "interactivity_tok_s_user": t, "kind": kind,
+                             "usd_per_m": float(usd_per_m_tokens(price, v)) if np.isfinite(v) else np.nan}
+                            for t, v in zip(targets, tps, strict=True))
+    keys = ["hardware", "isl", "osl", "interactivity_tok_s_user", "month"]
+    if not rows:
+        return pd.DataFrame(columns=keys)
+    df = pd.DataFrame(rows).pivot_table(index=keys, columns="kind", values="usd_per_m", aggfunc="first",
+                                        dropna=False)
+    df = df.reindex(columns=["measured", "measured_scored", "simulated"]).add_prefix("usd_per_m_").reset_index()
+    df.columns.name = None
+    df = df.dropna(subset=[c for c in df.columns if c.startswith("usd_per_m_")], how="all")
+    df = df.sort_values(keys).reset_index(drop=True)
+    for kind in ("measured", "measured_scored", "simulated"):
+        col = f"usd_per_m_{kind}"
+        first = df.groupby(keys[:-1])[col].transform(lambda s: s.dropna().iloc[0] if s.notna().any() else np.nan)
+        df[f"{kind}_vs_first"] = first / df[col]
+    return df
+
+
+def format_cost_over_dates(df: pd.DataFrame) -> str:
+    def cell(v: float, fmt: str) -> str:
+        return format(v, fmt) if np.isfinite(v) else "-"
+
+    lines = ["TensorRT-LLM $/M output tokens by month (best point at >= each interactivity among the points "
+             "up to that month): measured (all points) | measured (scored) | simulated (same points); in brackets the "
+             "earliest month's cost / this month's"]
+    for (hw, isl, osl, t), g in df.groupby(["hardware", "isl", "osl", "interactivity_tok_s_user"], sort=True):
+        lines.append(f"  {hw} {isl}/{osl} at {t:g} tok/s/user")
+        for _, x in g.iterrows():
+            lines.append(f"    {x['month']}: " + " | ".join(
+                f"${cell(x[f'usd_per_m_{k}'], '.3f')} [{cell(x[f'{k}_vs_first'], '.1f')}x]"
+                for k in ("measured", "measured_scored", "simulated")))
+    return "\n".join(lines)
