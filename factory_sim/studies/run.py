@@ -63,6 +63,8 @@ SUMMARY_COLUMNS = (
     "cost_ratio_to_reference",
     "reference_fleet",
     "requests_measured",
+    # 0 when the fleet did not keep up with the load: rates are then over the served interval
+    "steady_state",
     "feasible",
     "note",
     "prefix_hit_rate",
@@ -299,11 +301,21 @@ def _row(exp: Experiment, plan: FleetLayout, tier, point: Point | None, note: st
         prefix_hit_rate=s["prefix_hit_rate"],
         prefill_tokens_saved_per_s=s["prefill_tokens_saved_per_s"],
     )
+    row["steady_state"] = bool(s["steady_state"])
+    if not s["steady_state"]:
+        row["note"] = "; ".join(n for n in (row["note"], _overload_note(s)) if n)
     if point.sim.scaling is not None:
         row.update(_scaling_columns(exp, plan, point, s))
     if exp.faults_on:
         row.update(_fault_columns(exp, plan, tier, point, usd_h))
     return row
+
+
+def _overload_note(s: dict) -> str:
+    """Why the rates of a fleet that did not keep up are over its served interval."""
+    return (f"never reached steady state: the fleet served {s['served_rate_ratio']:.1%} of the output tokens per "
+            f"second its measured requests brought, so its queue grew all run; throughput, goodput and cost are "
+            f"over the {s['rate_interval_s']:.4g} s in which it served them, and latencies grow with the run's length")
 
 
 def _scaling_columns(exp: Experiment, plan: FleetLayout, point: Point, s: dict) -> dict:
