@@ -28,7 +28,7 @@ from factory_sim.results.cost import (
     usd_per_million_tokens,
 )
 from factory_sim.results.metrics import summarize, summarize_by
-from factory_sim.results.trace import FAILED
+from factory_sim.results.trace import DONE, FAILED, PENDING, REASON_NAMES, REJECTED, TIMED_OUT, Trace
 from factory_sim.sim.engine import FleetLayout, SimResult, simulate
 from factory_sim.sim.faults import long_run_availability
 from factory_sim.studies.assemble import fault_settings, fleet_layouts
@@ -65,6 +65,17 @@ SUMMARY_COLUMNS = (
     "requests_measured",
     # 0 when the fleet did not keep up with the load: rates are then over the served interval
     "steady_state",
+    # what became of every request of the reported run (offered = the others added up)
+    "requests_offered",
+    "requests_served",
+    "requests_rejected",
+    "requests_timed_out",
+    "requests_unfinished",
+    "served_share",
+    "rejected_share",
+    "timed_out_share",
+    "failed_share",
+    "unfinished_share",
     "feasible",
     "note",
     "prefix_hit_rate",
@@ -302,13 +313,47 @@ def _row(exp: Experiment, plan: FleetLayout, tier, point: Point | None, note: st
         prefill_tokens_saved_per_s=s["prefill_tokens_saved_per_s"],
     )
     row["steady_state"] = bool(s["steady_state"])
-    if not s["steady_state"]:
-        row["note"] = "; ".join(n for n in (row["note"], _overload_note(s)) if n)
+    demand, lost_note = demand_columns(point.sim.trace)
+    row.update(demand)
+    notes = [row["note"], lost_note, "" if s["steady_state"] else _overload_note(s)]
+    row["note"] = "; ".join(n for n in notes if n)
     if point.sim.scaling is not None:
         row.update(_scaling_columns(exp, plan, point, s))
     if exp.faults_on:
         row.update(_fault_columns(exp, plan, tier, point, usd_h))
     return row
+
+
+def demand_columns(trace: Trace) -> tuple[dict, str]:
+    """What became of every request a run was offered, as counts and shares, and a note naming
+    what was lost and why ("" when every request was served).
+
+    A request is offered when it arrived, or when its client gave up before sending it (a
+    session's later turn after an unserved one); a closed loop's requests that were never
+    sent before the clock stopped were not.
+    """
+    outcome = trace.outcome
+    offered_mask = np.isfinite(trace.arrival_s) | (outcome != PENDING)
+    counts = {name: int(np.count_nonzero(offered_mask & (outcome == code)))
+              for name, code in (("served", DONE), ("rejected", REJECTED), ("timed_out", TIMED_OUT),
+                                 ("failed", FAILED), ("unfinished", PENDING))}
+    offered = int(np.count_nonzero(offered_mask))
+    columns: dict = {"requests_offered": offered} | {f"requests_{k}": v for k, v in counts.items()}
+    columns |= {f"{k}_share": (v / offered if offered else float("nan")) for k, v in counts.items()}
+    lost = offered - counts["served"]
+    if not lost:
+        return columns, ""
+    parts = []
+    for name, code in (("rejected", REJECTED), ("timed out", TIMED_OUT), ("failed", FAILED)):
+        mask = offered_mask & (outcome == code)
+        if mask.any():
+            reasons, n = np.unique(trace.reason[mask], return_counts=True)
+            why = ", ".join(f"{REASON_NAMES[int(r)]} {c}" for r, c in zip(reasons, n, strict=True)
+                            if REASON_NAMES[int(r)])
+            parts.append(f"{int(mask.sum())} {name}" + (f" ({why})" if why else ""))
+    if counts["unfinished"]:
+        parts.append(f"{counts['unfinished']} unfinished when the run stopped")
+    return columns, f"lost {lost} of {offered} requests ({lost / offered:.1%}): " + ", ".join(parts)
 
 
 def _overload_note(s: dict) -> str:
@@ -359,7 +404,6 @@ def _fault_columns(exp: Experiment, plan: FleetLayout, tier, point: Point, usd_h
         "faults_in_run": len(point.sim.faults.events),
         # over the whole run, like the faults: a failure before the measured window still costs retries
         "requests_retried": int(np.count_nonzero(point.sim.trace.retries)),
-        "requests_failed": int(np.count_nonzero(point.sim.trace.outcome == FAILED)),
         "goodput_tokens_per_s_no_faults": good0,
         "goodput_lost_fraction": 1.0 - good / good0 if good0 > 0 else float("nan"),
         "usd_per_m_goodput_tokens_no_faults": usd_per_million_tokens(usd_h, good0),
