@@ -21,7 +21,7 @@ EXIT_BAD_INPUT = 2
 
 
 def _cmd_run(args) -> int:
-    from factory_sim.results.files import atomic_write, write_results
+    from factory_sim.results.files import write_csv, write_results
     from factory_sim.results.tables import format_table
     from factory_sim.studies.assemble import default_experiment_path, load_experiment
     from factory_sim.studies.run import run_experiment, stderr_progress
@@ -54,11 +54,11 @@ def _cmd_run(args) -> int:
                               experiment_yaml=path.read_text())
         for name, frame in (("scaling.csv", result.scaling_frame()), ("faults.csv", result.faults_frame())):
             if len(frame):
-                atomic_write(Path(args.out) / name, lambda p, f=frame: f.to_csv(p, index=False))
+                write_csv(Path(args.out) / name, frame)
                 files.append(Path(args.out) / name)
         if sample_rows is not None:
-            atomic_write(Path(args.out) / "samples.csv", lambda p: sample_rows.to_csv(p, index=False))
-            atomic_write(Path(args.out) / "bands.csv", lambda p: band_rows.to_csv(p, index=False))
+            write_csv(Path(args.out) / "samples.csv", sample_rows)
+            write_csv(Path(args.out) / "bands.csv", band_rows)
             files += [Path(args.out) / "samples.csv", Path(args.out) / "bands.csv"]
         print("wrote " + ", ".join(str(f) for f in files))
     return 0
@@ -67,6 +67,7 @@ def _cmd_run(args) -> int:
 def _run_uncertainty(path: Path, exp, samples: int, overrides: dict, args):
     import yaml
 
+    from factory_sim.results.files import finite
     from factory_sim.studies.uncertainty import bands, run_samples
 
     if not exp.uncertainty.inputs:
@@ -82,7 +83,7 @@ def _run_uncertainty(path: Path, exp, samples: int, overrides: dict, args):
     cols = ["fleet", "tier"] + [f"{m}_p{q}" for m in ("usd_per_m_goodput_tokens", "goodput_tokens_per_s")
                                 for q in (5, 50, 95)]
     with pd.option_context("display.width", 250, "display.max_columns", None, "display.float_format", "{:.4g}".format):
-        print(b[cols].to_string(index=False))
+        print(finite(b[cols]).to_string(index=False, na_rep="-"))
     return rows, b
 
 
@@ -95,7 +96,7 @@ def _cmd_validate(args) -> int:
         validate_throughput,
     )
     from factory_sim.fidelity.report import error_summary, format_report, plot_predicted_vs_published
-    from factory_sim.results.files import atomic_write
+    from factory_sim.results.files import atomic_write, write_csv
 
     reference = load_reference(args.scenarios)
     out = Path(args.out) if args.out else None
@@ -129,7 +130,7 @@ def _cmd_validate(args) -> int:
         print(format_throughput_report(thr))
         print(f"\n{len(calibration)} throughput rows in {time.perf_counter() - started:.1f} s\n")
         if out is not None:
-            atomic_write(out / "throughput_validation.csv", lambda p: thr.to_csv(p, index=False))
+            write_csv(out / "throughput_validation.csv", thr)
             print(f"wrote {out / 'throughput_validation.csv'}")
     if points is not None and len(points):
         started = time.perf_counter()
@@ -139,8 +140,8 @@ def _cmd_validate(args) -> int:
         if out is not None:
             columns = ["id", "quantity", "predicted", "published", "rel_error", "config", "system", "model",
                        "backend", "mode", "isl", "osl", "concurrency", "sample", "skipped"]
-            atomic_write(out / "validation.csv", lambda p: results[columns].to_csv(p, index=False))
-            atomic_write(out / "validation_summary.csv", lambda p: error_summary(results).to_csv(p, index=False))
+            write_csv(out / "validation.csv", results[columns])
+            write_csv(out / "validation_summary.csv", error_summary(results))
             atomic_write(out / "validation.png", lambda p: plot_predicted_vs_published(results, p))
             print(f"wrote {out / 'validation.csv'}, {out / 'validation_summary.csv'}, {out / 'validation.png'}")
     return 0
@@ -193,7 +194,7 @@ def _cmd_sweep(args) -> int:
 def _cmd_frontier(args) -> int:
     import numpy as np
 
-    from factory_sim.results.files import atomic_write
+    from factory_sim.results.files import atomic_write, finite, write_csv
     from factory_sim.studies.assemble import default_experiment_path, load_experiment
     from factory_sim.studies.frontier import cost_at_interactivity, crossings, frontier, plot_frontier
 
@@ -211,14 +212,14 @@ def _cmd_frontier(args) -> int:
     front = points[points["on_frontier"]].sort_values(["hardware", "tokens_per_s_per_user_p50"])
     with pd.option_context("display.width", 200, "display.max_columns", None, "display.float_format", "{:.4g}".format):
         print(f"{exp.name}: frontier points (output tokens/s/GPU vs median tokens/s/user), {exp.cost.tier} prices")
-        print(front[["hardware", "fleet", "concurrency", "tokens_per_s_per_user_p50", "tokens_per_s_per_gpu",
-                     "ttft_p50_s", "usd_per_m_output_tokens"]].to_string(index=False))
+        print(finite(front[["hardware", "fleet", "concurrency", "tokens_per_s_per_user_p50", "tokens_per_s_per_gpu",
+                            "ttft_p50_s", "usd_per_m_output_tokens"]]).to_string(index=False, na_rep="-"))
         print("\n$ per million output tokens at each interactivity (- : not reachable on the frontier)")
         table = curves.copy()
         for hw in curves.columns[1:]:
             if hw != reference:
                 table[f"{reference}/{hw}"] = curves[reference] / curves[hw]
-        print(table.to_string(index=False, na_rep="-"))
+        print(finite(table).to_string(index=False, na_rep="-"))
         print(f"\nwhere {reference} costs 15x / 35x more per output token:")
         for _, r in cross.iterrows():
             start = r["from_tokens_per_s_per_user"]
@@ -231,16 +232,16 @@ def _cmd_frontier(args) -> int:
         out = Path(args.out)
         if out.exists() and not out.is_dir():
             raise ConfigError("--out", f"{out} exists and is not a folder; name a folder for the results")
-        atomic_write(out / "frontier.csv", lambda p: points.to_csv(p, index=False))
-        atomic_write(out / "cost_curves.csv", lambda p: curves.to_csv(p, index=False))
-        atomic_write(out / "crossings.csv", lambda p: cross.to_csv(p, index=False))
+        write_csv(out / "frontier.csv", points)
+        write_csv(out / "cost_curves.csv", curves)
+        write_csv(out / "crossings.csv", cross)
         atomic_write(out / "frontier.png", lambda p: plot_frontier(points, p))
         print(f"wrote frontier.csv, cost_curves.csv, crossings.csv and frontier.png to {out}")
     return 0
 
 
 def _cmd_plan(args) -> int:
-    from factory_sim.results.files import atomic_write
+    from factory_sim.results.files import finite, write_csv
     from factory_sim.studies.capacity import budget_capacity, load_plan, make_plan
     from factory_sim.studies.run import stderr_progress
 
@@ -252,7 +253,7 @@ def _cmd_plan(args) -> int:
           f"TPOT <= {spec.slo.tpot_s * 1e3:g} ms for >= {spec.target_attainment:.0%} of requests")
     shown = plan.head(spec.top)
     with pd.option_context("display.width", 250, "display.max_columns", None, "display.float_format", "{:.4g}".format):
-        print(shown.drop(columns=["note", "demand_req_per_s"]).to_string(index=False, na_rep="-"))
+        print(finite(shown.drop(columns=["note", "demand_req_per_s"])).to_string(index=False, na_rep="-"))
     for _, r in shown.iterrows():
         if r["note"]:
             print(f"  {r['candidate']}: {r['note']}")
@@ -263,7 +264,7 @@ def _cmd_plan(args) -> int:
               f"{best['max_demand_req_per_s']:.4g} req/s ({int(best['units_in_budget'])} units of {best['candidate']})")
     print(f"\nplanned in {time.perf_counter() - started:.1f} s")
     if args.out:
-        atomic_write(Path(args.out), lambda p: plan.to_csv(p, index=False))
+        write_csv(Path(args.out), plan)
         print(f"wrote {args.out}")
     samples = args.samples if args.samples is not None else spec.uncertainty.samples
     if samples > 0:
@@ -279,10 +280,10 @@ def _cmd_plan(args) -> int:
               f"{', '.join(spec.uncertainty.inputs)} ({time.perf_counter() - started:.1f} s)")
         with pd.option_context("display.width", 250, "display.max_columns", None,
                                "display.float_format", "{:.4g}".format):
-            print(bands.to_string(index=False))
+            print(finite(bands).to_string(index=False, na_rep="-"))
         if args.out:
             target = Path(args.out).with_name(Path(args.out).stem + "_bands.csv")
-            atomic_write(target, lambda p: bands.to_csv(p, index=False))
+            write_csv(target, bands)
             print(f"wrote {target}")
     return 0
 
@@ -309,7 +310,7 @@ def _cmd_list(args) -> int:
         df = stacks_table()
     with pd.option_context("display.width", shutil.get_terminal_size((200, 40)).columns,
                            "display.max_columns", None, "display.max_colwidth", 60):
-        print(df.to_string(index=False))
+        print(df.to_string(index=False, na_rep="-"))
     return 0
 
 

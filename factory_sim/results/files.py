@@ -11,6 +11,7 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from factory_sim.errors import ConfigError
@@ -29,6 +30,23 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
         raise
 
 
+def finite(frame: pd.DataFrame) -> pd.DataFrame:
+    """The frame with infinities as missing values: a cost per token of a fleet that served
+    nothing is inf in Python (it sorts last), and no value in a file or a printed table."""
+    numeric = frame.select_dtypes(include="number").columns
+    if not len(numeric) or not np.isinf(frame[numeric].to_numpy(dtype=float)).any():
+        return frame
+    out = frame.copy()
+    out[numeric] = out[numeric].replace([np.inf, -np.inf], np.nan)
+    return out
+
+
+def write_csv(path: Path, frame: pd.DataFrame) -> None:
+    """A table as CSV, atomically; missing and infinite numbers are empty fields."""
+    clean = finite(frame)
+    atomic_write(Path(path), lambda p: clean.to_csv(p, index=False))
+
+
 def write_results(out_dir: str | Path, summary: pd.DataFrame, traces: pd.DataFrame, *,
                   trace_format: str = "parquet", experiment_yaml: str | None = None) -> list[Path]:
     """summary.csv, the per-request traces (Parquet or gzip CSV), and the experiment used."""
@@ -37,7 +55,7 @@ def write_results(out_dir: str | Path, summary: pd.DataFrame, traces: pd.DataFra
         raise ConfigError("--out", f"{out} exists and is not a folder; name a folder for the results")
     written = []
     target = out / "summary.csv"
-    atomic_write(target, lambda p: summary.to_csv(p, index=False))
+    write_csv(target, summary)
     written.append(target)
     if trace_format == "parquet":
         target = out / "traces.parquet"
@@ -48,7 +66,8 @@ def write_results(out_dir: str | Path, summary: pd.DataFrame, traces: pd.DataFra
         atomic_write(target, lambda p: frame.to_parquet(p, index=False))
     else:
         target = out / "traces.csv.gz"
-        atomic_write(target, lambda p: traces.to_csv(p, index=False, compression="gzip"))
+        clean = finite(traces)
+        atomic_write(target, lambda p: clean.to_csv(p, index=False, compression="gzip"))
     written.append(target)
     if experiment_yaml is not None:
         target = out / "experiment.yaml"

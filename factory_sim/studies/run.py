@@ -217,14 +217,30 @@ def _simulate_once(exp: Experiment, plan: FleetLayout, load: float, n: int, cap_
             until = float(batch.arrival_s[-1]) + slack
         sim = simulate(plan, batch.input_tokens, batch.output_tokens, arrival_s=batch.arrival_s,
                        seed=exp.seed, until_s=until, **classes)
-    span = _arrival_span(sim.trace)
-    m = exp.measurement
+    trims = measurement_trims(exp, sim.trace)
     summaries = {
-        name: summarize(sim.trace, slo, gpus=plan.gpus, warmup_s=m.warmup_fraction * span,
-                        cooldown_s=m.cooldown_fraction * span)
+        name: summarize(sim.trace, slo, gpus=plan.gpus, warmup_s=trims[0], cooldown_s=trims[1])
         for name, slo in exp.slo_evaluations
     }
     return Point(fleet=plan.name, load=load, sim=sim, summaries=summaries)
+
+
+def measurement_trims(exp: Experiment, trace) -> tuple[float, float]:
+    """Seconds of warm-up and drain left out of the measurement (the experiment's fractions of
+    the arrival span). A run so short that no request arrives between them (a handful of
+    requests) is measured on the request that arrived nearest the middle of that window."""
+    arrival = trace.arrival_s[np.isfinite(trace.arrival_s)]
+    if not arrival.size:
+        return 0.0, 0.0
+    first, last = float(arrival.min()), float(arrival.max())
+    span = last - first
+    m = exp.measurement
+    warmup_s, cooldown_s = m.warmup_fraction * span, m.cooldown_fraction * span
+    start, end = first + warmup_s, last - cooldown_s
+    if np.any((arrival >= start) & (arrival <= end)):
+        return warmup_s, cooldown_s
+    middle = float(arrival[np.argmin(np.abs(arrival - (start + end) / 2))])
+    return middle - first, last - middle
 
 
 def _prefix_and_sessions(batch) -> dict:
@@ -271,8 +287,9 @@ def _infeasible_note(exp: Experiment, plan: FleetLayout, tier, best: Point | Non
     if ttft > tier.ttft_s:
         return (f"cannot meet TTFT {tier.ttft_s:g} s at any load: one mean prompt alone takes {ttft:.2f} s")
     att = best.summaries[tier.name]["slo_attainment"] if best else float("nan")
+    best_text = f"best {att:.0%}" if math.isfinite(att) else "no request measured"
     return (f"attainment stays below {exp.load.target_attainment:.0%} at every load tried "
-            f"(best {att:.0%}); lowest reachable TPOT {tpot * 1e3:.1f} ms, TTFT {ttft:.2f} s")
+            f"({best_text}); lowest reachable TPOT {tpot * 1e3:.1f} ms, TTFT {ttft:.2f} s")
 
 
 def _row(exp: Experiment, plan: FleetLayout, tier, point: Point | None, note: str) -> dict:
@@ -413,12 +430,10 @@ def _fault_columns(exp: Experiment, plan: FleetLayout, tier, point: Point, usd_h
 def _per_class_note(exp: Experiment, point: Point) -> str:
     """SLO attainment of each traffic class, over the measured window."""
     tr = point.sim.trace
-    span = _arrival_span(tr)
-    m = exp.measurement
+    warmup_s, cooldown_s = measurement_trims(exp, tr)
     targets = exp.slo_evaluations[0][1]
     by_class = summarize_by(tr, targets, tr.slo_class, [c.name for c in exp.traffic_classes],
-                            gpus=point.sim.fleet.gpus, warmup_s=m.warmup_fraction * span,
-                            cooldown_s=m.cooldown_fraction * span)
+                            gpus=point.sim.fleet.gpus, warmup_s=warmup_s, cooldown_s=cooldown_s)
     return "per class: " + ", ".join(f"{name} {att:.1%}" for name, att in by_class["slo_attainment"].items())
 
 

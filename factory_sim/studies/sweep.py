@@ -24,7 +24,7 @@ import pandas as pd
 from factory_sim.catalog import parse, read_mapping
 from factory_sim.config.sweep import SweepAxes, SweepSpec
 from factory_sim.errors import ConfigError
-from factory_sim.results.files import atomic_write
+from factory_sim.results.files import atomic_write, finite
 from factory_sim.studies.assemble import default_experiment_path, parse_experiment
 from factory_sim.studies.workers import as_finished
 
@@ -132,7 +132,7 @@ def _done_keys(results: Path) -> set[str]:
 
 def _append(results: Path, rows: pd.DataFrame) -> None:
     header = not results.exists() or results.stat().st_size == 0
-    text = rows.to_csv(index=False, header=header)
+    text = finite(rows).to_csv(index=False, header=header)
     with open(results, "a", encoding="utf-8") as fh:
         fh.write(text)
         fh.flush()
