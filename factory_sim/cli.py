@@ -21,7 +21,7 @@ EXIT_BAD_INPUT = 2
 
 
 def _cmd_run(args) -> int:
-    from factory_sim.results.files import write_csv, write_results
+    from factory_sim.results.files import check_folder, saving, write_csv, write_results
     from factory_sim.results.tables import format_table
     from factory_sim.studies.assemble import default_experiment_path, load_experiment
     from factory_sim.studies.run import run_experiment, stderr_progress
@@ -29,6 +29,8 @@ def _cmd_run(args) -> int:
     path = Path(args.experiment) if args.experiment else default_experiment_path()
     overrides = {"requests": args.requests} if args.requests is not None else {}
     exp = load_experiment(path, **overrides)
+    if args.out:
+        check_folder(args.out, "--out")
     started = time.perf_counter()
     progress = None if args.quiet else stderr_progress
     if not args.quiet:
@@ -50,16 +52,17 @@ def _cmd_run(args) -> int:
     if samples > 0:
         sample_rows, band_rows = _run_uncertainty(path, exp, samples, overrides, args)
     if args.out:
-        files = write_results(args.out, result.summary, result.traces_frame(), trace_format=args.trace_format,
-                              experiment_yaml=path.read_text())
-        for name, frame in (("scaling.csv", result.scaling_frame()), ("faults.csv", result.faults_frame())):
-            if len(frame):
-                write_csv(Path(args.out) / name, frame)
-                files.append(Path(args.out) / name)
-        if sample_rows is not None:
-            write_csv(Path(args.out) / "samples.csv", sample_rows)
-            write_csv(Path(args.out) / "bands.csv", band_rows)
-            files += [Path(args.out) / "samples.csv", Path(args.out) / "bands.csv"]
+        with saving("--out", args.out):
+            files = write_results(args.out, result.summary, result.traces_frame(), trace_format=args.trace_format,
+                                  experiment_yaml=path.read_text(encoding="utf-8"))
+            for name, frame in (("scaling.csv", result.scaling_frame()), ("faults.csv", result.faults_frame())):
+                if len(frame):
+                    write_csv(Path(args.out) / name, frame)
+                    files.append(Path(args.out) / name)
+            if sample_rows is not None:
+                write_csv(Path(args.out) / "samples.csv", sample_rows)
+                write_csv(Path(args.out) / "bands.csv", band_rows)
+                files += [Path(args.out) / "samples.csv", Path(args.out) / "bands.csv"]
         print("wrote " + ", ".join(str(f) for f in files))
     return 0
 
@@ -96,12 +99,12 @@ def _cmd_validate(args) -> int:
         validate_throughput,
     )
     from factory_sim.fidelity.report import error_summary, format_report, plot_predicted_vs_published
-    from factory_sim.results.files import atomic_write, write_csv
+    from factory_sim.results.files import atomic_write, check_folder, saving, write_csv
 
     reference = load_reference(args.scenarios)
     out = Path(args.out) if args.out else None
-    if out is not None and out.exists() and not out.is_dir():
-        raise ConfigError("--out", f"{out} exists and is not a folder; name a folder for the results")
+    if out is not None:
+        check_folder(out, "--out")
     matched = 0
     points = reference.get("points")
     if points is not None:
@@ -130,7 +133,8 @@ def _cmd_validate(args) -> int:
         print(format_throughput_report(thr))
         print(f"\n{len(calibration)} throughput rows in {time.perf_counter() - started:.1f} s\n")
         if out is not None:
-            write_csv(out / "throughput_validation.csv", thr)
+            with saving("--out", out):
+                write_csv(out / "throughput_validation.csv", thr)
             print(f"wrote {out / 'throughput_validation.csv'}")
     if points is not None and len(points):
         started = time.perf_counter()
@@ -140,9 +144,10 @@ def _cmd_validate(args) -> int:
         if out is not None:
             columns = ["id", "quantity", "predicted", "published", "rel_error", "config", "system", "model",
                        "backend", "mode", "isl", "osl", "concurrency", "sample", "skipped"]
-            write_csv(out / "validation.csv", results[columns])
-            write_csv(out / "validation_summary.csv", error_summary(results))
-            atomic_write(out / "validation.png", lambda p: plot_predicted_vs_published(results, p))
+            with saving("--out", out):
+                write_csv(out / "validation.csv", results[columns])
+                write_csv(out / "validation_summary.csv", error_summary(results))
+                atomic_write(out / "validation.png", lambda p: plot_predicted_vs_published(results, p))
             print(f"wrote {out / 'validation.csv'}, {out / 'validation_summary.csv'}, {out / 'validation.png'}")
     return 0
 
@@ -150,8 +155,14 @@ def _cmd_validate(args) -> int:
 def _cmd_calibrate(args) -> int:
     from factory_sim.fidelity.calibrate import calibrate, format_calibration, write_profiles
     from factory_sim.fidelity.mlperf import load_reference
+    from factory_sim.results.files import check_file, check_folder, saving
     from factory_sim.studies.run import stderr_progress
 
+    out = Path(args.out)
+    if out.suffix in (".yaml", ".yml"):
+        check_file(out, "--out", "a .yaml file or a folder")
+    else:
+        check_folder(out, "--out")
     calibration, points = [], []
     for source in args.rows or [None]:
         ref = load_reference(source)
@@ -170,22 +181,25 @@ def _cmd_calibrate(args) -> int:
                                   "(give calibration rows or measured points, or another --profile)")
     print(format_calibration(fits, skipped))
     print(f"\ncalibrated {len(fits)} profiles in {time.perf_counter() - started:.1f} s")
-    for path in write_profiles(fits, Path(args.out)):
+    with saving("--out", out):
+        written = write_profiles(fits, out)
+    for path in written:
         print(f"wrote {path}")
     return 0
 
 
 def _cmd_sweep(args) -> int:
+    from factory_sim.results.files import check_file, saving
     from factory_sim.studies.sweep import load_sweep, run_sweep
 
     spec, base = load_sweep(args.sweep)
     out = Path(args.out or f"{spec.name}_results.csv")
-    if out.exists() and out.is_dir():
-        raise ConfigError("--out", f"{out} is a folder; name the results file (CSV)")
+    check_file(out, "--out", "the results file (CSV)")
     out.parent.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
-    df = run_sweep(spec, base, out, jobs=args.jobs, source=args.sweep, progress=not args.quiet,
-                   scheduler=args.scheduler)
+    with saving("--out", out):
+        df = run_sweep(spec, base, out, jobs=args.jobs, source=args.sweep, progress=not args.quiet,
+                       scheduler=args.scheduler)
     print(f"{spec.name}: {df['point_key'].nunique() if len(df) else 0} points, {len(df)} rows in {out} "
           f"({time.perf_counter() - started:.1f} s)")
     return 0
@@ -194,12 +208,14 @@ def _cmd_sweep(args) -> int:
 def _cmd_frontier(args) -> int:
     import numpy as np
 
-    from factory_sim.results.files import atomic_write, finite, write_csv
+    from factory_sim.results.files import atomic_write, check_folder, finite, saving, write_csv
     from factory_sim.studies.assemble import default_experiment_path, load_experiment
     from factory_sim.studies.frontier import cost_at_interactivity, crossings, frontier, plot_frontier
 
     path = Path(args.experiment) if args.experiment else default_experiment_path()
     exp = load_experiment(path)
+    if args.out:
+        check_folder(args.out, "--out")
     started = time.perf_counter()
     points = frontier(exp, points=args.points, jobs=args.jobs)
     reference = args.reference or points.loc[points["fleet"] == exp.reference, "hardware"].iloc[0]
@@ -230,22 +246,26 @@ def _cmd_frontier(args) -> int:
     print(f"\n{len(points)} simulations in {time.perf_counter() - started:.1f} s")
     if args.out:
         out = Path(args.out)
-        if out.exists() and not out.is_dir():
-            raise ConfigError("--out", f"{out} exists and is not a folder; name a folder for the results")
-        write_csv(out / "frontier.csv", points)
-        write_csv(out / "cost_curves.csv", curves)
-        write_csv(out / "crossings.csv", cross)
-        atomic_write(out / "frontier.png", lambda p: plot_frontier(points, p))
+        with saving("--out", out):
+            write_csv(out / "frontier.csv", points)
+            write_csv(out / "cost_curves.csv", curves)
+            write_csv(out / "crossings.csv", cross)
+            atomic_write(out / "frontier.png", lambda p: plot_frontier(points, p))
         print(f"wrote frontier.csv, cost_curves.csv, crossings.csv and frontier.png to {out}")
     return 0
 
 
 def _cmd_plan(args) -> int:
-    from factory_sim.results.files import finite, write_csv
+    from factory_sim.results.files import check_file, finite, saving, write_csv
     from factory_sim.studies.capacity import budget_capacity, load_plan, make_plan
     from factory_sim.studies.run import stderr_progress
 
     spec = load_plan(args.plan)
+    samples = args.samples if args.samples is not None else spec.uncertainty.samples
+    if args.out:
+        check_file(args.out, "--out", "the plan file (CSV)")
+        if samples > 0:
+            check_file(_bands_path(args.out), "--out", "the plan file (CSV)")
     started = time.perf_counter()
     plan = make_plan(spec, jobs=args.jobs, progress=None if args.quiet else stderr_progress)
     demand = plan["demand_req_per_s"].iloc[0]
@@ -264,9 +284,9 @@ def _cmd_plan(args) -> int:
               f"{best['max_demand_req_per_s']:.4g} req/s ({int(best['units_in_budget'])} units of {best['candidate']})")
     print(f"\nplanned in {time.perf_counter() - started:.1f} s")
     if args.out:
-        write_csv(Path(args.out), plan)
+        with saving("--out", args.out):
+            write_csv(Path(args.out), plan)
         print(f"wrote {args.out}")
-    samples = args.samples if args.samples is not None else spec.uncertainty.samples
     if samples > 0:
         from factory_sim.catalog import read_mapping
         from factory_sim.studies.capacity import plan_bands
@@ -282,10 +302,16 @@ def _cmd_plan(args) -> int:
                                "display.float_format", "{:.4g}".format):
             print(finite(bands).to_string(index=False, na_rep="-"))
         if args.out:
-            target = Path(args.out).with_name(Path(args.out).stem + "_bands.csv")
-            write_csv(target, bands)
+            target = _bands_path(args.out)
+            with saving("--out", target):
+                write_csv(target, bands)
             print(f"wrote {target}")
     return 0
+
+
+def _bands_path(out: str) -> Path:
+    """Where a plan's uncertainty bands go: beside its CSV."""
+    return Path(out).with_name(Path(out).stem + "_bands.csv")
 
 
 def _cmd_plot(args) -> int:
@@ -315,13 +341,16 @@ def _cmd_list(args) -> int:
 
 
 def _cmd_init(args) -> int:
+    from factory_sim.results.files import atomic_write, check_file, saving
     from factory_sim.studies.assemble import default_experiment_path
 
     target = Path(args.file)
+    check_file(target, "FILE", "the experiment file to write (YAML)")
     if target.exists() and not args.force:
         raise ConfigError("FILE", f"{target} already exists; choose another name or pass --force to overwrite it")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text(default_experiment_path().read_text())
+    text = default_experiment_path().read_text(encoding="utf-8")
+    with saving("FILE", target):
+        atomic_write(target, lambda p: p.write_text(text, encoding="utf-8"))
     print(f"wrote {target}: the default experiment, commented. Edit it, then: factory-sim run {target}")
     return 0
 

@@ -2,13 +2,19 @@
 
 Files are written atomically (a temporary file in the same folder, then a rename), so an
 interrupted run leaves either the previous file or the new one, never half of one.
+
+A destination is checked before any work (`check_folder`, `check_file`): a folder under a
+file, one the user may not write in, or a name the file system refuses costs a second, not
+the run. If writing still fails (a full disk), `saving` says so in one line.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +34,82 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def check_folder(path: str | Path, option: str) -> None:
+    """Refuse now a folder that cannot be made, or written in; leaves nothing behind."""
+    folder = Path(path)
+    if _exists(folder, option) and not folder.is_dir():
+        raise ConfigError(option, f"{folder} exists and is not a folder; name a folder for the results")
+    _probe(folder, [], option)
+
+
+def check_file(path: str | Path, option: str, what: str = "the results file") -> None:
+    """Refuse now a file that cannot be written (atomically, beside it) in its folder."""
+    target = Path(path)
+    if _exists(target, option) and target.is_dir():
+        raise ConfigError(option, f"{target} is a folder; name {what}")
+    _probe(target.parent, [target.name], option)
+
+
+def _exists(path: Path, option: str) -> bool:
+    try:
+        return path.exists()
+    except OSError as exc:  # a name too long, a loop of links
+        raise ConfigError(option, _cannot_write(path, exc) + "; choose another destination") from None
+
+
+def _probe(folder: Path, names: list[str], option: str) -> None:
+    """Make the missing folders, create and remove a temporary file (and each of `names` that
+    does not exist yet, with the longer temporary name atomic_write uses), then remove the
+    folders it made."""
+    made: list[Path] = []
+    try:
+        for part in reversed([folder, *folder.parents]):
+            if not part.exists():
+                part.mkdir()
+                made.append(part)
+        for name in names or [".factory-sim-probe"]:
+            fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=folder)
+            os.close(fd)
+            os.unlink(tmp)
+            target = folder / name
+            if names and not target.exists():
+                target.open("x").close()
+                target.unlink()
+            elif names:
+                target.open("a").close()
+    except OSError as exc:
+        raise ConfigError(option, _cannot_write(folder, exc) + "; choose another destination") from None
+    finally:
+        for part in reversed(made):
+            with contextlib.suppress(OSError):
+                part.rmdir()
+
+
+def _cannot_write(path: Path, exc: OSError) -> str:
+    """The reason a write failed, in the user's terms."""
+    where = Path(exc.filename) if isinstance(exc.filename, str) else path
+    if exc.errno == errno.ENOTDIR or isinstance(exc, FileExistsError):
+        above = next((p for p in where.parents if p.exists() and not p.is_dir()), None)
+        return f"cannot write under {above or where}: it is a file, not a folder"
+    if exc.errno == errno.ENAMETOOLONG:
+        longest = max(where.parts, key=len)
+        return (f"the name is too long for the file system ({len(longest.encode())} bytes in "
+                f"'{longest[:40]}...'; 255 is the usual limit, less room is left for a temporary name)")
+    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return f"cannot write in {path}: {exc.strerror.lower()}"
+    return f"cannot write in {path}: {exc.strerror or exc}"
+
+
+@contextlib.contextmanager
+def saving(option: str, path: str | Path) -> Iterator[None]:
+    """Turn a failed write into a one-line error that says what was computed is not saved."""
+    try:
+        yield
+    except OSError as exc:
+        raise ConfigError(option, f"{_cannot_write(Path(path), exc)}: the results shown above were computed "
+                                  "but not saved") from None
 
 
 def finite(frame: pd.DataFrame) -> pd.DataFrame:
