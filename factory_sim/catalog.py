@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import difflib
 import functools
+import os
 from dataclasses import dataclass
 from importlib import resources
 from importlib.resources.abc import Traversable
@@ -137,14 +138,52 @@ def parse_mapping(text: str, source: str, hint: str = "a mapping of keys to valu
 
 def read_mapping(path: str | Path | Traversable, what: str,
                  hint: str = "a mapping of keys to values") -> dict[str, Any]:
-    """Read a YAML file that must hold a mapping."""
+    """Read a YAML file that must hold a mapping; the files it names by a relative path are
+    found beside it (see `anchor`)."""
     try:
         text = path.read_text(encoding="utf-8") if not isinstance(path, str) else Path(path).read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError("", f"cannot read {what} file {path}: {exc.strerror or exc}") from None
     except UnicodeDecodeError:
         raise ConfigError("", f"cannot read {what} file {path}: it is not UTF-8 text") from None
-    return parse_mapping(text, str(path), hint)
+    data = parse_mapping(text, str(path), hint)
+    if isinstance(path, (str, Path)):
+        anchor(data, Path(path).parent)
+    return data
+
+
+# Keys whose value names a file of that kind (or a built-in of it).
+FILE_KEYS = {"model": "model", "workload": "workload", "hardware": "hardware", "stack": "stack", "trace": "trace"}
+
+
+def anchor(node: Any, folder: Path) -> Any:
+    """Make the relative file names in a mapping read from a file in `folder` relative to that
+    folder, in place: an experiment's trace, workload or hardware file is found beside it,
+    whatever the current directory. A name that is built in, absolute, or no file beside it
+    is left as written."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key in FILE_KEYS and isinstance(value, str):
+                node[key] = anchored(FILE_KEYS[key], value, folder)
+            else:
+                anchor(value, folder)
+    elif isinstance(node, list):
+        for item in node:
+            anchor(item, folder)
+    return node
+
+
+def anchored(kind: str, name: str, folder: Path) -> str:
+    """`name` as a path beside `folder` when it is a relative file name found there."""
+    if name.strip().lower().replace("-", "_") in builtin_files(kind) or not name.strip():
+        return name
+    try:
+        path = Path(name).expanduser()
+        if path.is_absolute() or not (folder / path).is_file():
+            return name
+    except (OSError, ValueError):  # a name no file system takes: the resolver reports it
+        return name
+    return os.path.normpath(folder / path)
 
 
 def parse(schema: type[M], raw: dict[str, Any], source: str = "", prefix: str = "") -> M:

@@ -68,15 +68,14 @@ def _cmd_run(args) -> int:
 
 
 def _run_uncertainty(path: Path, exp, samples: int, overrides: dict, args):
-    import yaml
-
+    from factory_sim.catalog import read_mapping
     from factory_sim.results.files import finite
     from factory_sim.studies.uncertainty import bands, run_samples
 
     if not exp.uncertainty.inputs:
         raise ConfigError("uncertainty.inputs", "--samples needs distributions under uncertainty.inputs, e.g. "
                                                 "cost.price_scale: {kind: uniform, low: 0.8, high: 1.2}")
-    raw = yaml.safe_load(path.read_text())
+    raw = read_mapping(path, "experiment")
     raw.update(overrides)
     started = time.perf_counter()
     rows = run_samples(raw, exp.uncertainty, samples, jobs=args.jobs)

@@ -27,7 +27,7 @@ from typing import Any
 import pandas as pd
 
 from factory_sim import __version__
-from factory_sim.catalog import parse, read_mapping, resolve
+from factory_sim.catalog import FILE_KEYS, anchored, parse, read_mapping, resolve
 from factory_sim.config.experiment import Experiment
 from factory_sim.config.sweep import SweepAxes, SweepSpec
 from factory_sim.errors import ConfigError
@@ -117,6 +117,12 @@ def _digest(value: Any) -> str:
 def load_sweep(path: str | Path) -> tuple[SweepSpec, dict]:
     p = Path(path)
     raw = read_mapping(p, "sweep", "a mapping with `base:` and `sweep:`")
+    for axis in ("grid", "zip"):  # a varied file name is found beside the sweep file too
+        values = raw.get("sweep", {}).get(axis) if isinstance(raw.get("sweep"), dict) else None
+        for field, options in (values.items() if isinstance(values, dict) else ()):
+            kind = FILE_KEYS.get(str(field).rsplit(".", 1)[-1])
+            if kind and isinstance(options, list):
+                values[field] = [anchored(kind, o, p.parent) if isinstance(o, str) else o for o in options]
     spec = parse(SweepSpec, raw, str(p))
     if isinstance(spec.base, dict):
         base = copy.deepcopy(spec.base)
