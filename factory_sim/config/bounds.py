@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 from typing import Annotated, Any
 
-from pydantic import AfterValidator
+from pydantic import ValidatorFunctionWrapHandler, WrapValidator
 
 
 def _show(x: float) -> str:
@@ -25,14 +25,18 @@ def _show(x: float) -> str:
     return f"{x:g}"
 
 
-def within(low: float, high: float, why: str, *, above: bool = False, below: bool = False) -> AfterValidator:
+def within(low: float, high: float, why: str, *, above: bool = False, below: bool = False) -> WrapValidator:
     """Pydantic metadata: a finite number from `low` to `high` (excluding `low` with `above`,
-    `high` with `below`); out of range, the message gives the range and `why`."""
+    `high` with `below`); out of range, the message gives the range and `why`. true/false is
+    no number here (pydantic would read it as 1 or 0)."""
     span = (f"{'above' if above else 'at least'} {_show(low)} and "
             f"{'below' if below else 'at most'} {_show(high)}")
 
-    def check(value: Any) -> Any:
-        if value is None or isinstance(value, bool):
+    def check(value: Any, handler: ValidatorFunctionWrapHandler) -> Any:
+        if isinstance(value, bool):
+            raise ValueError(f"must be a number, not {str(value).lower()}: {span} ({why})")
+        value = handler(value)
+        if value is None:
             return value
         if isinstance(value, float) and not math.isfinite(value):
             raise ValueError(f"must be a finite number, {span} ({why})")
@@ -40,7 +44,7 @@ def within(low: float, high: float, why: str, *, above: bool = False, below: boo
             raise ValueError(f"must be {span} ({why})")
         return value
 
-    return AfterValidator(check)
+    return WrapValidator(check)
 
 
 # --- shared ranges ------------------------------------------------------------------------

@@ -32,6 +32,10 @@ from factory_sim.errors import ConfigError
 # Nominal lengths are drawn from a share of the nominal; 10x nominal is no nominal any more.
 _NominalFraction = Annotated[float, within(0, 10, "a multiple of the nominal length", above=True)]
 
+# Turns one session may have (estimate: agentic coding sessions run tens to a few hundred
+# tool-call steps; a thousand is beyond them). All turns of 1024 sessions are drawn at once.
+MAX_TURNS = 1000
+
 # Blocks per session in the hash space: hash = session * HASH_STRIDE + block + 1, so a
 # session's blocks never collide with another session's while the context fits in
 # HASH_STRIDE - 1 blocks (checked when the config is validated).
@@ -147,6 +151,19 @@ class SessionArrivals(BaseModel):
     # config.json; see factory_sim/data/models). Set it to the served model's window.
     max_context_tokens: Tokens = 131072
     block_tokens: Annotated[int, within(1, 65536, "tokens per KV block; engines use 16 to 512")] = 64
+
+    @model_validator(mode="after")
+    def _turns_bounded(self) -> SessionArrivals:
+        t = self.turns
+        most = {"fixed": lambda: t.tokens, "uniform": lambda: t.high, "nominal": lambda: t.bounds()[1]}.get(
+            t.kind, lambda: t.max_tokens)()
+        if most is None:
+            raise ValueError(f"turns: a {t.kind} number of turns needs max_tokens (the most turns of a session, "
+                             f"at most {MAX_TURNS:,})")
+        if most > MAX_TURNS:
+            raise ValueError(f"turns: a session may have at most {MAX_TURNS:,} turns (agentic sessions run tens to "
+                             f"a few hundred steps; every session's turns are drawn at once), got up to {most:,}")
+        return self
 
     @model_validator(mode="after")
     def _fits(self) -> SessionArrivals:

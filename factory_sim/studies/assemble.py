@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from factory_sim.catalog import builtin_path, parse, read_mapping
+from factory_sim.catalog import builtin_path, check_kind, parse, read_mapping
 from factory_sim.config.experiment import (
     AGGREGATED,
     DECODE,
@@ -255,6 +255,7 @@ def parse_experiment(raw, source: str = "<experiment>") -> Experiment:
     if not isinstance(raw, dict):
         raise ConfigError("", "an experiment file must be a YAML mapping of fields (name, model, workload, ...)",
                           source)
+    check_kind(raw, Experiment, source, "experiment")
     exp = parse(Experiment, raw, source)
     return check_experiment(exp)
 

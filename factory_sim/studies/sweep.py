@@ -27,7 +27,7 @@ from typing import Any
 import pandas as pd
 
 from factory_sim import __version__
-from factory_sim.catalog import FILE_KEYS, anchored, parse, read_mapping, resolve
+from factory_sim.catalog import FILE_KEYS, anchored, check_kind, parse, read_mapping, resolve
 from factory_sim.config.experiment import Experiment
 from factory_sim.config.sweep import SweepAxes, SweepSpec
 from factory_sim.errors import ConfigError
@@ -123,12 +123,14 @@ def load_sweep(path: str | Path) -> tuple[SweepSpec, dict]:
             kind = FILE_KEYS.get(str(field).rsplit(".", 1)[-1])
             if kind and isinstance(options, list):
                 values[field] = [anchored(kind, o, p.parent) if isinstance(o, str) else o for o in options]
+    check_kind(raw, SweepSpec, str(p), "sweep")
     spec = parse(SweepSpec, raw, str(p))
     if isinstance(spec.base, dict):
         base = copy.deepcopy(spec.base)
     else:
         base_path = default_experiment_path() if spec.base == "default" else (p.parent / spec.base)
         base = read_mapping(base_path, "base experiment")
+        check_kind(base, Experiment, str(base_path), "experiment")
     return spec, base
 
 
