@@ -126,6 +126,8 @@ class UniqueKeyLoader(yaml.SafeLoader):
     def construct_mapping(self, node, deep=False):
         seen: dict[Any, Any] = {}
         for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue  # `<<: *defaults` merges keys its mapping may then override
             key = self.construct_object(key_node, deep=deep)
             try:
                 first = seen.setdefault(key, key_node.start_mark)

@@ -91,7 +91,10 @@ class AutoscaleSpec(BaseModel):
     model_config = _STRICT
     min_replicas: Replicas = 1
     max_replicas: Replicas
-    interval_s: PositiveSeconds = Field(default=30.0, description="how often the planner looks")
+    # Kubernetes' Horizontal Pod Autoscaler looks every 15 s by default (its sync period)
+    interval_s: Annotated[float, within(1, DAY_S, "seconds between looks; a planner looking more often than every "
+                                                  "second is not one")] = Field(
+        default=30.0, description="how often the planner looks")
     # default: engine start plus loading the weights, as after a failure (faults.engine_start_s,
     # faults.weight_load_gb_per_s)
     scale_up_delay_s: Seconds | None = None

@@ -240,7 +240,8 @@ def measurement_trims(exp: Experiment, trace) -> tuple[float, float]:
     if np.any((arrival >= start) & (arrival <= end)):
         return warmup_s, cooldown_s
     middle = float(arrival[np.argmin(np.abs(arrival - (start + end) / 2))])
-    return middle - first, last - middle
+    shrink = 1.0 - 1e-9  # so that rounding keeps `middle` inside [first + warm-up, last - drain]
+    return (middle - first) * shrink, (last - middle) * shrink
 
 
 def _prefix_and_sessions(batch) -> dict:
@@ -332,7 +333,7 @@ def _row(exp: Experiment, plan: FleetLayout, tier, point: Point | None, note: st
     row["steady_state"] = bool(s["steady_state"])
     demand, lost_note = demand_columns(point.sim.trace)
     row.update(demand)
-    notes = [row["note"], lost_note, "" if s["steady_state"] else _overload_note(s)]
+    notes = [row["note"], lost_note, "" if s["steady_state"] else _overload_note(s, _arrival_span(point.sim.trace))]
     row["note"] = "; ".join(n for n in notes if n)
     if point.sim.scaling is not None:
         row.update(_scaling_columns(exp, plan, point, s))
@@ -373,11 +374,16 @@ def demand_columns(trace: Trace) -> tuple[dict, str]:
     return columns, f"lost {lost} of {offered} requests ({lost / offered:.1%}): " + ", ".join(parts)
 
 
-def _overload_note(s: dict) -> str:
-    """Why the rates of a fleet that did not keep up are over its served interval."""
+def _overload_note(s: dict, span_s: float) -> str:
+    """Why the rates of a run that never reached steady state are over its served interval."""
+    if s["e2e_p50_s"] > span_s:
+        why = (f"its arrivals span {span_s:.3g} s, less than its median request takes ({s['e2e_p50_s']:.3g} s), so "
+               "the run ended before the fleet filled; give it more requests")
+    else:
+        why = "so its queue grew all run and latencies grow with the run's length"
     return (f"never reached steady state: the fleet served {s['served_rate_ratio']:.1%} of the output tokens per "
-            f"second its measured requests brought, so its queue grew all run; throughput, goodput and cost are "
-            f"over the {s['rate_interval_s']:.4g} s in which it served them, and latencies grow with the run's length")
+            f"second its measured requests brought; {why}; throughput, goodput and cost are over the "
+            f"{s['rate_interval_s']:.4g} s in which it served them")
 
 
 def _scaling_columns(exp: Experiment, plan: FleetLayout, point: Point, s: dict) -> dict:

@@ -50,6 +50,8 @@ def test_a_duplicate_key_is_refused_with_both_lines(tmp_path, capsys):
     assert "duplicate key 'replicas'" in _cli(tmp_path, capsys, nested)
     with pytest.raises(ConfigError, match="duplicate key 'a'"):
         parse_mapping("a: 1\nb: {c: 2}\na: 3\n", "x.yaml")
+    # a merge key's mapping may be overridden key by key, as the shipped experiments do
+    assert parse_mapping("a: &d {x: 1, y: 2}\nb: {<<: *d, y: 3}\n", "x.yaml")["b"] == {"x": 1, "y": 3}
 
 
 @pytest.mark.parametrize("content", [b"\xff\xfe\x00binary\x00", bytes(range(256)), "name: a\x00b\n",
