@@ -6,7 +6,8 @@ a ten-million-request run summarizes in about a second because nothing loops ove
 Rates are the measured requests' tokens over their arrival window while the fleet keeps up
 with them. A fleet that does not (an unbounded queue under overload) serves its backlog
 long after the window: its rates are then what it served while serving those requests,
-and the summary says it never reached steady state (`steady_state` 0).
+and the summary says it never reached steady state (`steady_state` 0), as it does for a
+run whose arrivals end before its median request is served.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ SUMMARY_KEYS: tuple[str, ...] = (
     "window_s",
     "steady_state",
     "served_rate_ratio",
+    "ttft_growth",
     "rate_interval_s",
     "offered_req_per_s",
     "ttft_mean_s",
@@ -64,12 +66,20 @@ _PERCENTILES = (50.0, 90.0, 99.0)
 # finished: the fleet was serving them throughout, while the first and last few overlap the
 # run's ramp-up and drain (its percentiles, as np.percentile takes them).
 SERVED_INTERVAL_PERCENTILES = (10.0, 90.0)
-# A fleet keeps up with its measured requests when, over their served interval, it emits at
-# least this share of the output tokens per second they brought in their arrival window.
-# A convention of this tool, not a measured constant: runs that keep up show 0.93-1.09 on
-# every shipped experiment (the spread is sampling, and ramps of diurnal and session
-# traffic); a fleet at n times its capacity shows about 1/n, e.g. 0.02-0.04 at 10x.
+# A fleet falls behind its measured requests when both of two estimates of its overload say
+# so. Over their served interval it emits less than this share of the output tokens per
+# second they brought in their arrival window: a fleet at n times its capacity shows about
+# 1/n (0.02-0.04 at 10x), while runs that keep up show 0.93-1.09 on every shipped experiment
+# (sampling, and the ramps of diurnal and session traffic), but also far less when their
+# requests are served after the arrivals end (a run hardly longer than its latency). And
+# their time to first token grows along the window by more than MIN_TTFT_GROWTH seconds per
+# second of arrivals, as a queue fed n times faster than it drains grows by n - 1: a fleet
+# that keeps up shows none. Both thresholds mean the same overload, 1.25x; they are a
+# convention of this tool, not measured constants.
 STEADY_MIN_SERVED_RATIO = 0.8
+MIN_TTFT_GROWTH = 1 / STEADY_MIN_SERVED_RATIO - 1
+# Measured requests needed to judge either (a third of them on each side of the window).
+_MIN_TO_JUDGE = 6
 
 
 SloLike = SloTarget | Sequence[SloTarget]
@@ -149,9 +159,11 @@ def summarize(
     all arrivals at one instant as in an offline benchmark), it stretches to the last
     finish of those requests; rates are 0 if nothing finished either.
 
-    When the fleet did not keep up (see `served_rates`), every rate but the offered one is
-    instead what the fleet served over the measured requests' served interval, and
-    `steady_state` is 0. `rate_interval_s` is the length the rates are over either way.
+    When the fleet fell behind (see STEADY_MIN_SERVED_RATIO), every rate but the offered one
+    is instead what the fleet served over the measured requests' served interval, and
+    `steady_state` is 0; it is 0 too, with the rates over the window, when the run's arrivals
+    span less than its median request takes (the run ended before the fleet filled).
+    `rate_interval_s` is the length the rates are over either way.
     """
     scope = _Scope.build(trace, slo, warmup_s, cooldown_s)
     return scope.summary(None, _check_gpus(gpus))
@@ -209,6 +221,8 @@ class _Scope:
     cached_tokens: np.ndarray
     served: _Served | None  # None: the fleet kept up (or served nothing), rates are over the window
     served_rate_ratio: float
+    ended_before_filled: bool  # arrivals spanned less than the median request took: no steady state
+    ttft_growth: float
 
     @classmethod
     def build(cls, trace: Trace, slo: SloLike, warmup_s: float, cooldown_s: float) -> _Scope:
@@ -222,16 +236,20 @@ class _Scope:
         finish = trace.finish_s[measured]
         done = outcome == DONE
         window_s = end - start
-        served, ratio = None, float("nan")
+        served, ratio, short, growth = None, float("nan"), False, float("nan")
+        lat = _latencies(done, arrival[measured], trace.first_token_s[measured], finish, output_tokens)
         if window_s == 0 and done.any():  # the window already spans the time the requests were served
             window_s = float(np.max(finish[done])) - start
         else:
+            growth = ttft_growth(trace, measured)
             served, ratio = _Served.check(trace, measured, float(output_tokens[done].sum()), float(window_s),
-                                          ttft_max, tpot_max)
-        lat = _latencies(done, arrival[measured], trace.first_token_s[measured], finish, output_tokens)
+                                          growth, ttft_max, tpot_max)
+            if done.any():
+                span_s = float(np.nanmax(arrival) - np.nanmin(arrival))
+                short = bool(np.median(lat["e2e_s"][done]) > span_s)
         meets = _meets(lat, output_tokens, _measured(ttft_max, measured), _measured(tpot_max, measured))
         return cls(measured, outcome, trace.input_tokens[measured], output_tokens, lat, meets, float(window_s),
-                   trace.retries[measured], trace.cached_tokens[measured], served, ratio)
+                   trace.retries[measured], trace.cached_tokens[measured], served, ratio, short, growth)
 
     def summary(self, group: np.ndarray | None, gpus: int) -> dict[str, float]:
         """The summary of the requests in `group` (a mask over the whole trace; None: all)."""
@@ -260,8 +278,9 @@ class _Scope:
             "retried": float(np.count_nonzero(sel & (self.retries > 0))),
             "unfinished": float(np.count_nonzero(sel & (outcome == PENDING))),
             "window_s": self.window_s,
-            "steady_state": 0.0 if served is not None else 1.0,
+            "steady_state": 0.0 if served is not None or self.ended_before_filled else 1.0,
             "served_rate_ratio": self.served_rate_ratio,
+            "ttft_growth": self.ttft_growth,
             "rate_interval_s": served.length_s if served is not None else self.window_s,
             "offered_req_per_s": float(requests) / self.window_s if self.window_s > 0 else 0.0,
         }
@@ -317,7 +336,7 @@ class _Served:
 
     @classmethod
     def check(cls, trace: Trace, measured: np.ndarray | slice, measured_output_tokens: float, window_s: float,
-              ttft_max, tpot_max) -> tuple[_Served | None, float]:
+              growth: float, ttft_max, tpot_max) -> tuple[_Served | None, float]:
         """(the served interval if the fleet did not keep up, else None; the ratio of the output
         tokens per second it served then to those the measured requests brought per second)."""
         done = trace.done
@@ -329,7 +348,7 @@ class _Served:
             return None, float("nan")
         output = served_output_tokens(trace, from_s, to_s)
         ratio = float(output.sum()) / (to_s - from_s) / (measured_output_tokens / window_s)
-        if ratio >= STEADY_MIN_SERVED_RATIO:
+        if ratio >= STEADY_MIN_SERVED_RATIO or not growth > MIN_TTFT_GROWTH:
             return None, ratio
         prefill = _spread(trace.prefill_start_s, trace.prefill_end_s, from_s, to_s) * done
         with np.errstate(invalid="ignore"):
@@ -345,6 +364,24 @@ class _Served:
         output, meets = self.output_tokens[sel], self.meets[sel]
         return (float(output.sum()), float(self.input_tokens[sel].sum()), float(output[meets].sum()),
                 float(np.count_nonzero(self.finished[sel] & meets)), float(self.cached_tokens[sel].sum()))
+
+
+def ttft_growth(trace: Trace, measured: np.ndarray | slice) -> float:
+    """Seconds the time to first token grew per second of arrivals across the measured done
+    requests: between the medians of their first and last thirds (by arrival). NaN when too
+    few requests or no arrival span to tell."""
+    done = trace.done[measured]
+    arrival = trace.arrival_s[measured][done]
+    if arrival.size < _MIN_TO_JUDGE:
+        return float("nan")
+    order = np.argsort(arrival, kind="stable")
+    arrival = arrival[order]
+    ttft = (trace.first_token_s[measured][done] - trace.arrival_s[measured][done])[order]
+    third = arrival.size // 3
+    span = float(np.median(arrival[-third:]) - np.median(arrival[:third]))
+    if not span > 0:
+        return float("nan")
+    return float(np.median(ttft[-third:]) - np.median(ttft[:third])) / span
 
 
 def served_interval(trace: Trace, measured: np.ndarray | slice) -> tuple[float, float]:

@@ -375,15 +375,14 @@ def demand_columns(trace: Trace) -> tuple[dict, str]:
 
 
 def _overload_note(s: dict, span_s: float) -> str:
-    """Why the rates of a run that never reached steady state are over its served interval."""
-    if s["e2e_p50_s"] > span_s:
-        why = (f"its arrivals span {span_s:.3g} s, less than its median request takes ({s['e2e_p50_s']:.3g} s), so "
-               "the run ended before the fleet filled; give it more requests")
-    else:
-        why = "so its queue grew all run and latencies grow with the run's length"
-    return (f"never reached steady state: the fleet served {s['served_rate_ratio']:.1%} of the output tokens per "
-            f"second its measured requests brought; {why}; throughput, goodput and cost are over the "
-            f"{s['rate_interval_s']:.4g} s in which it served them")
+    """Why a run never reached steady state, and what its rates are then."""
+    if s["rate_interval_s"] != s["window_s"]:  # fell behind: rates over the served interval
+        return (f"never reached steady state: the fleet fell behind, serving {s['served_rate_ratio']:.1%} of the "
+                f"output tokens per second its measured requests brought while their time to first token grew "
+                f"{s['ttft_growth']:.3g} s per second; throughput, goodput and cost are over the "
+                f"{s['rate_interval_s']:.4g} s in which it served them, and latencies grow with the run's length")
+    return (f"never reached steady state: its arrivals span {span_s:.3g} s, less than its median request takes "
+            f"({s['e2e_p50_s']:.3g} s), so the run ended before the fleet filled; give it more requests")
 
 
 def _scaling_columns(exp: Experiment, plan: FleetLayout, point: Point, s: dict) -> dict:

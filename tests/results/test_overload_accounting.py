@@ -64,7 +64,7 @@ def test_overloaded_run_reports_what_was_served(overloaded):
     assert row["usd_per_m_output_tokens"] == pytest.approx(
         row["usd_per_hour"] / (row["output_tokens_per_s"] * 3600) * 1e6)
     assert not row["steady_state"]
-    assert "never reached steady state" in row["note"]
+    assert "never reached steady state: the fleet fell behind" in row["note"]
 
 
 def test_a_fleet_that_keeps_up_is_measured_over_its_arrival_window():
@@ -82,6 +82,28 @@ def test_a_fleet_that_keeps_up_is_measured_over_its_arrival_window():
     start, end = arrival.min() + 0.3 * span, arrival.max() - 0.3 * span
     measured = frame[(arrival >= start) & (arrival <= end) & (frame["outcome"] == "done")]
     assert s["output_tokens_per_s"] == pytest.approx(measured["output_tokens"].sum() / (end - start), rel=1e-12)
+
+
+def _light(rate_per_s: float, requests: int):
+    exp = parse_experiment(OVERLOAD | {"load": {"mode": "fixed", "rate_per_s": rate_per_s}, "requests": requests,
+                                       "measurement": {"min_span_latencies": 0}})
+    result = run_experiment(exp, jobs=1)
+    return result.summary.iloc[0], next(iter(result.points.values())).summaries["chat"]
+
+
+def test_requests_served_after_the_arrivals_end_are_no_overload():
+    # 70 requests at 10/s: the measured ones finish while the fleet drains, so it emits less
+    # than they brought per second then; but no queue grew, and the window's rates stand
+    row, s = _light(10, 70)
+    assert s["served_rate_ratio"] < 0.8 and abs(s["ttft_growth"]) < 0.05
+    assert row["steady_state"] and s["rate_interval_s"] == s["window_s"] and row["note"] == ""
+
+
+def test_a_run_that_ends_before_the_fleet_fills_says_so():
+    # 40 requests at 10/s arrive over 4 s; each takes about 6 s
+    row, s = _light(10, 40)
+    assert not row["steady_state"] and s["rate_interval_s"] == s["window_s"]
+    assert "the run ended before the fleet filled; give it more requests" in row["note"]
 
 
 def test_groups_of_an_overloaded_run_add_up(overloaded):
