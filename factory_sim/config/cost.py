@@ -31,8 +31,8 @@ class TcoSpec(BaseModel):
     # estimate; used only with power_basis "tdp"
     pue: Annotated[float, within(1, 5, "power usage effectiveness; 1 is no overhead, data centers run 1.1-2")] = 1.3
     usd_per_kwh: Annotated[float, within(0, 10, "$ per kWh; 100x typical industrial prices")] = 0.08  # estimate
-    facility_usd_per_kw_month: Annotated[float, within(0, 100_000, "$ per kW-month; 700x a colocation price")] = \
-        130.0  # colocation; estimate
+    # colocation; estimate
+    facility_usd_per_kw_month: Annotated[float, within(0, 100_000, "$ per kW-month; 700x a colocation price")] = 130.0
 
 
 class CostSpec(BaseModel):

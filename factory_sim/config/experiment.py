@@ -67,6 +67,10 @@ class SloTarget:
 
 _STRICT = ConfigDict(extra="forbid")
 _LATENCY_RATIO = "p90 latency over its SLO target"
+_BatchSequences = Annotated[int, within(1, 2**20, "sequences per replica step; each is a row of the step's arrays")]
+# engines default to 2,048-16,384 (vLLM max_num_batched_tokens, SGLang chunked_prefill_size)
+_BatchTokens = Annotated[int, within(64, 2**24, "tokens per step; under 64 a long prompt takes hundreds of thousands "
+                                                "of steps, over 16.8 million no memory holds them")]
 # An SLO longer than a day is no latency target; give 86400 to leave one out.
 SloSeconds = Annotated[float, within(0, DAY_S, "seconds; above 0 and at most a day (86400 leaves a target out)",
                                      above=True)]
@@ -137,12 +141,8 @@ class PoolSpec(BaseModel):
     dp_attention: Degree = 1
     ep: Degree | None = Field(default=None, description="default: all GPUs of a stage for MoE, 1 for dense")
     pp: Degree = 1
-    max_batch: Annotated[int, within(1, 2**20, "sequences per replica step; each is a row of the step's arrays")] = \
-        Field(default=256, description="most sequences a replica runs at once")
-    # engines default to 2,048-16,384 (vLLM max_num_batched_tokens, SGLang chunked_prefill_size)
-    max_batch_tokens: Annotated[int, within(64, 2**24, "tokens per step; under 64 a long prompt takes hundreds of "
-                                                       "thousands of steps, over 16.8 million no memory holds them")] = \
-        Field(default=8192, description="token budget of one step (prefill chunk size)")
+    max_batch: _BatchSequences = Field(default=256, description="most sequences a replica runs at once")
+    max_batch_tokens: _BatchTokens = Field(default=8192, description="token budget of one step (prefill chunk size)")
     # Overload control, for the pools requests enter (prefill or aggregated): refuse a request
     # when this many wait for admission at its replica; drop one that waited longer.
     max_queue: Annotated[int, within(0, MAX_REQUESTS, REQUESTS)] | None = Field(
@@ -176,11 +176,11 @@ class PrefixCacheSpec(BaseModel):
     enabled: bool = True
     hbm_fraction: Fraction = Field(default=1.0, description="share of unreserved KV memory it may hold")
     # a Grace CPU holds 480 GB of LPDDR5X for its GPUs (NVIDIA GB200 NVL72 product page)
-    host_gb_per_gpu: Annotated[float, within(0, 100_000, "GB of host memory per GPU; 200x a Grace CPU's 480 GB")] = \
-        Field(default=0.0, description="host-memory tier per GPU (0: none)")
+    host_gb_per_gpu: Annotated[float, within(0, 100_000, "GB of host memory per GPU; 200x a Grace CPU's 480 GB")] = (
+        Field(default=0.0, description="host-memory tier per GPU (0: none)"))
     # NVLink-C2C: 900 GB/s between Grace and its GPUs (NVIDIA GB200 NVL72 product page)
-    host_gb_per_s: Annotated[float, within(0, 100_000, "GB/s; 100x NVLink-C2C's 900 GB/s", above=True)] | None = \
-        Field(default=None, description="host -> GPU bandwidth per GPU")
+    host_gb_per_s: Annotated[float, within(0, 100_000, "GB/s; 100x NVLink-C2C's 900 GB/s", above=True)] | None = (
+        Field(default=None, description="host -> GPU bandwidth per GPU"))
 
     @model_validator(mode="after")
     def _host_needs_bandwidth(self):
@@ -282,11 +282,11 @@ class LoadSpec(BaseModel):
     model_config = _STRICT
     mode: Literal["max_goodput", "fixed"] = "max_goodput"
     rate_per_s: Rate | None = Field(default=None, description="fixed open-loop rate (overrides the workload's)")
-    concurrency: Annotated[int, within(1, MAX_REQUESTS, "clients; each holds a request of the run")] | None = \
-        Field(default=None, description="fixed closed-loop clients")
+    concurrency: Annotated[int, within(1, MAX_REQUESTS, "clients; each holds a request of the run")] | None = (
+        Field(default=None, description="fixed closed-loop clients"))
     target_attainment: PositiveFraction = 0.9
-    search_steps: Annotated[int, within(2, 30, "simulations per bisection; 30 halve the range a billion times")] = \
-        Field(default=7, description="simulations per bisection")
+    search_steps: Annotated[int, within(2, 30, "simulations per bisection; 30 halve the range a billion times")] = (
+        Field(default=7, description="simulations per bisection"))
 
 
 class MeasurementSpec(BaseModel):

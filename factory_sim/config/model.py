@@ -15,6 +15,7 @@ from typing import Literal, TypeVar
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from factory_sim.catalog import builtin_names, load
 from factory_sim.config.bounds import (
     Dim,
     ExpertCount,
@@ -22,12 +23,10 @@ from factory_sim.config.bounds import (
     LayerCount,
     Layers,
     ParamsB,
-    PositiveFraction,
     Positions,
+    PositiveFraction,
     Vocab,
 )
-
-from factory_sim.catalog import builtin_names, load
 
 ArrayOrFloat = TypeVar("ArrayOrFloat", np.ndarray, float)
 

@@ -7,7 +7,6 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from factory_sim.config.bounds import MAX_REQUESTS, REQUESTS, PositiveFraction, Rate, Seed, within
-
 from factory_sim.config.experiment import FleetSpec, SloTierSpec
 from factory_sim.config.uncertainty import UncertaintySpec
 

@@ -12,9 +12,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from factory_sim.config.bounds import Efficiency, Fraction, StepSeconds, within
-
 from factory_sim.catalog import builtin_names, load
+from factory_sim.config.bounds import Efficiency, Fraction, StepSeconds, within
 from factory_sim.errors import ConfigError
 
 
@@ -51,11 +50,13 @@ class SoftwareStack(BaseModel):
     prefill_attention_efficiency: Efficiency | None = None
     hbm_efficiency: Efficiency
     # above 1: in-switch reductions (NVLink SHARP) halve the bytes an all-reduce moves
-    nvlink_efficiency: Annotated[float, within(0, 1.2, "a fraction of the link's bandwidth (to 1.2 with in-switch reductions)", above=True)]
+    nvlink_efficiency: Annotated[float, within(0, 1.2, "a fraction of the link's bandwidth (to 1.2 with in-switch "
+                                                       "reductions)", above=True)]
     scaleout_efficiency: Efficiency
     collective_latency_s: StepSeconds
     comm_overlap_fraction: Fraction
-    ep_load_imbalance: Annotated[float, within(1, 1000, "busiest expert rank over the mean; 1000 is all tokens on one rank of 1000")]
+    ep_load_imbalance: Annotated[float, within(1, 1000, "busiest expert rank over the mean; 1000 is all tokens on "
+                                                        "one rank of 1000")]
     step_overhead_s: StepSeconds
     # CPU work per sequence per step (sampling, stop checks, scheduling, detokenization):
     # what keeps a small model's TPOT flat across TP degrees at large batch on some engines

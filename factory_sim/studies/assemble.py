@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from factory_sim.catalog import builtin_path, check_kind, parse, read_mapping
+from factory_sim.config.bounds import MAX_SIM_S, SIM_TIME
 from factory_sim.config.experiment import (
     AGGREGATED,
     DECODE,
@@ -28,7 +29,6 @@ from factory_sim.config.experiment import (
 )
 from factory_sim.config.hardware import load_hardware
 from factory_sim.config.stack import load_stack
-from factory_sim.config.bounds import MAX_SIM_S, SIM_TIME
 from factory_sim.config.workload import ClosedLoopArrivals, TraceArrivals
 from factory_sim.errors import ConfigError
 from factory_sim.perf.memory import plan_memory
