@@ -22,7 +22,7 @@ EXIT_BAD_INPUT = 2
 
 def _cmd_run(args) -> int:
     from factory_sim.progress import Bars, on_terminal
-    from factory_sim.results.files import atomic_write, write_results
+    from factory_sim.results.files import check_folder, saving, write_csv, write_results
     from factory_sim.results.tables import format_table, placeholder_priced
     from factory_sim.studies.assemble import default_experiment_path, load_experiment
     from factory_sim.studies.run import run_experiment
@@ -42,6 +42,8 @@ def _cmd_run(args) -> int:
                                          "an experiment runs on local processes (--jobs)")
     overrides = {"requests": args.requests} if args.requests is not None else {}
     exp = load_experiment(path, **overrides)
+    if args.out:
+        check_folder(args.out, "--out")
     started = time.perf_counter()
     if not args.quiet:
         print(f"factory-sim {__version__}: running '{exp.name}' ({len(exp.fleets)} fleets x "
@@ -63,16 +65,17 @@ def _cmd_run(args) -> int:
     if samples > 0:
         sample_rows, band_rows = _run_uncertainty(path, exp, samples, overrides, args)
     if args.out:
-        files = write_results(args.out, result.summary, result.traces_frame(), trace_format=args.trace_format,
-                              experiment_yaml=path.read_text())
-        for name, frame in (("scaling.csv", result.scaling_frame()), ("faults.csv", result.faults_frame())):
-            if len(frame):
-                atomic_write(Path(args.out) / name, lambda p, f=frame: f.to_csv(p, index=False))
-                files.append(Path(args.out) / name)
-        if sample_rows is not None:
-            atomic_write(Path(args.out) / "samples.csv", lambda p: sample_rows.to_csv(p, index=False))
-            atomic_write(Path(args.out) / "bands.csv", lambda p: band_rows.to_csv(p, index=False))
-            files += [Path(args.out) / "samples.csv", Path(args.out) / "bands.csv"]
+        with saving("--out", args.out):
+            files = write_results(args.out, result.summary, result.traces_frame(), trace_format=args.trace_format,
+                                  experiment_yaml=path.read_text(encoding="utf-8"))
+            for name, frame in (("scaling.csv", result.scaling_frame()), ("faults.csv", result.faults_frame())):
+                if len(frame):
+                    write_csv(Path(args.out) / name, frame)
+                    files.append(Path(args.out) / name)
+            if sample_rows is not None:
+                write_csv(Path(args.out) / "samples.csv", sample_rows)
+                write_csv(Path(args.out) / "bands.csv", band_rows)
+                files += [Path(args.out) / "samples.csv", Path(args.out) / "bands.csv"]
         _record_command(args, args.out, options={"requests": args.requests, "samples": samples},
                         wall_s=round(wall, 1), simulations=result.simulations)
         print("wrote " + ", ".join(str(f) for f in files))
@@ -81,8 +84,8 @@ def _cmd_run(args) -> int:
 
 
 def _run_uncertainty(path: Path, exp, samples: int, overrides: dict, args):
-    import yaml
-
+    from factory_sim.catalog import read_mapping
+    from factory_sim.results.files import finite
     from factory_sim.results.tables import KEYS, band_columns, frame_text
     from factory_sim.studies.uncertainty import bands, run_samples
 
@@ -91,7 +94,7 @@ def _run_uncertainty(path: Path, exp, samples: int, overrides: dict, args):
                                                 "cost.price_scale: {kind: uniform, low: 0.8, high: 1.2}")
     from factory_sim.progress import Bars, on_terminal
 
-    raw = yaml.safe_load(path.read_text())
+    raw = read_mapping(path, "experiment")
     raw.update(overrides)
     started = time.perf_counter()
     with Bars("draw", unit="draw", enabled=on_terminal(args.quiet), totals={"uncertainty draws": samples}):
@@ -99,7 +102,7 @@ def _run_uncertainty(path: Path, exp, samples: int, overrides: dict, args):
     b = bands(rows)
     print(f"\nuncertainty: {samples} Latin-hypercube draws of {', '.join(exp.uncertainty.inputs)} "
           f"({time.perf_counter() - started:.1f} s)")
-    print(frame_text(b, [*KEYS, *band_columns(("usd_per_m_goodput_tokens", "goodput_tokens_per_s"))], keys=2))
+    print(frame_text(finite(b), [*KEYS, *band_columns(("usd_per_m_goodput_tokens", "goodput_tokens_per_s"))], keys=2))
     return rows, b
 
 
@@ -107,7 +110,7 @@ def _cmd_validate(args) -> int:
     from factory_sim.fidelity.mlperf import load_reference, throughput_rows
     from factory_sim.fidelity.stack_errors import SNAPSHOT_NAME, error_by_stack
     from factory_sim.progress import Bars, on_terminal
-    from factory_sim.results.files import atomic_write
+    from factory_sim.results.files import atomic_write, check_folder
 
     _report_needs_out(args)
 
@@ -121,8 +124,8 @@ def _cmd_validate(args) -> int:
             return 0
     reference = load_reference(args.scenarios)
     out = Path(args.out) if args.out else None
-    if out is not None and out.exists() and not out.is_dir():
-        raise ConfigError("--out", f"{out} exists and is not a folder; name a folder for the results")
+    if out is not None:
+        check_folder(out, "--out")
     matched = 0
     points = reference.get("points")
     if points is not None:
@@ -164,7 +167,7 @@ def _validate_rows(args, calibration, points, out):
     from factory_sim.fidelity.measured import validate_points
     from factory_sim.fidelity.mlperf import format_throughput_report, validate_throughput
     from factory_sim.fidelity.report import error_summary, format_report, plot_predicted_vs_published
-    from factory_sim.results.files import atomic_write
+    from factory_sim.results.files import atomic_write, saving, write_csv
 
     thr = results = None
     if calibration is not None and len(calibration):
@@ -173,7 +176,8 @@ def _validate_rows(args, calibration, points, out):
         print(format_throughput_report(thr))
         print(f"\n{len(calibration)} throughput rows in {time.perf_counter() - started:.1f} s\n")
         if out is not None:
-            atomic_write(out / "throughput_validation.csv", lambda p: thr.to_csv(p, index=False))
+            with saving("--out", out):
+                write_csv(out / "throughput_validation.csv", thr)
             print(f"wrote {out / 'throughput_validation.csv'}")
     if points is not None and len(points):
         started = time.perf_counter()
@@ -183,9 +187,10 @@ def _validate_rows(args, calibration, points, out):
         if out is not None:
             columns = ["id", "quantity", "predicted", "published", "rel_error", "config", "system", "model",
                        "backend", "mode", "isl", "osl", "concurrency", "sample", "skipped"]
-            atomic_write(out / "validation.csv", lambda p: results[columns].to_csv(p, index=False))
-            atomic_write(out / "validation_summary.csv", lambda p: error_summary(results).to_csv(p, index=False))
-            atomic_write(out / "validation.png", lambda p: plot_predicted_vs_published(results, p))
+            with saving("--out", out):
+                write_csv(out / "validation.csv", results[columns])
+                write_csv(out / "validation_summary.csv", error_summary(results))
+                atomic_write(out / "validation.png", lambda p: plot_predicted_vs_published(results, p))
             print(f"wrote {out / 'validation.csv'}, {out / 'validation_summary.csv'}, {out / 'validation.png'}")
     return thr, results
 
@@ -195,7 +200,13 @@ def _cmd_calibrate(args) -> int:
     from factory_sim.fidelity.inferencex import is_inferencex_file
     from factory_sim.fidelity.mlperf import load_reference
     from factory_sim.progress import Bars, on_terminal
+    from factory_sim.results.files import check_file, check_folder, saving
 
+    out = Path(args.out)
+    if out.suffix in (".yaml", ".yml"):
+        check_file(out, "--out", "a .yaml file or a folder")
+    else:
+        check_folder(out, "--out")
     ix_files = [r for r in args.rows or [] if is_inferencex_file(r)]
     if ix_files:  # InferenceX points: fitted on all three quantities, held out by hardware and date
         return _calibrate_inferencex(args, ix_files, [r for r in args.rows if r not in ix_files])
@@ -219,7 +230,9 @@ def _cmd_calibrate(args) -> int:
                                   "(give calibration rows or measured points, or another --profile)")
     print(format_calibration(fits, skipped))
     print(f"\ncalibrated {len(fits)} profiles in {time.perf_counter() - started:.1f} s")
-    for path in write_profiles(fits, Path(args.out)):
+    with saving("--out", out):
+        written = write_profiles(fits, out)
+    for path in written:
         print(f"wrote {path}")
     return 0
 
@@ -262,16 +275,17 @@ def _calibrate_inferencex(args, files: list[str], others: list[str]) -> int:
 
 def _cmd_sweep(args) -> int:
     from factory_sim.progress import on_terminal
+    from factory_sim.results.files import check_file, saving
     from factory_sim.studies.sweep import load_sweep, run_sweep
 
     spec, base = load_sweep(args.sweep)
     out = Path(args.out or f"{spec.name}_results.csv")
-    if out.exists() and out.is_dir():
-        raise ConfigError("--out", f"{out} is a folder; name the results file (CSV)")
+    check_file(out, "--out", "the results file (CSV)")
     out.parent.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
-    df = run_sweep(spec, base, out, jobs=args.jobs, source=args.sweep, progress=on_terminal(args.quiet),
-                   scheduler=args.scheduler, quiet=args.quiet)
+    with saving("--out", out):
+        df = run_sweep(spec, base, out, jobs=args.jobs, source=args.sweep, progress=on_terminal(args.quiet),
+                       scheduler=args.scheduler, quiet=args.quiet)
     print(f"{spec.name}: {df['point_key'].nunique() if len(df) else 0} points, {len(df)} rows in {out} "
           f"({time.perf_counter() - started:.1f} s)")
     if len(df):
@@ -283,7 +297,7 @@ def _cmd_frontier(args) -> int:
     import numpy as np
 
     from factory_sim.progress import Bars, on_terminal
-    from factory_sim.results.files import atomic_write
+    from factory_sim.results.files import atomic_write, check_folder, finite, saving, write_csv
     from factory_sim.results.tables import FRONTIER_TABLE, Column, frame_text, placeholder_note, placeholder_priced
     from factory_sim.studies.assemble import default_experiment_path, load_experiment
     from factory_sim.studies.frontier import cost_at_interactivity, crossings, frontier, plot_frontier, ratio_table
@@ -291,6 +305,8 @@ def _cmd_frontier(args) -> int:
     _report_needs_out(args)
     path = Path(args.experiment) if args.experiment else default_experiment_path()
     exp = load_experiment(path)
+    if args.out:
+        check_folder(args.out, "--out")
     started = time.perf_counter()
     with Bars("simulation", unit="sim", enabled=on_terminal(args.quiet)):
         points = frontier(exp, points=args.points, jobs=args.jobs)
@@ -303,11 +319,11 @@ def _cmd_frontier(args) -> int:
     cross = crossings(curves, reference, per_mw=cost_at_interactivity(points, grid, "tokens_per_s_per_mw"))
     front = points[points["on_frontier"]].sort_values(["hardware", "tokens_per_s_per_user_p50"])
     print(f"{exp.name}: frontier points (output tokens/s/GPU vs median tokens/s/user), {exp.cost.tier} prices")
-    print(frame_text(front, FRONTIER_TABLE, keys=2))
+    print(frame_text(finite(front), FRONTIER_TABLE, keys=2))
     print("\n$ per million output tokens at each interactivity (- : not reachable on the frontier);")
     print(f"{reference}/HW: {reference}'s cost over HW's, how many times cheaper HW is")
     table = ratio_table(curves, reference)
-    print(frame_text(table, [Column("tokens_per_s_per_user", "tok/s/user", lambda v: f"{v:g}")]
+    print(frame_text(finite(table), [Column("tokens_per_s_per_user", "tok/s/user", lambda v: f"{v:g}")]
                      + [Column(c, c, lambda v: f"{v:.4g}") for c in table.columns[1:]]))
     placeholder = placeholder_priced(exp)
     if placeholder:
@@ -323,13 +339,12 @@ def _cmd_frontier(args) -> int:
     print(f"\n{len(points)} simulations in {wall:.1f} s")
     if args.out:
         out = Path(args.out)
-        if out.exists() and not out.is_dir():
-            raise ConfigError("--out", f"{out} exists and is not a folder; name a folder for the results")
-        atomic_write(out / "frontier.csv", lambda p: points.to_csv(p, index=False))
-        atomic_write(out / "cost_curves.csv", lambda p: curves.to_csv(p, index=False))
-        atomic_write(out / "crossings.csv", lambda p: cross.to_csv(p, index=False))
-        atomic_write(out / "frontier.png", lambda p: plot_frontier(points, p))
-        atomic_write(out / "experiment.yaml", lambda p: p.write_text(path.read_text()))
+        with saving("--out", out):
+            write_csv(out / "frontier.csv", points)
+            write_csv(out / "cost_curves.csv", curves)
+            write_csv(out / "crossings.csv", cross)
+            atomic_write(out / "frontier.png", lambda p: plot_frontier(points, p))
+            atomic_write(out / "experiment.yaml", lambda p: p.write_text(path.read_text(encoding="utf-8")))
         _record_command(args, out, options={"points": args.points, "reference": reference,
                                             "interactivity": grid.tolist()}, wall_s=round(wall, 1),
                         simulations=len(points))
@@ -340,12 +355,17 @@ def _cmd_frontier(args) -> int:
 
 def _cmd_plan(args) -> int:
     from factory_sim.progress import Bars, on_terminal
-    from factory_sim.results.files import atomic_write
+    from factory_sim.results.files import check_file, finite, saving, write_csv
     from factory_sim.results.tables import Column, band_columns, format_plan, frame_text, placeholder_in_fleets
     from factory_sim.studies.capacity import budget_capacity, load_plan, make_plan
 
     _report_needs_out(args)
     spec = load_plan(args.plan)
+    samples = args.samples if args.samples is not None else spec.uncertainty.samples
+    if args.out:
+        check_file(args.out, "--out", "the plan file (CSV)")
+        if samples > 0:
+            check_file(_bands_path(args.out), "--out", "the plan file (CSV)")
     started = time.perf_counter()
     with Bars("simulation", unit="sim", enabled=on_terminal(args.quiet)):
         plan = make_plan(spec, jobs=args.jobs)
@@ -353,7 +373,7 @@ def _cmd_plan(args) -> int:
     print(f"{spec.name}: {demand:.4g} req/s of {spec.model} at TTFT <= {spec.slo.ttft_s:g} s, "
           f"TPOT <= {spec.slo.tpot_s * 1e3:g} ms for >= {spec.target_attainment:.0%} of requests")
     shown = plan.head(spec.top)
-    print(format_plan(shown, placeholder_in_fleets(spec.candidates, spec.cost.get("basis", "tier"))))
+    print(format_plan(finite(shown), placeholder_in_fleets(spec.candidates, spec.cost.get("basis", "tier"))))
     for _, r in shown.iterrows():
         if r["note"]:
             print(f"  {r['candidate']}: {r['note']}")
@@ -364,9 +384,9 @@ def _cmd_plan(args) -> int:
               f"{best['max_demand_req_per_s']:.4g} req/s ({int(best['units_in_budget'])} units of {best['candidate']})")
     print(f"\nplanned in {time.perf_counter() - started:.1f} s")
     if args.out:
-        atomic_write(Path(args.out), lambda p: plan.to_csv(p, index=False))
+        with saving("--out", args.out):
+            write_csv(Path(args.out), plan)
         print(f"wrote {args.out}")
-    samples = args.samples if args.samples is not None else spec.uncertainty.samples
     if samples > 0:
         from factory_sim.catalog import read_mapping
         from factory_sim.studies.capacity import plan_bands
@@ -379,13 +399,14 @@ def _cmd_plan(args) -> int:
             _, bands = plan_bands(read_mapping(args.plan, "plan"), spec, samples, jobs=args.jobs)
         print(f"\nfleet size under uncertainty: {samples} Latin-hypercube draws of "
               f"{', '.join(spec.uncertainty.inputs)} ({time.perf_counter() - started:.1f} s)")
-        print(frame_text(bands, [Column("candidate", "candidate", str, True),
+        print(frame_text(finite(bands), [Column("candidate", "candidate", str, True),
                                  Column("samples", "draws", lambda v: f"{v:.0f}"),
                                  Column("feasible_share", "can serve", lambda v: f"{v:.0%}"),
                                  *band_columns(("units", "gpus", "power_mw", "usd_per_hour"))]))
         if args.out:
-            target = Path(args.out).with_name(Path(args.out).stem + "_bands.csv")
-            atomic_write(target, lambda p: bands.to_csv(p, index=False))
+            target = _bands_path(args.out)
+            with saving("--out", target):
+                write_csv(target, bands)
             print(f"wrote {target}")
     if args.out:
         _maybe_report(args, args.out, spec_yaml=Path(args.plan).read_text())
@@ -417,6 +438,11 @@ def _cmd_report(args) -> int:
     return 0
 
 
+def _bands_path(out: str) -> Path:
+    """Where a plan's uncertainty bands go: beside its CSV."""
+    return Path(out).with_name(Path(out).stem + "_bands.csv")
+
+
 def _cmd_plot(args) -> int:
     from factory_sim.results.plots import plot_results
 
@@ -439,18 +465,21 @@ def _cmd_list(args) -> int:
         df = stacks_table()
     with pd.option_context("display.width", shutil.get_terminal_size((200, 40)).columns,
                            "display.max_columns", None, "display.max_colwidth", 60):
-        print(df.to_string(index=False))
+        print(df.to_string(index=False, na_rep="-"))
     return 0
 
 
 def _cmd_init(args) -> int:
+    from factory_sim.results.files import atomic_write, check_file, saving
     from factory_sim.studies.assemble import default_experiment_path
 
     target = Path(args.file)
+    check_file(target, "FILE", "the experiment file to write (YAML)")
     if target.exists() and not args.force:
         raise ConfigError("FILE", f"{target} already exists; choose another name or pass --force to overwrite it")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text(default_experiment_path().read_text())
+    text = default_experiment_path().read_text(encoding="utf-8")
+    with saving("FILE", target):
+        atomic_write(target, lambda p: p.write_text(text, encoding="utf-8"))
     print(f"wrote {target}: the default experiment, commented. Edit it, then: factory-sim run {target}")
     return 0
 

@@ -17,7 +17,9 @@ PACKAGE = ROOT / "factory_sim"
 REPORTS = ("factory_sim.results.html_report", "factory_sim.results.report_parts", "factory_sim.results.report_words")
 
 # Modules allowed past ~600 lines, and why.
-LONG_MODULES: dict[str, str] = {}
+LONG_MODULES: dict[str, str] = {
+    "factory_sim.cli": "the argparse declarations and output of eleven commands: the whole command line in one place",
+}
 MAX_LINES = 640
 
 

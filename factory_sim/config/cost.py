@@ -5,9 +5,11 @@ The arithmetic is in results/cost.py.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from factory_sim.config.bounds import UsdPerGpu, within
 
 PriceTier = Literal["hyperscaler", "neocloud", "rental_3yr"]
 
@@ -17,18 +19,20 @@ class TcoSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     # None takes the hardware profile's capital cost.
-    capex_usd_per_gpu: float | None = Field(default=None, gt=0)
+    capex_usd_per_gpu: UsdPerGpu | None = None
     # Economic life. SemiAnalysis prices GPU-hours as the TCO of owning over a 4-year life:
     # SemiAnalysis InferenceX constants.ts (TCO $/GPU-hr)
     # https://github.com/SemiAnalysisAI/InferenceX-app/blob/main/packages/app/src/lib/constants.ts
-    years: float = Field(default=4.0, gt=0)
-    cost_of_capital: float = Field(default=0.10, ge=0)  # annual rate; estimate
+    years: Annotated[float, within(0.1, 100, "years of economic life")] = 4.0
+    cost_of_capital: Annotated[float, within(0, 1, "an annual rate; 1 is 100% a year")] = 0.10  # estimate
     # Power basis: "allin" uses the provisioned all-in kW per GPU, which already includes
     # host, network and facility overhead; "tdp" uses GPU board power times `pue`.
     power_basis: Literal["allin", "tdp"] = "allin"
-    pue: float = Field(default=1.3, ge=1)  # estimate; used only with power_basis "tdp"
-    usd_per_kwh: float = Field(default=0.08, ge=0)  # electricity price; estimate
-    facility_usd_per_kw_month: float = Field(default=130.0, ge=0)  # colocation; estimate
+    # estimate; used only with power_basis "tdp"
+    pue: Annotated[float, within(1, 5, "power usage effectiveness; 1 is no overhead, data centers run 1.1-2")] = 1.3
+    usd_per_kwh: Annotated[float, within(0, 10, "$ per kWh; 100x typical industrial prices")] = 0.08  # estimate
+    # colocation; estimate
+    facility_usd_per_kw_month: Annotated[float, within(0, 100_000, "$ per kW-month; 700x a colocation price")] = 130.0
 
 
 class CostSpec(BaseModel):
@@ -40,4 +44,4 @@ class CostSpec(BaseModel):
     tier: PriceTier = "hyperscaler"
     tco: TcoSpec = Field(default_factory=TcoSpec)
     # Multiplies every $/GPU-hour: a negotiated discount, or an uncertain price (see `uncertainty`).
-    price_scale: float = Field(default=1.0, gt=0)
+    price_scale: Annotated[float, within(0, 1000, "a multiple of the price", above=True)] = 1.0

@@ -11,11 +11,27 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from factory_sim.config.bounds import (
+    DAY_S,
+    MAX_FLEET_GPUS,
+    MAX_REQUESTS,
+    REQUESTS,
+    Degree,
+    Fraction,
+    PositiveFraction,
+    PositiveSeconds,
+    Rate,
+    Replicas,
+    Seconds,
+    Seed,
+    SimSeconds,
+    within,
+)
 from factory_sim.config.cost import CostSpec
 from factory_sim.config.hardware import FaultRate, HardwareProfile, load_hardware
 from factory_sim.config.model import ModelSpec, load_model
@@ -50,16 +66,26 @@ class SloTarget:
 
 
 _STRICT = ConfigDict(extra="forbid")
+_LATENCY_RATIO = "p90 latency over its SLO target"
+_BatchSequences = Annotated[int, within(1, 2**20, "sequences per replica step; each is a row of the step's arrays")]
+# engines default to 2,048-16,384 (vLLM max_num_batched_tokens, SGLang chunked_prefill_size)
+_BatchTokens = Annotated[int, within(64, 2**24, "tokens per step; under 64 a long prompt takes hundreds of thousands "
+                                                "of steps, over 16.8 million no memory holds them")]
+# An SLO longer than a day is no latency target; give 86400 to leave one out.
+SloSeconds = Annotated[float, within(0, DAY_S, "seconds; above 0 and at most a day (86400 leaves a target out)",
+                                     above=True)]
 
 
 class MtpSpec(BaseModel):
     """Multi-token prediction: the model's MTP module drafts tokens the main model verifies."""
 
     model_config = _STRICT
-    draft_tokens: int = Field(default=1, ge=1, le=8)
+    # DeepSeek-V3 trains one MTP module (one draft token); engines chain it a few times
+    draft_tokens: Annotated[int, within(1, 8, "drafted tokens per step; past a few, acceptance decays to nothing")] = 1
     # chance a drafted token is accepted given the one before it was; DeepSeek reports 85-90%
     # for its second-token prediction (DeepSeek-V3 Technical Report, arXiv:2412.19437, sec. 5.4.3)
-    acceptance_rate: float = Field(default=0.85, ge=0, lt=1)
+    acceptance_rate: Annotated[float, within(0, 1, "a probability; 1 would accept every draft forever",
+                                             below=True)] = 0.85
 
 
 class AutoscaleSpec(BaseModel):
@@ -67,18 +93,23 @@ class AutoscaleSpec(BaseModel):
     the pool's `replicas` is where it starts."""
 
     model_config = _STRICT
-    min_replicas: int = Field(default=1, ge=1)
-    max_replicas: int = Field(ge=1)
-    interval_s: float = Field(default=30.0, gt=0, description="how often the planner looks")
+    min_replicas: Replicas = 1
+    max_replicas: Replicas
+    # Kubernetes' Horizontal Pod Autoscaler looks every 15 s by default (its sync period)
+    interval_s: Annotated[float, within(1, DAY_S, "seconds between looks; a planner looking more often than every "
+                                                  "second is not one")] = Field(
+        default=30.0, description="how often the planner looks")
     # default: engine start plus loading the weights, as after a failure (faults.engine_start_s,
     # faults.weight_load_gb_per_s)
-    scale_up_delay_s: float | None = Field(default=None, ge=0)
-    cooldown_s: float = Field(default=300.0, ge=0, description="no scale-down this soon after a change")
-    up_threshold: float = Field(default=0.8, gt=0, description="scale up when p90 latency / SLO passes this")
-    down_threshold: float = Field(default=0.4, ge=0, description="scale down when it stays below this")
-    step_fraction: float = Field(default=0.25, gt=0, le=1)
-    target_occupancy: float = Field(default=0.6, gt=0, le=1,
-                                    description="batch-slot use one replica fewer must stay under to scale down")
+    scale_up_delay_s: Seconds | None = None
+    cooldown_s: Seconds = Field(default=300.0, description="no scale-down this soon after a change")
+    up_threshold: Annotated[float, within(0, 100, _LATENCY_RATIO, above=True)] = Field(
+        default=0.8, description="scale up when p90 latency / SLO passes this")
+    down_threshold: Annotated[float, within(0, 100, _LATENCY_RATIO)] = Field(
+        default=0.4, description="scale down when it stays below this")
+    step_fraction: PositiveFraction = 0.25
+    target_occupancy: PositiveFraction = Field(
+        default=0.6, description="batch-slot use one replica fewer must stay under to scale down")
 
     @model_validator(mode="after")
     def _bounds(self):
@@ -105,19 +136,28 @@ class PoolSpec(BaseModel):
     stack: str | None = None
     stack_overrides: dict[str, Any] = Field(default_factory=dict, description="software-stack fields to replace")
     mtp: MtpSpec | None = None
-    replicas: int = Field(ge=1)
-    tp: int = Field(default=1, ge=1)
-    dp_attention: int = Field(default=1, ge=1)
-    ep: int | None = Field(default=None, ge=1, description="default: all GPUs of a stage for MoE, 1 for dense")
-    pp: int = Field(default=1, ge=1)
-    max_batch: int = Field(default=256, ge=1, description="most sequences a replica runs at once")
-    max_batch_tokens: int = Field(default=8192, ge=1, description="token budget of one step (prefill chunk size)")
+    replicas: Replicas
+    tp: Degree = 1
+    dp_attention: Degree = 1
+    ep: Degree | None = Field(default=None, description="default: all GPUs of a stage for MoE, 1 for dense")
+    pp: Degree = 1
+    max_batch: _BatchSequences = Field(default=256, description="most sequences a replica runs at once")
+    max_batch_tokens: _BatchTokens = Field(default=8192, description="token budget of one step (prefill chunk size)")
     # Overload control, for the pools requests enter (prefill or aggregated): refuse a request
     # when this many wait for admission at its replica; drop one that waited longer.
-    max_queue: int | None = Field(default=None, ge=0, description="waiting requests per replica before refusing")
-    queue_timeout_s: float | None = Field(
-        default=None, gt=0, description="longest wait in a replica's queue for admission (after the request latency)")
+    max_queue: Annotated[int, within(0, MAX_REQUESTS, REQUESTS)] | None = Field(
+        default=None, description="waiting requests per replica before refusing")
+    queue_timeout_s: PositiveSeconds | None = Field(
+        default=None, description="longest wait in a replica's queue for admission (after the request latency)")
     autoscale: AutoscaleSpec | None = None
+
+    @model_validator(mode="after")
+    def _fleet_size(self):
+        gpus = self.replicas * self.tp * self.dp_attention * self.pp
+        if gpus > MAX_FLEET_GPUS:
+            raise ValueError(f"replicas x tp x dp_attention x pp is {gpus:,} GPUs; one pool may have at most "
+                             f"{MAX_FLEET_GPUS:,} (5x the largest cluster announced, 200,000 GPUs)")
+        return self
 
     @model_validator(mode="after")
     def _starts_within_bounds(self):
@@ -134,9 +174,13 @@ class PrefixCacheSpec(BaseModel):
 
     model_config = _STRICT
     enabled: bool = True
-    hbm_fraction: float = Field(default=1.0, ge=0, le=1, description="share of unreserved KV memory it may hold")
-    host_gb_per_gpu: float = Field(default=0.0, ge=0, description="host-memory tier per GPU (0: none)")
-    host_gb_per_s: float | None = Field(default=None, gt=0, description="host -> GPU bandwidth per GPU")
+    hbm_fraction: Fraction = Field(default=1.0, description="share of unreserved KV memory it may hold")
+    # a Grace CPU holds 480 GB of LPDDR5X for its GPUs (NVIDIA GB200 NVL72 product page)
+    host_gb_per_gpu: Annotated[float, within(0, 100_000, "GB of host memory per GPU; 200x a Grace CPU's 480 GB")] = (
+        Field(default=0.0, description="host-memory tier per GPU (0: none)"))
+    # NVLink-C2C: 900 GB/s between Grace and its GPUs (NVIDIA GB200 NVL72 product page)
+    host_gb_per_s: Annotated[float, within(0, 100_000, "GB/s; 100x NVLink-C2C's 900 GB/s", above=True)] | None = (
+        Field(default=None, description="host -> GPU bandwidth per GPU"))
 
     @model_validator(mode="after")
     def _host_needs_bandwidth(self):
@@ -213,8 +257,8 @@ class FleetSpec(BaseModel):
 class SloTierSpec(BaseModel):
     model_config = _STRICT
     name: str = Field(min_length=1)
-    ttft_s: float = Field(gt=0)
-    tpot_s: float = Field(gt=0)
+    ttft_s: SloSeconds
+    tpot_s: SloSeconds
 
 
 class TrafficClassSpec(BaseModel):
@@ -223,9 +267,9 @@ class TrafficClassSpec(BaseModel):
 
     model_config = _STRICT
     name: str = Field(min_length=1)
-    share: float = Field(gt=0)
-    ttft_s: float = Field(gt=0)
-    tpot_s: float = Field(gt=0)
+    share: Annotated[float, within(0, 1e9, "a relative weight; the shares are divided by their sum", above=True)]
+    ttft_s: SloSeconds
+    tpot_s: SloSeconds
     latency_critical: bool | None = None
 
 
@@ -237,10 +281,12 @@ class LoadSpec(BaseModel):
 
     model_config = _STRICT
     mode: Literal["max_goodput", "fixed"] = "max_goodput"
-    rate_per_s: float | None = Field(default=None, gt=0, description="fixed open-loop rate (overrides the workload's)")
-    concurrency: int | None = Field(default=None, ge=1, description="fixed closed-loop clients")
-    target_attainment: float = Field(default=0.9, gt=0, le=1)
-    search_steps: int = Field(default=7, ge=2, le=30, description="simulations per bisection")
+    rate_per_s: Rate | None = Field(default=None, description="fixed open-loop rate (overrides the workload's)")
+    concurrency: Annotated[int, within(1, MAX_REQUESTS, "clients; each holds a request of the run")] | None = (
+        Field(default=None, description="fixed closed-loop clients"))
+    target_attainment: PositiveFraction = 0.9
+    search_steps: Annotated[int, within(2, 30, "simulations per bisection; 30 halve the range a billion times")] = (
+        Field(default=7, description="simulations per bisection"))
 
 
 class MeasurementSpec(BaseModel):
@@ -253,10 +299,11 @@ class MeasurementSpec(BaseModel):
     """
 
     model_config = _STRICT
-    warmup_fraction: float = Field(default=0.3, ge=0, lt=1)
-    cooldown_fraction: float = Field(default=0.3, ge=0, lt=1)
-    min_span_latencies: float = Field(default=3.5, ge=0)
-    max_requests: int = Field(default=200_000, ge=1)
+    warmup_fraction: Annotated[float, within(0, 1, "a share of the arrival span", below=True)] = 0.3
+    cooldown_fraction: Annotated[float, within(0, 1, "a share of the arrival span", below=True)] = 0.3
+    min_span_latencies: Annotated[float, within(0, 1000, "median latencies per run; max_requests caps the run "
+                                                         "long before 1000")] = 3.5
+    max_requests: Annotated[int, within(1, MAX_REQUESTS, REQUESTS)] = 200_000
 
     @model_validator(mode="after")
     def _leaves_window(self):
@@ -269,11 +316,12 @@ class InjectionSpec(BaseModel):
     """One failure at a chosen time, for a reproducible what-if."""
 
     model_config = _STRICT
-    at_s: float = Field(ge=0)
+    at_s: SimSeconds
     hardware: str
     kind: Literal["gpu", "node", "switch", "rack"]
-    unit: int = Field(default=0, ge=0, description="which unit of that kind, counted from 0 over the fleet")
-    repair_s: float | None = Field(default=None, ge=0, description="default: the kind's mean time to repair")
+    unit: Annotated[int, within(0, MAX_FLEET_GPUS, "a unit index; no fleet has more units than GPUs")] = Field(
+        default=0, description="which unit of that kind, counted from 0 over the fleet")
+    repair_s: SimSeconds | None = Field(default=None, description="default: the kind's mean time to repair")
 
 
 class FaultSpec(BaseModel):
@@ -284,19 +332,23 @@ class FaultSpec(BaseModel):
     enabled: bool = True
     random: bool = Field(default=True, description="draw failures from the rates (false: only `inject`)")
     distribution: Literal["exponential", "weibull"] = "exponential"
-    weibull_shape: float = Field(default=1.0, gt=0, description="< 1: failures cluster early (infant mortality)")
-    rate_multiplier: float = Field(default=1.0, gt=0, description="failures this many times as often (stress test)")
+    weibull_shape: Annotated[float, within(0.1, 10, "below 0.1 a Weibull's mean is over 3 million times its scale, "
+                                                     "above 10 failures come like clockwork")] = Field(
+        default=1.0, description="< 1: failures cluster early (infant mortality)")
+    rate_multiplier: Annotated[float, within(0, 10_000, "x the profile's failure rates; 10,000x makes a "
+                                                         "GPU fail every 9 hours", above=True)] = Field(
+        default=1.0, description="failures this many times as often (stress test)")
     domain_policy: Literal["drain", "degraded"] = "drain"
-    max_retries: int = Field(default=2, ge=0)
+    max_retries: Annotated[int, within(0, 100, "re-sends of one request; clients give up long before 100")] = 2
     # estimate: a client or gateway notices the broken stream and re-sends after about a second
-    retry_after_s: float = Field(default=1.0, ge=0)
+    retry_after_s: Seconds = 1.0
     # estimate: re-forming a smaller expert-parallel group (weights of the lost ranks reloaded)
-    reconfigure_s: float = Field(default=60.0, ge=0)
+    reconfigure_s: Seconds = 60.0
     # estimate: process start, CUDA graph capture and warm-up of a TensorRT-LLM or SGLang engine
-    engine_start_s: float = Field(default=120.0, ge=0)
+    engine_start_s: Seconds = 120.0
     # estimate: safetensors from local NVMe into HBM, per GPU in parallel
-    weight_load_gb_per_s: float = Field(default=2.0, gt=0)
-    restart_s: float | None = Field(default=None, ge=0, description="default: engine_start_s + weights/load speed")
+    weight_load_gb_per_s: Annotated[float, within(0, 100_000, "GB/s per GPU; 10x HBM bandwidth", above=True)] = 2.0
+    restart_s: Seconds | None = Field(default=None, description="default: engine_start_s + weights/load speed")
     stationary_start: bool = Field(default=True, description="start with units up or down as in the long run")
     overrides: dict[str, dict[Literal["gpu", "node", "switch", "rack"], FaultRate | None]] = Field(
         default_factory=dict)
@@ -308,9 +360,10 @@ class Experiment(BaseModel):
     name: str = "experiment"
     description: str = ""
     model: str
-    seed: int = 42
+    seed: Seed = 42
     workload: str | WorkloadSpec
-    requests: int | None = Field(default=None, ge=1, description="overrides workload.requests")
+    requests: Annotated[int, within(1, MAX_REQUESTS, REQUESTS)] | None = Field(
+        default=None, description="overrides workload.requests")
     slo_tiers: list[SloTierSpec] = Field(default_factory=list)
     # instead of tiers: traffic classes, each request drawn into one by share and judged by its SLO
     traffic_classes: list[TrafficClassSpec] = Field(default_factory=list)

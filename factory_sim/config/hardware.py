@@ -13,10 +13,16 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from factory_sim.catalog import builtin_names, load
+from factory_sim.config.bounds import UsdPerGpu, within
+from factory_sim.config.bounds import UsdPerGpuHour as GpuHourPrice
 from factory_sim.errors import ConfigError
 
 Precision = Literal["bf16", "fp8", "fp4"]
 PRECISIONS: tuple[str, ...] = ("bf16", "fp8", "fp4")
+
+
+def _Positive(high: float, why: str):  # noqa: N802 (a type)
+    return Annotated[float, within(0, high, why, above=True)]
 
 
 class UsdPerGpuHour(BaseModel):
@@ -24,9 +30,9 @@ class UsdPerGpuHour(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    hyperscaler: float = Field(gt=0)
-    neocloud: float = Field(gt=0)
-    rental_3yr: float = Field(gt=0)
+    hyperscaler: GpuHourPrice
+    neocloud: GpuHourPrice
+    rental_3yr: GpuHourPrice
 
 
 class FaultRate(BaseModel):
@@ -34,9 +40,12 @@ class FaultRate(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    mtbf_hours: float = Field(gt=0)
-    mttr_hours: float = Field(ge=0)
-    per_domain: int = Field(default=1, ge=1, description="units per scale-up domain (switches)")
+    # the profiles' GPU figure is 86,300 h (Llama 3 Herd of Models, arXiv:2407.21783, Table 5)
+    mtbf_hours: Annotated[float, within(0.01, 1e9, "hours; under 36 s a unit fails faster than it restarts, "
+                                                   "over 1e9 h it never fails in a run")]
+    mttr_hours: Annotated[float, within(0, 1e5, "hours; 11 years is no repair")]
+    per_domain: Annotated[int, within(1, 1024, "units per scale-up domain")] = Field(
+        default=1, description="units per scale-up domain (switches)")
 
 
 class Reliability(BaseModel):
@@ -60,20 +69,21 @@ class HardwareProfile(BaseModel):
     name: str = Field(min_length=1)
     display_name: str = Field(min_length=1)
     generation: Literal["hopper", "blackwell", "blackwell_ultra"]
-    gpus_per_node: int = Field(gt=0)
-    gpus_per_scaleup_domain: int = Field(gt=0)
+    # Ranges are 100x (or more) the largest figure of the shipped profiles (hardware_profiles/).
+    gpus_per_node: Annotated[int, within(1, 1024, "GPUs per server or tray; the profiles have 4 or 8")]
+    gpus_per_scaleup_domain: Annotated[int, within(1, 4096, "GPUs per NVLink domain; the largest announced has 576")]
     purchase_unit: Literal["node", "rack"]
-    gpus_per_purchase_unit: int = Field(ge=1)
-    hbm_gb: float = Field(gt=0)
-    hbm_tb_per_s: float = Field(gt=0)
-    dense_tflops: dict[Precision, Annotated[float, Field(gt=0)]]
-    nvlink_gb_per_s_per_gpu: float = Field(gt=0)
-    scaleout_gb_per_s_per_gpu: float = Field(gt=0)
-    gpu_tdp_w: float = Field(gt=0)
-    allin_kw_per_gpu: float = Field(gt=0)
+    gpus_per_purchase_unit: Annotated[int, within(1, 100_000, "GPUs per unit bought")]
+    hbm_gb: _Positive(100_000, "GB per GPU; the profiles' largest is 288 GB")
+    hbm_tb_per_s: _Positive(1000, "TB/s per GPU; the profiles' largest is 8")
+    dense_tflops: dict[Precision, _Positive(1e6, "dense TFLOPS per GPU; the profiles' largest is 15,000")]
+    nvlink_gb_per_s_per_gpu: _Positive(1e5, "GB/s per GPU per direction; the profiles' largest is 900")
+    scaleout_gb_per_s_per_gpu: _Positive(1e5, "GB/s per GPU; the profiles' largest is 100")
+    gpu_tdp_w: _Positive(1e5, "W per GPU; the profiles' largest is 1,400")
+    allin_kw_per_gpu: _Positive(200, "kW per GPU all-in; the profiles' largest is under 3")
     usd_per_gpu_hour: UsdPerGpuHour
     placeholder_price: bool = False
-    capex_usd_per_gpu: float | None = Field(default=None, gt=0)
+    capex_usd_per_gpu: UsdPerGpu | None = None
     default_stack: str = Field(min_length=1)
     reliability: Reliability = Reliability()
 

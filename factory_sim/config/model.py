@@ -16,6 +16,17 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from factory_sim.catalog import builtin_names, load
+from factory_sim.config.bounds import (
+    Dim,
+    ExpertCount,
+    Experts,
+    LayerCount,
+    Layers,
+    ParamsB,
+    Positions,
+    PositiveFraction,
+    Vocab,
+)
 
 ArrayOrFloat = TypeVar("ArrayOrFloat", np.ndarray, float)
 
@@ -40,46 +51,46 @@ class ModelSpec(BaseModel):
 
     name: str = Field(min_length=1)
     display_name: str = Field(min_length=1)
-    layers: int = Field(gt=0)
-    dense_layers: int = Field(ge=0)
-    hidden: int = Field(gt=0)
-    n_heads: int = Field(gt=0)
-    n_kv_heads: int = Field(gt=0)
+    layers: Layers
+    dense_layers: LayerCount
+    hidden: Dim
+    n_heads: Dim
+    n_kv_heads: Dim
     attention: Literal["mha", "gqa", "mla"]
-    head_dim: int | None = Field(default=None, gt=0)
-    mla_kv_lora_rank: int | None = Field(default=None, gt=0)
-    mla_rope_dim: int | None = Field(default=None, gt=0)
-    mla_q_lora_rank: int | None = Field(default=None, gt=0)  # absent: queries project straight from hidden
-    mla_qk_nope_dim: int | None = Field(default=None, gt=0)
-    mla_v_head_dim: int | None = Field(default=None, gt=0)
-    intermediate: int | None = Field(default=None, gt=0)
-    moe_intermediate: int | None = Field(default=None, gt=0)
-    n_routed_experts: int | None = Field(default=None, gt=0)
-    n_shared_experts: int = Field(default=0, ge=0)
-    top_k: int | None = Field(default=None, gt=0)
-    vocab: int = Field(gt=0)
+    head_dim: Dim | None = None
+    mla_kv_lora_rank: Dim | None = None
+    mla_rope_dim: Dim | None = None
+    mla_q_lora_rank: Dim | None = None  # absent: queries project straight from hidden
+    mla_qk_nope_dim: Dim | None = None
+    mla_v_head_dim: Dim | None = None
+    intermediate: Dim | None = None
+    moe_intermediate: Dim | None = None
+    n_routed_experts: Experts | None = None
+    n_shared_experts: ExpertCount = 0
+    top_k: Experts | None = None
+    vocab: Vocab
     tie_word_embeddings: bool = False
-    max_position_embeddings: int = Field(gt=0)
-    sliding_window: int | None = Field(default=None, gt=0)
-    sliding_window_layer_fraction: float | None = Field(default=None, gt=0, le=1)
+    max_position_embeddings: Positions
+    sliding_window: Positions | None = None
+    sliding_window_layer_fraction: PositiveFraction | None = None
     native_weight_format: Literal["bf16", "fp16", "fp8", "mxfp4", "nvfp4"]
-    published_total_params_b: float | None = Field(default=None, gt=0)
-    published_active_params_b: float | None = Field(default=None, gt=0)
-    mtp_layers: int = Field(default=0, ge=0)
+    published_total_params_b: ParamsB | None = None
+    published_active_params_b: ParamsB | None = None
+    mtp_layers: LayerCount = 0
     # full-attention layers whose query projection also yields an output gate of its width
     attention_output_gate: bool = False
-    linear_attention_layers: int = Field(default=0, ge=0)
-    linear_key_heads: int | None = Field(default=None, gt=0)
-    linear_value_heads: int | None = Field(default=None, gt=0)
-    linear_key_head_dim: int | None = Field(default=None, gt=0)
-    linear_value_head_dim: int | None = Field(default=None, gt=0)
-    linear_conv_kernel: int | None = Field(default=None, gt=0)
+    linear_attention_layers: LayerCount = 0
+    linear_key_heads: Dim | None = None
+    linear_value_heads: Dim | None = None
+    linear_key_head_dim: Dim | None = None
+    linear_value_head_dim: Dim | None = None
+    linear_conv_kernel: Dim | None = None
     # Sparse attention (DeepSeek Sparse Attention, as in DeepSeek-V3.2 and GLM-5): a light
     # indexer scores every cached token for each query and the attention reads only the
     # `sparse_attention_topk` best; every token's indexer key is cached beside its KV.
-    sparse_attention_topk: int | None = Field(default=None, gt=0)
-    indexer_heads: int | None = Field(default=None, gt=0)
-    indexer_head_dim: int | None = Field(default=None, gt=0)
+    sparse_attention_topk: Positions | None = None
+    indexer_heads: Dim | None = None
+    indexer_head_dim: Dim | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> ModelSpec:

@@ -8,11 +8,12 @@ value cites the measurement it came from or says it is an estimate.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from factory_sim.catalog import builtin_names, load
+from factory_sim.config.bounds import Efficiency, Fraction, StepSeconds, within
 from factory_sim.errors import ConfigError
 
 
@@ -20,9 +21,9 @@ class GemmEfficiency(BaseModel):
     """Achievable fraction of dense peak for large GEMMs, per compute precision."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
-    bf16: float = Field(gt=0, le=1)
-    fp8: float = Field(gt=0, le=1)
-    fp4: float | None = Field(default=None, gt=0, le=1)
+    bf16: Efficiency
+    fp8: Efficiency
+    fp4: Efficiency | None = None
 
 
 class SoftwareStack(BaseModel):
@@ -39,34 +40,37 @@ class SoftwareStack(BaseModel):
     gemm_efficiency: GemmEfficiency
     # GEMM rows (tokens) per GPU at which efficiency reaches half its large-GEMM value:
     # small-M GEMMs run far below peak (measured_efficiency.csv conditions columns).
-    gemm_half_efficiency_tokens: float = Field(ge=0)
+    gemm_half_efficiency_tokens: Annotated[float, within(0, 1e7, "GEMM rows per GPU")]
     # Rows of one tensor-core tile: a GEMM with fewer rows costs a full tile of compute.
-    gemm_min_rows: float = Field(ge=1)
+    gemm_min_rows: Annotated[float, within(1, 65536, "rows of a tensor-core tile; today's are 64-256")]
     # Attention math's fraction of the BF16 peak: decode (and MLA's absorbed attention) ...
-    attention_efficiency: float = Field(gt=0, le=1)
+    attention_efficiency: Efficiency
     # ... and prefill, whose long causal tiles run the FlashAttention-style kernels near their
     # compute roofline. None: the decode figure.
-    prefill_attention_efficiency: float | None = Field(default=None, gt=0, le=1)
-    hbm_efficiency: float = Field(gt=0, le=1)
-    nvlink_efficiency: float = Field(gt=0, le=1.2)
-    scaleout_efficiency: float = Field(gt=0, le=1)
-    collective_latency_s: float = Field(ge=0)
-    comm_overlap_fraction: float = Field(ge=0, le=1)
-    ep_load_imbalance: float = Field(ge=1)
-    step_overhead_s: float = Field(ge=0)
+    prefill_attention_efficiency: Efficiency | None = None
+    hbm_efficiency: Efficiency
+    # above 1: in-switch reductions (NVLink SHARP) halve the bytes an all-reduce moves
+    nvlink_efficiency: Annotated[float, within(0, 1.2, "a fraction of the link's bandwidth (to 1.2 with in-switch "
+                                                       "reductions)", above=True)]
+    scaleout_efficiency: Efficiency
+    collective_latency_s: StepSeconds
+    comm_overlap_fraction: Fraction
+    ep_load_imbalance: Annotated[float, within(1, 1000, "busiest expert rank over the mean; 1000 is all tokens on "
+                                                        "one rank of 1000")]
+    step_overhead_s: StepSeconds
     # CPU work per sequence per step (sampling, stop checks, scheduling, detokenization):
     # what keeps a small model's TPOT flat across TP degrees at large batch on some engines
-    seq_overhead_s: float = Field(default=0.0, ge=0)
-    layer_overhead_s: float = Field(ge=0)
+    seq_overhead_s: StepSeconds = 0.0
+    layer_overhead_s: StepSeconds
     # Hidden-sized BF16 activation vectors each token reads or writes per layer outside the
     # GEMMs and attention (norms, residual adds, RoPE, SwiGLU, activation quantization, MoE
     # permutation), after the engine's fusions: memory-bound kernels that TP does not split.
     # 0 leaves them out.
-    activation_passes: float = Field(default=0.0, ge=0)
+    activation_passes: Annotated[float, within(0, 10_000, "vector passes per token per layer")] = 0.0
     # Fixed cost of a step that carries prompt tokens, on top of step_overhead_s: engines
     # replay decode-only steps from CUDA graphs but run prefill steps eagerly (kernel launches,
     # MoE routing set-up, the scheduler's prefill bookkeeping). 0 prices prefill like decode.
-    prefill_step_overhead_s: float = Field(default=0.0, ge=0)
+    prefill_step_overhead_s: StepSeconds = 0.0
     # Latency a new prompt of an MoE model waits per MoE layer before its first token, beyond
     # its steps: measured TTFT of MoE models at a few clients sits 20-190 ms above the
     # prefill's roofline, in proportion to their MoE layers, while dense models show none.
@@ -75,22 +79,22 @@ class SoftwareStack(BaseModel):
     # (engines prepare a step on the host while the GPU runs the previous one, and an eager
     # MoE layer's routing set-up, sort, permute and host sync for the per-expert token counts
     # delay that prompt's own step). 0 leaves it out.
-    prefill_moe_layer_latency_s: float = Field(default=0.0, ge=0)
+    prefill_moe_layer_latency_s: StepSeconds = 0.0
     # The part of it that does stall the step carrying the prompt (GPU time of every sequence in
     # that step), per MoE layer. 0 leaves it out.
-    prefill_moe_layer_overhead_s: float = Field(default=0.0, ge=0)
+    prefill_moe_layer_overhead_s: StepSeconds = 0.0
     # Time a request spends outside the GPUs before its prompt reaches the engine's scheduler
     # and its first token reaches the client: HTTP and the serving API front-end (chat
     # template, tokenization, hand-off to the engine process), detokenization and streaming.
     # Pure latency: it adds to TTFT and end-to-end latency, never to a step. 0 leaves it out.
-    frontend_latency_s: float = Field(default=0.0, ge=0)
+    frontend_latency_s: StepSeconds = 0.0
     # Attention-DP context balancing (TensorRT-LLM `attention_dp_config.enable_balance`): an
     # aggregated replica with attention DP holds new prompts until every rank has one and a
     # free slot, or until this many steps have passed since the last release, so that the
     # ranks prefill together instead of idling at the MoE all-to-all while one rank prefills.
     # At load it makes prompts wait for a release that comes every `timeout_iters` steps.
     # 0: prompts are admitted at the next step boundary.
-    adp_balance_timeout_steps: int = Field(default=0, ge=0)
+    adp_balance_timeout_steps: Annotated[int, within(0, 1_000_000, "engine steps")] = 0
     # How an aggregated replica hands out KV memory. "reserve": a request is admitted only when
     # KV for its whole context (input + output) is free, and never evicted (TensorRT-LLM's
     # default GUARANTEED_NO_EVICT capacity scheduler). "on_demand": admitted when its prompt
@@ -102,9 +106,9 @@ class SoftwareStack(BaseModel):
     # stack serves a model's multi-token-prediction module; None: the project's default
     # (fidelity.mlperf.MTP_ACCEPTANCE). Set where calibration fits it to measured MTP runs.
     mtp_acceptance: float | None = Field(default=None, gt=0, lt=1)
-    kv_transfer_latency_s: float = Field(ge=0)
-    hbm_utilization: float = Field(gt=0, le=1)  # KV share of the HBM left after weights and activations
-    activation_reserve_gb: float = Field(ge=0)
+    kv_transfer_latency_s: StepSeconds
+    hbm_utilization: Efficiency  # KV share of the HBM left after weights and activations
+    activation_reserve_gb: Annotated[float, within(0, 100_000, "GB per GPU; beyond any GPU's memory")]
     fitted_to: list[str] = Field(default_factory=list)
 
     @property

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+# The sweep's name is the default results file's name (<name>_results.csv): a plain file name,
+# so it cannot point outside the folder the sweep runs in.
+_FILE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
 
 
 class SweepAxes(BaseModel):
@@ -32,5 +37,14 @@ class SweepAxes(BaseModel):
 class SweepSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: str = "sweep"
+
+    @field_validator("name")
+    @classmethod
+    def _plain_name(cls, value: str) -> str:
+        if not _FILE_NAME.fullmatch(value) or ".." in value:
+            raise ValueError("must be a plain name of letters, digits, '_', '-' and '.' (at most 100, not starting "
+                             "with '.'): it names the results file <name>_results.csv in the current folder; "
+                             "give --out to write elsewhere")
+        return value
     base: str | dict[str, Any] = Field(default="default", description="'default', an experiment path, or a mapping")
     sweep: SweepAxes

@@ -6,14 +6,16 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from factory_sim.config.bounds import Real, Seed, within
+
 _STRICT = ConfigDict(extra="forbid")
 
 
 class UniformDist(BaseModel):
     model_config = _STRICT
     kind: Literal["uniform"]
-    low: float
-    high: float
+    low: Real
+    high: Real
 
     @model_validator(mode="after")
     def _order(self):
@@ -30,9 +32,9 @@ class UniformDist(BaseModel):
 class TriangularDist(BaseModel):
     model_config = _STRICT
     kind: Literal["triangular"]
-    low: float
-    mode: float
-    high: float
+    low: Real
+    mode: Real
+    high: Real
 
     @model_validator(mode="after")
     def _order(self):
@@ -52,10 +54,10 @@ class NormalDist(BaseModel):
 
     model_config = _STRICT
     kind: Literal["normal"]
-    mean: float
-    sd: float = Field(gt=0)
-    low: float | None = None
-    high: float | None = None
+    mean: Real
+    sd: Annotated[float, within(0, 1e15, "a standard deviation", above=True)]
+    low: Real | None = None
+    high: Real | None = None
 
     def frozen(self):
         from scipy import stats
@@ -71,8 +73,8 @@ class LognormalDist(BaseModel):
 
     model_config = _STRICT
     kind: Literal["lognormal"]
-    median: float = Field(gt=0)
-    sigma: float = Field(gt=0)
+    median: Annotated[float, within(0, 1e15, "a positive median", above=True)]
+    sigma: Annotated[float, within(0, 5, "log-space spread; at 5 the p95 is 3,700x the median", above=True)]
 
     def frozen(self):
         from scipy import stats
@@ -85,7 +87,8 @@ Distribution = Annotated[UniformDist | TriangularDist | NormalDist | LognormalDi
 
 class UncertaintySpec(BaseModel):
     model_config = _STRICT
-    samples: int = Field(default=0, ge=0, description="draws to run; 0 runs only the nominal experiment")
-    seed: int = 0
+    samples: Annotated[int, within(0, 100_000, "draws; each is a whole experiment run")] = Field(
+        default=0, description="draws to run; 0 runs only the nominal experiment")
+    seed: Seed = 0
     inputs: dict[str, Distribution] = Field(default_factory=dict)
     integer_inputs: list[str] = Field(default_factory=list, description="paths whose draws are rounded")

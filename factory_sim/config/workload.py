@@ -17,7 +17,24 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from factory_sim.catalog import builtin_names, load, resolve
+from factory_sim.config.bounds import (
+    MAX_REQUESTS,
+    MAX_SIM_S,
+    REQUESTS,
+    SIM_TIME,
+    Rate,
+    Seconds,
+    Tokens,
+    within,
+)
 from factory_sim.errors import ConfigError
+
+# Nominal lengths are drawn from a share of the nominal; 10x nominal is no nominal any more.
+_NominalFraction = Annotated[float, within(0, 10, "a multiple of the nominal length", above=True)]
+
+# Turns one session may have (estimate: agentic coding sessions run tens to a few hundred
+# tool-call steps; a thousand is beyond them). All turns of 1024 sessions are drawn at once.
+MAX_TURNS = 1000
 
 # Blocks per session in the hash space: hash = session * HASH_STRIDE + block + 1, so a
 # session's blocks never collide with another session's while the context fits in
@@ -30,7 +47,7 @@ class FixedLength(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     kind: Literal["fixed"] = "fixed"
-    tokens: int = Field(ge=1)
+    tokens: Tokens
 
 
 class UniformLength(BaseModel):
@@ -38,8 +55,8 @@ class UniformLength(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     kind: Literal["uniform"] = "uniform"
-    low: int = Field(ge=1)
-    high: int = Field(ge=1)
+    low: Tokens
+    high: Tokens
 
     @model_validator(mode="after")
     def _ordered(self) -> UniformLength:
@@ -55,9 +72,9 @@ class NominalLength(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     kind: Literal["nominal"] = "nominal"
-    tokens: int = Field(ge=1)
-    low_fraction: float = Field(default=0.8, gt=0, allow_inf_nan=False)
-    high_fraction: float = Field(default=1.0, gt=0, allow_inf_nan=False)
+    tokens: Tokens
+    low_fraction: _NominalFraction = 0.8
+    high_fraction: _NominalFraction = 1.0
 
     @model_validator(mode="after")
     def _ordered(self) -> NominalLength:
@@ -81,9 +98,10 @@ class LognormalLength(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     kind: Literal["lognormal"] = "lognormal"
-    mean: float = Field(gt=0, allow_inf_nan=False)
-    sigma: float = Field(gt=0, allow_inf_nan=False)
-    max_tokens: int | None = Field(default=None, ge=1)
+    mean: Annotated[float, within(1, 2**24, "tokens; the mean of a length is at least one token")]
+    sigma: Annotated[float, within(0, 5, "log-space spread; at 5 the mean is 270,000x the median, beyond any "
+                                         "measured length distribution", above=True)]
+    max_tokens: Tokens | None = None
 
     @property
     def mu(self) -> float:
@@ -98,7 +116,7 @@ class EmpiricalLength(BaseModel):
     kind: Literal["empirical"] = "empirical"
     trace: str
     column: Literal["input", "output"]
-    max_tokens: int | None = Field(default=None, ge=1)
+    max_tokens: Tokens | None = None
 
     @field_validator("trace")
     @classmethod
@@ -124,15 +142,28 @@ class SessionArrivals(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     kind: Literal["sessions"] = "sessions"
-    rate_per_s: float = Field(gt=0, allow_inf_nan=False, description="sessions started per second")
+    rate_per_s: Rate = Field(description="sessions started per second")
     turns: LengthDist
-    system_prompt_tokens: int = Field(default=0, ge=0)
-    think_time_s: float = Field(default=0.0, ge=0, allow_inf_nan=False)
+    system_prompt_tokens: Annotated[int, within(0, 2**24, "tokens; beyond the longest context published")] = 0
+    think_time_s: Seconds = 0.0
     think_distribution: Literal["exponential", "fixed"] = "exponential"
     # 131,072 tokens: max_position_embeddings of Llama-3.1, Kimi K2 and gpt-oss-120b (their
     # config.json; see factory_sim/data/models). Set it to the served model's window.
-    max_context_tokens: int = Field(default=131072, ge=1)
-    block_tokens: int = Field(default=64, ge=1)
+    max_context_tokens: Tokens = 131072
+    block_tokens: Annotated[int, within(1, 65536, "tokens per KV block; engines use 16 to 512")] = 64
+
+    @model_validator(mode="after")
+    def _turns_bounded(self) -> SessionArrivals:
+        t = self.turns
+        most = {"fixed": lambda: t.tokens, "uniform": lambda: t.high, "nominal": lambda: t.bounds()[1]}.get(
+            t.kind, lambda: t.max_tokens)()
+        if most is None:
+            raise ValueError(f"turns: a {t.kind} number of turns needs max_tokens (the most turns of a session, "
+                             f"at most {MAX_TURNS:,})")
+        if most > MAX_TURNS:
+            raise ValueError(f"turns: a session may have at most {MAX_TURNS:,} turns (agentic sessions run tens to "
+                             f"a few hundred steps; every session's turns are drawn at once), got up to {most:,}")
+        return self
 
     @model_validator(mode="after")
     def _fits(self) -> SessionArrivals:
@@ -154,7 +185,7 @@ class PoissonArrivals(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     kind: Literal["poisson"] = "poisson"
-    rate_per_s: float = Field(gt=0, allow_inf_nan=False)
+    rate_per_s: Rate
 
 
 class GammaArrivals(BaseModel):
@@ -163,8 +194,9 @@ class GammaArrivals(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     kind: Literal["gamma"] = "gamma"
-    rate_per_s: float = Field(gt=0, allow_inf_nan=False)
-    cv: float = Field(gt=0, allow_inf_nan=False)
+    rate_per_s: Rate
+    cv: Annotated[float, within(0.01, 100, "coefficient of variation of the gaps; outside 0.01-100 the gamma "
+                                           "draws underflow to zero gaps or one giant one")]
 
 
 class DiurnalArrivals(BaseModel):
@@ -177,10 +209,10 @@ class DiurnalArrivals(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     kind: Literal["diurnal"] = "diurnal"
-    peak_rate_per_s: float = Field(gt=0, allow_inf_nan=False)
-    trough_rate_per_s: float = Field(ge=0, allow_inf_nan=False)
-    period_s: float = Field(default=86400.0, gt=0, allow_inf_nan=False)
-    trough_at_s: float = Field(default=0.0, allow_inf_nan=False)
+    peak_rate_per_s: Rate
+    trough_rate_per_s: Annotated[float, within(0, 1e7, "requests per second; 0 is an idle trough")]
+    period_s: Annotated[float, within(1, MAX_SIM_S, SIM_TIME)] = 86400.0
+    trough_at_s: Annotated[float, within(-MAX_SIM_S, MAX_SIM_S, SIM_TIME)] = 0.0
 
     @model_validator(mode="after")
     def _peak_above_trough(self) -> DiurnalArrivals:
@@ -205,8 +237,8 @@ class ClosedLoopArrivals(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     kind: Literal["closed_loop"] = "closed_loop"
-    concurrency: int = Field(ge=1)
-    think_time_s: float = Field(default=0.0, ge=0, allow_inf_nan=False)
+    concurrency: Annotated[int, within(1, MAX_REQUESTS, "clients; each holds a request of the run")]
+    think_time_s: Seconds = 0.0
 
 
 class TraceArrivals(BaseModel):
@@ -218,7 +250,8 @@ class TraceArrivals(BaseModel):
     model_config = ConfigDict(extra="forbid")
     kind: Literal["trace"] = "trace"
     trace: str
-    time_scale: float = Field(default=1.0, gt=0, allow_inf_nan=False)
+    time_scale: Annotated[float, within(1e-4, 1e6, "speed-up of the trace's clock; outside this range its "
+                                                   "hour spans years or arrivals closer than microseconds")] = 1.0
     use_lengths: bool = True
     loop: bool = False
 
@@ -243,7 +276,7 @@ class WorkloadSpec(BaseModel):
     arrivals: Arrivals
     input_tokens: LengthDist | None = Field(default=None, validate_default=True)
     output_tokens: LengthDist | None = Field(default=None, validate_default=True)
-    requests: int = Field(default=2000, ge=1)
+    requests: Annotated[int, within(1, MAX_REQUESTS, REQUESTS)] = 2000
 
     @field_validator("input_tokens", "output_tokens")
     @classmethod

@@ -95,6 +95,15 @@ FAULT_GROUP = ("faults", (
 ))
 
 
+# requests offered but not served (rejected, timed out, failed or unfinished): summary.csv has
+# each count and share; the table shows the share served, when some demand was lost
+LOST_GROUP = ("lost demand", (
+    Column("served_share", "served", _pct(1)),
+    Column("rejected_share", "rejected", _pct(1)),
+    Column("timed_out_share", "timed out", _pct(1)),
+))
+
+
 def summary_groups(summary: pd.DataFrame) -> list[tuple[str, tuple[Column, ...]]]:
     """The column groups a run's table shows: always service, latency and cost; the prefix
     cache, autoscaling and fault groups when the run has them."""
@@ -105,6 +114,8 @@ def summary_groups(summary: pd.DataFrame) -> list[tuple[str, tuple[Column, ...]]
         groups.append(SCALE_GROUP)
     if "availability" in summary and summary["availability"].notna().any():
         groups.append(FAULT_GROUP)
+    if "served_share" in summary and (summary["served_share"] < 1).any():  # some demand lost: say how much
+        groups.append(LOST_GROUP)
     return groups
 
 

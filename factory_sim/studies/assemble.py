@@ -12,7 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from factory_sim.catalog import builtin_path, parse, read_mapping
+from factory_sim.catalog import builtin_path, check_kind, parse, read_mapping
+from factory_sim.config.bounds import MAX_SIM_S, SIM_TIME
 from factory_sim.config.experiment import (
     AGGREGATED,
     DECODE,
@@ -28,7 +29,7 @@ from factory_sim.config.experiment import (
 )
 from factory_sim.config.hardware import load_hardware
 from factory_sim.config.stack import load_stack
-from factory_sim.config.workload import TraceArrivals
+from factory_sim.config.workload import ClosedLoopArrivals, TraceArrivals
 from factory_sim.errors import ConfigError
 from factory_sim.perf.memory import plan_memory
 from factory_sim.perf.shape import ReplicaShape
@@ -38,6 +39,7 @@ from factory_sim.sim.autoscaler import AutoscaleSettings
 from factory_sim.sim.engine import FleetLayout, PoolLayout
 from factory_sim.sim.faults import FaultRates, FaultSettings, Injection
 from factory_sim.sim.prefix_cache import PrefixCacheSettings
+from factory_sim.workload.arrivals import mean_rate_per_s
 from factory_sim.workload.generate import generate_requests
 from factory_sim.workload.trace_files import load_trace
 
@@ -113,9 +115,10 @@ def prefix_cache_settings(spec: PrefixCacheSpec) -> PrefixCacheSettings | None:
 def check_experiment(exp: Experiment) -> Experiment:
     """Resolve every name and fleet now, so errors surface before hours of simulation."""
     _ = exp.model_spec, exp.workload_spec
+    _check_time_span(exp)
     layouts = fleet_layouts(exp)
     for layout in layouts:
-        fault_settings(exp, layout)
+        _check_fault_count(exp, layout, fault_settings(exp, layout))
     _check_trace_length(exp)
     cached = [i for i, f in enumerate(exp.fleets) if f.prefix_cache is not None and f.prefix_cache.enabled]
     if cached and not _workload_has_block_hashes(exp):
@@ -143,6 +146,54 @@ def _check_trace_length(exp: Experiment) -> None:
             field = "requests" if exp.requests is not None else "workload.requests"
             raise ConfigError(field, f"{spec.requests} requests exceed the {rows} requests in trace {arr.trace!r}; "
                                      f"set {field} <= {rows} or arrivals.loop: true")
+
+
+def _fixed_span_s(exp: Experiment) -> tuple[float, float] | None:
+    """(arrival span in seconds, rate) of a fixed open-loop run; None when the span is not known
+    before running (a load search, a closed loop)."""
+    spec = exp.workload_spec
+    if exp.load.mode != "fixed" or isinstance(spec.arrivals, ClosedLoopArrivals):
+        return None
+    rate = exp.load.rate_per_s or mean_rate_per_s(spec.arrivals)
+    return spec.requests / rate, rate
+
+
+# Failures one run may simulate: each is events and bookkeeping in the event loop.
+MAX_FAULTS_PER_RUN = 1_000_000
+
+
+def _check_fault_count(exp: Experiment, layout: FleetLayout, plan: FaultSettings | None) -> None:
+    """A fixed run whose fault rates would fail units millions of times is refused before it starts."""
+    known = _fixed_span_s(exp)
+    if plan is None or known is None:
+        return
+    per_s = 0.0
+    for name, rates in plan.rates.items():
+        hw = next(p.shape.hardware for p in layout.pools if p.shape.hardware.name == name)
+        gpus = sum(p.gpus for p in layout.pools if p.shape.hardware.name == name)
+        racks = -(-gpus // hw.gpus_per_scaleup_domain)
+        units = {"gpu": gpus, "node": -(-gpus // hw.gpus_per_node), "rack": racks,
+                 "switch": racks * plan.switches_per_domain.get(name, 1)}
+        per_s += sum(units[r.kind] / r.mtbf_s for r in rates if r.mtbf_s > 0)
+    expected = per_s * known[0]
+    if expected > MAX_FAULTS_PER_RUN:
+        raise ConfigError("faults.rate_multiplier",
+                          f"fleet '{layout.name}' would see about {expected:.3g} failures over the run's "
+                          f"{known[0]:.3g} s; at most {MAX_FAULTS_PER_RUN:,} are simulated in one run: lower "
+                          "rate_multiplier, raise the MTBFs in faults.overrides, or shorten the run")
+
+
+def _check_time_span(exp: Experiment) -> None:
+    """A fixed open-loop run must fit the span simulated time resolves (bounds.MAX_SIM_S)."""
+    known = _fixed_span_s(exp)
+    if known is None:
+        return
+    span_s, rate = known
+    spec = exp.workload_spec
+    if span_s > MAX_SIM_S:
+        field = "load.rate_per_s" if exp.load.rate_per_s else "workload"
+        raise ConfigError(field, f"{spec.requests} requests at {rate:g} req/s arrive over {span_s:.3g} s; "
+                                 f"{SIM_TIME}: raise the rate or lower `requests`")
 
 
 def _workload_has_block_hashes(exp: Experiment) -> bool:
@@ -204,6 +255,7 @@ def parse_experiment(raw, source: str = "<experiment>") -> Experiment:
     if not isinstance(raw, dict):
         raise ConfigError("", "an experiment file must be a YAML mapping of fields (name, model, workload, ...)",
                           source)
+    check_kind(raw, Experiment, source, "experiment")
     exp = parse(Experiment, raw, source)
     return check_experiment(exp)
 

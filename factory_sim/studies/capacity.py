@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 from pydantic import ConfigDict
 
-from factory_sim.catalog import parse, read_mapping
+from factory_sim.catalog import check_kind, parse, read_mapping
 from factory_sim.config.plan import PlanSpec
 from factory_sim.progress import emit
 from factory_sim.studies.assemble import fleet_layouts, parse_experiment
@@ -55,6 +55,7 @@ def _scaled(fleet: dict, units: int) -> dict:
 
 def load_plan(path: str | Path) -> PlanSpec:
     raw = read_mapping(path, "plan", "a mapping (model, workload, demand, slo, candidates)")
+    check_kind(raw, PlanSpec, str(path), "plan")
     spec = parse(PlanSpec, raw, str(path))
     # every candidate must be a valid, fitting fleet before anything runs
     parse_experiment(_experiment_raw(spec, [c.model_dump(exclude_none=True) for c in spec.candidates],

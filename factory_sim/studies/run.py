@@ -29,7 +29,7 @@ from factory_sim.results.cost import (
     usd_per_million_tokens,
 )
 from factory_sim.results.metrics import summarize, summarize_by
-from factory_sim.results.trace import FAILED
+from factory_sim.results.trace import DONE, FAILED, PENDING, REASON_NAMES, REJECTED, TIMED_OUT, Trace
 from factory_sim.sim.engine import FleetLayout, SimResult, simulate
 from factory_sim.sim.faults import long_run_availability
 from factory_sim.studies.assemble import fault_settings, fleet_layouts
@@ -64,6 +64,19 @@ SUMMARY_COLUMNS = (
     "cost_ratio_to_reference",
     "reference_fleet",
     "requests_measured",
+    # 0 when the fleet did not keep up with the load: rates are then over the served interval
+    "steady_state",
+    # what became of every request of the reported run (offered = the others added up)
+    "requests_offered",
+    "requests_served",
+    "requests_rejected",
+    "requests_timed_out",
+    "requests_unfinished",
+    "served_share",
+    "rejected_share",
+    "timed_out_share",
+    "failed_share",
+    "unfinished_share",
     "feasible",
     "note",
     "prefix_hit_rate",
@@ -205,14 +218,31 @@ def _simulate_once(exp: Experiment, plan: FleetLayout, load: float, n: int, cap_
             until = float(batch.arrival_s[-1]) + slack
         sim = simulate(plan, batch.input_tokens, batch.output_tokens, arrival_s=batch.arrival_s,
                        seed=exp.seed, until_s=until, **classes)
-    span = _arrival_span(sim.trace)
-    m = exp.measurement
+    trims = measurement_trims(exp, sim.trace)
     summaries = {
-        name: summarize(sim.trace, slo, gpus=plan.gpus, warmup_s=m.warmup_fraction * span,
-                        cooldown_s=m.cooldown_fraction * span)
+        name: summarize(sim.trace, slo, gpus=plan.gpus, warmup_s=trims[0], cooldown_s=trims[1])
         for name, slo in exp.slo_evaluations
     }
     return Point(fleet=plan.name, load=load, sim=sim, summaries=summaries)
+
+
+def measurement_trims(exp: Experiment, trace) -> tuple[float, float]:
+    """Seconds of warm-up and drain left out of the measurement (the experiment's fractions of
+    the arrival span). A run so short that no request arrives between them (a handful of
+    requests) is measured on the request that arrived nearest the middle of that window."""
+    arrival = trace.arrival_s[np.isfinite(trace.arrival_s)]
+    if not arrival.size:
+        return 0.0, 0.0
+    first, last = float(arrival.min()), float(arrival.max())
+    span = last - first
+    m = exp.measurement
+    warmup_s, cooldown_s = m.warmup_fraction * span, m.cooldown_fraction * span
+    start, end = first + warmup_s, last - cooldown_s
+    if np.any((arrival >= start) & (arrival <= end)):
+        return warmup_s, cooldown_s
+    middle = float(arrival[np.argmin(np.abs(arrival - (start + end) / 2))])
+    shrink = 1.0 - 1e-9  # so that rounding keeps `middle` inside [first + warm-up, last - drain]
+    return (middle - first) * shrink, (last - middle) * shrink
 
 
 def _prefix_and_sessions(batch) -> dict:
@@ -259,8 +289,9 @@ def _infeasible_note(exp: Experiment, plan: FleetLayout, tier, best: Point | Non
     if ttft > tier.ttft_s:
         return (f"cannot meet TTFT {tier.ttft_s:g} s at any load: one mean prompt alone takes {ttft:.2f} s")
     att = best.summaries[tier.name]["slo_attainment"] if best else float("nan")
+    best_text = f"best {att:.0%}" if math.isfinite(att) else "no request measured"
     return (f"attainment stays below {exp.load.target_attainment:.0%} at every load tried "
-            f"(best {att:.0%}); lowest reachable TPOT {tpot * 1e3:.1f} ms, TTFT {ttft:.2f} s")
+            f"({best_text}); lowest reachable TPOT {tpot * 1e3:.1f} ms, TTFT {ttft:.2f} s")
 
 
 def _row(exp: Experiment, plan: FleetLayout, tier, point: Point | None, note: str) -> dict:
@@ -300,11 +331,59 @@ def _row(exp: Experiment, plan: FleetLayout, tier, point: Point | None, note: st
         prefix_hit_rate=s["prefix_hit_rate"],
         prefill_tokens_saved_per_s=s["prefill_tokens_saved_per_s"],
     )
+    row["steady_state"] = bool(s["steady_state"])
+    demand, lost_note = demand_columns(point.sim.trace)
+    row.update(demand)
+    notes = [row["note"], lost_note, "" if s["steady_state"] else _overload_note(s, _arrival_span(point.sim.trace))]
+    row["note"] = "; ".join(n for n in notes if n)
     if point.sim.scaling is not None:
         row.update(_scaling_columns(exp, plan, point, s))
     if exp.faults_on:
         row.update(_fault_columns(exp, plan, tier, point, usd_h))
     return row
+
+
+def demand_columns(trace: Trace) -> tuple[dict, str]:
+    """What became of every request a run was offered, as counts and shares, and a note naming
+    what was lost and why ("" when every request was served).
+
+    A request is offered when it arrived, or when its client gave up before sending it (a
+    session's later turn after an unserved one); a closed loop's requests that were never
+    sent before the clock stopped were not.
+    """
+    outcome = trace.outcome
+    offered_mask = np.isfinite(trace.arrival_s) | (outcome != PENDING)
+    counts = {name: int(np.count_nonzero(offered_mask & (outcome == code)))
+              for name, code in (("served", DONE), ("rejected", REJECTED), ("timed_out", TIMED_OUT),
+                                 ("failed", FAILED), ("unfinished", PENDING))}
+    offered = int(np.count_nonzero(offered_mask))
+    columns: dict = {"requests_offered": offered} | {f"requests_{k}": v for k, v in counts.items()}
+    columns |= {f"{k}_share": (v / offered if offered else float("nan")) for k, v in counts.items()}
+    lost = offered - counts["served"]
+    if not lost:
+        return columns, ""
+    parts = []
+    for name, code in (("rejected", REJECTED), ("timed out", TIMED_OUT), ("failed", FAILED)):
+        mask = offered_mask & (outcome == code)
+        if mask.any():
+            reasons, n = np.unique(trace.reason[mask], return_counts=True)
+            why = ", ".join(f"{REASON_NAMES[int(r)]} {c}" for r, c in zip(reasons, n, strict=True)
+                            if REASON_NAMES[int(r)])
+            parts.append(f"{int(mask.sum())} {name}" + (f" ({why})" if why else ""))
+    if counts["unfinished"]:
+        parts.append(f"{counts['unfinished']} unfinished when the run stopped")
+    return columns, f"lost {lost} of {offered} requests ({lost / offered:.1%}): " + ", ".join(parts)
+
+
+def _overload_note(s: dict, span_s: float) -> str:
+    """Why a run never reached steady state, and what its rates are then."""
+    if s["rate_interval_s"] != s["window_s"]:  # fell behind: rates over the served interval
+        return (f"never reached steady state: the fleet fell behind, serving {s['served_rate_ratio']:.1%} of the "
+                f"output tokens per second its measured requests brought while their time to first token grew "
+                f"{s['ttft_growth']:.3g} s per second; throughput, goodput and cost are over the "
+                f"{s['rate_interval_s']:.4g} s in which it served them, and latencies grow with the run's length")
+    return (f"never reached steady state: its arrivals span {span_s:.3g} s, less than its median request takes "
+            f"({s['e2e_p50_s']:.3g} s), so the run ended before the fleet filled; give it more requests")
 
 
 def _scaling_columns(exp: Experiment, plan: FleetLayout, point: Point, s: dict) -> dict:
@@ -348,7 +427,6 @@ def _fault_columns(exp: Experiment, plan: FleetLayout, tier, point: Point, usd_h
         "faults_in_run": len(point.sim.faults.events),
         # over the whole run, like the faults: a failure before the measured window still costs retries
         "requests_retried": int(np.count_nonzero(point.sim.trace.retries)),
-        "requests_failed": int(np.count_nonzero(point.sim.trace.outcome == FAILED)),
         "goodput_tokens_per_s_no_faults": good0,
         "goodput_lost_fraction": 1.0 - good / good0 if good0 > 0 else float("nan"),
         "usd_per_m_goodput_tokens_no_faults": usd_per_million_tokens(usd_h, good0),
@@ -358,12 +436,10 @@ def _fault_columns(exp: Experiment, plan: FleetLayout, tier, point: Point, usd_h
 def _per_class_note(exp: Experiment, point: Point) -> str:
     """SLO attainment of each traffic class, over the measured window."""
     tr = point.sim.trace
-    span = _arrival_span(tr)
-    m = exp.measurement
+    warmup_s, cooldown_s = measurement_trims(exp, tr)
     targets = exp.slo_evaluations[0][1]
     by_class = summarize_by(tr, targets, tr.slo_class, [c.name for c in exp.traffic_classes],
-                            gpus=point.sim.fleet.gpus, warmup_s=m.warmup_fraction * span,
-                            cooldown_s=m.cooldown_fraction * span)
+                            gpus=point.sim.fleet.gpus, warmup_s=warmup_s, cooldown_s=cooldown_s)
     return "per class: " + ", ".join(f"{name} {att:.1%}" for name, att in by_class["slo_attainment"].items())
 
 

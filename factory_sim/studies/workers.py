@@ -3,7 +3,14 @@ parallelizes alike (run, frontier, plan, sweep, uncertainty, validate, calibrate
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
+import ctypes.util
 import os
+import signal
+import sys
+import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from typing import Any
@@ -17,13 +24,53 @@ def worker_count(jobs: int | None, tasks: int) -> int:
     return max(1, min(jobs or os.cpu_count() or 1, tasks))
 
 
+_PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
+_WATCH_S = 1.0  # how often a worker without PR_SET_PDEATHSIG checks that its parent is alive
+
+
+def _end_with_parent(parent_pid: int) -> None:
+    """Pool initializer: a worker ends when the process that started it does, even when that
+    one is killed outright (SIGKILL runs no clean-up to stop its pool). On Linux the kernel
+    sends SIGTERM (prctl PR_SET_PDEATHSIG); elsewhere a thread checks the parent's pid."""
+    if sys.platform.startswith("linux"):
+        try:
+            libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+            if libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0) == 0:
+                if os.getppid() != parent_pid:  # the parent died before the call: no signal will come
+                    os._exit(1)
+                return
+        except (OSError, AttributeError):
+            pass
+
+    def watch() -> None:
+        while os.getppid() == parent_pid:
+            time.sleep(_WATCH_S)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="end-with-parent", daemon=True).start()
+
+
+def _start_worker(parent_pid: int, forward: Callable[..., None] | None, forward_args: tuple) -> None:
+    _end_with_parent(parent_pid)
+    if forward is not None:  # progress events go back to the listening command
+        forward(*forward_args)
+
+
+@contextlib.contextmanager
+def _pool(workers: int) -> Iterator[ProcessPoolExecutor]:
+    # leaving the pool before the forwarding block flushes the workers' progress events
+    with forwarded_to_workers() as events, ProcessPoolExecutor(
+            max_workers=workers, initializer=_start_worker,
+            initargs=(os.getpid(), events.get("initializer"), events.get("initargs", ()))) as pool:
+        yield pool
+
+
 def map_jobs(fn: Callable[[Any], Any], args: Sequence[Any], jobs: int | None = None) -> list[Any]:
     """[fn(a) for a in args], in separate processes when more than one is worth it; order kept."""
     workers = worker_count(jobs, len(args))
     if workers == 1:
         return [fn(a) for a in args]
-    # the workers' progress events reach a listening command (leaving the pool first flushes them)
-    with forwarded_to_workers() as events, ProcessPoolExecutor(max_workers=workers, **events) as pool:
+    with _pool(workers) as pool:
         return list(pool.map(fn, args))
 
 
@@ -38,8 +85,7 @@ def as_finished(fn: Callable[[Any], Any], args: Sequence[Any], jobs: int | None 
         for a in args:
             yield fn(a)
         return
-    with forwarded_to_workers() as events, \
-            ProcessPoolExecutor(max_workers=worker_count(jobs, len(args)), **events) as pool:
+    with _pool(worker_count(jobs, len(args))) as pool:
         for fut in as_completed([pool.submit(fn, a) for a in args]):
             yield fut.result()
 

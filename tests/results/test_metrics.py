@@ -249,7 +249,10 @@ def test_summary_invariants(trace, slos, gpus):
     s = summarize(trace, slos, gpus=gpus)
     assert 0.0 <= s["slo_attainment"] <= 1.0
     assert s["goodput_tokens_per_s"] <= s["output_tokens_per_s"] * (1 + 1e-12)
-    assert s["goodput_req_per_s"] * s["window_s"] <= s["done"] + 1e-9
+    assert s["goodput_req_per_s"] * s["rate_interval_s"] <= s["done"] + 1e-9
+    assert s["steady_state"] in (0.0, 1.0)
+    if s["steady_state"]:
+        assert s["rate_interval_s"] == s["window_s"]
     assert s["done"] + s["rejected"] + s["timed_out"] + s["unfinished"] == s["requests"] == len(trace)
     assert s["tokens_per_s_per_gpu"] == pytest.approx(s["output_tokens_per_s"] / gpus)
     lat = latencies(trace)

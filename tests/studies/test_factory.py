@@ -282,7 +282,7 @@ BAD = [
     (lambda r: r["front_door"].update(outages=[{"cell": "b200", "start_s": 5, "end_s": 20}]),
      "front_door.outages[0].start_s", "must fall on a front-door step"),
     (lambda r: r["cells"][1]["fleet"]["decode"].update(replicas=0), "cells[1].fleet.decode.replicas",
-     "greater than or equal to 1"),
+     "must be at least 1"),
     (lambda r: r["cells"][0]["fleet"].update(hardwre="h100_sxm"), "cells[0].fleet.hardwre", "unknown key"),
     (lambda r: [x.update(model="llama3_1_405b") for x in r["tenants"] + r["cells"]], "cells[0].fleet.aggregated",
      "does not fit"),
