@@ -33,6 +33,7 @@ _EXPORTS = {
     "run_sweep": "factory_sim.studies.sweep",
     "load_factory": "factory_sim.studies.factory",
     "run_factory": "factory_sim.studies.factory",
+    "show_progress": "factory_sim.progress",
     "load_points": "factory_sim.fidelity.measured",
     "validate_points": "factory_sim.fidelity.measured",
 }

@@ -136,3 +136,17 @@ def forwarded_to_workers() -> Iterator[dict]:
         queue.put(None)
         thread.join()
         queue.close()
+
+
+# every topic the studies emit, with the unit its bars count
+TOPICS = {"simulation": "sim", "validation": "row", "draw": "draw", "calibration": "row"}
+
+
+@contextlib.contextmanager
+def show_progress() -> Iterator[None]:
+    """Progress bars on stderr for whatever runs inside, from Python: a notebook cell or a
+    script (the command line draws its own). `with fs.show_progress(): fs.frontier(exp)`."""
+    with contextlib.ExitStack() as stack:
+        for topic, unit in TOPICS.items():
+            stack.enter_context(Bars(topic, unit=unit))
+        yield

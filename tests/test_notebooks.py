@@ -22,5 +22,8 @@ def test_notebook_runs_top_to_bottom(path, monkeypatch, tmp_path):
     monkeypatch.setenv("FACTORY_SIM_NOTEBOOK_SMALL", "1")
     monkeypatch.setenv("TMPDIR", str(tmp_path))
     NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}).execute()
+    stderr = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
+                     if o.get("name") == "stderr")
+    assert " sim" in stderr, "a long cell shows its progress (fs.show_progress)"
     figures = list(tmp_path.glob("*.png"))
     assert figures and all(f.stat().st_size > 1000 for f in figures)
