@@ -80,8 +80,7 @@ def format_table(summary: pd.DataFrame) -> str:
         table = table + _SCALE_TABLE
     if "availability" in summary and summary["availability"].notna().any():
         table = table + _FAULT_TABLE
-    if "served_share" in summary and (summary["served_share"] < 1).any():  # some demand lost: say how much
-        summary = summary.assign(lost_share=1.0 - summary["served_share"])
+    if "lost_share" in summary and (summary["lost_share"] > 0).any():  # some demand turned away: how much
         table = table + (("lost_share", "lost", lambda v: f"{v:.1%}"),)
     headers = [h for _, h, _ in table]
     rows = [[_cell(r[c], f) for c, _, f in table] for _, r in summary.iterrows()]
