@@ -95,12 +95,13 @@ FAULT_GROUP = ("faults", (
 ))
 
 
-# requests offered but not served (rejected, timed out, failed or unfinished): summary.csv has
-# each count and share; the table shows the share served, when some demand was lost
+# requests offered and turned away (rejected, timed out or failed): summary.csv has each count
+# and share; the table shows the shares when some demand was lost
 LOST_GROUP = ("lost demand", (
-    Column("served_share", "served", _pct(1)),
+    Column("lost_share", "lost", _pct(1)),
     Column("rejected_share", "rejected", _pct(1)),
     Column("timed_out_share", "timed out", _pct(1)),
+    Column("failed_share", "failed", _pct(1)),
 ))
 
 
@@ -114,7 +115,7 @@ def summary_groups(summary: pd.DataFrame) -> list[tuple[str, tuple[Column, ...]]
         groups.append(SCALE_GROUP)
     if "availability" in summary and summary["availability"].notna().any():
         groups.append(FAULT_GROUP)
-    if "served_share" in summary and (summary["served_share"] < 1).any():  # some demand lost: say how much
+    if "lost_share" in summary and (summary["lost_share"] > 0).any():  # some demand turned away: how much
         groups.append(LOST_GROUP)
     return groups
 

@@ -77,6 +77,7 @@ SUMMARY_COLUMNS = (
     "timed_out_share",
     "failed_share",
     "unfinished_share",
+    "lost_share",  # refused, timed out or failed: demand the fleet turned away
     "feasible",
     "note",
     "prefix_hit_rate",
@@ -345,11 +346,13 @@ def _row(exp: Experiment, plan: FleetLayout, tier, point: Point | None, note: st
 
 def demand_columns(trace: Trace) -> tuple[dict, str]:
     """What became of every request a run was offered, as counts and shares, and a note naming
-    what was lost and why ("" when every request was served).
+    what was lost and why ("" when nothing was).
 
     A request is offered when it arrived, or when its client gave up before sending it (a
     session's later turn after an unserved one); a closed loop's requests that were never
-    sent before the clock stopped were not.
+    sent before the clock stopped were not. Lost are the refused, timed-out and failed ones;
+    requests still in flight when a run stopped early (a load search stops a run once no
+    request in flight can meet its SLO) are counted apart, as unfinished.
     """
     outcome = trace.outcome
     offered_mask = np.isfinite(trace.arrival_s) | (outcome != PENDING)
@@ -357,9 +360,10 @@ def demand_columns(trace: Trace) -> tuple[dict, str]:
               for name, code in (("served", DONE), ("rejected", REJECTED), ("timed_out", TIMED_OUT),
                                  ("failed", FAILED), ("unfinished", PENDING))}
     offered = int(np.count_nonzero(offered_mask))
+    lost = counts["rejected"] + counts["timed_out"] + counts["failed"]
     columns: dict = {"requests_offered": offered} | {f"requests_{k}": v for k, v in counts.items()}
     columns |= {f"{k}_share": (v / offered if offered else float("nan")) for k, v in counts.items()}
-    lost = offered - counts["served"]
+    columns["lost_share"] = lost / offered if offered else float("nan")
     if not lost:
         return columns, ""
     parts = []
@@ -370,8 +374,6 @@ def demand_columns(trace: Trace) -> tuple[dict, str]:
             why = ", ".join(f"{REASON_NAMES[int(r)]} {c}" for r, c in zip(reasons, n, strict=True)
                             if REASON_NAMES[int(r)])
             parts.append(f"{int(mask.sum())} {name}" + (f" ({why})" if why else ""))
-    if counts["unfinished"]:
-        parts.append(f"{counts['unfinished']} unfinished when the run stopped")
     return columns, f"lost {lost} of {offered} requests ({lost / offered:.1%}): " + ", ".join(parts)
 
 

@@ -24,6 +24,7 @@ def _summary(rows: list[dict]) -> pd.DataFrame:
     base.update(feasible=True, note="", reference_fleet=rows[0]["fleet"], gpus=72, offered_req_per_s=134.2,
                 tokens_per_s_per_gpu=1716.0, tokens_per_s_per_user_p50=20.3, slo_attainment=0.999,
                 goodput_tokens_per_s=123453.0, usd_per_hour=101.52, usd_per_m_goodput_tokens=0.2284)
+    base.update({c: 0.0 for c in SUMMARY_COLUMNS if c.endswith("_share") and c != "served_share"})  # none lost
     df = pd.DataFrame([{**base, **r} for r in rows])[list(SUMMARY_COLUMNS)]
     ref_cost = df[df["fleet"] == df["reference_fleet"]].set_index("tier")["usd_per_m_goodput_tokens"]
     df["cost_ratio_to_reference"] = df["usd_per_m_goodput_tokens"] / df["tier"].map(ref_cost)

@@ -39,6 +39,8 @@ def _check_against_trace(result):
             assert row[f"requests_{k}"] == by_name[k], k
             assert row[f"{k}_share"] == pytest.approx(by_name[k] / row["requests_offered"])
         assert sum(row[f"requests_{k}"] for k in COUNTS) == row["requests_offered"] == len(point.sim.trace)
+        lost = row["requests_rejected"] + row["requests_timed_out"] + row["requests_failed"]
+        assert row["lost_share"] == pytest.approx(lost / row["requests_offered"])
 
 
 OUTCOME_NAMES_BY = {"rejected": OUTCOME_NAMES[1], "timed_out": OUTCOME_NAMES[2], "failed": OUTCOME_NAMES[3],
@@ -59,8 +61,9 @@ def test_every_request_rejected_says_so():
     table = format_table(result.summary)
     assert "gb200 / chat: lost 200 of 200 requests (100.0%): 200 rejected (no replica up 200)" in table
     lines = table.splitlines()
-    block = next(i for i, line in enumerate(lines) if line.split()[-4:] == ["served", "rejected", "timed", "out"])
-    assert lines[block + 2].split()[-3:] == ["0.0%", "100.0%", "0.0%"]  # served, rejected, timed out
+    block = next(i for i, line in enumerate(lines) if line.split()[-5:] == ["lost", "rejected", "timed", "out",
+                                                                               "failed"])
+    assert lines[block + 2].split()[-4:] == ["100.0%", "100.0%", "0.0%", "0.0%"]  # lost, rejected, timed out, failed
 
 
 def test_queue_overflow_and_timeouts_are_counted_per_fleet():
@@ -78,8 +81,17 @@ def test_queue_overflow_and_timeouts_are_counted_per_fleet():
         assert rows.loc[fleet, "note"].startswith(f"lost {lost} of 300 requests") and why in rows.loc[fleet, "note"]
 
 
+def test_requests_in_flight_when_a_search_stops_a_run_are_unfinished_not_lost():
+    from factory_sim.studies.run import demand_columns
+
+    trace = next(iter(_run().points.values())).sim.trace
+    trace.outcome[-20:] = -1  # as if the clock had stopped with the last 20 in flight
+    columns, note = demand_columns(trace)
+    assert columns["requests_unfinished"] == 20 and columns["lost_share"] == 0.0 and note == ""
+
+
 def test_nothing_lost_adds_no_column():
     result = _run()
-    assert result.summary["served_share"].eq(1.0).all()
+    assert result.summary["served_share"].eq(1.0).all() and result.summary["lost_share"].eq(0.0).all()
     assert np.isnan(result.summary["requests_failed"]).sum() == 0
     assert "lost" not in format_table(result.summary).splitlines()[0].split()
