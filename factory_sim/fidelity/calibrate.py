@@ -546,17 +546,24 @@ def calibrate(calibration: pd.DataFrame | None, points: pd.DataFrame | None, *, 
         if name not in known:
             raise ConfigError("--parameter", f"unknown constant '{name}'; calibrate fits {', '.join(known)}")
     rows, skipped = collect_rows(calibration, points, points_sample=points_sample, profiles=profiles)
+    fits = fit_each_profile(rows, skipped, "rows", progress, rounds=rounds, iterations=iterations, jobs=jobs, loo=loo,
+                            prior_weight=prior_weight, parameters=parameters)
+    return fits, skipped
+
+
+def fit_each_profile(rows: list[FitRow], skipped: list[tuple[str, str]], what: str,
+                     progress: Callable[[str], None] | None, **fit) -> list[ProfileFit]:
+    """fit_profile for every profile with enough rows; the others' rows go to `skipped` with the reason."""
     fits = []
     for profile in sorted({r.profile for r in rows}):
         mine = [r for r in rows if r.profile == profile]
         if len(mine) < MIN_ROWS_PER_PROFILE:
-            skipped.extend((r.id, f"profile {profile} has only {len(mine)} rows: not fitted") for r in mine)
+            skipped.extend((r.id, f"profile {profile} has only {len(mine)} {what}: not fitted") for r in mine)
             continue
         if progress:
-            progress(f"{profile}: fitting to {len(mine)} rows")
-        fits.append(fit_profile(profile, mine, rounds=rounds, iterations=iterations, jobs=jobs, loo=loo,
-                                prior_weight=prior_weight, parameters=parameters, progress=progress))
-    return fits, skipped
+            progress(f"{profile}: fitting to {len(mine)} {what}")
+        fits.append(fit_profile(profile, mine, progress=progress, **fit))
+    return fits
 
 
 def _summary(frame: pd.DataFrame) -> str:

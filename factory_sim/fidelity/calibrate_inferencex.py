@@ -22,7 +22,12 @@ import numpy as np
 import pandas as pd
 
 from factory_sim.errors import ConfigError
-from factory_sim.fidelity.calibrate import MIN_ROWS_PER_PROFILE, PARAMETERS, FitRow, ProfileFit, fit_profile
+from factory_sim.fidelity.calibrate import (
+    PARAMETERS,
+    FitRow,
+    ProfileFit,
+    fit_each_profile,
+)
 from factory_sim.fidelity.deployments import Skip
 from factory_sim.fidelity.inferencex import QUANTITIES, point_date, point_deployment, published_values
 
@@ -96,17 +101,9 @@ def calibrate_inferencex(points: pd.DataFrame, *, sample: int = DEFAULT_SAMPLE, 
         raise ConfigError("--sim-rounds", f"{sim_rounds} requests per client; give at least 3 (start-up, "
                                           "steady, drain)")
     rows, skipped = collect_points(points, sample=sample, profiles=profiles, sim_rounds=sim_rounds)
-    fits = []
-    for profile in sorted({r.profile for r in rows}):
-        mine = [r for r in rows if r.profile == profile]
-        if len(mine) < MIN_ROWS_PER_PROFILE:
-            skipped.extend((r.id, f"profile {profile} has only {len(mine)} points: not fitted") for r in mine)
-            continue
-        if progress:
-            progress(f"{profile}: fitting to {len(mine)} InferenceX points")
-        fits.append(fit_profile(profile, mine, rounds=rounds, iterations=iterations, jobs=jobs, loo=loo,
-                                parameters=list(parameters or DEFAULT_PARAMETERS), progress=progress,
-                                held_out_by=HELD_OUT_BY if loo else ()))
+    fits = fit_each_profile(rows, skipped, "InferenceX points", progress, rounds=rounds, iterations=iterations,
+                            jobs=jobs, loo=loo, parameters=list(parameters or DEFAULT_PARAMETERS),
+                            held_out_by=HELD_OUT_BY if loo else ())
     return fits, skipped
 
 
