@@ -42,6 +42,10 @@ def _unwritable(tmp_path: Path) -> Path:
 @pytest.fixture
 def no_work(monkeypatch):
     """Fail the test if a simulation starts."""
+    # capacity binds run_experiment by name: imported first, so that it is not imported for the
+    # first time under the patch and left holding the refusing stand-in after the test
+    import factory_sim.studies.capacity  # noqa: F401
+
     def refuse(*args, **kwargs):
         raise AssertionError("the run started before its destination was checked")
     monkeypatch.setattr(run_module, "run_experiment", refuse)
