@@ -7,6 +7,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from factory_sim.results.plots import identity_band
+
 # Client-count bands of the measured rows' breakdown: TTFT errors change sign with load
 # (over-predicted at a few clients, under-predicted at hundreds), so a planner reads the band
 # of their own operating point, not only the overall median.
@@ -101,9 +103,7 @@ def plot_predicted_vs_published(results: pd.DataFrame, path: Path) -> None:
         if len(g):
             lo = float(min(g["published"].min(), g["predicted"].min()))
             hi = float(max(g["published"].max(), g["predicted"].max()))
-            xs = np.array([lo, hi])
-            ax.plot(xs, xs, "k-", lw=1, label="exact")
-            ax.fill_between(xs, xs * 0.8, xs * 1.2, color="grey", alpha=0.2, label="+-20%")
+            identity_band(ax, lo, hi)
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.set_xlabel(f"published {title}")

@@ -181,14 +181,18 @@ class ReplicaShape:
         a, k = self.mtp_acceptance, self.mtp_draft_tokens
         return (1.0 - a ** (k + 1)) / (1.0 - a) if k else 1.0
 
-    def describe(self) -> str:
-        parts = [f"{self.gpus}x{self.hardware.name}", self.precision, f"TP{self.tp}"]
+    def parallelism(self, dp: str = "DP", mtp: str = "MTP{}") -> list[str]:
+        """TP, then attention DP, EP, PP and MTP where they apply; `dp` and `mtp` name the last two."""
+        parts = [f"TP{self.tp}"]
         if self.dp_attention > 1:
-            parts.append(f"DP{self.dp_attention}")
+            parts.append(f"{dp}{self.dp_attention}")
         if self.model.is_moe:
             parts.append(f"EP{self.ep}")
         if self.pp > 1:
             parts.append(f"PP{self.pp}")
         if self.mtp_draft_tokens:
-            parts.append(f"MTP{self.mtp_draft_tokens}")
-        return " ".join(parts)
+            parts.append(mtp.format(self.mtp_draft_tokens))
+        return parts
+
+    def describe(self) -> str:
+        return " ".join([f"{self.gpus}x{self.hardware.name}", self.precision, *self.parallelism()])

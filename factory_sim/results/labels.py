@@ -144,3 +144,8 @@ def field_label(path: str) -> str:
     if leaf == "rate_per_s" and "arrivals" in [s for s, _ in steps]:
         words = "arrival rate (requests/s)"
     return f"{' '.join(context)}: {words}" if context else words
+
+
+def sentence(words: str) -> str:
+    """A label as a title: its first letter capitalised."""
+    return words[:1].upper() + words[1:]

@@ -17,7 +17,7 @@ import pandas as pd
 
 from factory_sim.errors import ConfigError
 from factory_sim.results.files import atomic_write
-from factory_sim.results.labels import field_label, label
+from factory_sim.results.labels import field_label, label, sentence
 
 CDF_POINTS = 1000  # points drawn per latency CDF
 PLOT_KINDS = ("pareto", "cost-curve", "latency-cdf", "mix-surface", "bands", "scaling")
@@ -92,7 +92,7 @@ def _figure(kind: str, df: pd.DataFrame, metric: str | None):
         for (i, j), v in np.ndenumerate(values):
             if np.isfinite(v):
                 ax.text(j, i, f"{v:.3g}", ha="center", va="center", color="w", fontsize=8)
-        ax.set_title(_sentence(label(metric)))
+        ax.set_title(sentence(label(metric)))
     if kind != "mix-surface":
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize=8)
@@ -173,15 +173,18 @@ def _bands(plt, df: pd.DataFrame, metric: str):
     ax.errorbar(x, mid, yerr=[low, high], fmt="o", capsize=6, label="p50 with p5-p95 band")
     ax.set_xticks(x, labels)
     ax.set_ylabel(label(metric))
-    ax.set_title(f"{_sentence(label(metric))}: p5-p95 over the uncertain inputs")
+    ax.set_title(f"{sentence(label(metric))}: p5-p95 over the uncertain inputs")
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
 
 
-def _sentence(words: str) -> str:
-    return words[:1].upper() + words[1:]
+def identity_band(ax, lo: float, hi: float, band_label: str = "+-20%") -> None:
+    """The line where predicted equals published, and the band within 20% of it."""
+    xs = np.array([lo, hi])
+    ax.plot(xs, xs, "k-", lw=1, label="exact")
+    ax.fill_between(xs, xs * 0.8, xs * 1.2, color="grey", alpha=0.2, label=band_label)
 
 
 def plot_results(results: str | Path, kind: str, out_stem: str | Path, metric: str | None = None) -> list[Path]:

@@ -16,7 +16,8 @@ import numpy as np
 import pandas as pd
 
 from factory_sim.results import tables
-from factory_sim.results.labels import field_label, label
+from factory_sim.results.labels import field_label, label, sentence
+from factory_sim.results.plots import identity_band
 
 FIGURE_DPI = 110
 MAX_TABLE_ROWS = 400  # longer tables are cut (the CSV has every row)
@@ -194,7 +195,7 @@ def sweep_lines(df: pd.DataFrame, field_name: str, metric: str = "usd_per_m_good
         ax.set_xticks(range(len(values)), [str(v) for v in values])
     ax.set_xlabel(field_label(field_name))
     ax.set_ylabel(label(metric))
-    ax.set_title(f"{label(metric)[0].upper() + label(metric)[1:]} across the sweep")
+    ax.set_title(f"{sentence(label(metric))} across the sweep")
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
@@ -228,9 +229,7 @@ def throughput_scatter(thr: pd.DataFrame):
         ax.scatter(gg["published"], gg["predicted"], s=14, alpha=0.7, label=system)
     lo = float(min(g["published"].min(), g["predicted"].min()))
     hi = float(max(g["published"].max(), g["predicted"].max()))
-    xs = np.array([lo, hi])
-    ax.plot(xs, xs, "k-", lw=1, label="exact")
-    ax.fill_between(xs, xs * 0.8, xs * 1.2, color="grey", alpha=0.2, label="±20%")
+    identity_band(ax, lo, hi, "±20%")
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("published output tokens/s per GPU")

@@ -30,15 +30,7 @@ def _ms(seconds: float) -> str:
 
 def _pool_words(pool) -> str:
     shape = pool.shape
-    parts = [f"TP{shape.tp}"]
-    if shape.dp_attention > 1:
-        parts.append(f"attention-DP{shape.dp_attention}")
-    if shape.model.is_moe:
-        parts.append(f"EP{shape.ep}")
-    if shape.pp > 1:
-        parts.append(f"PP{shape.pp}")
-    if shape.mtp_draft_tokens:
-        parts.append(f"MTP {shape.mtp_draft_tokens} drafts")
+    parts = shape.parallelism(dp="attention-DP", mtp="MTP {} drafts")
     per = f"{shape.gpus} GPU{'s' if shape.gpus > 1 else ''}"
     return (f"{pool.role} {pool.replicas} × ({per}: {' '.join(parts)}, {shape.precision.upper()}, "
             f"stack {shape.stack.name}, batch ≤ {pool.max_batch})")
