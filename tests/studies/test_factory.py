@@ -317,14 +317,17 @@ def test_bad_factory_on_the_command_line_is_one_line_and_exit_2(tmp_path, capsys
     assert not (tmp_path / "o" / "partitions").exists()
 
 
-def test_the_benchmark_case_is_the_factory_it_says():
-    factory = load_factory(Path(__file__).resolve().parents[2] / "benchmarks" / "factory_case.yaml")
+@pytest.mark.parametrize("case, gpus_expected, cells", [
+    ("factory_case.yaml", {"gb200_nvl72": 36_000, "gb300_nvl72": 28_800, "h200_sxm": 19_840, "b200_hgx": 15_040}, 334),
+    ("factory_10k_case.yaml", {"gb200_nvl72": 3_456, "gb300_nvl72": 2_880, "h200_sxm": 1_920, "b200_hgx": 1_600}, 33),
+])
+def test_the_benchmark_cases_are_the_factories_they_say(case, gpus_expected, cells):
+    factory = load_factory(Path(__file__).resolve().parents[2] / "benchmarks" / case)
     gpus = {}
     for cell in factory.cells:
         for hw, n in cell.gpus_by_hardware.items():
             gpus[hw] = gpus.get(hw, 0) + n
-    assert gpus == {"gb200_nvl72": 36_000, "gb300_nvl72": 28_800, "h200_sxm": 19_840, "b200_hgx": 15_040}
-    assert (gpus["gb200_nvl72"] + gpus["gb300_nvl72"]) // 72 == 900 and len(factory.cells) == 334
+    assert gpus == gpus_expected and len(factory.cells) == cells
     door = factory.front_door
     for model in ("deepseek_r1", "kimi_k2", "gpt_oss_120b", "llama3_3_70b"):  # offered load near 60% of capacity
         capacity = sum(c.capacity_req_per_s for c in factory.cells if c.model == model)
