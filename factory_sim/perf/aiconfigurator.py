@@ -19,6 +19,9 @@ context isl + osl // 2 + 1 and `predict_prefill_latency(1, isl, prefix)`):
   (counted as perf/steptime.py counts them, windows included), and the step pays the first
   plus the second times its pairs; its decode sequences add what their context adds to a
   decode step (the decode step at (n, c) less the one at (n, MIN_CONTEXT_TOKENS)).
+With attention DP the engine's batch is one DP rank's (its results' `global_bs` is `bs` x
+attention_dp_size): a step's sequences, tokens and pairs are shared evenly over the ranks, as
+in perf/steptime.py, and the step is priced at one rank's share (at least one sequence).
 A step's price is kept on a grid of batch sizes (every size to 16, then four per octave) and
 contexts (powers of two) and interpolated linearly between the nodes, each node computed once
 per compiled engine when first needed, so the event loop makes a few dictionary look-ups per
@@ -61,6 +64,7 @@ MODELS = {"deepseek_r1": "deepseek-ai/DeepSeek-R1", "deepseek_v3_2": "deepseek-a
 _GEMM = {"bf16": "bfloat16", "fp4": "nvfp4", "int4": "int4_wo", "mxfp4": "bfloat16"}
 _MOE = {"bf16": "bfloat16", "fp8": "fp8_block", "fp4": "nvfp4", "int4": "int4_wo"}
 _KV = {"bf16": "bfloat16", "fp8": "fp8"}
+_MOE_ALTERNATES = {"w4a8_mxfp4_mxfp8": ("w4a16_mxfp4",)}
 
 MIN_CONTEXT_TOKENS = 16  # the context grid's first node: shorter contexts are priced there
 PREFIX_REF_TOKENS = 8192  # the prefix of the prefill that measures attention's cost per pair
@@ -142,9 +146,11 @@ class _Tables:
         errors = []
         # attention kernels: the engine's default for the KV format, else BF16 where its tables
         # have none at that (e.g. MLA prefill with an FP8 KV cache on gb200, TensorRT-LLM 1.3)
-        for fmha in (None, "bfloat16"):
+        # MXFP4 experts: its MXFP8-activation MoE tables where they cover the shape, else W4A16
+        moe_modes = (settings["moe_quant_mode"], *_MOE_ALTERNATES.get(settings["moe_quant_mode"], ()))
+        for moe, fmha in ((moe, fmha) for moe in moe_modes for fmha in (None, "bfloat16")):
             try:
-                self.handle = api.compile(**settings, fmha_quant_mode=fmha)
+                self.handle = api.compile(**{**settings, "moe_quant_mode": moe}, fmha_quant_mode=fmha)
                 self.handle.decode_step_latency(1, 1024, 1)
                 self.handle.predict_prefill_latency(1, 1024, 0)
                 break
@@ -200,6 +206,7 @@ class AicStepTimeModel:
         self.shape = shape
         self._tables = _tables(tuple(engine_settings(shape).items()))
         self._per_pass = shape.mtp_tokens_per_pass
+        self._ranks = float(shape.dp_attention)  # the engine prices one attention-DP rank's share
         self.windowed = attention_is_capped(shape)
         # effective (layer-averaged) context -> tokens of context, to give the engine the latter
         self._effective = np.asarray(effective_context(shape, np.asarray(CONTEXT_NODES, dtype=float)))
@@ -213,7 +220,7 @@ class AicStepTimeModel:
 
     def _decode_pass_s(self, n: float, context_tokens: np.ndarray) -> np.ndarray:
         """Seconds of decode passes of n sequences at these contexts per sequence."""
-        lo, hi, w = _bracket(BATCH_NODES, n)
+        lo, hi, w = _bracket(BATCH_NODES, n / self._ranks)
         ctx = np.clip(np.asarray(context_tokens, dtype=float), CONTEXT_NODES[0], CONTEXT_NODES[-1])
         first = max(bisect.bisect_right(CONTEXT_NODES, float(ctx.min())) - 1, 0)
         last = min(bisect.bisect_left(CONTEXT_NODES, float(ctx.max())), len(CONTEXT_NODES) - 1)
@@ -238,6 +245,7 @@ class AicStepTimeModel:
         return terms
 
     def _prefill_s(self, tokens: float, pairs: float) -> float:
+        tokens, pairs = max(tokens / self._ranks, 1.0), pairs / self._ranks
         lo, hi, w = _bracket(BATCH_NODES, tokens)
         fixed, per_pair = self._prefill_coefficients(lo)
         if w:

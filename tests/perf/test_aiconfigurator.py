@@ -125,3 +125,11 @@ def test_an_inferencex_point_scores_with_either_back_end():
         assert all(r["skip_reason"] == "" and np.isfinite(r["predicted"]) for r in scored), st
     assert "step time: aiconfigurator" in rows["aiconfigurator"][0]["config"]
     assert [r["predicted"] for r in rows["roofline"]] != [r["predicted"] for r in rows["aiconfigurator"]]
+
+
+@needs_aic
+def test_attention_dp_prices_one_ranks_share():
+    sh = _aic(shape("gb200_nvl72", "deepseek_r1", "fp4", attention_precision="fp8", tp=1, dp_attention=8, ep=8))
+    model = step_time_model(sh)
+    per_rank = model._tables.handle.decode_step_latency(8, 1024, 1) * 1e-3
+    assert model.decode_token_s(64, 64 * 1024.0) == pytest.approx(per_rank)
