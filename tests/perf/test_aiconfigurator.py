@@ -133,3 +133,38 @@ def test_attention_dp_prices_one_ranks_share():
     model = step_time_model(sh)
     per_rank = model._tables.handle.decode_step_latency(8, 1024, 1) * 1e-3
     assert model.decode_token_s(64, 64 * 1024.0) == pytest.approx(per_rank)
+
+
+EXPERIMENT = """
+name: aic
+model: llama3_1_8b
+workload: chat_1k1k
+requests: 20
+slo_tiers: [{name: s, ttft_s: 2.0, tpot_s: 0.1}]
+fleets:
+  - name: ours
+    hardware: h100_sxm
+    aggregated: {replicas: 1}
+  - name: theirs
+    hardware: h100_sxm
+    aggregated: {replicas: 1}
+    stack_overrides: {step_time_backend: aiconfigurator}
+load: {mode: fixed, rate_per_s: 5}
+"""
+
+
+def test_an_experiment_picks_the_back_end_per_fleet():
+    import yaml
+
+    from factory_sim.studies.assemble import fleet_layouts, parse_experiment
+
+    ours, theirs = fleet_layouts(parse_experiment(yaml.safe_load(EXPERIMENT)))
+    assert [p.shape.stack.step_time_backend for p in ours.pools] == ["roofline"]
+    assert [p.shape.stack.step_time_backend for p in theirs.pools] == ["aiconfigurator"]
+    if HAVE_AIC:  # the same closed loop, priced by each
+        from factory_sim.sim.engine import simulate
+
+        tokens = np.full(16, 1024, dtype=np.int64)
+        runs = [simulate(f, tokens, tokens // 8, concurrency=4, seed=0).trace for f in (ours, theirs)]
+        assert all(t.done.all() for t in runs)
+        assert runs[0].finish_s.max() != runs[1].finish_s.max()
