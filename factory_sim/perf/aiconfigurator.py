@@ -66,6 +66,7 @@ _MOE = {"bf16": "bfloat16", "fp8": "fp8_block", "fp4": "nvfp4", "int4": "int4_wo
 _KV = {"bf16": "bfloat16", "fp8": "fp8"}
 _MOE_ALTERNATES = {"w4a8_mxfp4_mxfp8": ("w4a16_mxfp4",)}
 
+_NUMPY_MIN_STEPS = 24  # shorter decode runs are priced in a Python loop (NumPy's per-call overhead)
 MIN_CONTEXT_TOKENS = 16  # the context grid's first node: shorter contexts are priced there
 PREFIX_REF_TOKENS = 8192  # the prefix of the prefill that measures attention's cost per pair
 
@@ -232,6 +233,18 @@ class AicStepTimeModel:
         at_hi = np.interp(ctx, nodes, [t.decode_s(hi, j) for j in range(first, last + 1)])
         return at_lo + w * (at_hi - at_lo)
 
+    def _decode_one_s(self, n: float, context_tokens: float) -> float:
+        """_decode_pass_s of one step on Python floats: the event loop's common call."""
+        lo, hi, w = _bracket(BATCH_NODES, n / self._ranks)
+        j0, j1, v = _bracket(CONTEXT_NODES, context_tokens)
+        t = self._tables
+        a, b = t.decode_s(lo, j0), t.decode_s(lo, j1)
+        at_lo = a + v * (b - a)
+        if not w:
+            return at_lo
+        a, b = t.decode_s(hi, j0), t.decode_s(hi, j1)
+        return at_lo + w * (a + v * (b - a) - at_lo)
+
     def _prefill_coefficients(self, i: int) -> tuple[float, float]:
         """(seconds without attention, seconds per causal pair) of a BATCH_NODES[i]-token prefill."""
         terms = self._prefill_terms.get(i)
@@ -262,13 +275,12 @@ class AicStepTimeModel:
         if not prefill_seqs:
             if not decode_seqs:
                 return 0.0
-            ctx = self._context_tokens(decode_ctx_tokens / decode_seqs)
-            return float(self._decode_pass_s(decode_seqs, np.array([ctx]))[0])
+            return self._decode_one_s(decode_seqs, float(self._context_tokens(decode_ctx_tokens / decode_seqs)))
         total = self._prefill_s(prefill_tokens + decode_seqs, prefill_attn_pairs)
         if decode_seqs:
-            ctx = self._context_tokens(decode_ctx_tokens / decode_seqs)
-            with_ctx, bare = self._decode_pass_s(decode_seqs, np.array([ctx, MIN_CONTEXT_TOKENS]))
-            total += max(float(with_ctx - bare), 0.0)
+            ctx = float(self._context_tokens(decode_ctx_tokens / decode_seqs))
+            total += max(self._decode_one_s(decode_seqs, ctx) - self._decode_one_s(decode_seqs, MIN_CONTEXT_TOKENS),
+                         0.0)
         return total
 
     def step_time_s(self, prefill_tokens=0.0, prefill_attn_pairs=0.0, prefill_seqs=0.0, decode_seqs=0.0,
@@ -287,8 +299,15 @@ class AicStepTimeModel:
         ctx = self._context_tokens(np.asarray(ctx_sums, dtype=float) / max(float(n_seqs), 1.0))
         return self._decode_pass_s(float(n_seqs), ctx) / self._per_pass
 
-    def decode_elapsed_s(self, n_seqs: int, ctx_sums) -> np.ndarray:
-        return np.cumsum(self.decode_steps_s(n_seqs, list(ctx_sums)))
+    def decode_elapsed_s(self, n_seqs: int, ctx_sums) -> Sequence[float]:
+        """Seconds from the start of a run of pure-decode steps to the end of each."""
+        if len(ctx_sums) >= _NUMPY_MIN_STEPS:
+            return np.cumsum(self.decode_steps_s(n_seqs, list(ctx_sums)))
+        elapsed, out, n = 0.0, [], float(n_seqs)
+        for ctx in ctx_sums:
+            elapsed += self._decode_one_s(n, float(self._context_tokens(ctx / n))) / self._per_pass
+            out.append(elapsed)
+        return out
 
     def decode_token_s(self, n_seqs: float, ctx_sum: float) -> float:
         return float(self.decode_steps_s(n_seqs, [ctx_sum])[0])

@@ -93,8 +93,10 @@ def test_prices_are_the_engines_at_the_nodes_and_between_them():
     assert mixed > model.batch_s(512, float(prefill_attention_pairs(sh, 512, 0)), 1, 0, 0.0)
     assert mixed > model.batch_s(0, 0.0, 0, 32, 32 * 2000.0)
     # macro-stepped decode is the running sum of its steps
-    ctx = range(64 * 1000, 64 * 1100, 64)
-    assert np.allclose(model.decode_elapsed_s(64, ctx), np.cumsum(model.decode_steps_s(64, list(ctx))))
+    for steps in (10, 100):  # a Python loop below 24 steps, NumPy above: the same prices
+        ctx = range(64 * 1000, 64 * (1000 + steps), 64)
+        assert np.allclose(model.decode_elapsed_s(64, ctx), np.cumsum(model.decode_steps_s(64, list(ctx))))
+    assert model.batch_s(0, 0.0, 0, 64, 64 * 3000.0) == pytest.approx(model.decode_token_s(64, 64 * 3000.0))
 
 
 @needs_aic
