@@ -34,6 +34,7 @@ from __future__ import annotations
 import bisect
 import functools
 import logging
+import re
 from collections.abc import Sequence
 
 import numpy as np
@@ -138,6 +139,12 @@ def engine_settings(shape: ReplicaShape) -> dict:
             "kvcache_quant_mode": _KV[shape.kv_precision], "nextn": shape.mtp_draft_tokens}
 
 
+def _reason(exc: Exception) -> str:
+    """The first line of the engine's error, without the path of its installed tables."""
+    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return re.sub(r" at /\S+$", "", text)
+
+
 class _Tables:
     """One compiled engine and the step prices (seconds) it has given, by grid node."""
 
@@ -156,15 +163,15 @@ class _Tables:
                 self.handle.predict_prefill_latency(1, 1024, 0)
                 break
             except Exception as exc:  # the engine raises ValueError or its own perf-data errors
-                errors.append(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+                errors.append(_reason(exc))
         else:
             s = settings
             what = (f"{s['model_path']} on {s['system']} {s['backend']} {s['backend_version'] or 'current'} "
-                    f"(gemm {s['gemm_quant_mode']}, moe {s['moe_quant_mode']}, kv {s['kvcache_quant_mode']}, "
-                    f"tp {s['tp_size']}, ep {s['moe_ep_size']})")
-            raise ConfigError(FIELD, f"aiconfigurator-core cannot price {what}: {errors[-1]}; use "
-                                     "step_time_backend: roofline for "
-                                     "this fleet")
+                    f"(gemm {s['gemm_quant_mode']}, moe {'/'.join(moe_modes)}, kv {s['kvcache_quant_mode']}, "
+                    f"tp {s['tp_size']}, attention dp {s['attention_dp_size']}, moe tp {s['moe_tp_size']}, "
+                    f"ep {s['moe_ep_size']})")
+            raise ConfigError(FIELD, f"aiconfigurator-core cannot price {what}: {errors[0]}; use "
+                                     "step_time_backend: roofline for this fleet")
         self.decode: dict[tuple[int, int], float] = {}
         self.prefill: dict[tuple[int, int], float] = {}
 
@@ -174,7 +181,7 @@ class _Tables:
         except Exception as exc:
             s = self.settings
             raise ConfigError(FIELD, f"aiconfigurator-core cannot price a step of {s['model_path']} on "
-                                     f"{s['system']} {s['backend']} at {args}: {str(exc).splitlines()[0]}; use "
+                                     f"{s['system']} {s['backend']} at {args}: {_reason(exc)}; use "
                                      "step_time_backend: roofline for this fleet") from None
 
     def decode_s(self, i: int, j: int) -> float:
