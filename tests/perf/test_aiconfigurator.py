@@ -175,3 +175,10 @@ def test_an_experiment_picks_the_back_end_per_fleet():
         runs = [simulate(f, tokens, tokens // 8, concurrency=4, seed=0).trace for f in (ours, theirs)]
         assert all(t.done.all() for t in runs)
         assert runs[0].finish_s.max() != runs[1].finish_s.max()
+
+
+def test_the_back_end_is_part_of_a_stacks_digest():
+    from factory_sim.fidelity.stack_errors import stack_digest
+
+    stack = _r1_h200().stack
+    assert stack_digest(stack) != stack_digest(stack.model_copy(update={"step_time_backend": "aiconfigurator"}))
