@@ -120,8 +120,12 @@ def _cmd_validate(args) -> int:
 
         if is_inferencex_file(args.scenarios):
             run_validation(args.scenarios, out=args.out, hardware=args.system, model=args.model,
-                           framework=args.backend, limit=args.limit, jobs=args.jobs, quiet=args.quiet)
+                           framework=args.backend, limit=args.limit, jobs=args.jobs, quiet=args.quiet,
+                           step_time=args.step_time)
             return 0
+    if args.step_time:
+        raise ConfigError("--step-time", "applies to InferenceX points files only; give one (e.g. "
+                                         "factory_sim/data/reference/inferencex/points.csv.gz) or drop --step-time")
     reference = load_reference(args.scenarios)
     out = Path(args.out) if args.out else None
     if out is not None:
@@ -548,6 +552,9 @@ def build_parser() -> argparse.ArgumentParser:
     val.add_argument("--backend", action="append", help="only measured rows of this backend (repeatable; "
                                                          "InferenceX: its framework, e.g. dynamo-trtllm)")
     val.add_argument("--limit", type=int, metavar="N", help="only the first N rows of each file (after filters)")
+    val.add_argument("--step-time", choices=("roofline", "aiconfigurator"),
+                     help="InferenceX points: price every step with this step_time_backend (aiconfigurator needs "
+                          "pip install 'factory-sim[aic]'); default: each stack's own")
     _add_jobs(val)
     val.add_argument("--quiet", action="store_true", help="no progress bars on stderr")
     val.add_argument("--report", action="store_true", help=REPORT_HELP)

@@ -106,6 +106,14 @@ class SoftwareStack(BaseModel):
     # stack serves a model's multi-token-prediction module; None: the project's default
     # (fidelity.mlperf.MTP_ACCEPTANCE). Set where calibration fits it to measured MTP runs.
     mtp_acceptance: float | None = Field(default=None, gt=0, lt=1)
+    # What prices a step: "roofline", this project's model (perf/steptime.py, with the efficiency
+    # factors above), or "aiconfigurator", NVIDIA's aiconfigurator-core engine pricing each step
+    # from its measured kernel tables (perf/aiconfigurator.py; needs `pip install
+    # 'factory-sim[aic]'`). Memory, the scheduler and the per-request latencies above stay ours.
+    step_time_backend: Literal["roofline", "aiconfigurator"] = "roofline"
+    # aiconfigurator-core's version of the serving framework's kernel tables ("current",
+    # "previous", "next" or one of its listed versions, e.g. "1.3.0rc23"); None: "current".
+    aiconfigurator_version: str | None = None
     kv_transfer_latency_s: StepSeconds
     hbm_utilization: Efficiency  # KV share of the HBM left after weights and activations
     activation_reserve_gb: Annotated[float, within(0, 100_000, "GB per GPU; beyond any GPU's memory")]

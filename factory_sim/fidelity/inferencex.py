@@ -75,7 +75,7 @@ from factory_sim.errors import ConfigError
 from factory_sim.fidelity.deployments import Skip
 from factory_sim.fidelity.measured import Deployment, deployment
 from factory_sim.fidelity.mlperf import MTP_ACCEPTANCE
-from factory_sim.perf.stacks import select_stack, stack_generation
+from factory_sim.perf.stacks import override_stack, select_stack, stack_generation
 from factory_sim.progress import emit
 from factory_sim.results.metrics import latencies
 from factory_sim.sim.engine import simulate
@@ -419,14 +419,19 @@ def _attention_split(side: str, tp: int, dp: bool, per_worker: int, notes: list[
     return per_worker, 1
 
 
-def point_deployment(p: dict, stacks: dict[str, SoftwareStack] | None = None) -> tuple[Deployment, int]:
+def point_deployment(p: dict, stacks: dict[str, SoftwareStack] | None = None,
+                     step_time: str | None = None) -> tuple[Deployment, int]:
     """The deployment a point measured (validate.deployment on its measured-points row, with the
     point's stack and MTP) and its MTP draft tokens. `stacks` replaces a profile by name
-    (calibration evaluates candidate values this way)."""
+    (calibration evaluates candidate values this way); `step_time` sets the stack's
+    step_time_backend (the same points priced by another step-time model)."""
     row, extra = measured_row(p)
     stack: SoftwareStack = extra["stack"]
     if stacks and stack.name in stacks:
         stack = stacks[stack.name]
+    if step_time and step_time != stack.step_time_backend:
+        stack = override_stack(stack, {"step_time_backend": step_time})
+        extra["notes"].append(f"step time: {step_time}")
     date_stack, _ = select_stack(load_hardware(row["system"]), row["backend"], row["measured_date"])
     try:
         dep = deployment(row, stacks={date_stack.name: stack})
@@ -524,7 +529,7 @@ def interactivity_band(value: float) -> str:
                 if hi is None or value < hi)
 
 
-def score_point(p: dict, *, rounds: int = SIM_ROUNDS, seed: int = 0) -> list[dict]:
+def score_point(p: dict, *, rounds: int = SIM_ROUNDS, seed: int = 0, step_time: str | None = None) -> list[dict]:
     """One result row per published quantity of the point: predicted, or the skip reason."""
     published = published_values(p)
     interactivity = published.get("interactivity_tok_s_user", (np.nan, ""))[0]
@@ -534,7 +539,7 @@ def score_point(p: dict, *, rounds: int = SIM_ROUNDS, seed: int = 0) -> list[dic
             "disaggregated": p.get("disaggregated"), "mtp": p.get("mtp_or_spec"),
             "interactivity_band": interactivity_band(interactivity), "source_repo": p.get("source_repo")}
     try:
-        dep, _ = point_deployment(p)
+        dep, _ = point_deployment(p, step_time=step_time)
         predicted = simulate_point(dep, rounds=rounds, seed=seed)
         config, stack, reason = dep.config, dep.fleet.pools[-1].shape.stack.name, ""
     except (Skip, ConfigError) as why:
@@ -553,10 +558,10 @@ def score_point(p: dict, *, rounds: int = SIM_ROUNDS, seed: int = 0) -> list[dic
 
 
 def _score_chunk(args) -> list[dict]:
-    records, rounds, seed = args
+    records, rounds, seed, step_time = args
     out = []
     for p in records:
-        out.extend(score_point(p, rounds=rounds, seed=seed))
+        out.extend(score_point(p, rounds=rounds, seed=seed, step_time=step_time))
         emit("validation", "InferenceX points")
     return out
 
@@ -570,14 +575,15 @@ def _cost(p: dict) -> float:
 
 
 def validate_inferencex(points: pd.DataFrame, *, jobs: int | None = None, rounds: int = SIM_ROUNDS,
-                        seed: int = 0) -> pd.DataFrame:
-    """Result rows (RESULT_COLUMNS) for every point, scored or skipped with the reason, in file order."""
+                        seed: int = 0, step_time: str | None = None) -> pd.DataFrame:
+    """Result rows (RESULT_COLUMNS) for every point, scored or skipped with the reason, in file order;
+    `step_time` prices every point's steps with that step_time_backend."""
     records = points.to_dict("records")
     workers = worker_count(jobs, len(records))
     # costliest points first, in small chunks, so no core idles at the end
     ordered = sorted(records, key=_cost, reverse=True) if workers > 1 else records
     size = max(1, min(8, len(ordered) // (workers * 8))) if workers > 1 else max(1, len(ordered))
-    chunks = [(ordered[i:i + size], rounds, seed) for i in range(0, len(ordered), size)]
+    chunks = [(ordered[i:i + size], rounds, seed, step_time) for i in range(0, len(ordered), size)]
     out = [row for rows in as_finished(_score_chunk, chunks, jobs=workers) for row in rows]
     df = pd.DataFrame(out, columns=RESULT_COLUMNS)
     order = {pid: i for i, pid in enumerate(points["point_id"])}

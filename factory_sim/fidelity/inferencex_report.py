@@ -285,7 +285,7 @@ def plot_frontiers(results: pd.DataFrame, out_dir: str | Path) -> list[Path]:
 def run_validation(path: str | Path | None = None, *, out: str | Path | None = None,
                    hardware: Sequence[str] | None = None, model: Sequence[str] | None = None,
                    framework: Sequence[str] | None = None, limit: int | None = None, jobs: int | None = None,
-                   quiet: bool = False, rounds: int = SIM_ROUNDS) -> pd.DataFrame:
+                   quiet: bool = False, rounds: int = SIM_ROUNDS, step_time: str | None = None) -> pd.DataFrame:
     """`factory-sim validate POINTS.csv`: score, print the report (and the DeepSeek-R1 hardware
     ratios), and with `out` write inferencex_validation.csv, inferencex_errors.csv,
     inferencex_ratios.csv and one frontier PNG per model and sequence length."""
@@ -301,14 +301,15 @@ def run_validation(path: str | Path | None = None, *, out: str | Path | None = N
         raise ConfigError("--system/--model/--backend", "no InferenceX points match these filters")
     started = time.perf_counter()
     with Bars("validation", unit="point", enabled=on_terminal(quiet), totals={"InferenceX points": len(points)}):
-        results = validate_inferencex(points, jobs=jobs, rounds=rounds)
+        results = validate_inferencex(points, jobs=jobs, rounds=rounds, step_time=step_time)
     wall = time.perf_counter() - started
     print(format_report(results))
     ratios = hardware_ratios(results)
     if len(ratios):
         print()
         print(format_ratios(ratios))
-    print(f"\n{len(points)} InferenceX points in {wall:.1f} s ({rounds} requests per client simulated)")
+    priced = f", steps priced by {step_time}" if step_time else ""
+    print(f"\n{len(points)} InferenceX points in {wall:.1f} s ({rounds} requests per client simulated{priced})")
     if out_dir is not None:
         errors = error_table(results, ["hardware", "framework", "model", "interactivity_band"])
         files = {"inferencex_validation.csv": results, "inferencex_errors.csv": errors}

@@ -44,7 +44,8 @@ from factory_sim.fidelity.measured import (
 from factory_sim.perf.estimate import capacity_req_per_s
 from factory_sim.perf.memory import plan_memory
 from factory_sim.perf.shape import ReplicaShape
-from factory_sim.perf.steptime import StepTimeModel, effective_context
+from factory_sim.perf.step_backends import step_time_model
+from factory_sim.perf.steptime import effective_context
 from factory_sim.progress import emit
 from factory_sim.results.metrics import latencies
 from factory_sim.sim.engine import FleetLayout, PoolLayout, simulate
@@ -258,7 +259,7 @@ def _kv_batch(shape: ReplicaShape, context_tokens: int) -> int:
 
 def _tpot_batch(shape: ReplicaShape, b: Benchmark, limit_s: float, most: int) -> int:
     """Largest batch whose pure-decode step near the end of the output stays within limit_s."""
-    model = StepTimeModel(shape)
+    model = step_time_model(shape)
     ctx = float(effective_context(shape, b.isl + b.osl))
     lo, hi = 0, most
     while lo < hi:

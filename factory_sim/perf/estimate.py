@@ -7,12 +7,13 @@ Load searches start from it, and a planner can prune candidates with it before s
 from __future__ import annotations
 
 from factory_sim.perf.memory import plan_memory
-from factory_sim.perf.steptime import StepTimeModel, effective_context, prefill_attention_pairs
+from factory_sim.perf.step_backends import step_time_model
+from factory_sim.perf.steptime import effective_context, prefill_attention_pairs
 
 
 def prefill_tokens_per_s(pool, mean_input_tokens: float) -> float:
     """Prompt tokens/s of a pool running full token-budget steps of whole prompts."""
-    st = StepTimeModel(pool.shape)
+    st = step_time_model(pool.shape)
     budget = float(pool.max_batch_tokens)
     seqs = max(budget / mean_input_tokens, 1.0)
     pairs = seqs * float(prefill_attention_pairs(pool.shape, mean_input_tokens, 0.0))
@@ -22,7 +23,7 @@ def prefill_tokens_per_s(pool, mean_input_tokens: float) -> float:
 
 def decode_tokens_per_s(pool, mean_input_tokens: float, mean_output_tokens: float) -> float:
     """Output tokens/s of a pool decoding its largest batch that fits in KV at the mean context."""
-    st = StepTimeModel(pool.shape)
+    st = step_time_model(pool.shape)
     mem = plan_memory(pool.shape)
     ctx = mean_input_tokens + mean_output_tokens / 2.0
     fits = mem.sequences_fitting(mean_input_tokens + mean_output_tokens)
@@ -38,7 +39,7 @@ def replica_tokens_per_s(shape, role: str, max_batch: int, max_batch_tokens: int
     A routing weight, not a prediction: decode is priced at the batch cap (bounded at 256,
     past which TPOT targets rarely hold) and a typical context.
     """
-    st = StepTimeModel(shape)
+    st = step_time_model(shape)
     if role == "prefill":
         budget = float(max_batch_tokens)
         pairs = float(prefill_attention_pairs(shape, min(budget, context_tokens), 0.0)) * max(budget / context_tokens,

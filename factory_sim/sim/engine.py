@@ -16,7 +16,7 @@ from factory_sim.config.experiment import AGGREGATED, DECODE, PREFILL
 from factory_sim.config.hardware import HardwareProfile
 from factory_sim.perf.memory import MemoryBudget, plan_memory, replica_kv_bytes, replica_state_bytes
 from factory_sim.perf.shape import ReplicaShape
-from factory_sim.perf.steptime import StepTimeModel
+from factory_sim.perf.step_backends import step_time_model
 from factory_sim.results.trace import (
     DONE,
     FAILED,
@@ -174,7 +174,7 @@ class _Engine:
         self.first_gpu = place_replicas(fleet)
         for pool_index, pool in enumerate(fleet.pools):
             memory: MemoryBudget = plan_memory(pool.shape)
-            step_model = StepTimeModel(pool.shape)
+            step_model = step_time_model(pool.shape)
             held = trace.input_tokens if pool.role == PREFILL else trace.input_tokens + trace.output_tokens
             kv_need = replica_kv_bytes(pool.shape, held) + memory.state_bytes_per_seq
             self._fits[pool.role].append((pool_index, kv_need <= memory.kv_capacity_bytes))

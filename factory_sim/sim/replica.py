@@ -50,7 +50,8 @@ import simpy
 from factory_sim.config.experiment import AGGREGATED, DECODE, PREFILL
 from factory_sim.perf.memory import MemoryBudget
 from factory_sim.perf.shape import ReplicaShape
-from factory_sim.perf.steptime import StepTimeModel, attention_is_capped, effective_context
+from factory_sim.perf.step_backends import StepPricer
+from factory_sim.perf.steptime import attention_is_capped, effective_context
 from factory_sim.results.trace import Trace
 from factory_sim.sim.prefix_cache import PrefixCache
 
@@ -69,7 +70,7 @@ class Replica:
         hardware_index: int,
         role: str,
         shape: ReplicaShape,
-        step_model: StepTimeModel,
+        step_model: StepPricer,
         memory: MemoryBudget,
         kv_need_bytes: list[float],
         input_tokens: list[int],

@@ -19,7 +19,8 @@ import pandas as pd
 from factory_sim.config.experiment import Experiment
 from factory_sim.config.workload import ClosedLoopArrivals
 from factory_sim.perf.estimate import capacity_req_per_s
-from factory_sim.perf.steptime import StepTimeModel, prefill_attention_pairs
+from factory_sim.perf.step_backends import step_time_model
+from factory_sim.perf.steptime import prefill_attention_pairs
 from factory_sim.progress import emit
 from factory_sim.results.cost import (
     fleet_power_kw,
@@ -271,9 +272,9 @@ def _lowest_latencies(plan: FleetLayout, mean_in: float, mean_out: float) -> tup
     exit_role = "decode" if plan.disaggregated else "aggregated"
     entry_role = "prefill" if plan.disaggregated else "aggregated"
     tpot = min(
-        StepTimeModel(p.shape).min_decode_step_s(mean_in + mean_out / 2) for p in plan.pools if p.role == exit_role)
+        step_time_model(p.shape).min_decode_step_s(mean_in + mean_out / 2) for p in plan.pools if p.role == exit_role)
     ttft = min(
-        float(StepTimeModel(p.shape).step_time_s(
+        float(step_time_model(p.shape).step_time_s(
             prefill_tokens=min(mean_in, p.max_batch_tokens),
             prefill_attn_pairs=prefill_attention_pairs(p.shape, min(mean_in, p.max_batch_tokens), 0.0),
             prefill_seqs=1.0)) * math.ceil(mean_in / p.max_batch_tokens)
