@@ -131,17 +131,22 @@ MTP_DRAFTS_WITHOUT_ATTENTION_DP = 3
 # so its points are scored with the front-end latency below in place of the profile's, and this
 # share of the profile's MoE set-up latency. Fitted on a grid (front-end 0-40 ms x share 0-1, one
 # setting for every framework, since one client drives them all) by benchmarks/inferencex_ttft.py
-# to the 1,478 scoreable points that publish TTFT, median |error| (median signed error) of median
-# TTFT: profiles' latencies 70.3% (+33.2%); this setting, in sample 39.5% (-28.4%), picked
-# without each hardware 40.1% (-29.7%), without each month 39.5% (-28.4%) (every held-out pick
-# 0 ms; share 0.25, or 0 without GB200). What is left is load: -32% at 17-64 clients, -59% at
-# 65-256, -84% above (docs/fidelity.md).
+# to the 1,478 scoreable points that publish TTFT (with SGLang's request polling below), median
+# |error| (median signed error) of median TTFT: the profiles' latencies 73.1% (+46.4%); this
+# setting, in sample 31.6% (-25.3%); picked without each hardware 35.2% (-20.6%; share 0.25
+# without B200, else 0), without each month 31.6% (-25.3%; always 0, 0). A share per framework
+# does no better held out (33.2% and 36.0%). What is left is load: -48% at 65-256 clients, -84%
+# above (docs/fidelity.md).
 INFERENCEX_FRONTEND_LATENCY_S = 0.0
-INFERENCEX_MOE_SETUP_SHARE = 0.25
+INFERENCEX_MOE_SETUP_SHARE = 0.0
 # SGLang's `--scheduler-recv-interval` as the benchmark's recipes launch it, per hardware: (from
-# clients, interval) pairs, the first that applies. benchmarks/dsr1_fp8_b200.sh and
-# dsr1_fp4_b200.sh: 10, or 30 from 16 clients ("relax to ~30 requests between scheduler recv
-# polls"); dsr1_fp8_h200.sh leaves SGLang's default (1: every step). Disaggregated runs: not stated.
+# clients, interval) pairs, the first that applies. SemiAnalysisAI/InferenceX
+# benchmarks/dsr1_fp8_b200.sh and dsr1_fp4_b200.sh: 10, or 30 from 16 clients ("relax to ~30
+# requests between scheduler recv polls"); dsr1_fp8_h200.sh leaves SGLang's default (1: every
+# step); disaggregated runs: not stated, so none. It earned its place: with it, the best setting
+# above scores 31.6% in sample, 35.2% without each hardware, 31.6% without each month; without
+# it (benchmarks/inferencex_ttft.py --no-recv-polls) 39.5%, 40.1%, 39.5%; SGLang's 358 points
+# 35.3% (-27.4%) -> 14.8% (-2.7%).
 SGLANG_RECV_INTERVAL = {"b200": ((16, 30), (1, 10))}
 
 # Interactivity bands (tokens/s/user) of the error breakdown: the frontier's low-latency end,

@@ -55,9 +55,10 @@ def test_bad_arguments_are_config_errors(hopper_points):
     with pytest.raises(ConfigError, match="unknown constant"):
         cx.calibrate_inferencex(hopper_points, parameters=["nope"])
     # the client's request path is the harness's: the points cannot fit a profile's front-end
-    assert "frontend_latency_s" not in cx.DEFAULT_PARAMETERS
-    with pytest.raises(ConfigError, match="frontend_latency_s.*InferenceX client"):
-        cx.calibrate_inferencex(hopper_points, parameters=["frontend_latency_s"])
+    for name in cx.HARNESS_SET:
+        assert name not in cx.DEFAULT_PARAMETERS
+        with pytest.raises(ConfigError, match=f"{name}.*InferenceX client"):
+            cx.calibrate_inferencex(hopper_points, parameters=[name])
 
 
 def test_calibrate_command_recognises_an_inferencex_file(hopper_points, tmp_path, capsys):
