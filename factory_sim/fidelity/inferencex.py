@@ -51,6 +51,10 @@ What is assumed:
   unless the container image names a framework version that exactly one other profile of that
   framework and generation covers (its `version`): then that one (`image_stack`).
 
+- A point's request path is its client's (INFERENCEX_FRONTEND_LATENCY_S), not the profile's
+  front-end and MoE set-up latency; SGLang polls for requests as the recipes launch it
+  (SGLANG_RECV_INTERVAL).
+
 A point is simulated with SIM_ROUNDS requests per client (the benchmark's ten; see there for
 what fewer would cost), and the three quantities are computed the benchmark's way from the
 simulated requests.
