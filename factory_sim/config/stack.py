@@ -95,6 +95,12 @@ class SoftwareStack(BaseModel):
     # At load it makes prompts wait for a release that comes every `timeout_iters` steps.
     # 0: prompts are admitted at the next step boundary.
     adp_balance_timeout_steps: Annotated[int, within(0, 1_000_000, "engine steps")] = 0
+    # SGLang's `--scheduler-recv-interval N` (managers/scheduler_recv_skipper.py): the scheduler
+    # takes new requests off its socket only once N decode (or MTP verify) steps have run since it
+    # last did, and at once after a step that carried prompt tokens or while it has nothing to run.
+    # A prompt that arrives during decoding waits for that poll before it can be admitted: about
+    # N/2 decode steps at steady load. Applies to aggregated replicas. 0 or 1: every step boundary.
+    scheduler_recv_interval_steps: Annotated[int, within(0, 1_000_000, "engine steps")] = 0
     # How an aggregated replica hands out KV memory. "reserve": a request is admitted only when
     # KV for its whole context (input + output) is free, and never evicted (TensorRT-LLM's
     # default GUARANTEED_NO_EVICT capacity scheduler). "on_demand": admitted when its prompt

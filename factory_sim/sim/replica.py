@@ -23,6 +23,7 @@ Scheduling rules (the step-by-step reference in the tests implements the same on
   that sets adp_balance_timeout_steps, as TensorRT-LLM's recipes do), queued prompts are
   admitted only at a release: at once while a rank runs nothing or when every rank can take
   one, else every `adp_balance_timeout_steps` steps (the reference in the tests leaves it out).
+  SGLang's request polling (`scheduler_recv_interval_steps`) holds them the same way (see _held).
 While no prompt is in flight and nothing can be admitted, the batch does not change until
 the next request finishes: the replica then prices all those steps at once and waits once
 (macro-step), cut short only if a request arrives that could be admitted, in which case it
@@ -113,6 +114,12 @@ class Replica:
         self._dp = shape.dp_attention
         self._release_every = shape.stack.adp_balance_timeout_steps if role == AGGREGATED and self._dp > 1 else 0
         self._release_anchor = 0
+        # SGLang's request polling (stack.scheduler_recv_interval_steps) holds prompts the same
+        # way, with its own rule (_held): a poll every that many decode steps, and after a prefill.
+        recv = shape.stack.scheduler_recv_interval_steps if role == AGGREGATED else 0
+        self._recv_polls = not self._release_every and recv > 1
+        if self._recv_polls:
+            self._release_every = recv
         # On-demand KV (stack.kv_allocation): what a sequence holds is its context's tokens
         # times the full-attention bytes per token (an upper bound for sliding-window layers,
         # whose cache stops growing at the window) plus its state; _resumed maps a preempted
@@ -218,6 +225,8 @@ class Replica:
         the timeout, which restarts the count whether or not a prompt was waiting.
         """
         running = len(self._ctx_base) + len(self._prefilling)
+        if self._recv_polls:  # SGLang polls at once while it runs nothing
+            return running > 0 and (step - self._release_anchor) % self._release_every != 0
         dp = self._dp
         if running < dp or (len(self.queue) >= dp and self.max_batch - running >= dp):
             return False
@@ -480,6 +489,8 @@ class Replica:
                 self._join_decode(rid, 1)
         if self.prefix_cache is not None:
             self.prefix_cache.trim(self.kv_capacity_bytes - self.kv_reserved_bytes)
+        if self._recv_polls:
+            self._release_anchor = self.steps  # a step with prompt tokens: the next boundary polls
         self._boundary()
 
     # -- pure decode until the next finish: priced at once, cut short only by an admission ----

@@ -54,6 +54,11 @@ def test_bad_arguments_are_config_errors(hopper_points):
         cx.calibrate_inferencex(hopper_points, sim_rounds=2)
     with pytest.raises(ConfigError, match="unknown constant"):
         cx.calibrate_inferencex(hopper_points, parameters=["nope"])
+    # the client's request path is the harness's: the points cannot fit a profile's front-end
+    for name in cx.HARNESS_SET:
+        assert name not in cx.DEFAULT_PARAMETERS
+        with pytest.raises(ConfigError, match=f"{name}.*InferenceX client"):
+            cx.calibrate_inferencex(hopper_points, parameters=[name])
 
 
 def test_calibrate_command_recognises_an_inferencex_file(hopper_points, tmp_path, capsys):

@@ -93,6 +93,39 @@ def test_the_disaggregated_point_runs_the_gpus_it_names(points):
     assert dep_other.fleet.pools[1].shape.mtp_acceptance == 0.7 and "acceptance 0.7" in dep_other.config
 
 
+def test_points_see_the_request_path_of_their_own_client(points, monkeypatch):
+    p = _point(points, "p00179")  # SGLang DeepSeek-R1: an MoE model under a profile with both latencies
+    profile = ix.measured_row(p)[1]["stack"]
+    assert profile.frontend_latency_s > 0 and profile.prefill_moe_layer_latency_s > 0
+    dep, _ = ix.point_deployment(p)
+    for pool in dep.fleet.pools:
+        shape = pool.shape
+        assert shape.stack.frontend_latency_s == ix.INFERENCEX_FRONTEND_LATENCY_S
+        assert shape.request_latency_s == pytest.approx(
+            ix.INFERENCEX_FRONTEND_LATENCY_S
+            + ix.INFERENCEX_MOE_SETUP_SHARE * profile.prefill_moe_layer_latency_s * shape.model.moe_layers)
+    # SGLang on B200 polls for requests as its recipe launches it: every 10 steps, 30 from 16 clients
+    for conc, steps in ((4, 10), (16, 30), (64, 30)):
+        polled, _ = ix.point_deployment({**p, "concurrency": conc})
+        assert polled.fleet.pools[0].shape.stack.scheduler_recv_interval_steps == steps
+    h200 = points[(points["framework"] == "sglang") & (points["hardware"] == "h200")].iloc[0].to_dict()
+    assert ix.point_deployment(h200)[0].fleet.pools[0].shape.stack.scheduler_recv_interval_steps == 0
+    # a candidate profile from calibration gets the same request path
+    other = profile.model_copy(update={"frontend_latency_s": 0.5, "prefill_moe_layer_latency_s": 0.004})
+    dep_other, _ = ix.point_deployment(p, stacks={profile.name: other})
+    st = dep_other.fleet.pools[0].shape.stack
+    assert st.frontend_latency_s == ix.INFERENCEX_FRONTEND_LATENCY_S
+    assert st.prefill_moe_layer_latency_s == pytest.approx(0.004 * ix.INFERENCEX_MOE_SETUP_SHARE)
+    # the front-end latency is the client's: it adds to the median TTFT, and only there (one client,
+    # so that it cannot change the engine's load either)
+    small = {**_point(points, "p00001"), "concurrency": 1, "osl": 64}
+    base = ix.simulate_point(ix.point_deployment(small)[0], rounds=3)
+    monkeypatch.setattr(ix, "INFERENCEX_FRONTEND_LATENCY_S", 0.05)
+    later = ix.simulate_point(ix.point_deployment(small)[0], rounds=3)
+    assert later["ttft_ms"] - base["ttft_ms"] == pytest.approx(50.0)
+    assert later["interactivity_tok_s_user"] == pytest.approx(base["interactivity_tok_s_user"])
+
+
 BAD = {
     "amd": ({"hardware": "mi355x"}, "AMD hardware (mi355x)"),
     "model": ({"model": "Qwen3-Next"}, "model 'Qwen3-Next' is not in the catalog"),
