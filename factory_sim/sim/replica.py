@@ -52,6 +52,7 @@ from factory_sim.perf.memory import MemoryBudget
 from factory_sim.perf.shape import ReplicaShape
 from factory_sim.perf.steptime import StepTimeModel, attention_is_capped, effective_context
 from factory_sim.results.trace import Trace
+from factory_sim.sim.capped_context import CappedContextSums
 from factory_sim.sim.prefix_cache import PrefixCache
 
 # Most future steps priced in one plan; bounds the work thrown away when an admission
@@ -106,6 +107,7 @@ class Replica:
         self._on_finish = on_finish
         self._macro = macro_steps
         self._sliding = attention_is_capped(shape)  # each sequence's context priced apart
+        self._capped = CappedContextSums.for_shape(shape) if self._sliding else None  # ... from integers
         # Attention-DP context balancing (stack.adp_balance_timeout_steps): while it holds
         # them, queued prompts wait for a release, which comes every _release_every steps
         # counted from the last one (_release_anchor, a step count).
@@ -323,8 +325,10 @@ class Replica:
     def _preempt(self, rid: int) -> None:
         """Free a decoding sequence's KV and put it back at the head of the queue, to be
         prefilled again with the tokens it had generated."""
-        ctx = self._ctx_base.pop(rid) + self._step_index
+        ctx = (base := self._ctx_base.pop(rid)) + self._step_index
         self._ctx_total -= ctx
+        if self._capped is not None:
+            self._capped.leave(base, self._step_index)
         self._finishing = [entry for entry in self._finishing if entry[2] != rid]
         heapq.heapify(self._finishing)
         self._kv_of.pop(rid)
@@ -377,8 +381,10 @@ class Replica:
         ctx = self._input_tokens[rid] + generated
         heapq.heappush(self._finishing, (self._step_index + left, self._joined, rid))
         self._joined += 1
-        self._ctx_base[rid] = ctx - self._step_index
+        self._ctx_base[rid] = base = ctx - self._step_index
         self._ctx_total += ctx
+        if self._capped is not None:
+            self._capped.join(base, self._step_index)
 
     def _release(self, rid: int) -> None:
         self.kv_reserved_bytes -= self._kv_of.pop(rid)
@@ -401,6 +407,9 @@ class Replica:
         n = len(self._ctx_base)
         if not self._sliding:
             return range(self._ctx_total, self._ctx_total + n * steps, n)
+        sums = self._capped and self._capped.sums(n, self._ctx_total, self._step_index, steps)
+        if sums:  # else past the exact range (or no exact weights): each sequence priced apart
+            return sums
         ctx = np.fromiter(self._ctx_base.values(), dtype=np.int64, count=n) + self._step_index
         return effective_context(self.shape, ctx.astype(float)[None, :] + np.arange(steps)[:, None]).sum(axis=1)
 
@@ -550,12 +559,17 @@ class Replica:
         self._step_index = now_step = self._step_index + steps
         ctx_base, finishing = self._ctx_base, self._finishing
         self._ctx_total += len(ctx_base) * steps
+        capped = self._capped
+        if capped is not None:
+            capped.advance(now_step)
         if not finishing or finishing[0][0] > now_step:
             return  # most steps finish no sequence
         finished = []
         while finishing and finishing[0][0] <= now_step:
             rid = heapq.heappop(finishing)[2]
-            self._ctx_total -= ctx_base.pop(rid) + now_step
+            self._ctx_total -= (base := ctx_base.pop(rid)) + now_step
+            if capped is not None:
+                capped.leave(base, now_step)
             finished.append(rid)
         for rid in finished:
             self._finish(rid, t)
@@ -574,6 +588,8 @@ class Replica:
         self._prefilling.clear()
         self._finishing.clear()
         self._ctx_base.clear()
+        if self._capped is not None:
+            self._capped.clear()
         self._kv_of.clear()
         self._ctx_total = 0
         self.kv_reserved_bytes = 0.0
