@@ -36,6 +36,7 @@ from factory_sim.sim.prefix_cache import PrefixCache, PrefixCacheSettings
 from factory_sim.sim.replica import Replica
 from factory_sim.sim.router import Router
 from factory_sim.sim.transfer import kv_link
+from factory_sim.sim.wake import wake
 
 
 @dataclass(frozen=True)
@@ -355,8 +356,7 @@ class _Engine:
         kv_s = self.trace.kv_transfer_s
         prev = kv_s[rid]
         kv_s[rid] = dt if prev != prev else prev + dt  # NaN until a first transfer; a re-sent one adds up
-        arrived = self.env.timeout(dt)
-        arrived.callbacks.append(lambda _ev: self._kv_arrived(prefill, dec, rid))
+        wake(self.env, dt, lambda _ev: self._kv_arrived(prefill, dec, rid))
 
     def _kv_arrived(self, prefill: Replica, dec: Replica, rid: int) -> None:
         if dec.accepting or dec.draining:
@@ -441,7 +441,7 @@ class _Engine:
             self._arrival_times = due_s[rids].tolist()
         self._next_arrival = 0
         if self._arrival_times:
-            self.env.timeout(max(self._arrival_times[0], 0.0)).callbacks.append(self._arrivals_due)
+            wake(self.env, max(self._arrival_times[0], 0.0), self._arrivals_due)
 
     def _arrivals_due(self, _event: simpy.Event) -> None:
         env, times, rids = self.env, self._arrival_times, self._arrival_rids
@@ -453,7 +453,7 @@ class _Engine:
             i += 1
         self._next_arrival = i
         if i < len(times):
-            env.timeout(times[i] - env.now).callbacks.append(self._arrivals_due)
+            wake(env, times[i] - env.now, self._arrivals_due)
 
     def closed_loop_clients(self, n_requests: int, concurrency: int):
         counter = iter(range(n_requests))

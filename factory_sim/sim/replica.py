@@ -54,6 +54,7 @@ from factory_sim.perf.steptime import StepTimeModel, attention_is_capped, effect
 from factory_sim.results.trace import Trace
 from factory_sim.sim.capped_context import CappedContextSums
 from factory_sim.sim.prefix_cache import PrefixCache
+from factory_sim.sim.wake import wake
 
 # Most future steps priced in one plan; bounds the work thrown away when an admission
 # interrupts a plan.
@@ -190,8 +191,7 @@ class Replica:
             if self._head_fits():
                 # start at this instant, but after every request submitted at it has queued
                 self._idle = False
-                self._step_event = self.env.timeout(0.0)
-                self._step_event.callbacks.append(self._boundary)
+                self._step_event = wake(self.env, 0.0, self._boundary)
         elif self._plan_event is not None and self._head_fits():
             self._cut_plan()
         # (a held prompt cuts the plan at the next release instead: see _cut_plan)
@@ -452,8 +452,7 @@ class Replica:
         if host_load_s:
             dt += host_load_s  # blocks come back from host memory before the step computes on them
         self._mixed = (start, dt, chunks, n_dec, p_tokens)
-        self._step_event = event = self.env.timeout(dt)
-        event.callbacks.append(self._end_mixed_step)
+        self._step_event = wake(self.env, dt, self._end_mixed_step)
 
     def _end_mixed_step(self, event: simpy.Event) -> None:
         if event is not self._step_event:
@@ -515,13 +514,11 @@ class Replica:
             self._plan = (start, elapsed, horizon)
             self._decoding = (horizon, start + last)
             # the plan's end is also the step end in flight: a cut replaces it, voiding this one
-            self._plan_event = self._step_event = event = self.env.timeout(last)
-            event.callbacks.append(self._end_decode_steps)
+            self._plan_event = self._step_event = wake(self.env, last, self._end_decode_steps)
         else:
             end = start + float(elapsed[0])
             self._decoding = (1, end)
-            self._step_event = event = self.env.timeout(end - start)
-            event.callbacks.append(self._end_decode_steps)
+            self._step_event = wake(self.env, end - start, self._end_decode_steps)
 
     def _cut_plan(self) -> None:
         """Stop the macro-step at the end of the step in progress (or, for a held prompt, at
@@ -536,8 +533,7 @@ class Replica:
                 return  # the plan ends first; its last boundary re-plans up to the release
         end = start + float(elapsed[steps - 1])
         self._decoding = (steps, end)
-        self._step_event = event = self.env.timeout(end - now if end > now else 0.0)
-        event.callbacks.append(self._end_decode_steps)
+        self._step_event = event = wake(self.env, end - now if end > now else 0.0, self._end_decode_steps)
         if held:  # still a plan: a later arrival that ends the hold cuts it again
             self._plan = (start, elapsed, steps)
             self._plan_event = event
