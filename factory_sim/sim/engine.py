@@ -32,6 +32,7 @@ from factory_sim.results.trace import (
 )
 from factory_sim.sim.autoscaler import Autoscaler, AutoscaleSettings, ScaleLog
 from factory_sim.sim.faults import FaultInjector, FaultLog, FaultSettings
+from factory_sim.sim.live_trace import LiveTrace
 from factory_sim.sim.prefix_cache import PrefixCache, PrefixCacheSettings
 from factory_sim.sim.replica import Replica
 from factory_sim.sim.router import Router
@@ -155,7 +156,6 @@ class _Engine:
                  block_hashes: list[tuple[int, ...]] | None = None, block_tokens: int | None = None):
         self.env = simpy.Environment()
         self.fleet = fleet
-        self.trace = trace
         self.router = Router(fleet.router_policy, np.random.default_rng([seed, 1]))
         self.closed_loop = closed_loop
         self.think_time_s = think_time_s
@@ -172,6 +172,7 @@ class _Engine:
         self._candidates: dict[tuple, list[Replica]] = {}
         # the replicas read requests' numbers one at a time: from lists, which index ~10x faster than arrays
         input_tokens, output_tokens = trace.input_tokens.tolist(), trace.output_tokens.tolist()
+        self.trace = live = LiveTrace(trace, input_tokens, output_tokens)  # what the event loop writes
         self.first_gpu = place_replicas(fleet)
         for pool_index, pool in enumerate(fleet.pools):
             memory: MemoryBudget = plan_memory(pool.shape)
@@ -203,7 +204,7 @@ class _Engine:
                     output_tokens=output_tokens,
                     max_batch=pool.max_batch,
                     max_batch_tokens=pool.max_batch_tokens,
-                    trace=trace,
+                    trace=live,
                     domains=domains,
                     on_prefill_done=self._prefill_done,
                     on_finish=self._finish,
@@ -225,9 +226,11 @@ class _Engine:
         # that routing never depends on which one it took
         self.request_latency_s = max(p.shape.request_latency_s for p in fleet.pools if p.role == self.entry_role)
         self._all_fit = {role: all(ok.all() for _, ok in fits) for role, fits in self._fits.items()}
-        # one copy of each request's prompt KV (what a transfer moves), per prefill pool
+        # one copy of each request's prompt KV (what a transfer moves), per prefill pool (memoryviews
+        # index to Python floats)
         self._kv_copy_bytes = {
-            i: replica_kv_bytes(p.shape, trace.input_tokens + 1) / p.shape.kv_replication + replica_state_bytes(p.shape)
+            i: memoryview(replica_kv_bytes(p.shape, trace.input_tokens + 1) / p.shape.kv_replication
+                          + replica_state_bytes(p.shape))
             for i, p in enumerate(fleet.pools) if p.role == PREFILL
         }
         self._link_cache: dict[tuple[int, int], tuple[float, float]] = {}
@@ -352,7 +355,7 @@ class _Engine:
         if link is None:
             link = self._link_cache[(prefill.index, dec.index)] = kv_link(prefill, dec)
         bytes_per_s, latency_s = link
-        dt = float(self._kv_copy_bytes[prefill.pool_index][rid]) / bytes_per_s + latency_s
+        dt = self._kv_copy_bytes[prefill.pool_index][rid] / bytes_per_s + latency_s
         kv_s = self.trace.kv_transfer_s
         prev = kv_s[rid]
         kv_s[rid] = dt if prev != prev else prev + dt  # NaN until a first transfer; a re-sent one adds up
@@ -429,7 +432,7 @@ class _Engine:
         much after its arrival, without an event of its own). Requests without a time (a
         session's later turns) arrive when their previous turn ends."""
         scheduled = np.isfinite(arrival_s)
-        self.trace.arrival_s[scheduled] = arrival_s[scheduled]
+        self.trace.arrays.arrival_s[scheduled] = arrival_s[scheduled]
         due_s = arrival_s + self.request_latency_s
         if scheduled.all():
             self._arrival_rids = None
@@ -538,6 +541,7 @@ def simulate(
                 eng.env.run(until=eng.all_done)
             except RuntimeError:  # nothing left to happen: only injected faults, and they are over
                 pass
+    eng.trace.flush()
     return SimResult(
         trace=trace,
         fleet=fleet,

@@ -51,8 +51,8 @@ from factory_sim.config.experiment import AGGREGATED, DECODE, PREFILL
 from factory_sim.perf.memory import MemoryBudget
 from factory_sim.perf.shape import ReplicaShape
 from factory_sim.perf.steptime import StepTimeModel, attention_is_capped, effective_context
-from factory_sim.results.trace import Trace
 from factory_sim.sim.capped_context import CappedContextSums
+from factory_sim.sim.live_trace import LiveTrace
 from factory_sim.sim.prefix_cache import PrefixCache
 from factory_sim.sim.wake import wake
 
@@ -78,7 +78,7 @@ class Replica:
         output_tokens: list[int],
         max_batch: int,
         max_batch_tokens: int,
-        trace: Trace,
+        trace: LiveTrace,
         domains: frozenset[int],
         on_prefill_done: Callable[[Replica, int], None] | None,
         on_finish: Callable[[Replica, int], None],
