@@ -226,6 +226,9 @@ class _Engine:
         # that routing never depends on which one it took
         self.request_latency_s = max(p.shape.request_latency_s for p in fleet.pools if p.role == self.entry_role)
         self._all_fit = {role: all(ok.all() for _, ok in fits) for role, fits in self._fits.items()}
+        # when every request fits every entry (and decode) replica, _dispatch skips the per-request checks
+        self._entry_all_fit = self._all_fit[self.entry_role] and (not self._disaggregated or self._all_fit[DECODE])
+        self._max_queue = [p.max_queue for p in fleet.pools]
         # one copy of each request's prompt KV (what a transfer moves), per prefill pool (memoryviews
         # index to Python floats)
         self._kv_copy_bytes = {
@@ -303,15 +306,19 @@ class _Engine:
     def _dispatch(self, rid: int) -> None:
         """Route a request (a new one, or a retry) to an entry replica."""
         tr = self.trace
-        fits = self._fitting(self.entry_role, rid)
-        if self._disaggregated and fits and not self._fitting(DECODE, rid):
-            fits = []  # the decode side must be able to hold the whole context too
+        if self._entry_all_fit:
+            fits = self.by_role[self.entry_role]
+        else:
+            fits = self._fitting(self.entry_role, rid)
+            if self._disaggregated and fits and not self._fitting(DECODE, rid):
+                fits = []  # the decode side must be able to hold the whole context too
         if not fits:
             tr.outcome[rid] = REJECTED
             tr.reason[rid] = REASON_TOO_LONG_FOR_KV
             self._notify_done(rid)
             return
-        fits = self._in_service(fits)
+        if self._trackers:
+            fits = self._in_service(fits)
         if not fits:
             tr.outcome[rid] = REJECTED
             tr.reason[rid] = REASON_NO_REPLICA_UP
@@ -320,7 +327,7 @@ class _Engine:
         critical = self.critical[rid] if self.critical is not None else False
         rep = self.router.choose(fits, group=0, critical=critical, rid=rid)
         tr.prefill_replica[rid] = rep.index
-        cap = self.fleet.pools[rep.pool_index].max_queue
+        cap = self._max_queue[rep.pool_index]
         if cap is not None and len(rep.queue) >= cap:
             tr.outcome[rid] = REJECTED
             tr.reason[rid] = REASON_QUEUE_FULL
@@ -346,7 +353,9 @@ class _Engine:
     def _send_kv(self, prefill: Replica, rid: int) -> None:
         """Pick a decode replica for the request and move its prompt's KV there."""
         critical = self.critical[rid] if self.critical is not None else False
-        decoders = self._in_service(self._fitting(DECODE, rid))
+        decoders = self.by_role[DECODE] if self._all_fit[DECODE] else self._fitting(DECODE, rid)
+        if self._trackers:
+            decoders = self._in_service(decoders)
         if not decoders:  # no decode replica can take the KV: the prompt's work is lost
             self._lost([rid])
             return
