@@ -25,8 +25,6 @@ import sys
 import time
 from pathlib import Path
 
-from factory_sim.studies.assemble import fleet_layouts
-
 HERE = Path(__file__).resolve().parent
 PEER_CASE = HERE / "peer_case.yaml"
 FLEET_CASE = HERE / "fleet_case.yaml"
@@ -55,6 +53,7 @@ def peer_case(requests: int | None) -> tuple[int, int, float | None]:
 def fleet_plan(exp):
     """The experiment's fleets joined into one fleet of several pools behind one router."""
     from factory_sim.sim.engine import FleetLayout
+    from factory_sim.studies.assemble import fleet_layouts
 
     plans = fleet_layouts(exp)
     return FleetLayout(name=exp.name, pools=tuple(pool for plan in plans for pool in plan.pools),
