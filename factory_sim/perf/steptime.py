@@ -69,6 +69,22 @@ def attention_is_capped(shape: ReplicaShape) -> bool:
     return bool(_context_weights(shape, prefill=False)[1])
 
 
+def exact_context_weights(shape: ReplicaShape) -> tuple[int, int, int, int] | None:
+    """(A, B, scale, w) with effective_context(ctx) = (A x ctx + B x min(ctx, w)) / scale for
+    whole-token contexts, when the layer weights a and b are fractions over a power of two and
+    the cap w is whole (gpt-oss: a = b = 1/2, w = 128); None otherwise (sparse attention's
+    indexer share is not). Then every float effective_context and its batch sums compute is
+    exact below 2**53 / scale, so integer sums give the same floats in any order."""
+    a, b, w = _context_weights(shape, prefill=False)
+    if not b or not float(w).is_integer():
+        return None
+    for k in range(31):  # a x 2**k is exact in floats: the test is exact
+        scale = 1 << k
+        if (a * scale).is_integer() and (b * scale).is_integer():
+            return int(a * scale), int(b * scale), scale, int(w)
+    return None
+
+
 def effective_context(shape: ReplicaShape, context_tokens) -> np.ndarray:
     """Context per sequence averaged over layers, in keys at the per-key price of attention:
     sliding-window layers see at most the window; sparse attention reads at most its top-k

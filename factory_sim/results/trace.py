@@ -47,6 +47,7 @@ _FLOAT_COLUMNS = (
     "finish_s",
     "kv_transfer_s",
 )
+FLOAT_COLUMNS = _FLOAT_COLUMNS  # (the event loop writes these through memoryviews: sim/live_trace.py)
 _INT_COLUMNS = ("input_tokens", "output_tokens", "cached_tokens")
 _SMALL_INT_COLUMNS = ("slo_class", "prefill_replica", "decode_replica", "pool", "hardware", "retries")
 

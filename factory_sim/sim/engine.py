@@ -32,10 +32,12 @@ from factory_sim.results.trace import (
 )
 from factory_sim.sim.autoscaler import Autoscaler, AutoscaleSettings, ScaleLog
 from factory_sim.sim.faults import FaultInjector, FaultLog, FaultSettings
+from factory_sim.sim.live_trace import LiveTrace
 from factory_sim.sim.prefix_cache import PrefixCache, PrefixCacheSettings
 from factory_sim.sim.replica import Replica
 from factory_sim.sim.router import Router
 from factory_sim.sim.transfer import kv_link
+from factory_sim.sim.wake import wake
 
 
 @dataclass(frozen=True)
@@ -154,7 +156,6 @@ class _Engine:
                  block_hashes: list[tuple[int, ...]] | None = None, block_tokens: int | None = None):
         self.env = simpy.Environment()
         self.fleet = fleet
-        self.trace = trace
         self.router = Router(fleet.router_policy, np.random.default_rng([seed, 1]))
         self.closed_loop = closed_loop
         self.think_time_s = think_time_s
@@ -171,6 +172,7 @@ class _Engine:
         self._candidates: dict[tuple, list[Replica]] = {}
         # the replicas read requests' numbers one at a time: from lists, which index ~10x faster than arrays
         input_tokens, output_tokens = trace.input_tokens.tolist(), trace.output_tokens.tolist()
+        self.trace = live = LiveTrace(trace, input_tokens, output_tokens)  # what the event loop writes
         self.first_gpu = place_replicas(fleet)
         for pool_index, pool in enumerate(fleet.pools):
             memory: MemoryBudget = plan_memory(pool.shape)
@@ -202,7 +204,7 @@ class _Engine:
                     output_tokens=output_tokens,
                     max_batch=pool.max_batch,
                     max_batch_tokens=pool.max_batch_tokens,
-                    trace=trace,
+                    trace=live,
                     domains=domains,
                     on_prefill_done=self._prefill_done,
                     on_finish=self._finish,
@@ -224,9 +226,14 @@ class _Engine:
         # that routing never depends on which one it took
         self.request_latency_s = max(p.shape.request_latency_s for p in fleet.pools if p.role == self.entry_role)
         self._all_fit = {role: all(ok.all() for _, ok in fits) for role, fits in self._fits.items()}
-        # one copy of each request's prompt KV (what a transfer moves), per prefill pool
+        # when every request fits every entry (and decode) replica, _dispatch skips the per-request checks
+        self._entry_all_fit = self._all_fit[self.entry_role] and (not self._disaggregated or self._all_fit[DECODE])
+        self._max_queue = [p.max_queue for p in fleet.pools]
+        # one copy of each request's prompt KV (what a transfer moves), per prefill pool (memoryviews
+        # index to Python floats)
         self._kv_copy_bytes = {
-            i: replica_kv_bytes(p.shape, trace.input_tokens + 1) / p.shape.kv_replication + replica_state_bytes(p.shape)
+            i: memoryview(replica_kv_bytes(p.shape, trace.input_tokens + 1) / p.shape.kv_replication
+                          + replica_state_bytes(p.shape))
             for i, p in enumerate(fleet.pools) if p.role == PREFILL
         }
         self._link_cache: dict[tuple[int, int], tuple[float, float]] = {}
@@ -299,15 +306,19 @@ class _Engine:
     def _dispatch(self, rid: int) -> None:
         """Route a request (a new one, or a retry) to an entry replica."""
         tr = self.trace
-        fits = self._fitting(self.entry_role, rid)
-        if self._disaggregated and fits and not self._fitting(DECODE, rid):
-            fits = []  # the decode side must be able to hold the whole context too
+        if self._entry_all_fit:
+            fits = self.by_role[self.entry_role]
+        else:
+            fits = self._fitting(self.entry_role, rid)
+            if self._disaggregated and fits and not self._fitting(DECODE, rid):
+                fits = []  # the decode side must be able to hold the whole context too
         if not fits:
             tr.outcome[rid] = REJECTED
             tr.reason[rid] = REASON_TOO_LONG_FOR_KV
             self._notify_done(rid)
             return
-        fits = self._in_service(fits)
+        if self._trackers:
+            fits = self._in_service(fits)
         if not fits:
             tr.outcome[rid] = REJECTED
             tr.reason[rid] = REASON_NO_REPLICA_UP
@@ -316,7 +327,7 @@ class _Engine:
         critical = self.critical[rid] if self.critical is not None else False
         rep = self.router.choose(fits, group=0, critical=critical, rid=rid)
         tr.prefill_replica[rid] = rep.index
-        cap = self.fleet.pools[rep.pool_index].max_queue
+        cap = self._max_queue[rep.pool_index]
         if cap is not None and len(rep.queue) >= cap:
             tr.outcome[rid] = REJECTED
             tr.reason[rid] = REASON_QUEUE_FULL
@@ -342,7 +353,9 @@ class _Engine:
     def _send_kv(self, prefill: Replica, rid: int) -> None:
         """Pick a decode replica for the request and move its prompt's KV there."""
         critical = self.critical[rid] if self.critical is not None else False
-        decoders = self._in_service(self._fitting(DECODE, rid))
+        decoders = self.by_role[DECODE] if self._all_fit[DECODE] else self._fitting(DECODE, rid)
+        if self._trackers:
+            decoders = self._in_service(decoders)
         if not decoders:  # no decode replica can take the KV: the prompt's work is lost
             self._lost([rid])
             return
@@ -351,12 +364,11 @@ class _Engine:
         if link is None:
             link = self._link_cache[(prefill.index, dec.index)] = kv_link(prefill, dec)
         bytes_per_s, latency_s = link
-        dt = float(self._kv_copy_bytes[prefill.pool_index][rid]) / bytes_per_s + latency_s
+        dt = self._kv_copy_bytes[prefill.pool_index][rid] / bytes_per_s + latency_s
         kv_s = self.trace.kv_transfer_s
         prev = kv_s[rid]
         kv_s[rid] = dt if prev != prev else prev + dt  # NaN until a first transfer; a re-sent one adds up
-        arrived = self.env.timeout(dt)
-        arrived.callbacks.append(lambda _ev: self._kv_arrived(prefill, dec, rid))
+        wake(self.env, dt, lambda _ev: self._kv_arrived(prefill, dec, rid))
 
     def _kv_arrived(self, prefill: Replica, dec: Replica, rid: int) -> None:
         if dec.accepting or dec.draining:
@@ -429,7 +441,7 @@ class _Engine:
         much after its arrival, without an event of its own). Requests without a time (a
         session's later turns) arrive when their previous turn ends."""
         scheduled = np.isfinite(arrival_s)
-        self.trace.arrival_s[scheduled] = arrival_s[scheduled]
+        self.trace.arrays.arrival_s[scheduled] = arrival_s[scheduled]
         due_s = arrival_s + self.request_latency_s
         if scheduled.all():
             self._arrival_rids = None
@@ -441,7 +453,7 @@ class _Engine:
             self._arrival_times = due_s[rids].tolist()
         self._next_arrival = 0
         if self._arrival_times:
-            self.env.timeout(max(self._arrival_times[0], 0.0)).callbacks.append(self._arrivals_due)
+            wake(self.env, max(self._arrival_times[0], 0.0), self._arrivals_due)
 
     def _arrivals_due(self, _event: simpy.Event) -> None:
         env, times, rids = self.env, self._arrival_times, self._arrival_rids
@@ -453,7 +465,7 @@ class _Engine:
             i += 1
         self._next_arrival = i
         if i < len(times):
-            env.timeout(times[i] - env.now).callbacks.append(self._arrivals_due)
+            wake(env, times[i] - env.now, self._arrivals_due)
 
     def closed_loop_clients(self, n_requests: int, concurrency: int):
         counter = iter(range(n_requests))
@@ -538,6 +550,7 @@ def simulate(
                 eng.env.run(until=eng.all_done)
             except RuntimeError:  # nothing left to happen: only injected faults, and they are over
                 pass
+    eng.trace.flush()
     return SimResult(
         trace=trace,
         fleet=fleet,

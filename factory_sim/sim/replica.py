@@ -53,8 +53,10 @@ from factory_sim.perf.memory import MemoryBudget
 from factory_sim.perf.shape import ReplicaShape
 from factory_sim.perf.step_backends import StepPricer
 from factory_sim.perf.steptime import attention_is_capped, effective_context
-from factory_sim.results.trace import Trace
+from factory_sim.sim.capped_context import CappedContextSums
+from factory_sim.sim.live_trace import LiveTrace
 from factory_sim.sim.prefix_cache import PrefixCache
+from factory_sim.sim.wake import wake
 
 # Most future steps priced in one plan; bounds the work thrown away when an admission
 # interrupts a plan.
@@ -78,7 +80,7 @@ class Replica:
         output_tokens: list[int],
         max_batch: int,
         max_batch_tokens: int,
-        trace: Trace,
+        trace: LiveTrace,
         domains: frozenset[int],
         on_prefill_done: Callable[[Replica, int], None] | None,
         on_finish: Callable[[Replica, int], None],
@@ -108,6 +110,7 @@ class Replica:
         self._on_finish = on_finish
         self._macro = macro_steps
         self._sliding = attention_is_capped(shape)  # each sequence's context priced apart
+        self._capped = CappedContextSums.for_shape(shape) if self._sliding else None  # ... from integers
         # Attention-DP context balancing (stack.adp_balance_timeout_steps): while it holds
         # them, queued prompts wait for a release, which comes every _release_every steps
         # counted from the last one (_release_anchor, a step count).
@@ -196,8 +199,7 @@ class Replica:
             if self._head_fits():
                 # start at this instant, but after every request submitted at it has queued
                 self._idle = False
-                self._step_event = self.env.timeout(0.0)
-                self._step_event.callbacks.append(self._boundary)
+                self._step_event = wake(self.env, 0.0, self._boundary)
         elif self._plan_event is not None and self._head_fits():
             self._cut_plan()
         # (a held prompt cuts the plan at the next release instead: see _cut_plan)
@@ -333,8 +335,10 @@ class Replica:
     def _preempt(self, rid: int) -> None:
         """Free a decoding sequence's KV and put it back at the head of the queue, to be
         prefilled again with the tokens it had generated."""
-        ctx = self._ctx_base.pop(rid) + self._step_index
+        ctx = (base := self._ctx_base.pop(rid)) + self._step_index
         self._ctx_total -= ctx
+        if self._capped is not None:
+            self._capped.leave(base, self._step_index)
         self._finishing = [entry for entry in self._finishing if entry[2] != rid]
         heapq.heapify(self._finishing)
         self._kv_of.pop(rid)
@@ -387,8 +391,10 @@ class Replica:
         ctx = self._input_tokens[rid] + generated
         heapq.heappush(self._finishing, (self._step_index + left, self._joined, rid))
         self._joined += 1
-        self._ctx_base[rid] = ctx - self._step_index
+        self._ctx_base[rid] = base = ctx - self._step_index
         self._ctx_total += ctx
+        if self._capped is not None:
+            self._capped.join(base, self._step_index)
 
     def _release(self, rid: int) -> None:
         self.kv_reserved_bytes -= self._kv_of.pop(rid)
@@ -411,6 +417,9 @@ class Replica:
         n = len(self._ctx_base)
         if not self._sliding:
             return range(self._ctx_total, self._ctx_total + n * steps, n)
+        sums = self._capped and self._capped.sums(n, self._ctx_total, self._step_index, steps)
+        if sums:  # else past the exact range (or no exact weights): each sequence priced apart
+            return sums
         ctx = np.fromiter(self._ctx_base.values(), dtype=np.int64, count=n) + self._step_index
         return effective_context(self.shape, ctx.astype(float)[None, :] + np.arange(steps)[:, None]).sum(axis=1)
 
@@ -453,8 +462,7 @@ class Replica:
         if host_load_s:
             dt += host_load_s  # blocks come back from host memory before the step computes on them
         self._mixed = (start, dt, chunks, n_dec, p_tokens)
-        self._step_event = event = self.env.timeout(dt)
-        event.callbacks.append(self._end_mixed_step)
+        self._step_event = wake(self.env, dt, self._end_mixed_step)
 
     def _end_mixed_step(self, event: simpy.Event) -> None:
         if event is not self._step_event:
@@ -518,13 +526,11 @@ class Replica:
             self._plan = (start, elapsed, horizon)
             self._decoding = (horizon, start + last)
             # the plan's end is also the step end in flight: a cut replaces it, voiding this one
-            self._plan_event = self._step_event = event = self.env.timeout(last)
-            event.callbacks.append(self._end_decode_steps)
+            self._plan_event = self._step_event = wake(self.env, last, self._end_decode_steps)
         else:
             end = start + float(elapsed[0])
             self._decoding = (1, end)
-            self._step_event = event = self.env.timeout(end - start)
-            event.callbacks.append(self._end_decode_steps)
+            self._step_event = wake(self.env, end - start, self._end_decode_steps)
 
     def _cut_plan(self) -> None:
         """Stop the macro-step at the end of the step in progress (or, for a held prompt, at
@@ -539,8 +545,7 @@ class Replica:
                 return  # the plan ends first; its last boundary re-plans up to the release
         end = start + float(elapsed[steps - 1])
         self._decoding = (steps, end)
-        self._step_event = event = self.env.timeout(end - now if end > now else 0.0)
-        event.callbacks.append(self._end_decode_steps)
+        self._step_event = event = wake(self.env, end - now if end > now else 0.0, self._end_decode_steps)
         if held:  # still a plan: a later arrival that ends the hold cuts it again
             self._plan = (start, elapsed, steps)
             self._plan_event = event
@@ -562,12 +567,17 @@ class Replica:
         self._step_index = now_step = self._step_index + steps
         ctx_base, finishing = self._ctx_base, self._finishing
         self._ctx_total += len(ctx_base) * steps
+        capped = self._capped
+        if capped is not None:
+            capped.advance(now_step)
         if not finishing or finishing[0][0] > now_step:
             return  # most steps finish no sequence
         finished = []
         while finishing and finishing[0][0] <= now_step:
             rid = heapq.heappop(finishing)[2]
-            self._ctx_total -= ctx_base.pop(rid) + now_step
+            self._ctx_total -= (base := ctx_base.pop(rid)) + now_step
+            if capped is not None:
+                capped.leave(base, now_step)
             finished.append(rid)
         for rid in finished:
             self._finish(rid, t)
@@ -586,6 +596,8 @@ class Replica:
         self._prefilling.clear()
         self._finishing.clear()
         self._ctx_base.clear()
+        if self._capped is not None:
+            self._capped.clear()
         self._kv_of.clear()
         self._ctx_total = 0
         self.kv_reserved_bytes = 0.0

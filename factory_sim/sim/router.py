@@ -50,7 +50,7 @@ class Router:
         self._speed_of: dict[int, tuple] = {}  # id(candidate list) -> (the list, speeds or None)
         self._fast_of: dict[int, tuple] = {}  # id(candidate list) -> (the list, fastest, the rest)
         self._speed_by_replica: dict[int, float] = {}
-        self._runs_of: dict[int, tuple] = {}  # id(candidate list) -> (the list, runs of equal speed)
+        self._runs_of: dict[int, tuple] = {}  # id(candidate list) -> (the list, runs of equal speed or None)
         self._choose: Callable = getattr(self, f"_{policy}")
 
     def choose(self, candidates: Sequence, group: int = 0, critical: bool = False, rid: int | None = None):
@@ -97,32 +97,34 @@ class Router:
 
     def _least_loaded(self, candidates, group):
         """Least seconds to drain what a replica holds: outstanding tokens over its speed."""
-        speeds = self._speeds(candidates)
-        if speeds is None:  # identical replicas: the same order as outstanding tokens
+        entry = self._runs_of.get(id(candidates))
+        if entry is None or entry[0] is not candidates:
+            speeds = self._speeds(candidates)
+            entry = self._runs_of[id(candidates)] = (candidates, speeds and self._speed_runs(candidates, speeds))
+        runs = entry[1]
+        if runs is None:  # identical replicas: the same order as outstanding tokens
             return min(candidates, key=_OUTSTANDING)
         # Within a run of equally fast replicas (a pool) the order is that of outstanding
         # tokens, so each run's least-loaded is found without a Python key call per replica;
         # strict < across runs keeps the first on ties, as one min over all would.
         best, best_s = None, 0.0
-        for speed, members in self._speed_runs(candidates, speeds):
+        for speed, members in runs:
             r = min(members, key=_OUTSTANDING)
             drain_s = r.outstanding_tokens / speed
             if best is None or drain_s < best_s:
                 best, best_s = r, drain_s
         return best
 
-    def _speed_runs(self, candidates, speeds) -> list[tuple[float, list]]:
-        """The candidates cut into runs of equal speed, in order (cached per list)."""
-        entry = self._runs_of.get(id(candidates))
-        if entry is None or entry[0] is not candidates:
-            runs: list[tuple[float, list]] = []
-            for r, v in zip(candidates, speeds, strict=True):
-                if runs and runs[-1][0] == v:
-                    runs[-1][1].append(r)
-                else:
-                    runs.append((v, [r]))
-            entry = self._runs_of[id(candidates)] = (candidates, runs)
-        return entry[1]
+    @staticmethod
+    def _speed_runs(candidates, speeds) -> list[tuple[float, list]]:
+        """The candidates cut into runs of equal speed, in order."""
+        runs: list[tuple[float, list]] = []
+        for r, v in zip(candidates, speeds, strict=True):
+            if runs and runs[-1][0] == v:
+                runs[-1][1].append(r)
+            else:
+                runs.append((v, [r]))
+        return runs
 
     def _split_by_latency(self, candidates) -> tuple[list, list]:
         """(fastest, the rest): replicas within 5% of the lowest single-request step time (cached per list)."""

@@ -1,0 +1,84 @@
+"""A decode batch's layer-averaged context sums under a capped attention (sliding window), kept
+incrementally.
+
+With a sliding window a sequence's attention price is a x ctx + b x min(ctx, w): the batch's
+sum is not a function of the plain context total, and recomputing it from every sequence's
+context at each re-plan (once per arrival or finish) made it O(batch) per event. When a, b
+are fractions over a power of two and w is whole (perf.steptime.exact_context_weights), the
+sum is an integer over that power of two, exactly the float that NumPy's element-wise
+effective_context and row sum give (every partial sum is exact below 2**53), so it can be
+kept from integers: the full-context total the replica already keeps, and for the sequences
+still below the window the step at which each reaches it (a sorted list).
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left, insort
+
+from factory_sim.perf.shape import ReplicaShape
+from factory_sim.perf.steptime import exact_context_weights
+
+_EXACT_BELOW = 1 << 53  # integers up to here are exact floats
+
+
+class CappedContextSums:
+    """Sequences below the window, as the decode step at which each reaches it.
+
+    A sequence whose context minus the replica's step count is `base` reaches the window
+    w at step w - base (its "hit"); it is below the window while the step count is lower.
+    The list holds exactly the hits above the current step count (advance() drops the rest).
+    """
+
+    def __init__(self, a_num: int, b_num: int, scale: int, window: int):
+        self._a, self._b, self._scale, self._w = a_num, b_num, scale, window
+        self._hits: list[int] = []
+        self._hit_sum = 0
+
+    @classmethod
+    def for_shape(cls, shape: ReplicaShape) -> CappedContextSums | None:
+        weights = exact_context_weights(shape)
+        return None if weights is None else cls(*weights)
+
+    def join(self, base: int, step: int) -> None:
+        hit = self._w - base
+        if hit > step:
+            insort(self._hits, hit)
+            self._hit_sum += hit
+
+    def leave(self, base: int, step: int) -> None:
+        hit = self._w - base
+        if hit > step:
+            hits = self._hits
+            del hits[bisect_left(hits, hit)]
+            self._hit_sum -= hit
+
+    def advance(self, step: int) -> None:
+        """The step count is now `step`: sequences that reached the window leave the list."""
+        hits = self._hits
+        if hits and hits[0] <= step:
+            k = bisect_left(hits, step + 1)
+            self._hit_sum -= sum(hits[:k])
+            del hits[:k]
+
+    def clear(self) -> None:
+        self._hits.clear()
+        self._hit_sum = 0
+
+    def sums(self, n: int, ctx_total: int, step: int, steps: int) -> list[float] | None:
+        """The batch's effective context sums for the next `steps` steps (step j prices every
+        context + j), from `n` sequences whose contexts add up to `ctx_total` at step count
+        `step`; None when the sums could leave the range where floats are exact."""
+        a, b, w = self._a, self._b, self._w
+        if a * (ctx_total + n * steps) + b * n * w >= _EXACT_BELOW:
+            return None
+        hits, scale = self._hits, self._scale
+        g, idx, hit_sum, nw = len(hits), 0, self._hit_sum, n * w
+        out = []
+        for j in range(steps):
+            t = step + j
+            while idx < g and hits[idx] <= t:
+                hit_sum -= hits[idx]
+                idx += 1
+            # sum of min(ctx, w) = n w - sum over the sequences still below it of (hit - t)
+            out.append((a * (ctx_total + n * j) + b * (nw - hit_sum + (g - idx) * t)) / scale)
+        return out
