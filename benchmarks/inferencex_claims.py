@@ -25,6 +25,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--results", help="an inferencex_validation.csv (default: score the points now)")
     parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument("--envelope-points", action="store_true",
+                        help="also list the points that set GB200 NVL72's and H200's envelopes at 50 and 75 "
+                             "tokens/s/user, with their errors")
     args = parser.parse_args()
     if args.results:
         results = pd.read_csv(args.results, keep_default_na=False, na_values=[""])
@@ -33,6 +36,9 @@ def main() -> None:
         points = ix.filter_points(ix.load_points(), model=["deepseek_r1"], hardware=["h200", "b200", "gb200_nvl72"])
         results = ix.validate_inferencex(points, jobs=args.jobs, progress=True)
     print(claims.format_cost_ratios(claims.cost_ratios(results)))
+    if args.envelope_points:
+        print()
+        print(claims.format_envelope_points(claims.envelope_points(results)))
     print()
     print(claims.format_cost_over_dates(claims.cost_over_dates(results)))
 

@@ -55,6 +55,11 @@ class SoftwareStack(BaseModel):
     scaleout_efficiency: Efficiency
     collective_latency_s: StepSeconds
     comm_overlap_fraction: Fraction
+    # Latency per peer of each expert-parallel all-to-all (the dispatch and the combine of every
+    # MoE layer), on top of collective_latency_s: one message goes to each of the ep - 1 other
+    # ranks and the layer waits for the last, so the fixed cost of a step grows with the EP
+    # width. 0 leaves it out.
+    ep_peer_latency_s: StepSeconds = 0.0
     ep_load_imbalance: Annotated[float, within(1, 1000, "busiest expert rank over the mean; 1000 is all tokens on "
                                                         "one rank of 1000")]
     step_overhead_s: StepSeconds

@@ -63,6 +63,8 @@ class Parameter:
         return {self.name: value}
 
 
+EP_PARAMETERS = ("ep_load_imbalance", "ep_peer_latency_s")  # fitted only to rows that use expert parallelism
+
 # Priors: GEMM and HBM efficiencies are measured (measured_efficiency.csv: cuBLASLt GEMM and HBM
 # Triad/STREAM microbenchmarks), so they are held tightly; the others are estimates, held loosely.
 PARAMETERS = (
@@ -73,6 +75,7 @@ PARAMETERS = (
     Parameter("prefill_attention_efficiency", 0.1, 1.0, 0.3, "published kernel benchmarks"),
     Parameter("step_overhead_s", 1e-4, 0.02, 1.0, "estimate"),
     Parameter("ep_load_imbalance", 1.0, 3.0, 0.3, "estimate"),
+    Parameter("ep_peer_latency_s", 1e-8, 2e-5, 1.5, "estimate"),  # fitted only where a profile sets it
     Parameter("seq_overhead_s", 1e-7, 2e-4, 1.5, "estimate"),  # fitted only where a profile sets it
     Parameter("prefill_step_overhead_s", 1e-3, 0.5, 1.5, "estimate"),
     Parameter("frontend_latency_s", 1e-3, 0.3, 1.0, "estimate"),  # fitted only where a profile sets it
@@ -357,7 +360,7 @@ def fit_profile(profile: str, rows: list[FitRow], *, rounds: int = 3, iterations
     base = load_stack(profile)
     moe_ep = any(_uses_ep(fr) for fr in rows)
     # the constants this profile sets (log-space: > 0), and of those the ones asked for
-    settable = [p for p in PARAMETERS if (p.name != "ep_load_imbalance" or moe_ep) and p.get(base) > 0]
+    settable = [p for p in PARAMETERS if (p.name not in EP_PARAMETERS or moe_ep) and p.get(base) > 0]
     params = tuple(p for p in settable if parameters is None or p.name in parameters)
     start = {p.name: p.get(base) for p in params}
     priors = prior_values(profile)

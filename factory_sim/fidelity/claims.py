@@ -24,7 +24,7 @@ import pandas as pd
 
 from factory_sim.config.hardware import load_hardware
 from factory_sim.fidelity.inferencex import HARDWARE, RATIO_INTERACTIVITY
-from factory_sim.fidelity.inferencex_report import _points_frame, hardware_ratios
+from factory_sim.fidelity.inferencex_report import _points_frame, frontier_envelope, hardware_ratios, scored
 
 TIER = "hyperscaler"
 
@@ -133,4 +133,51 @@ def format_cost_over_dates(df: pd.DataFrame) -> str:
             lines.append(f"    {x['month']}: " + " | ".join(
                 f"${cell(x[f'usd_per_m_{k}'], '.3f')} [{cell(x[f'{k}_vs_first'], '.1f')}x]"
                 for k in ("measured", "measured_scored", "simulated")))
+    return "\n".join(lines)
+
+
+def envelope_points(results: pd.DataFrame, *, model: str = "DeepSeek-R1-0528",
+                    hardware: Sequence[str] = ("gb200_nvl72", "h200"), targets: Sequence[float] = (50.0, 75.0)
+                    ) -> pd.DataFrame:
+    """The points that set each hardware's envelope at each interactivity, and their errors.
+
+    A ratio of envelopes is only as right as the few points that set them: per kind
+    ("measured_scored": the published values of the points scored; "simulated": the
+    predictions), sequence length, hardware and target, the envelope points that bracket the
+    target (the two that `envelope_at` interpolates between; one below the slowest point),
+    with each point's error on tokens/s/GPU and interactivity and the configuration it ran."""
+    errors = scored(results).pivot_table(index="point_id", columns="quantity", values="rel_error", aggfunc="first")
+    meta = results.drop_duplicates("point_id").set_index("point_id")
+    rows = []
+    for kind in ("measured_scored", "simulated"):
+        f = _points_frame(results, kind)
+        f = f[(f["model"] == model) & f["hardware"].isin(hardware)]
+        for (isl, osl, hw), g in f.groupby(["isl", "osl", "hardware"]):
+            xs, ys = frontier_envelope(g["interactivity_tok_s_user"].to_numpy(), g["output_tok_s_per_gpu"].to_numpy())
+            for t in targets:
+                if not len(xs) or t > xs[-1]:
+                    continue
+                j = int(np.searchsorted(xs, t))
+                for i in sorted({max(j - 1, 0), min(j, len(xs) - 1)}):
+                    pid = g.loc[(g["interactivity_tok_s_user"] == xs[i]) & (g["output_tok_s_per_gpu"] == ys[i]),
+                                "point_id"].iloc[0]
+                    err = errors.loc[pid] if pid in errors.index else pd.Series(dtype=float)
+                    rows.append({"kind": kind, "isl": int(isl), "osl": int(osl), "hardware": hw,
+                                 "interactivity_target": t, "point_id": pid, "interactivity_tok_s_user": xs[i],
+                                 "output_tok_s_per_gpu": ys[i],
+                                 "tok_s_per_gpu_error": float(err.get("output_tok_s_per_gpu", np.nan)),
+                                 "interactivity_error": float(err.get("interactivity_tok_s_user", np.nan)),
+                                 "framework": meta.loc[pid, "framework"], "config": meta.loc[pid].get("config", "")})
+    return pd.DataFrame(rows)
+
+
+def format_envelope_points(df: pd.DataFrame) -> str:
+    lines = ["points setting each envelope at each interactivity (kind: measured = published values of the scored "
+             "points, simulated = predictions): interactivity, tokens/s/GPU, that point's error on tokens/s/GPU and "
+             "on interactivity, framework, configuration"]
+    for _, x in df.iterrows():
+        lines.append(f"  {x['kind']:<15} {x['isl']}/{x['osl']} {x['hardware']:<12} at {x['interactivity_target']:g}: "
+                     f"{x['interactivity_tok_s_user']:6.1f} tok/s/user {x['output_tok_s_per_gpu']:8.1f} tok/s/GPU "
+                     f"({x['tok_s_per_gpu_error']:+.0%}, {x['interactivity_error']:+.0%}) {x['framework']} "
+                     f"{x['point_id']} {x['config']}")
     return "\n".join(lines)

@@ -253,7 +253,7 @@ class StepTimeModel:
             intra = sent * (in_domain - 1) / ep / (hw.nvlink_bw_bytes_per_s * st.nvlink_efficiency)
             inter = sent * (ep - in_domain) / ep / (hw.scaleout_bw_bytes_per_s * st.scaleout_efficiency)
             per_token += m.moe_layers * max(intra, inter)
-            fixed += m.moe_layers * 2.0 * lat
+            fixed += m.moe_layers * 2.0 * (lat + (ep - 1) * st.ep_peer_latency_s)
         elif m.is_moe:
             allreduce(m.moe_layers, act, sg)  # experts tensor-parallel over the stage
         if shape.pp > 1:

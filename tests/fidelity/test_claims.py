@@ -48,3 +48,23 @@ def test_cost_over_dates_against_the_first_month():
     assert df["simulated_vs_first"].tolist() == pytest.approx([1.0, 2.5, 2.5])
     assert np.isfinite(df["usd_per_m_simulated"]).all()
     assert "2025-12" in claims.format_cost_over_dates(df)
+
+
+def test_envelope_points_name_the_points_either_side_of_each_target_with_their_errors():
+    # GB200's simulated envelope at 50 is set by an over-predicted point (c2, +60%) that is not
+    # on the measured envelope's side of 50 at all
+    pts = [("h1", "h200", "2026-01", "trtllm", 40.0, 100.0, 1.0), ("h2", "h200", "2026-01", "trtllm", 80.0, 50.0, 1.1),
+           ("c1", "gb200_nvl72", "2026-01", "dynamo-trtllm", 45.0, 1000.0, 1.0),
+           ("c2", "gb200_nvl72", "2026-01", "dynamo-trtllm", 60.0, 700.0, 1.6),
+           ("c3", "gb200_nvl72", "2026-01", "dynamo-trtllm", 90.0, 400.0, 1.0)]
+    df = claims.envelope_points(_results(pts), targets=(50.0,))
+    sim = df[(df["kind"] == "simulated") & (df["hardware"] == "gb200_nvl72")]
+    assert sim["point_id"].tolist() == ["c2"]  # c2 (1,120 predicted) dominates c1 there
+    assert sim["tok_s_per_gpu_error"].iloc[0] == pytest.approx(0.6)
+    meas = df[(df["kind"] == "measured_scored") & (df["hardware"] == "gb200_nvl72")]
+    assert meas["point_id"].tolist() == ["c1", "c2"]
+    h = df[(df["kind"] == "measured_scored") & (df["hardware"] == "h200")]
+    assert h["point_id"].tolist() == ["h1", "h2"]
+    assert "c2" in claims.format_envelope_points(df)
+    # a target beyond the fastest point has no envelope point
+    assert claims.envelope_points(_results(pts), targets=(200.0,)).empty

@@ -173,6 +173,27 @@ def test_wide_ep_beyond_the_nvlink_domain_pays_the_nic():
     assert per_gpu_across > 3 * per_gpu_inside  # 400 Gb/s NIC vs 450 GB/s NVLink
 
 
+def test_ep_peer_latency_adds_a_fixed_cost_per_moe_layer_and_peer_and_nothing_without_ep():
+    from factory_sim.perf.stacks import override_stack
+
+    def pair(**par):
+        base = shape("gb200_nvl72", "deepseek_r1", "fp4", **par)
+        slow = dataclasses.replace(base, stack=override_stack(base.stack, {"ep_peer_latency_s": 2e-6}))
+        return StepTimeModel(base), StepTimeModel(slow)
+
+    m = pair()[0].shape.model
+    for ep in (8, 32):
+        plain, slow = pair(tp=1, dp_attention=ep, ep=ep)
+        b = dict(decode_seqs=16.0 * ep, decode_ctx_tokens=16.0 * ep * 2000)
+        extra = slow.step_time_s(**b) - plain.step_time_s(**b)
+        # dispatch and combine of every MoE layer wait for one message from each other rank
+        assert extra == pytest.approx(m.moe_layers * 2 * (ep - 1) * 2e-6, rel=1e-9)
+        assert float(slow.breakdown(**b).communication_s) > float(plain.breakdown(**b).communication_s)
+    plain, slow = pair(tp=8)  # experts tensor-parallel: no all-to-all
+    b = dict(decode_seqs=64.0, decode_ctx_tokens=64.0 * 2000)
+    assert slow.step_time_s(**b) == plain.step_time_s(**b)
+
+
 def test_multi_token_prediction():
     base = SHAPES["r1_gb200_wide_ep"]()
     mtp = dataclasses.replace(base, mtp_draft_tokens=3, mtp_acceptance=0.8)
