@@ -36,7 +36,7 @@ def stack_of(config: str) -> str:
 
 # Fields added after the shipped snapshot was computed, at the values every profile then had:
 # left out of the digest while they keep those values, so adding them invalidated nothing.
-_DIGEST_DEFAULTS = {"step_time_backend": "roofline", "aiconfigurator_version": None}
+_DIGEST_DEFAULTS = {"step_time_backend": "roofline", "aiconfigurator_version": None, "first_token_from_decode": False}
 
 
 def stack_digest(stack) -> str:

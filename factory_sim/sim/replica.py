@@ -120,6 +120,7 @@ class Replica:
         self._recv_polls = not self._release_every and recv > 1
         if self._recv_polls:
             self._release_every = recv
+        self._first_from_decode = role == DECODE and shape.stack.first_token_from_decode
         self._ranks = DpRanks(self._dp) if self._release_every and not self._recv_polls else NoRanks()  # (_held)
         # On-demand KV (stack.kv_allocation): what a sequence holds is its context's tokens
         # times the full-attention bytes per token (an upper bound for sliding-window layers,
@@ -268,10 +269,7 @@ class Replica:
         while first < len(deadlines) and deadlines[first] < now:
             rid = queue[first]
             del queue[first], deadlines[first]
-            if self.role == PREFILL:
-                self.outstanding_tokens -= self._input_tokens[rid]
-            else:
-                self.outstanding_tokens -= self._input_tokens[rid] + self._output_tokens[rid]
+            self.outstanding_tokens -= self._input_tokens[rid] + (self.role != PREFILL) * self._output_tokens[rid]
             self._ranks.gone(rid, was_queued=True)
             self._on_timeout(rid)
 
@@ -296,8 +294,10 @@ class Replica:
             if rid in self._resumed:  # preempted: prefill its prompt and generated tokens again
                 prefilling[rid] = (0, self._input_tokens[rid] + self._resumed[rid])
             elif self.role == DECODE:
-                tr = self.trace
-                tr.decode_start_s[rid] = self.env.now
+                tr, now = self.trace, self.env.now
+                tr.decode_start_s[rid] = now
+                if self._first_from_decode:  # the client's stream comes from the decode side
+                    tr.first_token_s[rid] = now
                 tr.decode_replica[rid] = self.index
                 self._join_decode(rid, 1)
             elif self.prefix_cache is None:
