@@ -133,7 +133,7 @@ MTP_DRAFTS_WITHOUT_ATTENTION_DP = 3
 # request polling below), median |error| (median signed error) of median TTFT: the profiles' latencies 73.1% (+46.4%);
 # this setting, in sample 31.6% (-25.3%); picked without each hardware 35.2% (-20.6%; share 0.25 without B200, else
 # 0), without each month 31.6% (-25.3%; always 0, 0). A share per framework does no better held out (33.2% and 36.0%).
-# Left: load, -48% at 65-256 clients, -84% above.
+# Left: load, -43% at 65-256 clients, -83% above (with the per-rank balancing and Dynamo's first token below).
 INFERENCEX_FRONTEND_LATENCY_S = 0.0
 INFERENCEX_MOE_SETUP_SHARE = 0.0
 # SGLang's `--scheduler-recv-interval` as the benchmark's recipes launch it, per hardware: (from clients, interval)
