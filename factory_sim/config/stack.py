@@ -106,6 +106,12 @@ class SoftwareStack(BaseModel):
     # A prompt that arrives during decoding waits for that poll before it can be admitted: about
     # N/2 decode steps at steady load. Applies to aggregated replicas. 0 or 1: every step boundary.
     scheduler_recv_interval_steps: Annotated[int, within(0, 1_000_000, "engine steps")] = 0
+    # Disaggregated serving: whether the client's first token arrives when a decode replica takes
+    # the request in (after the KV transfer and any wait for room on the decode side), as when the
+    # client streams from the decode worker (Dynamo; SGLang's PD disaggregation, whose prefill
+    # server streams nothing to the client), rather than at the end of the prompt's last prefill
+    # step. Moves that wait from TPOT into TTFT, as the client measures them.
+    first_token_from_decode: bool = False
     # How an aggregated replica hands out KV memory. "reserve": a request is admitted only when
     # KV for its whole context (input + output) is free, and never evicted (TensorRT-LLM's
     # default GUARANTEED_NO_EVICT capacity scheduler). "on_demand": admitted when its prompt

@@ -49,13 +49,12 @@ What is assumed:
 - The stack profile is the one `select_stack` picks by framework, GPU generation and date,
   unless the container image names a framework version that exactly one other profile of that
   framework and generation covers (its `version`): then that one (`image_stack`).
-- A point's request path is its client's (INFERENCEX_FRONTEND_LATENCY_S), not the profile's
-  front-end and MoE set-up latency; SGLang polls for requests as its recipes launch it
-  (SGLANG_RECV_INTERVAL).
+- A point's request path is its client's (INFERENCEX_FRONTEND_LATENCY_S), not the profile's front-end and
+  MoE set-up latency; SGLang polls for requests as its recipes launch it (SGLANG_RECV_INTERVAL); Dynamo's
+  first token comes from the decode side (DYNAMO_FIRST_TOKEN_FROM_DECODE).
 
-A point is simulated with SIM_ROUNDS requests per client (the benchmark's ten; see there for
-what fewer would cost), and the three quantities are computed the benchmark's way from the
-simulated requests.
+A point is simulated with SIM_ROUNDS requests per client (the benchmark's ten; see there for what fewer
+would cost), and the three quantities are computed the benchmark's way from the simulated requests.
 """
 
 from __future__ import annotations
@@ -105,50 +104,49 @@ FRAMEWORKS = {"trtllm": ("tensorrt-llm", False), "sglang": ("sglang", False), "v
 # Checkpoint formats as the measured-points validation names them (its `gemm_quant`/`moe_quant`).
 PRECISIONS = {"fp8": "fp8", "fp4": "nvfp4"}
 
-# The benchmark's client (module docstring): lengths uniform on [int(L * R), L] with R =
-# RANDOM_RANGE_RATIO (SemiAnalysisAI/InferenceX .github/workflows/benchmark-tmpl.yml), and
-# CONC * 10 prompts (benchmarks/*.sh `--num-prompts $(( $CONC * 10 ))`).
+# The benchmark's client (module docstring): lengths uniform on [int(L * R), L] with R = RANDOM_RANGE_RATIO
+# (SemiAnalysisAI/InferenceX .github/workflows/benchmark-tmpl.yml), and CONC * 10 prompts (benchmarks/*.sh
+# `--num-prompts $(( $CONC * 10 ))`).
 RANDOM_RANGE_RATIO = 0.8
 BENCHMARK_REQUESTS_PER_CLIENT = 10
-# Requests per client simulated per point: the benchmark's own ten, so each point is simulated
-# exactly as it ran; all 5,000 points take about 4 minutes with --jobs 2 on 2 cores
-# (benchmarks/inferencex_rounds.py). Fewer are possible (`rounds`): the ten-round run is then
-# rebuilt by weighting the start-up and drain rounds as 1/10 each (`_round_weights`) and by
-# running the missing middle rounds at the simulated steady rate. Three rounds take about a
-# quarter of the time but, on the 2,717 points scored, shift the predicted output tokens/s/GPU
-# by a median of -2.7% (|shift| 90th percentile 4.7%: the rate after one round is not yet
-# steady), interactivity by +0.1% (1.3%) and median TTFT by +0.5% (26%).
+# Requests per client simulated per point: the benchmark's own ten, so each point is simulated exactly as it ran; all
+# 5,000 points take about 4 minutes with --jobs 2 on 2 cores (benchmarks/inferencex_rounds.py). Fewer are possible
+# (`rounds`): the ten-round run is then rebuilt by weighting the start-up and drain rounds as 1/10 each
+# (`_round_weights`) and by running the missing middle rounds at the simulated steady rate. Three rounds take about a
+# quarter of the time but, on the 2,717 points scored, shift the predicted output tokens/s/GPU by a median of -2.7%
+# (|shift| 90th percentile 4.7%: the rate after one round is not yet steady), interactivity by +0.1% (1.3%) and median
+# TTFT by +0.5% (26%).
 SIM_ROUNDS = BENCHMARK_REQUESTS_PER_CLIENT
-# MTP drafts of the TensorRT-LLM DeepSeek-R1 recipe (benchmarks/dsr1_fp4_b200_trt_mtp.sh: MTP=1
-# with attention DP, 3 without); assumed for the other frameworks too.
+# MTP drafts of the TensorRT-LLM DeepSeek-R1 recipe (benchmarks/dsr1_fp4_b200_trt_mtp.sh: MTP=1 with attention DP, 3
+# without); assumed for the other frameworks too.
 MTP_DRAFTS_WITH_ATTENTION_DP = 1
 MTP_DRAFTS_WITHOUT_ATTENTION_DP = 3
 
-# The request path as InferenceX's client sees it. A profile's front-end latency and MoE prefill
-# set-up latency were fitted to aiconfigurator's measured points: another harness (mean TTFT,
-# fixed lengths), whose rows carry a floor that even dense models show (the "Where measured TTFT
-# stands" section of docs/fidelity.md). On InferenceX, median TTFT at 1-4 clients sits within a
-# few ms of the simulated GPU part wherever the profiles' latencies are largest against it
-# (gpt-oss-120b on TensorRT-LLM, vLLM and Dynamo: measured / simulated without them 0.74-1.1),
-# so its points are scored with the front-end latency below in place of the profile's, and this
-# share of the profile's MoE set-up latency. Fitted on a grid (front-end 0-40 ms x share 0-1, one
-# setting for every framework, since one client drives them all) by benchmarks/inferencex_ttft.py
-# to the 1,478 scoreable points that publish TTFT (with SGLang's request polling below), median
-# |error| (median signed error) of median TTFT: the profiles' latencies 73.1% (+46.4%); this
-# setting, in sample 31.6% (-25.3%); picked without each hardware 35.2% (-20.6%; share 0.25
-# without B200, else 0), without each month 31.6% (-25.3%; always 0, 0). A share per framework
-# does no better held out (33.2% and 36.0%). Left: load, -48% at 65-256 clients, -84% above.
+# The request path as InferenceX's client sees it. A profile's front-end latency and MoE prefill set-up latency were
+# fitted to aiconfigurator's measured points: another harness (mean TTFT, fixed lengths), whose rows carry a floor
+# that even dense models show (the "Where measured TTFT stands" section of docs/fidelity.md). On InferenceX, median
+# TTFT at 1-4 clients sits within a few ms of the simulated GPU part wherever the profiles' latencies are largest
+# against it (gpt-oss-120b on TensorRT-LLM, vLLM and Dynamo: measured / simulated without them 0.74-1.1), so its
+# points are scored with the front-end latency below in place of the profile's, and this share of the profile's MoE
+# set-up latency. Fitted on a grid (front-end 0-40 ms x share 0-1, one setting for every framework, since one client
+# drives them all) by benchmarks/inferencex_ttft.py to the 1,478 scoreable points that publish TTFT (with SGLang's
+# request polling below), median |error| (median signed error) of median TTFT: the profiles' latencies 73.1% (+46.4%);
+# this setting, in sample 31.6% (-25.3%); picked without each hardware 35.2% (-20.6%; share 0.25 without B200, else
+# 0), without each month 31.6% (-25.3%; always 0, 0). A share per framework does no better held out (33.2% and 36.0%).
+# Left: load, -43% at 65-256 clients, -83% above (with the per-rank balancing and Dynamo's first token below).
 INFERENCEX_FRONTEND_LATENCY_S = 0.0
 INFERENCEX_MOE_SETUP_SHARE = 0.0
-# SGLang's `--scheduler-recv-interval` as the benchmark's recipes launch it, per hardware: (from
-# clients, interval) pairs, the first that applies. SemiAnalysisAI/InferenceX
-# benchmarks/dsr1_fp8_b200.sh and dsr1_fp4_b200.sh: 10, or 30 from 16 clients ("relax to ~30
-# requests between scheduler recv polls"); dsr1_fp8_h200.sh leaves SGLang's default (1: every
-# step); disaggregated runs: not stated, so none. It earned its place: with it, the best setting
-# above scores 31.6% in sample, 35.2% without each hardware, 31.6% without each month; without
-# it (benchmarks/inferencex_ttft.py --no-recv-polls) 39.5%, 40.1%, 39.5%; SGLang's 358 points
-# 35.3% (-27.4%) -> 14.8% (-2.7%).
+# SGLang's `--scheduler-recv-interval` as the benchmark's recipes launch it, per hardware: (from clients, interval)
+# pairs, the first that applies. SemiAnalysisAI/InferenceX benchmarks/dsr1_fp8_b200.sh and dsr1_fp4_b200.sh: 10, or 30
+# from 16 clients ("relax to ~30 requests between scheduler recv polls"); dsr1_fp8_h200.sh leaves SGLang's default (1:
+# every step); disaggregated runs: not stated, so none. It earned its place: with it, the best setting above scores
+# 31.6% in sample, 35.2% without each hardware, 31.6% without each month; without it (benchmarks/inferencex_ttft.py
+# --no-recv-polls) 39.5%, 40.1%, 39.5%; SGLang's 358 points 35.3% (-27.4%) -> 14.8% (-2.7%).
 SGLANG_RECV_INTERVAL = {"b200": ((16, 30), (1, 10))}
+# Dynamo streams to the client from the decode worker: a disaggregated point's first token counts when the decode side
+# takes the request in, after the KV transfer (stack.first_token_from_decode; assumed for both back ends). Dynamo
+# points (411): |error| (signed) of TTFT 70.9% (-67.3%) -> 69.2% (-64.0%); throughput and interactivity unchanged.
+DYNAMO_FIRST_TOKEN_FROM_DECODE = True
 
 # Interactivity bands (tokens/s/user) of the error breakdown: the frontier's low-latency end,
 # where cost ratios are read, is told apart from its throughput end.
@@ -449,9 +447,11 @@ def _attention_split(side: str, tp: int, dp: bool, per_worker: int, notes: list[
 
 def harness_stack(stack: SoftwareStack, p: dict | None = None) -> SoftwareStack:
     """The profile with the request path InferenceX's client sees (INFERENCEX_FRONTEND_LATENCY_S)
-    and, for point `p`, the request polling its recipe launches SGLang with (SGLANG_RECV_INTERVAL)."""
+    and, for point `p`, SGLang's request polling (SGLANG_RECV_INTERVAL) and Dynamo's first token."""
     update = {"frontend_latency_s": INFERENCEX_FRONTEND_LATENCY_S,
               "prefill_moe_layer_latency_s": stack.prefill_moe_layer_latency_s * INFERENCEX_MOE_SETUP_SHARE}
+    framework = str((p or {}).get("framework"))
+    update["first_token_from_decode"] = DYNAMO_FIRST_TOKEN_FROM_DECODE and framework.startswith("dynamo")
     if p is not None and str(p.get("framework")) == "sglang":
         conc = _num(p, "concurrency") or 1
         steps = next((n for lo, n in SGLANG_RECV_INTERVAL.get(str(p.get("hardware")), ()) if conc >= lo), 0)

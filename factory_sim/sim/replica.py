@@ -13,17 +13,16 @@ Scheduling rules (the step-by-step reference in the tests implements the same on
 - Under on-demand KV (an aggregated replica whose stack sets kv_allocation: on_demand, as
   vLLM allocates), the head needs KV for its prompt only (for a preempted request, its
   prompt and the tokens it had generated), the cache grows by one token per sequence per
-  step, and before a step that would not fit, the newest decoding sequences are preempted:
-  their KV is freed and they go back to the head of the queue, to be prefilled again (the
-  reference in the tests leaves this out).
+  step, and before a step that would not fit, the newest decoding sequences are preempted: their
+  KV is freed and they go back to the head of the queue, to be prefilled again (not in the reference).
 - A step decodes one token for every sequence past prefill, and spends what is left of
   the step's token budget (max_batch_tokens) on prompt chunks, oldest admission first.
 - A prompt's last chunk yields the first token at the end of that step.
 - With attention-DP context balancing (an aggregated replica with attention DP under a stack
-  that sets adp_balance_timeout_steps, as TensorRT-LLM's recipes do), queued prompts are
-  admitted only at a release: at once while a rank runs nothing or when every rank can take
-  one, else every `adp_balance_timeout_steps` steps (the reference in the tests leaves it out).
-  SGLang's request polling (`scheduler_recv_interval_steps`) holds them the same way (see _held).
+  with adp_balance_timeout_steps, as TensorRT-LLM's recipes), queued prompts go only at a release:
+  at once while a rank runs nothing or every rank can take one (sim/dp_ranks.py), else every
+  `adp_balance_timeout_steps` steps (not in the reference); SGLang's request polling
+  (`scheduler_recv_interval_steps`) holds them the same way (_held).
 While no prompt is in flight and nothing can be admitted, the batch does not change until
 the next request finishes: the replica then prices all those steps at once and waits once
 (macro-step), cut short only if a request arrives that could be admitted, in which case it
@@ -54,6 +53,7 @@ from factory_sim.perf.shape import ReplicaShape
 from factory_sim.perf.step_backends import StepPricer
 from factory_sim.perf.steptime import attention_is_capped, effective_context
 from factory_sim.sim.capped_context import CappedContextSums
+from factory_sim.sim.dp_ranks import DpRanks, NoRanks
 from factory_sim.sim.live_trace import LiveTrace
 from factory_sim.sim.prefix_cache import PrefixCache
 from factory_sim.sim.wake import wake
@@ -123,6 +123,8 @@ class Replica:
         self._recv_polls = not self._release_every and recv > 1
         if self._recv_polls:
             self._release_every = recv
+        self._first_from_decode = role == DECODE and shape.stack.first_token_from_decode
+        self._ranks = DpRanks(self._dp) if self._release_every and not self._recv_polls else NoRanks()  # (_held)
         # On-demand KV (stack.kv_allocation): what a sequence holds is its context's tokens
         # times the full-attention bytes per token (an upper bound for sliding-window layers,
         # whose cache stops growing at the window) plus its state; _resumed maps a preempted
@@ -192,6 +194,7 @@ class Replica:
         else:
             self.outstanding_tokens += self._input_tokens[rid] + self._output_tokens[rid]
         self.queue.append(rid)
+        self._ranks.queued(rid)
         if self._timeout_s is not None:
             self._deadlines.append(self.env.now + self._timeout_s)
             self._expire()
@@ -220,17 +223,14 @@ class Replica:
     def _held(self, step: int) -> bool:
         """Whether attention-DP balancing holds the queued prompts at the boundary after `step` steps.
 
-        As TensorRT-LLM's scheduler decides (pyexecutor `_balance_adp_requests`, with
-        batching_wait_iters 0): prompts go at once while some rank has no sequence running or
-        when every rank has a prompt and a free slot (pooled here: dp prompts queued and dp
-        free slots); otherwise they wait until the step count since the last release reaches
-        the timeout, which restarts the count whether or not a prompt was waiting.
-        """
+        As TensorRT-LLM (pyexecutor `_balance_adp_requests`, batching_wait_iters 0): at once while
+        a rank runs nothing or every rank has a prompt (sim/dp_ranks.py) and dp slots are free,
+        else when the steps since the last release reach the timeout (the count restarts)."""
         running = len(self._ctx_base) + len(self._prefilling)
         if self._recv_polls:  # SGLang polls at once while it runs nothing
             return running > 0 and (step - self._release_anchor) % self._release_every != 0
-        dp = self._dp
-        if running < dp or (len(self.queue) >= dp and self.max_batch - running >= dp):
+        ranks = self._ranks
+        if ranks.some_rank_idle() or (ranks.every_rank_queued() and self.max_batch - running >= self._dp):
             return False
         return (step - self._release_anchor) % self._release_every != 0
 
@@ -271,10 +271,8 @@ class Replica:
         while first < len(deadlines) and deadlines[first] < now:
             rid = queue[first]
             del queue[first], deadlines[first]
-            if self.role == PREFILL:
-                self.outstanding_tokens -= self._input_tokens[rid]
-            else:
-                self.outstanding_tokens -= self._input_tokens[rid] + self._output_tokens[rid]
+            self.outstanding_tokens -= self._input_tokens[rid] + (self.role != PREFILL) * self._output_tokens[rid]
+            self._ranks.gone(rid, was_queued=True)
             self._on_timeout(rid)
 
     def _admit(self) -> None:
@@ -291,14 +289,17 @@ class Replica:
             if self._deadlines:
                 self._deadlines.popleft()
             rid = queue.popleft()
+            self._ranks.admitted(rid)
             need = need_of(rid)
             self.kv_reserved_bytes += need
             self._kv_of[rid] = need
             if rid in self._resumed:  # preempted: prefill its prompt and generated tokens again
                 prefilling[rid] = (0, self._input_tokens[rid] + self._resumed[rid])
             elif self.role == DECODE:
-                tr = self.trace
-                tr.decode_start_s[rid] = self.env.now
+                tr, now = self.trace, self.env.now
+                tr.decode_start_s[rid] = now
+                if self._first_from_decode:  # the client's stream comes from the decode side
+                    tr.first_token_s[rid] = now
                 tr.decode_replica[rid] = self.index
                 self._join_decode(rid, 1)
             elif self.prefix_cache is None:
@@ -344,6 +345,7 @@ class Replica:
         self._kv_of.pop(rid)
         self._resumed[rid] = ctx - self._input_tokens[rid]
         self.queue.appendleft(rid)
+        self._ranks.requeued(rid)
         if self._timeout_s is not None:
             self._deadlines.appendleft(math.inf)  # a preempted request is not dropped
         self.outstanding_tokens += ctx
@@ -406,6 +408,7 @@ class Replica:
         if not self._kv_of:
             self.kv_reserved_bytes = 0.0
         self.trace.finish_s[rid] = t
+        self._ranks.gone(rid)
         self._on_finish(self, rid)
 
     def _decode_ctx_sum(self) -> float:
@@ -610,6 +613,7 @@ class Replica:
         self.down = True
         self._cache_first.clear()
         self._resumed.clear()
+        self._ranks.clear()
         if self.prefix_cache is not None:
             self.prefix_cache.clear()
         return lost

@@ -86,3 +86,30 @@ def test_every_request_is_served_under_balancing_in_a_closed_loop():
         assert (tr.arrival_s <= tr.first_token_s).all() and (tr.first_token_s <= tr.finish_s).all()
         ttft[timeout] = float(np.mean(tr.first_token_s - tr.arrival_s))
     assert ttft[60] > ttft[0]
+
+
+def test_every_rank_must_have_a_prompt_not_just_dp_prompts_in_all():
+    """A new request joins the rank with the fewest active requests. 24 long requests (3 per
+    rank, request i on rank i % 8) with requests 0 and 8 short: rank 0 is left with one. Then 8
+    prompts arrive together: three go to rank 0, one each to ranks 1-5, none to ranks 6 and 7,
+    so they wait for the timeout although 8 prompts and 10 free slots are there (counted
+    across ranks, they would go at the end of the step in progress)."""
+    n, late = 3 * DP, DP
+    out = np.full(n + late, LONG)
+    out[[0, DP]] = 5
+    first = simulate(aggregated_fleet(_dp_shape(10), max_batch=4 * DP, max_batch_tokens=4096),
+                     np.full(n, PROMPT), out[:n], arrival_s=np.zeros(n)).trace.first_token_s[0]
+    starts = {}
+    for timeout in (0, 10):
+        sh = _dp_shape(timeout)
+        b = _boundaries(sh, n - 2, 200)  # step times once the two short ones have finished
+        step = float(b[23] - b[22])
+        at_replica = first + (b[22] + b[23]) / 2  # in the middle of a step, about step 25
+        arrival = np.concatenate([np.zeros(n), np.full(late, at_replica - sh.request_latency_s)])
+        tr = simulate(aggregated_fleet(sh, max_batch=4 * DP, max_batch_tokens=4096),
+                      np.full(n + late, PROMPT), out, arrival_s=arrival).trace
+        assert tr.done.all()
+        starts[timeout] = tr.prefill_start_s[n:] - at_replica
+        assert np.ptp(starts[timeout]) == 0.0  # released together
+    assert 0.0 < starts[0][0] < step  # at the end of the step in progress
+    assert starts[10][0] > starts[0][0] + 3 * step  # held for the release (5 steps later here)
