@@ -79,6 +79,7 @@ PARAMETERS = (
     Parameter("step_overhead_s", 1e-4, 0.02, 1.0, "estimate"),
     # fitted only when named (--parameter): every profile sets it, at an estimate
     Parameter("layer_overhead_s", 1e-6, 2e-4, 1.5, "estimate"),
+    Parameter("mla_layer_overhead_s", 1e-6, 2e-4, 1.5, "estimate"),  # fitted only where a profile sets it
     Parameter("ep_load_imbalance", 1.0, 3.0, 0.3, "estimate"),
     Parameter("ep_peer_latency_s", 1e-8, 2e-5, 1.5, "estimate"),  # fitted only where a profile sets it
     Parameter("seq_overhead_s", 1e-7, 2e-4, 1.5, "estimate"),  # fitted only where a profile sets it
