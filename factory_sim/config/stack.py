@@ -67,6 +67,12 @@ class SoftwareStack(BaseModel):
     # what keeps a small model's TPOT flat across TP degrees at large batch on some engines
     seq_overhead_s: StepSeconds = 0.0
     layer_overhead_s: StepSeconds
+    # Fixed cost per MLA attention layer per step, on top of layer_overhead_s: absorbed-MLA
+    # decode runs a longer chain of small kernels than GQA attention (q and kv down-projections,
+    # their two RMSNorms, RoPE on the rope slice, the q x W_UK and attention x W_UV batched
+    # GEMMs, the query's quantisation, the MLA kernel), each with a latency that no batch size
+    # amortises. 0 leaves it out.
+    mla_layer_overhead_s: StepSeconds = 0.0
     # Hidden-sized BF16 activation vectors each token reads or writes per layer outside the
     # GEMMs and attention (norms, residual adds, RoPE, SwiGLU, activation quantization, MoE
     # permutation), after the engine's fusions: memory-bound kernels that TP does not split.

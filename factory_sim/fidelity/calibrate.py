@@ -64,6 +64,9 @@ class Parameter:
 
 
 EP_PARAMETERS = ("ep_load_imbalance", "ep_peer_latency_s")  # fitted only to rows that use expert parallelism
+# Fitted only when asked for by name: every profile sets them (at an estimate), so fitting them by
+# default would change what a plain `calibrate` fits.
+OPT_IN_PARAMETERS = ("layer_overhead_s",)
 
 # Priors: GEMM and HBM efficiencies are measured (measured_efficiency.csv: cuBLASLt GEMM and HBM
 # Triad/STREAM microbenchmarks), so they are held tightly; the others are estimates, held loosely.
@@ -74,6 +77,9 @@ PARAMETERS = (
     # fitted only where a profile sets it; its prior is the FlashAttention-3/-4 figure it cites
     Parameter("prefill_attention_efficiency", 0.1, 1.0, 0.3, "published kernel benchmarks"),
     Parameter("step_overhead_s", 1e-4, 0.02, 1.0, "estimate"),
+    # fitted only when named (--parameter): every profile sets it, at an estimate
+    Parameter("layer_overhead_s", 1e-6, 2e-4, 1.5, "estimate"),
+    Parameter("mla_layer_overhead_s", 1e-6, 2e-4, 1.5, "estimate"),  # fitted only where a profile sets it
     Parameter("ep_load_imbalance", 1.0, 3.0, 0.3, "estimate"),
     Parameter("ep_peer_latency_s", 1e-8, 2e-5, 1.5, "estimate"),  # fitted only where a profile sets it
     Parameter("seq_overhead_s", 1e-7, 2e-4, 1.5, "estimate"),  # fitted only where a profile sets it
@@ -348,6 +354,14 @@ def prior_values(profile: str) -> dict[str, float]:
     return out
 
 
+def fitted_parameters(base: SoftwareStack, moe_ep: bool, names: list[str] | None) -> tuple[Parameter, ...]:
+    """The constants a fit moves: those the profile sets (log-space: > 0), the EP ones only with
+    rows that use expert parallelism, and of those the ones named (all but OPT_IN_PARAMETERS
+    when none are)."""
+    settable = [p for p in PARAMETERS if (p.name not in EP_PARAMETERS or moe_ep) and p.get(base) > 0]
+    return tuple(p for p in settable if (p.name in names if names is not None else p.name not in OPT_IN_PARAMETERS))
+
+
 def fit_profile(profile: str, rows: list[FitRow], *, rounds: int = 3, iterations: int = 20, jobs: int | None = None,
                 loo: bool = True, prior_weight: float = 1.0, parameters: list[str] | None = None,
                 progress: Callable[[str], None] | None = None, held_out_by: tuple[str, ...] = ()) -> ProfileFit:
@@ -359,9 +373,7 @@ def fit_profile(profile: str, rows: list[FitRow], *, rounds: int = 3, iterations
     """
     base = load_stack(profile)
     moe_ep = any(_uses_ep(fr) for fr in rows)
-    # the constants this profile sets (log-space: > 0), and of those the ones asked for
-    settable = [p for p in PARAMETERS if (p.name not in EP_PARAMETERS or moe_ep) and p.get(base) > 0]
-    params = tuple(p for p in settable if parameters is None or p.name in parameters)
+    params = fitted_parameters(base, moe_ep, parameters)
     start = {p.name: p.get(base) for p in params}
     priors = prior_values(profile)
     x_prior = np.array([math.log(priors.get(p.name, start[p.name]) / start[p.name]) for p in params])
@@ -414,7 +426,7 @@ def fit_profile(profile: str, rows: list[FitRow], *, rounds: int = 3, iterations
         by = _leave_group_out(profile, base, params, start, rows, pred, x, sigmas, bounds, iterations, jobs,
                               x_prior, keys)
         loo_frame = by.pop("group", pd.DataFrame())
-    held = [p.name for p in settable if p not in params]
+    held = [p.name for p in fitted_parameters(base, moe_ep, None) if p not in params]
     return ProfileFit(profile, start, values, [fr.id for fr in rows], before, after, loo_frame, done, held,
                       converged, by)
 

@@ -189,7 +189,8 @@ class StepTimeModel:
         self._kv_read_per_ctx = kv_bytes_per_token / sg
         self._comm_per_token, self._comm_fixed = self._communication_coefficients()
         self._comm_share = 1.0 - st.comm_overlap_fraction
-        self._overhead = st.step_overhead_s + st.layer_overhead_s * m.layers
+        mla_layers = m.softmax_attention_layers if m.attention == "mla" else 0
+        self._overhead = st.step_overhead_s + st.layer_overhead_s * m.layers + st.mla_layer_overhead_s * mla_layers
         self._seq_overhead = st.seq_overhead_s
         self._prefill_overhead = st.prefill_step_overhead_s + st.prefill_moe_layer_overhead_s * m.moe_layers
         # bytes per token per GPU of the activation passes, all layers (every TP rank holds the

@@ -204,3 +204,34 @@ def test_a_user_fits_the_latency_floor_of_their_own_deployment_and_runs_with_it(
     assert main(["run", str(experiment), "--out", str(tmp_path / "results")]) == 0
     out = capsys.readouterr().out
     assert "h100_mine" in out
+
+
+def test_the_per_layer_overhead_is_fitted_only_when_named():
+    """Every profile sets layer_overhead_s (an estimate): a plain calibrate leaves it alone, and
+    `--parameter layer_overhead_s` moves it."""
+    from factory_sim.fidelity.calibrate import fitted_parameters
+
+    base = load_stack("trtllm_blackwell")
+    default = [p.name for p in fitted_parameters(base, moe_ep=True, names=None)]
+    assert "layer_overhead_s" not in default and "step_overhead_s" in default
+    named = [p.name for p in fitted_parameters(base, moe_ep=True, names=["layer_overhead_s", "step_overhead_s"])]
+    assert named == ["step_overhead_s", "layer_overhead_s"]
+
+
+def test_calibrate_recovers_a_per_layer_overhead_from_models_of_different_depth():
+    """A fixed cost per layer tells an 80-layer model from a 32-layer one on the same system,
+    where a per-step cost cannot: fitted together they come back apart."""
+    truth_values = {"step_overhead_s": 0.001, "layer_overhead_s": 6e-5}
+    truth = {"trtllm_hopper": override_stack(load_stack("trtllm_hopper"), truth_values)}
+    rows = []
+    for i, (model, c) in enumerate([(m, c) for m in ("llama3_1_8b", "llama3_1_70b") for c in (1, 4, 16)]):
+        tp = 1 if model == "llama3_1_8b" else 4
+        row = {**BASE, "id": f"d{i}", "model": model, "system": "h200_sxm", "tp_size": tp, "isl": 64, "osl": 16,
+               "concurrency": c, "batch_size": c}
+        ttft, tpot, _ = predict(row, stacks=truth)
+        rows.append({**row, "ttft_ms": ttft, "tpot_ms": tpot})
+    fits, _ = calibrate(None, pd.DataFrame(rows), points_sample=0, profiles=["trtllm_hopper"], rounds=4, iterations=10,
+                        jobs=1, loo=False, prior_weight=1e-4, parameters=["step_overhead_s", "layer_overhead_s"])
+    (fit,) = fits
+    assert fit.values["layer_overhead_s"] == pytest.approx(truth_values["layer_overhead_s"], rel=0.2)
+    assert fit.values["step_overhead_s"] == pytest.approx(truth_values["step_overhead_s"], rel=0.3)

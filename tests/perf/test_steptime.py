@@ -373,3 +373,24 @@ def test_a_hybrid_models_kv_budget_holds_its_state_per_sequence():
     # 1 byte x 2k = 31 MB; TP8 holds 4 copies of the 2 KV heads), and is never copied
     assert sh.kv_replication == 4.0
     assert mem.state_bytes_per_seq > 5 * float(replica_kv_bytes(sh, ctx)) / sh.kv_replication
+
+
+def test_an_mla_layer_overhead_is_paid_per_mla_layer_by_every_step_and_by_nothing_else():
+    from factory_sim.perf.stacks import override_stack
+
+    def pair(hardware, model, precision, **par):
+        base = shape(hardware, model, precision, **par)
+        plain, slow = (dataclasses.replace(base, stack=override_stack(base.stack, {"mla_layer_overhead_s": v}))
+                       for v in (0.0, 5e-5))
+        return StepTimeModel(plain), StepTimeModel(slow)
+
+    plain, slow = pair("b200_hgx", "deepseek_r1", "fp4", tp=8)
+    layers = plain.shape.model.layers
+    for seqs in (1, 64):
+        b = dict(decode_seqs=float(seqs), decode_ctx_tokens=seqs * 2000.0)
+        assert slow.step_time_s(**b) - plain.step_time_s(**b) == pytest.approx(layers * 5e-5, rel=1e-9)
+    assert float(slow.decode_elapsed_s(8, [16000.0])[0]) == pytest.approx(
+        slow.step_time_s(decode_seqs=8.0, decode_ctx_tokens=16000.0), rel=1e-12)
+    plain, slow = pair("b200_hgx", "gpt_oss_120b", "fp4", tp=2)  # GQA attention: no MLA chain
+    b = dict(decode_seqs=16.0, decode_ctx_tokens=16 * 2000.0)
+    assert slow.step_time_s(**b) == plain.step_time_s(**b)
