@@ -855,6 +855,11 @@ def rerun(name: str, jobs: int | None) -> None:
     rs = RESULT_SETS[name]
     jobs = jobs or os.cpu_count() or 1
     folder = scratch_folder()
+    # the code that runs, read before the run: its `after` step may rewrite shipped data
+    git = ["git", "-C", str(ROOT)]
+    commit = subprocess.run([*git, "rev-parse", "--short=12", "HEAD"], capture_output=True, text=True).stdout.strip()
+    dirty = subprocess.run([*git, "status", "--porcelain", "--", "factory_sim"], capture_output=True,
+                           text=True).stdout.strip()
     try:
         started = time.perf_counter()
         code, text = run_command(rs.command.format(out="out", jobs=jobs), folder)
@@ -868,10 +873,6 @@ def rerun(name: str, jobs: int | None) -> None:
             shutil.copyfile(folder / "out" / f, rs.folder / f)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
-    git = ["git", "-C", str(ROOT)]
-    commit = subprocess.run([*git, "rev-parse", "--short=12", "HEAD"], capture_output=True, text=True).stdout.strip()
-    dirty = subprocess.run([*git, "status", "--porcelain", "--", "factory_sim"], capture_output=True,
-                           text=True).stdout.strip()
     prov = {"command": rs.command.format(out="DIR", jobs=jobs), "version": __version__,
             "commit": (commit or "unknown") + (" with uncommitted changes" if dirty else ""),
             "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d"), "wall_s": round(wall, 1), "jobs": jobs,
