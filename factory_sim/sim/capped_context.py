@@ -78,6 +78,8 @@ class CappedContextSums:
         if a * (ctx_total + n * steps) + b * n * w >= _EXACT_BELOW:
             return None
         hits, scale = self._hits, self._scale
+        if steps == 1 and (not hits or hits[0] > step):  # the loop's one step (a mixed step's), at once
+            return [(a * ctx_total + b * (n * w - self._hit_sum + len(hits) * step)) / scale]
         if steps >= _NUMPY_MIN_STEPS:
             return self._sums_array(n, ctx_total, step, steps)
         g, idx, hit_sum, nw = len(hits), 0, self._hit_sum, n * w
