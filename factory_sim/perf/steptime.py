@@ -410,7 +410,9 @@ class StepTimeModel:
         if terms is None:
             terms = self._decode_terms[n_seqs] = self._batch_terms(_ArrayOps, float(n_seqs), float(n_seqs))
         linear, comm, overhead = terms
-        if not isinstance(ctx_sums, range):  # a range of ints multiplies exactly as its floats would
+        if type(ctx_sums) is not list and not isinstance(ctx_sums, range):
+            # NumPy scalars made Python floats; a list's or a range's ints multiply exactly as
+            # their floats would (int * float converts the int as float() does)
             ctx_sums = [float(ctx) for ctx in ctx_sums]
         # _attention_core of a pure-decode step, inlined (no prefill pairs: `0.0 * ... / ... +`
         # and `* 1.0` change no bit); this loop runs for most of the event loop's decode steps

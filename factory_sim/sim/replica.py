@@ -142,6 +142,7 @@ class Replica:
         self._on_timeout = on_timeout
         self.kv_reserved_bytes = 0.0
         self.outstanding_tokens = 0  # prompt + output tokens still to process; routers read it
+        self.load_sinks: tuple[tuple[set[int], int], ...] = ()  # (set, position): told of each change of it
         # prompts in flight: request id -> (prompt tokens already prefilled, prompt tokens)
         self._prefilling: dict[int, tuple[int, int]] = {}
         # The decode batch. _step_index counts the decode steps run so far; a sequence joins
@@ -193,6 +194,8 @@ class Replica:
             self.outstanding_tokens += self._input_tokens[rid]
         else:
             self.outstanding_tokens += self._input_tokens[rid] + self._output_tokens[rid]
+        for sink, pos in self.load_sinks:
+            sink.add(pos)
         self.queue.append(rid)
         self._ranks.queued(rid)
         if self._timeout_s is not None:
@@ -206,6 +209,11 @@ class Replica:
         elif self._plan_event is not None and self._head_fits():
             self._cut_plan()
         # (a held prompt cuts the plan at the next release instead: see _cut_plan)
+
+    def _load_changed(self) -> None:
+        """outstanding_tokens changed: tell the load orders that rank this replica (sim/load_order.py)."""
+        for sink, pos in self.load_sinks:
+            sink.add(pos)
 
     # -- scheduling -------------------------------------------------------------------------
     def _head_fits(self) -> bool:
@@ -273,6 +281,7 @@ class Replica:
             del queue[first], deadlines[first]
             self.outstanding_tokens -= self._input_tokens[rid] + (self.role != PREFILL) * self._output_tokens[rid]
             self._ranks.gone(rid, was_queued=True)
+            self._load_changed()
             self._on_timeout(rid)
 
     def _admit(self) -> None:
@@ -349,6 +358,7 @@ class Replica:
         if self._timeout_s is not None:
             self._deadlines.appendleft(math.inf)  # a preempted request is not dropped
         self.outstanding_tokens += ctx
+        self._load_changed()
 
     def _decode_steps_fitting(self) -> int:
         """Decode steps the free KV holds under on-demand allocation (at least one: _make_room)."""
@@ -383,6 +393,7 @@ class Replica:
             return 0
         self._cache_first[rid] = self.prefix_cache.use(blocks, hbm, host)
         self.outstanding_tokens -= cached
+        self._load_changed()
         return cached
 
     def _join_decode(self, rid: int, generated: int) -> None:
@@ -421,7 +432,7 @@ class Replica:
         if not self._sliding:
             return range(self._ctx_total, self._ctx_total + n * steps, n)
         sums = self._capped and self._capped.sums(n, self._ctx_total, self._step_index, steps)
-        if sums:  # else past the exact range (or no exact weights): each sequence priced apart
+        if sums is not None:  # else past the exact range (or no exact weights): each sequence priced apart
             return sums
         ctx = np.fromiter(self._ctx_base.values(), dtype=np.int64, count=n) + self._step_index
         return effective_context(self.shape, ctx.astype(float)[None, :] + np.arange(steps)[:, None]).sum(axis=1)
@@ -475,6 +486,8 @@ class Replica:
         end = start + dt
         self.steps += 1
         self.outstanding_tokens -= p_tokens + n_dec
+        for sink, pos in self.load_sinks:
+            sink.add(pos)
         if n_dec:
             self._advance_decode(1, end)
         prefilling = self._prefilling
@@ -562,6 +575,8 @@ class Replica:
         steps, end = self._decoding
         self.steps += steps
         self.outstanding_tokens -= len(self._ctx_base) * steps
+        for sink, pos in self.load_sinks:
+            sink.add(pos)
         self._advance_decode(steps, end)
         self._boundary()
 
@@ -605,6 +620,7 @@ class Replica:
         self._ctx_total = 0
         self.kv_reserved_bytes = 0.0
         self.outstanding_tokens = 0
+        self._load_changed()
         self._idle = True
         self._mixed = self._decoding = self._plan = None
         self._plan_event = self._step_event = None

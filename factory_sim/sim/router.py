@@ -22,6 +22,7 @@ import numpy as np
 
 from factory_sim.config.experiment import ROUTER_POLICIES
 from factory_sim.perf.estimate import replica_tokens_per_s
+from factory_sim.sim.load_order import LoadOrder
 
 _OUTSTANDING = attrgetter("outstanding_tokens")
 
@@ -30,6 +31,12 @@ _OUTSTANDING = attrgetter("outstanding_tokens")
 # still be preferred: by cost_aware for a cheaper token, by slo_aware to keep the fastest
 # replicas for latency-critical traffic. An estimate; the knob that trades latency for it.
 ROUTER_SLACK_S = 1.0
+
+# From this many candidates a least-loaded choice reads a LoadOrder (a heap kept up to date
+# by the replicas) instead of a min over the list; at most _MAX_ORDERS lists keep one each,
+# the oldest let go (lists made afresh as faults or an autoscaler change what is in service).
+_ORDER_MIN_CANDIDATES = 16
+_MAX_ORDERS = 8
 
 
 def _alone_s(replica) -> float:
@@ -51,6 +58,7 @@ class Router:
         self._fast_of: dict[int, tuple] = {}  # id(candidate list) -> (the list, fastest, the rest)
         self._speed_by_replica: dict[int, float] = {}
         self._runs_of: dict[int, tuple] = {}  # id(candidate list) -> (the list, runs of equal speed or None)
+        self._orders: dict[int, tuple] = {}  # id(candidate list) -> (the list, its LoadOrder or None)
         self._choose: Callable = getattr(self, f"_{policy}")
 
     def choose(self, candidates: Sequence, group: int = 0, critical: bool = False, rid: int | None = None):
@@ -82,10 +90,28 @@ class Router:
         self._next[group] = (i + 1) % len(candidates)
         return candidates[i % len(candidates)]
 
-    @staticmethod
-    def _least_outstanding_tokens(candidates, group):
-        # candidates come in replica-index order and min keeps the first: ties go to the lowest index
-        return min(candidates, key=_OUTSTANDING)
+    def _least_outstanding_tokens(self, candidates, group=0):
+        # candidates come in replica-index order and min keeps the first: ties go to the lowest
+        # index, as does a LoadOrder
+        if len(candidates) < _ORDER_MIN_CANDIDATES:
+            return min(candidates, key=_OUTSTANDING)
+        entry = self._orders.get(id(candidates))
+        if entry is None or entry[0] is not candidates:
+            entry = self._new_order(candidates)
+        order = entry[1]
+        return min(candidates, key=_OUTSTANDING) if order is None else order.least()
+
+    def _new_order(self, candidates) -> tuple:
+        order = None
+        if all(hasattr(r, "load_sinks") for r in candidates):
+            if len(self._orders) >= _MAX_ORDERS:
+                oldest = next(iter(self._orders))
+                old = self._orders.pop(oldest)[1]
+                if old is not None:
+                    old.detach()
+            order = LoadOrder(candidates)
+        entry = self._orders[id(candidates)] = (candidates, order)
+        return entry
 
     def _speeds(self, candidates) -> list[float] | None:
         """Full-batch tokens/s of each candidate, or None when they are all equal (cached per list)."""
@@ -103,13 +129,13 @@ class Router:
             entry = self._runs_of[id(candidates)] = (candidates, speeds and self._speed_runs(candidates, speeds))
         runs = entry[1]
         if runs is None:  # identical replicas: the same order as outstanding tokens
-            return min(candidates, key=_OUTSTANDING)
+            return self._least_outstanding_tokens(candidates)
         # Within a run of equally fast replicas (a pool) the order is that of outstanding
         # tokens, so each run's least-loaded is found without a Python key call per replica;
         # strict < across runs keeps the first on ties, as one min over all would.
         best, best_s = None, 0.0
         for speed, members in runs:
-            r = min(members, key=_OUTSTANDING)
+            r = members[0] if len(members) == 1 else self._least_outstanding_tokens(members)
             drain_s = r.outstanding_tokens / speed
             if best is None or drain_s < best_s:
                 best, best_s = r, drain_s

@@ -1,0 +1,60 @@
+"""The least-loaded replica of a candidate list without a pass over the list per decision.
+
+`min(candidates, key=outstanding_tokens)` costs O(replicas) at every routing decision (320
+single-GPU replicas in a factory's gpt-oss cell, 108 GB200 prefill replicas in the fleet
+case), while between two decisions only the few replicas that ran a step changed. A
+LoadOrder keeps (outstanding tokens, position in the list) on a heap: a replica reports each
+change of its load into the sinks it carries (`Replica.load_sinks`, a tuple of (set,
+position) pairs), the next decision pushes the changed replicas' current loads, and entries
+that no longer match a replica's load are dropped when they reach the top. The top is then
+the least (load, position): the replica `min` returns, the first of equal load.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Sequence
+
+# Stale entries stay in the heap until they reach its top; past this many per candidate the
+# heap is rebuilt from the current loads (O(replicas), amortized over as many changes).
+_STALE_PER_CANDIDATE = 4
+
+
+class LoadOrder:
+    def __init__(self, candidates: Sequence):
+        self.candidates = candidates
+        self._changed: set[int] = set()
+        self._sinks = [(self._changed, i) for i in range(len(candidates))]
+        for r, sink in zip(candidates, self._sinks, strict=True):
+            r.load_sinks = (*r.load_sinks, sink)
+        self._limit = _STALE_PER_CANDIDATE * len(candidates) + 16
+        self._rebuild()
+
+    def _rebuild(self) -> None:
+        self._heap = [(r.outstanding_tokens, i) for i, r in enumerate(self.candidates)]
+        heapq.heapify(self._heap)
+        self._changed.clear()
+
+    def least(self):
+        """The candidate with the fewest outstanding tokens, the first of those on a tie."""
+        heap, candidates, changed = self._heap, self.candidates, self._changed
+        if changed:
+            if len(heap) + len(changed) > self._limit:
+                self._rebuild()
+                heap = self._heap
+            else:
+                push = heapq.heappush
+                for i in changed:
+                    push(heap, (candidates[i].outstanding_tokens, i))
+                changed.clear()
+        while True:
+            load, i = heap[0]
+            r = candidates[i]
+            if r.outstanding_tokens == load:
+                return r
+            heapq.heappop(heap)
+
+    def detach(self) -> None:
+        """Stop the candidates reporting to this order (it is no longer used)."""
+        for r, sink in zip(self.candidates, self._sinks, strict=True):
+            r.load_sinks = tuple(s for s in r.load_sinks if s is not sink)

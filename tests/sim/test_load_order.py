@@ -1,0 +1,48 @@
+"""A LoadOrder picks what min(candidates, key=outstanding_tokens) picks, after any changes."""
+
+from __future__ import annotations
+
+from operator import attrgetter
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from factory_sim.sim.load_order import LoadOrder
+
+
+class _Replica:
+    def __init__(self, load: int):
+        self.outstanding_tokens = load
+        self.load_sinks = ()
+
+    def set_load(self, load: int) -> None:
+        self.outstanding_tokens = load
+        for sink, pos in self.load_sinks:
+            sink.add(pos)
+
+
+# loads from a small range, so that ties (the first of equal load wins) are common
+_OPS = st.lists(st.tuples(st.integers(0, 39), st.integers(0, 6), st.booleans()), max_size=400)
+
+
+@settings(max_examples=120, deadline=None)
+@given(st.lists(st.integers(0, 6), min_size=1, max_size=40), _OPS)
+def test_least_is_min_with_ties_to_the_first(loads, ops):
+    reps = [_Replica(x) for x in loads]
+    order = LoadOrder(reps)
+    for k, load, ask in ops:
+        reps[k % len(reps)].set_load(load)
+        if ask:  # several changes between two decisions, as between two arrivals
+            assert order.least() is min(reps, key=attrgetter("outstanding_tokens"))
+    assert order.least() is min(reps, key=attrgetter("outstanding_tokens"))
+
+
+def test_two_orders_share_replicas_and_detach():
+    reps = [_Replica(5) for _ in range(4)]
+    a, b = LoadOrder(reps), LoadOrder(reps[1:])
+    reps[2].set_load(1)
+    assert a.least() is reps[2] and b.least() is reps[2]
+    a.detach()
+    assert all(len(r.load_sinks) == (1 if i else 0) for i, r in enumerate(reps))
+    reps[3].set_load(0)
+    assert b.least() is reps[3]
