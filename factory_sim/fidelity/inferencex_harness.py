@@ -15,7 +15,7 @@ say what differs on InferenceX. `inferencex.harness_stack` applies them to a poi
 # request polling below), median |error| (median signed error) of median TTFT: the profiles' latencies 73.1% (+46.4%);
 # this setting, in sample 31.6% (-25.3%); picked without each hardware 35.2% (-20.6%; share 0.25 without B200, else
 # 0), without each month 31.6% (-25.3%; always 0, 0). A share per framework does no better held out (33.2% and 36.0%).
-# Left: load, -43% at 65-256 clients, -83% above (with the per-rank balancing and Dynamo's first token below).
+# Left: load, -30% at 65-256 clients, -65% above (with the mechanisms below).
 INFERENCEX_FRONTEND_LATENCY_S = 0.0
 INFERENCEX_MOE_SETUP_SHARE = 0.0
 # SGLang's `--scheduler-recv-interval` as the benchmark's recipes launch it, per hardware: (from clients, interval)
@@ -30,9 +30,11 @@ SGLANG_RECV_INTERVAL = {"b200": ((16, 30), (1, 10))}
 # points (411): |error| (signed) of TTFT 70.9% (-67.3%) -> 69.2% (-64.0%); throughput and interactivity unchanged.
 DYNAMO_FIRST_TOKEN_FROM_DECODE = True
 # DeepSeek-R1's prefill MoE stall (`prefill_moe_layer_overhead_s`, per MoE layer of a step carrying a prompt) on every
-# framework: the value of the profile, per GPU generation, fitted to DeepSeek rows (SGLang's; TensorRT-LLM's profiles
-# fitted one value to DeepSeek, gpt-oss, Kimi and Qwen rows at once). At 1-4 clients InferenceX measures the same
-# DeepSeek-R1 1k-prompt TTFT on both engines (B200: SGLang 163-187 ms, TensorRT-LLM 155-205; H200: 125, 126), where
-# the TensorRT-LLM profiles priced its prefill 90-140 ms short. Nothing fitted to these points; figures in
-# docs/fidelity.md ("TTFT against InferenceX").
+# framework: the value of the profile, per GPU generation, fitted to DeepSeek rows (SGLang's: sglang_blackwell to
+# DeepSeek-R1/V3 rows only, sglang_hopper to DeepSeek, Qwen3-235B and Llama-3.1-8B rows; TensorRT-LLM's profiles fitted
+# one value to DeepSeek, gpt-oss, Kimi and Qwen rows at once). At 1-4 clients InferenceX measures the same DeepSeek-R1
+# 1k-prompt TTFT on both engines (B200: SGLang 163-187 ms, TensorRT-LLM 155-205; H200: 125, 126), where the
+# TensorRT-LLM profiles priced its prefill 90-140 ms short. Nothing is fitted to these points: median TTFT 29.9% ->
+# 25.5% in sample, 34.3% -> 25.5% without each hardware, 29.9% -> 25.5% without each month (benchmarks/
+# inferencex_ttft.py); tokens/s/GPU 12.4% -> 12.1%, interactivity 12.1% -> 12.0%. Figures in docs/fidelity.md.
 DEEPSEEK_PREFILL_MOE_FROM = {"blackwell": "sglang_blackwell", "hopper": "sglang_hopper"}
