@@ -33,8 +33,8 @@ DYNAMO_FIRST_TOKEN_FROM_DECODE = True
 # framework: the value of the profile, per GPU generation, fitted to DeepSeek rows (SGLang's: sglang_blackwell to
 # DeepSeek-R1/V3 rows only, sglang_hopper to DeepSeek, Qwen3-235B and Llama-3.1-8B rows; TensorRT-LLM's profiles fitted
 # one value to DeepSeek, gpt-oss, Kimi and Qwen rows at once). At 1-4 clients InferenceX measures the same DeepSeek-R1
-# 1k-prompt TTFT on both engines (B200: SGLang 163-187 ms, TensorRT-LLM 155-205; H200: 125, 126), where the
-# TensorRT-LLM profiles priced its prefill 90-140 ms short. Nothing is fitted to these points: median TTFT 29.9% ->
+# 1k-prompt TTFT on both engines at TP8 (B200: SGLang 154-162 ms, TensorRT-LLM 139-167; H200: 120, 124-128), where
+# the TensorRT-LLM profiles priced it 40-140 ms short. Nothing is fitted to these points: median TTFT 29.9% ->
 # 25.5% in sample, 34.3% -> 25.5% without each hardware, 29.9% -> 25.5% without each month (benchmarks/
 # inferencex_ttft.py); tokens/s/GPU 12.4% -> 12.1%, interactivity 12.1% -> 12.0%. Figures in docs/fidelity.md.
 DEEPSEEK_PREFILL_MOE_FROM = {"blackwell": "sglang_blackwell", "hopper": "sglang_hopper"}
