@@ -15,6 +15,8 @@ setting for every framework (InferenceX drives every engine with the same client
 median |error| (median signed error) of median TTFT: in sample, and held out: without each
 hardware (then each month) in turn, the setting picked from the rest predicts that group's
 points. Then the errors by clients, framework and model at the setting picked in sample.
+The GPU part carries the rest of the harness (inferencex_harness: SGLang's request polling,
+Dynamo's first token, DeepSeek-R1's prefill MoE stall), none of it fitted here.
 
     python benchmarks/inferencex_ttft.py --jobs 2 [--out gpu_part.csv] [--no-recv-polls]
 

@@ -51,7 +51,8 @@ What is assumed:
   framework and generation covers (its `version`): then that one (`image_stack`).
 - A point's request path is its client's (INFERENCEX_FRONTEND_LATENCY_S), not the profile's front-end and
   MoE set-up latency; SGLang polls for requests as its recipes launch it (SGLANG_RECV_INTERVAL); Dynamo's
-  first token comes from the decode side (DYNAMO_FIRST_TOKEN_FROM_DECODE).
+  first token comes from the decode side (DYNAMO_FIRST_TOKEN_FROM_DECODE); DeepSeek-R1's prefill MoE stall is
+  the DeepSeek-fitted profile's on every framework (DEEPSEEK_PREFILL_MOE_FROM). All in inferencex_harness.
 
 A point is simulated with SIM_ROUNDS requests per client (the benchmark's ten; see there for what fewer
 would cost), and the three quantities are computed the benchmark's way from the simulated requests.
@@ -74,6 +75,13 @@ from factory_sim.config.model import load_model
 from factory_sim.config.stack import SoftwareStack, load_stack
 from factory_sim.errors import ConfigError
 from factory_sim.fidelity.deployments import Skip
+from factory_sim.fidelity.inferencex_harness import (  # noqa: F401 - the harness's constants, read here
+    DEEPSEEK_PREFILL_MOE_FROM,
+    DYNAMO_FIRST_TOKEN_FROM_DECODE,
+    INFERENCEX_FRONTEND_LATENCY_S,
+    INFERENCEX_MOE_SETUP_SHARE,
+    SGLANG_RECV_INTERVAL,
+)
 from factory_sim.fidelity.measured import Deployment, deployment
 from factory_sim.fidelity.mlperf import MTP_ACCEPTANCE
 from factory_sim.perf.stacks import override_stack, select_stack, stack_generation
@@ -122,31 +130,6 @@ SIM_ROUNDS = BENCHMARK_REQUESTS_PER_CLIENT
 MTP_DRAFTS_WITH_ATTENTION_DP = 1
 MTP_DRAFTS_WITHOUT_ATTENTION_DP = 3
 
-# The request path as InferenceX's client sees it. A profile's front-end latency and MoE prefill set-up latency were
-# fitted to aiconfigurator's measured points: another harness (mean TTFT, fixed lengths), whose rows carry a floor
-# that even dense models show (the "Where measured TTFT stands" section of docs/fidelity.md). On InferenceX, median
-# TTFT at 1-4 clients sits within a few ms of the simulated GPU part wherever the profiles' latencies are largest
-# against it (gpt-oss-120b on TensorRT-LLM, vLLM and Dynamo: measured / simulated without them 0.74-1.1), so its
-# points are scored with the front-end latency below in place of the profile's, and this share of the profile's MoE
-# set-up latency. Fitted on a grid (front-end 0-40 ms x share 0-1, one setting for every framework, since one client
-# drives them all) by benchmarks/inferencex_ttft.py to the 1,478 scoreable points that publish TTFT (with SGLang's
-# request polling below), median |error| (median signed error) of median TTFT: the profiles' latencies 73.1% (+46.4%);
-# this setting, in sample 31.6% (-25.3%); picked without each hardware 35.2% (-20.6%; share 0.25 without B200, else
-# 0), without each month 31.6% (-25.3%; always 0, 0). A share per framework does no better held out (33.2% and 36.0%).
-# Left: load, -43% at 65-256 clients, -83% above (with the per-rank balancing and Dynamo's first token below).
-INFERENCEX_FRONTEND_LATENCY_S = 0.0
-INFERENCEX_MOE_SETUP_SHARE = 0.0
-# SGLang's `--scheduler-recv-interval` as the benchmark's recipes launch it, per hardware: (from clients, interval)
-# pairs, the first that applies. SemiAnalysisAI/InferenceX benchmarks/dsr1_fp8_b200.sh and dsr1_fp4_b200.sh: 10, or 30
-# from 16 clients ("relax to ~30 requests between scheduler recv polls"); dsr1_fp8_h200.sh leaves SGLang's default (1:
-# every step); disaggregated runs: not stated, so none. It earned its place: with it, the best setting above scores
-# 31.6% in sample, 35.2% without each hardware, 31.6% without each month; without it (benchmarks/inferencex_ttft.py
-# --no-recv-polls) 39.5%, 40.1%, 39.5%; SGLang's 358 points 35.3% (-27.4%) -> 14.8% (-2.7%).
-SGLANG_RECV_INTERVAL = {"b200": ((16, 30), (1, 10))}
-# Dynamo streams to the client from the decode worker: a disaggregated point's first token counts when the decode side
-# takes the request in, after the KV transfer (stack.first_token_from_decode; assumed for both back ends). Dynamo
-# points (411): |error| (signed) of TTFT 70.9% (-67.3%) -> 69.2% (-64.0%); throughput and interactivity unchanged.
-DYNAMO_FIRST_TOKEN_FROM_DECODE = True
 
 # Interactivity bands (tokens/s/user) of the error breakdown: the frontier's low-latency end,
 # where cost ratios are read, is told apart from its throughput end.
@@ -445,11 +428,17 @@ def _attention_split(side: str, tp: int, dp: bool, per_worker: int, notes: list[
     return per_worker, 1
 
 
-def harness_stack(stack: SoftwareStack, p: dict | None = None) -> SoftwareStack:
+def harness_stack(stack: SoftwareStack, p: dict | None = None,
+                  stacks: dict[str, SoftwareStack] | None = None) -> SoftwareStack:
     """The profile with the request path InferenceX's client sees (INFERENCEX_FRONTEND_LATENCY_S)
-    and, for point `p`, SGLang's request polling (SGLANG_RECV_INTERVAL) and Dynamo's first token."""
+    and, for point `p`, SGLang's request polling (SGLANG_RECV_INTERVAL), Dynamo's first token and
+    DeepSeek-R1's prefill MoE stall (DEEPSEEK_PREFILL_MOE_FROM; `stacks` replaces its source by name)."""
     update = {"frontend_latency_s": INFERENCEX_FRONTEND_LATENCY_S,
               "prefill_moe_layer_latency_s": stack.prefill_moe_layer_latency_s * INFERENCEX_MOE_SETUP_SHARE}
+    source = DEEPSEEK_PREFILL_MOE_FROM.get(str(stack.generation))
+    if p is not None and MODELS.get(str(p.get("model"))) == "deepseek_r1" and source:
+        source_stack = (stacks or {}).get(source) or load_stack(source)
+        update["prefill_moe_layer_overhead_s"] = source_stack.prefill_moe_layer_overhead_s
     framework = str((p or {}).get("framework"))
     update["first_token_from_decode"] = DYNAMO_FIRST_TOKEN_FROM_DECODE and framework.startswith("dynamo")
     if p is not None and str(p.get("framework")) == "sglang":
@@ -473,7 +462,7 @@ def point_deployment(p: dict, stacks: dict[str, SoftwareStack] | None = None,
     if step_time and step_time != stack.step_time_backend:
         stack = override_stack(stack, {"step_time_backend": step_time})
         extra["notes"].append(f"step time: {step_time}")
-    stack = harness_stack(stack, p)
+    stack = harness_stack(stack, p, stacks)
     date_stack, _ = select_stack(load_hardware(row["system"]), row["backend"], row["measured_date"])
     try:
         dep = deployment(row, stacks={date_stack.name: stack})

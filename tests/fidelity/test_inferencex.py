@@ -126,6 +126,28 @@ def test_points_see_the_request_path_of_their_own_client(points, monkeypatch):
     assert later["interactivity_tok_s_user"] == pytest.approx(base["interactivity_tok_s_user"])
 
 
+def test_deepseek_prefill_moe_stall_is_the_deepseek_fitted_profiles_on_every_framework(points):
+    from factory_sim.config.stack import load_stack
+    trt = points[(points["framework"] == "trtllm") & (points["model"] == "DeepSeek-R1-0528")]
+    for hardware in ("b200", "h200"):
+        p = trt[trt["hardware"] == hardware].iloc[0].to_dict()
+        profile = ix.measured_row(p)[1]["stack"]
+        source = load_stack(ix.DEEPSEEK_PREFILL_MOE_FROM[profile.generation])
+        assert source.framework == "sglang" and source.prefill_moe_layer_overhead_s != profile.prefill_moe_layer_overhead_s
+        dep, _ = ix.point_deployment(p)
+        assert all(pool.shape.stack.prefill_moe_layer_overhead_s == source.prefill_moe_layer_overhead_s
+                   for pool in dep.fleet.pools)
+        # a calibration candidate of the source profile is the one read
+        cand = source.model_copy(update={"prefill_moe_layer_overhead_s": 0.007})
+        dep_c, _ = ix.point_deployment(p, stacks={source.name: cand})
+        assert dep_c.fleet.pools[0].shape.stack.prefill_moe_layer_overhead_s == 0.007
+    # other models keep their profile's own
+    gptoss = points[(points["framework"] == "trtllm") & (points["model"] == "gpt-oss-120b")].iloc[0].to_dict()
+    profile = ix.measured_row(gptoss)[1]["stack"]
+    dep, _ = ix.point_deployment(gptoss)
+    assert dep.fleet.pools[0].shape.stack.prefill_moe_layer_overhead_s == profile.prefill_moe_layer_overhead_s
+
+
 BAD = {
     "amd": ({"hardware": "mi355x"}, "AMD hardware (mi355x)"),
     "model": ({"model": "Qwen3-Next"}, "model 'Qwen3-Next' is not in the catalog"),
