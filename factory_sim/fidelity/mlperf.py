@@ -75,14 +75,22 @@ MTP_DRAFT_TOKENS = 1
 MTP_ACCEPTANCE = 0.85
 
 
-# Attention-DP balancing as the v6.0 TensorRT-LLM submissions of these scenarios set it
-# (`adp_balancing_timeout_iters`): 9 steps in NVIDIA's B300 DeepSeek-R1 Server configuration
-# (closed/NVIDIA/configs/B300-SXM-270GBx8/Server/deepseek-r1.py), 6 in GigaComputing's B300
-# DeepSeek-R1 Interactive one (closed/GigaComputing/configs/G894-SD3-AAX7_B300-SXM-270GBx8/
-# Interactive/deepseek-r1.py), both in https://github.com/mlcommons/inference_results_v6.0.
-# A stack's own value comes from throughput recipes (60 steps): held that long, prompts
-# break the TTFT limits these runs are tuned to.
-MLPERF_ADP_BALANCE_TIMEOUT_STEPS = {"server": 9, "interactive": 6}
+# Attention-DP balancing (steps a queued prompt may be held, 0: off) as the v6.0 TensorRT-LLM
+# submissions of these scenarios set it (`adp_balancing_enable`, `adp_balancing_timeout_iters`;
+# https://github.com/mlcommons/inference_results_v6.0): DeepSeek-R1 9 steps in NVIDIA's B300
+# Server configuration (closed/NVIDIA/configs/B300-SXM-270GBx8/Server/deepseek-r1.py) and 6 in
+# GigaComputing's B300 Interactive one (closed/GigaComputing/configs/
+# G894-SD3-AAX7_B300-SXM-270GBx8/Interactive/deepseek-r1.py); gpt-oss-120b off in NVIDIA's
+# Server (closed/NVIDIA/configs/B200-SXM-180GBx4/Server/gpt-oss-120b.py) and ASUSTeK's B300
+# Interactive configuration (closed/ASUSTeK/configs/XA_NB3I-E12_B300x8/Interactive/
+# gpt-oss-120b.py). A stack's own value comes from throughput recipes (60 steps): held that
+# long, prompts break the TTFT limits these runs are tuned to. Other models keep the stack's.
+MLPERF_ADP_BALANCE_TIMEOUT_STEPS = {
+    ("deepseek_r1", "server"): 9,
+    ("deepseek_r1", "interactive"): 6,
+    ("gpt_oss_120b", "server"): 0,
+    ("gpt_oss_120b", "interactive"): 0,
+}
 
 
 # Sequences per attention-DP rank a replica batches at most: TensorRT-LLM's default
@@ -232,8 +240,9 @@ def benchmark(row, stacks: dict[str, SoftwareStack] | None = None) -> Benchmark:
     stack, note = row_stack(hw, row_framework(row), row_text(row, "date"), stacks)
     if scenario in MLPERF_SCENARIOS:  # LoadGen drives the engine in-process: no HTTP front-end
         stack = stack.model_copy(update={"frontend_latency_s": 0.0})
-    if scenario in ("server", "interactive") and stack.framework == "tensorrt-llm" and stack.adp_balance_timeout_steps:
-        stack = stack.model_copy(update={"adp_balance_timeout_steps": MLPERF_ADP_BALANCE_TIMEOUT_STEPS[scenario]})
+    submitted_adp = MLPERF_ADP_BALANCE_TIMEOUT_STEPS.get((model.name, scenario))
+    if submitted_adp is not None and stack.framework == "tensorrt-llm":
+        stack = stack.model_copy(update={"adp_balance_timeout_steps": submitted_adp})
     return Benchmark(id=str(row.get("id", "row")), hardware=hw, model=model, stack=stack, stack_note=note,
                      precision=precision, attention_precision=attention, gpus=int(gpus), isl=int(round(isl)),
                      osl=int(round(osl)), scenario=scenario, ttft_limit_s=(ttft or 0.0) / 1e3,

@@ -60,6 +60,8 @@ def test_latency_bound_trtllm_rows_balance_attention_dp_as_the_submissions_did()
     assert offline.stack.adp_balance_timeout_steps == 60  # the stack's own (throughput recipes)
     assert benchmark(_row("server", 2000, 80)).stack.adp_balance_timeout_steps == 9
     assert benchmark(_row("interactive", 1500, 15)).stack.adp_balance_timeout_steps == 6
+    gpt_oss = {**_row("interactive", 2000, 15), "model": "gpt_oss_120b", "isl_mean": 5010.6, "osl_mean": 1278.2}
+    assert benchmark(gpt_oss).stack.adp_balance_timeout_steps == 0  # balancing off, as submitted
 
 
 def test_an_overloaded_rate_is_not_claimed_from_a_run_still_ramping_up():
