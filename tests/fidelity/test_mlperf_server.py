@@ -1,0 +1,74 @@
+"""MLPerf Server/Interactive scoring: dataset lengths, ramp-up, submitted scheduler settings."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from factory_sim.fidelity import mlperf
+from factory_sim.fidelity.mlperf import benchmark, warmup_s
+from factory_sim.fidelity.mlperf_lengths import (
+    MLPERF_DATASET_LENGTHS,
+    LengthStats,
+    lognormal_sigma,
+    request_lengths,
+    sample_dataset_lengths,
+)
+
+
+def test_dataset_lengths_keep_the_rows_mean_and_the_datasets_skew():
+    tokens_in, tokens_out = request_lengths("deepseek_r1", 804, 4043, 20_000, seed=3)
+    assert tokens_out.mean() == pytest.approx(4043, rel=0.01)
+    # reference answers: median 2,194 of a 4,043 mean, so half the requests are short and a few very long
+    assert np.median(tokens_out) == pytest.approx(2194, rel=0.1)
+    assert np.percentile(tokens_out, 99) > 5 * 4043
+    # prompts with the median above the mean are not right-skewed: kept at the mean
+    assert (tokens_in == 804).all()
+    # no published shape: the means, as before
+    a, b = request_lengths("llama3_1_405b", 9429, 685, 100, seed=0)
+    assert (a == 9429).all() and (b == 685).all()
+    assert request_lengths("unknown_model", 10, 20, 5, seed=0)[1].tolist() == [20] * 5
+
+
+def test_lognormal_sigma_reproduces_mean_over_median():
+    stats = MLPERF_DATASET_LENGTHS["llama2_70b"].input
+    sigma = lognormal_sigma(stats)
+    assert stats.median * np.exp(sigma**2 / 2) == pytest.approx(stats.mean)
+    assert lognormal_sigma(LengthStats(100.0, 120.0, 300)) == 0.0
+    drawn = sample_dataset_lengths(stats, 500, 50_000, np.random.default_rng(0))
+    assert drawn.min() >= 1 and drawn.mean() == pytest.approx(500, rel=0.01)
+
+
+def test_ramp_up_is_set_by_the_long_requests_not_the_median():
+    same = np.full(1000, 101)
+    # identical requests: in flight within 5% of steady state once 95% of one residence has passed
+    assert warmup_s(same, ttft_s=1.0, tpot_s=0.01) == pytest.approx(0.95 * 2.0, rel=1e-6)
+    _, heavy = request_lengths("deepseek_r1", 804, 4043, 20_000, seed=1)
+    median_residence = 1.0 + (np.median(heavy) - 1) * 0.015
+    assert warmup_s(heavy, ttft_s=1.0, tpot_s=0.015) > 4 * median_residence
+
+
+def _row(scenario: str, ttft_ms: float, tpot_ms: float) -> dict:
+    return {"id": "x", "system": "b300_hgx", "gpus": 8, "model": "deepseek_r1", "precision": "fp4",
+            "isl_mean": 803.8, "osl_mean": 4043.4, "scenario": scenario, "ttft_p99_ms": ttft_ms,
+            "tpot_p99_ms": tpot_ms, "metric": "output_tok_s_per_gpu", "value": 1000.0, "date": "2026-04-01",
+            "notes": "software: TensorRT-LLM feat/1.2"}
+
+
+def test_latency_bound_trtllm_rows_balance_attention_dp_as_the_submissions_did():
+    offline = benchmark(_row("offline", np.nan, np.nan))
+    assert offline.stack.adp_balance_timeout_steps == 60  # the stack's own (throughput recipes)
+    assert benchmark(_row("server", 2000, 80)).stack.adp_balance_timeout_steps == 9
+    assert benchmark(_row("interactive", 1500, 15)).stack.adp_balance_timeout_steps == 6
+    gpt_oss = {**_row("interactive", 2000, 15), "model": "gpt_oss_120b", "isl_mean": 5010.6, "osl_mean": 1278.2}
+    assert benchmark(gpt_oss).stack.adp_balance_timeout_steps == 0  # balancing off, as submitted
+
+
+def test_an_overloaded_rate_is_not_claimed_from_a_run_still_ramping_up():
+    """DeepSeek-R1 Interactive (p99 TPOT 15 ms) on 8 B300 at 5,300 tok/s/GPU: in steady state
+    the p99 TPOT is about 30 ms; a run of 735 requests, measured after the median latency of
+    the ones that had finished, passed it (the earlier ramp-up rule)."""
+    b = benchmark(_row("interactive", 1500, 15))
+    plan = next(p for p, d in mlperf.candidate_plans(b) if d.startswith("agg 1x[8xb300_hgx fp4 TP1 DP8 EP8 MTP1]"))
+    assert not mlperf._open_loop_ok(plan, b, 5300.0 * plan.gpus / b.osl)
+    assert mlperf._open_loop_ok(plan, b, 300.0 * plan.gpus / b.osl)
