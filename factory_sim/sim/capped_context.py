@@ -70,10 +70,15 @@ class CappedContextSums:
         self._hits.clear()
         self._hit_sum = 0
 
+    def exact(self, n: int, ctx_total: int, steps: int) -> bool:
+        """Whether the sums of the next `steps` steps stay in the range where floats are exact."""
+        return self._a * (ctx_total + n * steps) + self._b * n * self._w < _EXACT_BELOW
+
     def sums(self, n: int, ctx_total: int, step: int, steps: int) -> list[float] | None:
         """The batch's effective context sums for the next `steps` steps (step j prices every
         context + j), from `n` sequences whose contexts add up to `ctx_total` at step count
-        `step`; None when the sums could leave the range where floats are exact."""
+        `step` (the list may still hold hits at or below it: they count as reached); None when
+        the sums could leave the range where floats are exact."""
         a, b, w = self._a, self._b, self._w
         if a * (ctx_total + n * steps) + b * n * w >= _EXACT_BELOW:
             return None
