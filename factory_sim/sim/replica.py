@@ -623,8 +623,8 @@ class Replica:
         ctx_base, finishing = self._ctx_base, self._finishing
         self._ctx_total += len(ctx_base) * steps
         capped = self._capped
-        if capped is not None:
-            capped.advance(now_step)
+        if capped is not None and capped.hits and capped.hits[0] <= now_step:
+            capped.advance(now_step)  # (a no-op unless a sequence reached the window)
         if not finishing or finishing[0][0] > now_step:
             return  # most steps finish no sequence
         finished = []
