@@ -24,9 +24,11 @@ Scheduling rules (the step-by-step reference in the tests implements the same on
   `adp_balance_timeout_steps` steps (not in the reference); SGLang's request polling
   (`scheduler_recv_interval_steps`) holds them the same way (_held).
 While no prompt is in flight and nothing can be admitted, the batch does not change until
-the next request finishes: the replica then prices all those steps at once and waits once
+the next request finishes: the replica then plans all those steps and waits once
 (macro-step), cut short only if a request arrives that could be admitted, in which case it
-stops at the end of the step in progress and re-plans.
+stops at the end of the step in progress and re-plans. A long plan's steps are priced in
+chunks as the clock reaches them (sim/decode_plan.py), its end keeping its place in SimPy's
+order, so that a cut does not throw away steps priced for nothing.
 
 The replica is a state machine on SimPy timeouts rather than a generator process: the end
 of a step (or of a macro-step) is one timeout whose callback finishes it and starts the
@@ -554,7 +556,7 @@ class Replica:
             return
         elapsed = self.step_model.decode_elapsed_s(n, self._decode_ctx_sums(horizon))
         if self.slowdown != 1.0:
-            elapsed = [e * self.slowdown for e in elapsed]
+            elapsed = [float(e) * self.slowdown for e in elapsed]  # (Python floats, as NumPy's would multiply)
         if horizon > 1:
             self._plan = plan = DecodePlan(self.env, start, horizon, n, self.step_model, self._decode_ctx_sums_from,
                                            elapsed)
