@@ -210,7 +210,7 @@ def _tables(key: tuple) -> _Tables:
 class AicStepTimeModel:
     """StepTimeModel's interface, priced by aiconfigurator-core. Construct once per shape."""
 
-    # its loop and NumPy paths of decode_elapsed_s can differ in the last bit: a run is priced at once
+    # its loop and NumPy paths of decode_elapsed_s may differ in the last bit: a run is priced at once
     decode_chunks_exact = False
 
     def __init__(self, shape: ReplicaShape):
