@@ -210,6 +210,9 @@ def _tables(key: tuple) -> _Tables:
 class AicStepTimeModel:
     """StepTimeModel's interface, priced by aiconfigurator-core. Construct once per shape."""
 
+    # its loop and NumPy paths of decode_elapsed_s may differ in the last bit: a run is priced at once
+    decode_chunks_exact = False
+
     def __init__(self, shape: ReplicaShape):
         self.shape = shape
         self._tables = _tables(tuple(engine_settings(shape).items()))
@@ -306,11 +309,11 @@ class AicStepTimeModel:
         ctx = self._context_tokens(np.asarray(ctx_sums, dtype=float) / max(float(n_seqs), 1.0))
         return self._decode_pass_s(float(n_seqs), ctx) / self._per_pass
 
-    def decode_elapsed_s(self, n_seqs: int, ctx_sums) -> Sequence[float]:
+    def decode_elapsed_s(self, n_seqs: int, ctx_sums, after_s: float = 0.0) -> Sequence[float]:
         """Seconds from the start of a run of pure-decode steps to the end of each."""
         if len(ctx_sums) >= _NUMPY_MIN_STEPS:
-            return np.cumsum(self.decode_steps_s(n_seqs, list(ctx_sums)))
-        elapsed, out, n = 0.0, [], float(n_seqs)
+            return np.cumsum(np.concatenate(([after_s], self.decode_steps_s(n_seqs, list(ctx_sums)))))[1:]
+        elapsed, out, n = after_s, [], float(n_seqs)
         for ctx in ctx_sums:
             elapsed += self._decode_one_s(n, float(self._context_tokens(ctx / n))) / self._per_pass
             out.append(elapsed)

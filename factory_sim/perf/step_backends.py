@@ -19,6 +19,7 @@ class StepPricer(Protocol):
 
     shape: ReplicaShape
     windowed: bool  # a window or sparse attention changes the prefill pair count
+    decode_chunks_exact: bool  # decode_elapsed_s in pieces (after_s) gives the floats of one call
 
     def batch_s(self, prefill_tokens: float, prefill_attn_pairs: float, prefill_seqs: float, decode_seqs: float,
                 decode_ctx_tokens: float) -> float: ...
@@ -28,7 +29,7 @@ class StepPricer(Protocol):
 
     def prefill_pairs(self, chunk_tokens: float, prior_tokens: float) -> float: ...
 
-    def decode_elapsed_s(self, n_seqs: int, ctx_sums) -> Sequence[float]: ...
+    def decode_elapsed_s(self, n_seqs: int, ctx_sums, after_s: float = 0.0) -> Sequence[float]: ...
 
     def decode_token_s(self, n_seqs: float, ctx_sum: float) -> float: ...
 

@@ -148,6 +148,10 @@ class StepTimeModel:
     on Python floats (one batch, the event loop's common case).
     """
 
+    # decode_elapsed_s priced in pieces (after_s) gives the floats priced at once: its loop
+    # and NumPy paths compute the same floats, and both add in order
+    decode_chunks_exact = True
+
     def __init__(self, shape: ReplicaShape):
         self.shape = shape
         m, hw, st = shape.model, shape.hardware, shape.stack
@@ -399,11 +403,16 @@ class StepTimeModel:
         draft = k * ((d_linear - head + d_comm + self._attention_core(ops, 0.0, ctx)) * share + head)
         return (verify + draft) / shape.mtp_tokens_per_pass
 
-    def decode_elapsed_s(self, n_seqs: int, ctx_sums) -> Sequence[float]:
+    def decode_elapsed_s(self, n_seqs: int, ctx_sums, after_s: float = 0.0) -> Sequence[float]:
         """Seconds from the start of a run of pure-decode steps to the end of each: the running
-        sum of decode_steps_s, indexable and sorted."""
+        sum of decode_steps_s, indexable and sorted; `after_s` is the running sum before the
+        first of them, so that a run priced in pieces gives the floats priced at once
+        (decode_chunks_exact)."""
         if len(ctx_sums) >= _NUMPY_MIN_STEPS or self._mtp_drafts:
-            return np.cumsum(self.decode_steps_s(n_seqs, ctx_sums))
+            steps_s = self.decode_steps_s(n_seqs, ctx_sums)
+            if after_s:  # NumPy's cumsum adds in order: the same additions as one run's
+                return np.cumsum(np.concatenate(([after_s], steps_s)))[1:]
+            return np.cumsum(steps_s)
         # the batch's terms as the NumPy path has them (np.expm1 and math.expm1 can differ in the
         # last bit), so that both paths give the same floats
         terms = self._decode_terms.get(n_seqs)
@@ -418,7 +427,7 @@ class StepTimeModel:
         # and `* 1.0` change no bit); this loop runs for most of the event loop's decode steps
         flops, core_flops = self._attn_flops_decode, self._attn_core_flops
         kv_read, hbm_bw = self._kv_read_per_ctx, self._hbm_bw
-        elapsed, out = 0.0, []
+        elapsed, out = after_s, []
         for ctx in ctx_sums:
             compute = ctx * flops / core_flops
             memory = ctx * kv_read / hbm_bw

@@ -37,7 +37,7 @@ class CappedContextSums:
 
     def __init__(self, a_num: int, b_num: int, scale: int, window: int):
         self._a, self._b, self._scale, self._w = a_num, b_num, scale, window
-        self._hits: list[int] = []
+        self.hits: list[int] = []  # sorted; one list for good (changed in place), callers may read it
         self._hit_sum = 0
 
     @classmethod
@@ -48,49 +48,66 @@ class CappedContextSums:
     def join(self, base: int, step: int) -> None:
         hit = self._w - base
         if hit > step:
-            insort(self._hits, hit)
+            insort(self.hits, hit)
             self._hit_sum += hit
 
     def leave(self, base: int, step: int) -> None:
         hit = self._w - base
         if hit > step:
-            hits = self._hits
+            hits = self.hits
             del hits[bisect_left(hits, hit)]
             self._hit_sum -= hit
 
     def advance(self, step: int) -> None:
         """The step count is now `step`: sequences that reached the window leave the list."""
-        hits = self._hits
+        hits = self.hits
         if hits and hits[0] <= step:
             k = bisect_left(hits, step + 1)
             self._hit_sum -= sum(hits[:k])
             del hits[:k]
 
     def clear(self) -> None:
-        self._hits.clear()
+        self.hits.clear()
         self._hit_sum = 0
+
+    def exact(self, n: int, ctx_total: int, steps: int) -> bool:
+        """Whether the sums of the next `steps` steps stay in the range where floats are exact."""
+        return self._a * (ctx_total + n * steps) + self._b * n * self._w < _EXACT_BELOW
 
     def sums(self, n: int, ctx_total: int, step: int, steps: int) -> list[float] | None:
         """The batch's effective context sums for the next `steps` steps (step j prices every
         context + j), from `n` sequences whose contexts add up to `ctx_total` at step count
-        `step`; None when the sums could leave the range where floats are exact."""
+        `step` (the list may still hold hits at or below it: they count as reached); None when
+        the sums could leave the range where floats are exact."""
         a, b, w = self._a, self._b, self._w
         if a * (ctx_total + n * steps) + b * n * w >= _EXACT_BELOW:
             return None
-        hits, scale = self._hits, self._scale
+        hits, scale = self.hits, self._scale
         if steps == 1 and (not hits or hits[0] > step):  # the loop's one step (a mixed step's), at once
             return [(a * ctx_total + b * (n * w - self._hit_sum + len(hits) * step)) / scale]
         if steps >= _NUMPY_MIN_STEPS:
             return self._sums_array(n, ctx_total, step, steps)
-        g, idx, hit_sum, nw = len(hits), 0, self._hit_sum, n * w
-        out = []
-        for j in range(steps):
-            t = step + j
-            while idx < g and hits[idx] <= t:
-                hit_sum -= hits[idx]
-                idx += 1
-            # sum of min(ctx, w) = n w - sum over the sequences still below it of (hit - t)
-            out.append((a * (ctx_total + n * j) + b * (nw - hit_sum + (g - idx) * t)) / scale)
+        g, idx, hit_sum = len(hits), 0, self._hit_sum
+        while idx < g and hits[idx] <= step:
+            hit_sum -= hits[idx]
+            idx += 1
+        # sum of min(ctx, w) = n w - sum over the sequences still below it of (hit - t); from one
+        # step to the next every context grows by one and the sum of min(ctx, w) by the count
+        # below the window, so the numerator grows by a n + b (count below) (exact integers)
+        num = a * ctx_total + b * (n * w - hit_sum + (g - idx) * step)
+        grow = a * n + b * (g - idx)
+        nxt = hits[idx] if idx < g else -1
+        out = [num / scale]
+        t = step
+        for _ in range(steps - 1):
+            num += grow
+            t += 1
+            if t == nxt:  # sequences reach the window at this step
+                while idx < g and hits[idx] == t:
+                    idx += 1
+                    grow -= b
+                nxt = hits[idx] if idx < g else -1
+            out.append(num / scale)
         return out
 
     def _sums_array(self, n: int, ctx_total: int, step: int, steps: int) -> np.ndarray:
@@ -98,7 +115,7 @@ class CappedContextSums:
         an exact integer over a power of two converts and divides to the float Python's true
         division gives."""
         a, b, w = self._a, self._b, self._w
-        hits = np.array(self._hits, dtype=np.int64)
+        hits = np.array(self.hits, dtype=np.int64)
         j = np.arange(steps, dtype=np.int64)
         t = j + step
         idx = np.searchsorted(hits, t, side="right")  # the hits reached by step t

@@ -31,6 +31,7 @@ from factory_sim.results.trace import (
     Trace,
 )
 from factory_sim.sim.autoscaler import Autoscaler, AutoscaleSettings, ScaleLog
+from factory_sim.sim.clock import run
 from factory_sim.sim.faults import FaultInjector, FaultLog, FaultSettings
 from factory_sim.sim.live_trace import LiveTrace
 from factory_sim.sim.prefix_cache import PrefixCache, PrefixCacheSettings
@@ -540,14 +541,14 @@ def simulate(
     else:
         raise ValueError("give arrival_s (open loop) or concurrency (closed loop)")
     if eng.all_done is None:
-        eng.env.run(until=until_s)
+        run(eng.env, until=until_s)
     else:
         if until_s is not None:
             eng.env.timeout(until_s).callbacks.append(
                 lambda _ev: None if eng.all_done.triggered else eng.all_done.succeed())
         if n and not eng.all_done.triggered:
             try:
-                eng.env.run(until=eng.all_done)
+                run(eng.env, until=eng.all_done)
             except RuntimeError:  # nothing left to happen: only injected faults, and they are over
                 pass
     eng.trace.flush()

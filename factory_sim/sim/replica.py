@@ -24,9 +24,11 @@ Scheduling rules (the step-by-step reference in the tests implements the same on
   `adp_balance_timeout_steps` steps (not in the reference); SGLang's request polling
   (`scheduler_recv_interval_steps`) holds them the same way (_held).
 While no prompt is in flight and nothing can be admitted, the batch does not change until
-the next request finishes: the replica then prices all those steps at once and waits once
+the next request finishes: the replica then plans all those steps and waits once
 (macro-step), cut short only if a request arrives that could be admitted, in which case it
-stops at the end of the step in progress and re-plans.
+stops at the end of the step in progress and re-plans. A long plan's steps are priced in
+chunks as the clock reaches them (sim/decode_plan.py), its end keeping its place in SimPy's
+order, so that a cut does not throw away steps priced for nothing.
 
 The replica is a state machine on SimPy timeouts rather than a generator process: the end
 of a step (or of a macro-step) is one timeout whose callback finishes it and starts the
@@ -53,6 +55,7 @@ from factory_sim.perf.shape import ReplicaShape
 from factory_sim.perf.step_backends import StepPricer
 from factory_sim.perf.steptime import attention_is_capped, effective_context
 from factory_sim.sim.capped_context import CappedContextSums
+from factory_sim.sim.decode_plan import FIRST_CHUNK_STEPS, DecodePlan
 from factory_sim.sim.dp_ranks import DpRanks, NoRanks
 from factory_sim.sim.live_trace import LiveTrace
 from factory_sim.sim.prefix_cache import PrefixCache
@@ -111,6 +114,8 @@ class Replica:
         self._macro = macro_steps
         self._sliding = attention_is_capped(shape)  # each sequence's context priced apart
         self._capped = CappedContextSums.for_shape(shape) if self._sliding else None  # ... from integers
+        # decode plans priced in chunks (sim/decode_plan.py) where that gives the same floats
+        self._lazy_ok = step_model.decode_chunks_exact and (self._capped is not None or not self._sliding)
         # Attention-DP context balancing (stack.adp_balance_timeout_steps): while it holds
         # them, queued prompts wait for a release, which comes every _release_every steps
         # counted from the last one (_release_anchor, a step count).
@@ -160,7 +165,7 @@ class Replica:
         self._idle = True
         self._mixed: tuple[float, float, list[tuple[int, int, int, int]], int, int] | None = None
         self._decoding: tuple[int, float] | None = None  # (steps, end time) of the decode steps in flight
-        self._plan: tuple[float, Sequence[float], int] | None = None  # (start, elapsed after each step, steps)
+        self._plan: DecodePlan | None = None  # the macro-step in flight
         self._plan_event: simpy.Event | None = None
         self._step_event: simpy.Event | None = None  # the pending end of a step; a failure voids it
         self.steps = 0  # forward passes run (for statistics)
@@ -426,6 +431,15 @@ class Replica:
         """Layer-averaged context sum of the decode batch, for the step about to run."""
         return float(self._ctx_total) if not self._sliding else float(self._decode_ctx_sums(1)[0])
 
+    def _decode_ctx_sums_from(self, first: int, steps: int) -> Sequence[float]:
+        """_decode_ctx_sums of `steps` steps from the `first` step ahead (a lazy plan's chunk:
+        the batch does not change while a plan runs)."""
+        n = len(self._ctx_base)
+        if not self._sliding:
+            low = self._ctx_total + n * first
+            return range(low, low + n * steps, n)
+        return self._capped.sums(n, self._ctx_total + n * first, self._step_index + first, steps)
+
     def _decode_ctx_sums(self, steps: int) -> Sequence[float]:
         """Layer-averaged context sums of the decode batch for each of the next `steps` steps."""
         n = len(self._ctx_base)
@@ -534,36 +548,61 @@ class Replica:
                     horizon = min(horizon, self._next_release(self.steps) - self.steps)
                 else:
                     horizon = 1  # an admissible request is already waiting: stop after this step
+        if horizon > FIRST_CHUNK_STEPS and self._lazy_ok and self.slowdown == 1.0 and (
+                self._capped is None or self._capped.exact(n, self._ctx_total, horizon)):
+            # priced in chunks as the clock reaches them (sim/decode_plan.py)
+            self._plan = plan = DecodePlan(self.env, start, horizon, n, self.step_model, self._decode_ctx_sums_from)
+            self._plan_event = self._step_event = plan.queue(self._price_on)
+            return
         elapsed = self.step_model.decode_elapsed_s(n, self._decode_ctx_sums(horizon))
         if self.slowdown != 1.0:
-            elapsed = [e * self.slowdown for e in elapsed]
+            elapsed = [float(e) * self.slowdown for e in elapsed]  # (Python floats, as NumPy's would multiply)
         if horizon > 1:
-            last = float(elapsed[-1])
-            self._plan = (start, elapsed, horizon)
-            self._decoding = (horizon, start + last)
+            self._plan = plan = DecodePlan(self.env, start, horizon, n, self.step_model, self._decode_ctx_sums_from,
+                                           elapsed)
+            self._decoding = (horizon, start + plan.elapsed[-1])
             # the plan's end is also the step end in flight: a cut replaces it, voiding this one
-            self._plan_event = self._step_event = wake(self.env, last, self._end_decode_steps)
+            self._plan_event = self._step_event = plan.queue(self._end_decode_steps)
         else:
             end = start + float(elapsed[0])
             self._decoding = (1, end)
             self._step_event = wake(self.env, end - start, self._end_decode_steps)
 
+    def _price_on(self, event: simpy.Event) -> None:
+        """The clock reached the last step priced of a lazy plan: price more of it, and once it
+        is whole, queue its end."""
+        if event is not self._step_event:
+            return  # a cut plan's placeholder, or voided by a failure
+        plan = self._plan
+        plan.price_more()
+        if plan.whole:
+            self._decoding = (plan.horizon, plan.start_s + plan.elapsed[-1])
+            self._plan_event = self._step_event = plan.queue(self._end_decode_steps)
+        else:
+            self._plan_event = self._step_event = plan.queue(self._price_on)
+
     def _cut_plan(self) -> None:
         """Stop the macro-step at the end of the step in progress (or, for a held prompt, at
         the release that lets it in, if that comes before the plan's end)."""
         now = self.env.now
-        start, elapsed, horizon = self._plan
-        steps = min(bisect_left(elapsed, now - start) + 1, horizon)
+        plan = self._plan
+        start, elapsed, horizon = plan.start_s, plan.elapsed, plan.horizon
+        in_progress = bisect_left(elapsed, now - start)
+        while in_progress == len(elapsed) and in_progress < horizon:  # not priced that far yet
+            plan.price_more()
+            in_progress = bisect_left(elapsed, now - start)
+        steps = min(in_progress + 1, horizon)
         held = self._release_every and self._held(self.steps + steps)
         if held:
             steps = self._next_release(self.steps + steps) - self.steps
             if steps >= horizon:
                 return  # the plan ends first; its last boundary re-plans up to the release
+            plan.price_to(steps)
         end = start + float(elapsed[steps - 1])
         self._decoding = (steps, end)
         self._step_event = event = wake(self.env, end - now if end > now else 0.0, self._end_decode_steps)
-        if held:  # still a plan: a later arrival that ends the hold cuts it again
-            self._plan = (start, elapsed, steps)
+        if held:  # still a plan, now of `steps` steps all priced: a later arrival that ends the hold cuts it again
+            plan.horizon = steps
             self._plan_event = event
         else:
             self._plan_event = None
@@ -586,8 +625,8 @@ class Replica:
         ctx_base, finishing = self._ctx_base, self._finishing
         self._ctx_total += len(ctx_base) * steps
         capped = self._capped
-        if capped is not None:
-            capped.advance(now_step)
+        if capped is not None and capped.hits and capped.hits[0] <= now_step:
+            capped.advance(now_step)  # (a no-op unless a sequence reached the window)
         if not finishing or finishing[0][0] > now_step:
             return  # most steps finish no sequence
         finished = []

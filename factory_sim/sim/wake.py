@@ -4,12 +4,14 @@ The replicas' step ends, the open-loop arrival chain and KV hand-offs schedule o
 event each, millions per run. A `simpy.Timeout` costs two Python calls more per event
 (its constructor and `Environment.schedule` through it) plus the callback list's append;
 SimPy's `Environment.step` needs only what this holds (`callbacks`, `_ok`), so these events
-are scheduled on the same queue, numbered and ordered exactly as timeouts would be.
+are scheduled on the same queue, numbered and ordered exactly as timeouts would be (the queue entry
+`Environment.schedule` makes, pushed without that call).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from heapq import heappush
 
 import simpy
 from simpy.events import NORMAL
@@ -27,5 +29,6 @@ def wake(env: simpy.Environment, delay: float, callback: Callable) -> Wake:
     """Call `callback(event)` `delay` seconds from now, as `env.timeout(delay)` with it appended would."""
     event = Wake()
     event.callbacks = [callback]
-    env.schedule(event, NORMAL, delay)
+    # Environment.schedule(event, NORMAL, delay), inlined: the same queue entry
+    heappush(env._queue, (env._now + delay, NORMAL, next(env._eid), event))
     return event

@@ -50,3 +50,16 @@ def test_sums_decline_beyond_exact_floats():
     sums = CappedContextSums.for_shape(GPT_OSS)
     sums.join(2**53, 0)
     assert sums.sums(1, 2**53, 0, 1) is None
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.lists(st.integers(1, 400), min_size=1, max_size=40), st.integers(0, 300), st.integers(1, 300))
+def test_sums_from_a_later_step_are_the_tail_of_the_plan(contexts, first, steps):
+    """A lazy plan's chunk (sim/decode_plan.py) asks for the sums from `first` steps ahead, with
+    the list still holding the hits reached by then: the floats of the plan priced at once."""
+    sums = CappedContextSums.for_shape(GPT_OSS)
+    for ctx in contexts:
+        sums.join(ctx, 0)
+    n, total = len(contexts), sum(contexts)
+    whole = list(sums.sums(n, total, 0, first + steps))
+    assert list(sums.sums(n, total + n * first, first, steps)) == whole[first:]
