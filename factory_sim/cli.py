@@ -185,6 +185,13 @@ def _validate_rows(args, calibration, points, out):
             print(f"wrote {out / 'throughput_validation.csv'}")
     if points is not None and len(points):
         started = time.perf_counter()
+        if "mtp_draft_tokens" not in points:  # the file does not say which runs drafted with MTP: their twins do
+            from factory_sim.fidelity.inferencex import load_points as load_inferencex
+            from factory_sim.fidelity.mtp_runs import label_mtp_runs
+
+            points = label_mtp_runs(points, load_inferencex())
+            print(f"{int((points['mtp_draft_tokens'] > 0).sum())} measured rows are MTP runs by their InferenceX "
+                  "twins (fidelity/mtp_runs.py): simulated with MTP\n")
         results = validate_points(points, jobs=args.jobs)
         print(format_report(results))
         print(f"\n{len(points)} measured rows in {time.perf_counter() - started:.1f} s")

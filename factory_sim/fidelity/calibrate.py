@@ -398,6 +398,8 @@ def fit_profile(profile: str, rows: list[FitRow], *, rounds: int = 3, iterations
 
     pred0 = evaluate(x)
     before = _error_frame(rows, pred0)
+    if any(p.get(base) == 0 for p in params):  # started from an estimate the profile does not set
+        before = _error_frame(rows, _predict_all(rows, {profile: base}, jobs))
     pred, done, converged = pred0, 0, len(params) == 0
     e_cur, w = _log_errors(rows, pred, params)
     best = _objective(e_cur, w, x, sigmas, x_prior)

@@ -26,6 +26,7 @@ from collections.abc import Callable
 import numpy as np
 import pandas as pd
 
+from factory_sim.config.hardware import load_hardware
 from factory_sim.config.stack import load_stack
 from factory_sim.errors import ConfigError
 from factory_sim.fidelity.calibrate import (
@@ -40,6 +41,7 @@ from factory_sim.fidelity.calibrate import (
     profile_yaml,
 )
 from factory_sim.fidelity.calibrate_inferencex import DEFAULT_PARAMETERS, HARNESS_SET, collect_points
+from factory_sim.fidelity.deployments import catalog_names, row_stack, row_text
 from factory_sim.fidelity.mtp_runs import label_mtp_runs
 
 DATA_SETS = {"inferencex": "InferenceX points", "points": "measured points", "throughput": "MLPerf rows"}
@@ -64,6 +66,15 @@ def balance(rows: list[FitRow], parameters: tuple) -> dict[str, float]:
     return scale
 
 
+def _profile_of(row: dict) -> str | None:
+    """The stack profile a measured row runs under (None: a system with no hardware profile)."""
+    hardware, _ = catalog_names()
+    if str(row.get("system")) not in hardware:
+        return None
+    stack, _ = row_stack(load_hardware(str(row["system"])), row_text(row, "backend"), row_text(row, "measured_date"))
+    return stack.name
+
+
 def collect_joint(calibration: pd.DataFrame | None, points: pd.DataFrame | None, inferencex: pd.DataFrame | None,
                   *, sample: int = DEFAULT_SAMPLE, profiles: list[str] | None = None, sim_rounds: int = 3
                   ) -> tuple[list[FitRow], list[tuple[str, str]]]:
@@ -72,6 +83,8 @@ def collect_joint(calibration: pd.DataFrame | None, points: pd.DataFrame | None,
     hardware and by month."""
     if points is not None and inferencex is not None:
         points = label_mtp_runs(points, inferencex)
+    if points is not None and profiles:  # sample within the profiles fitted, not over every profile's rows
+        points = points[[_profile_of(row) in profiles for row in points.to_dict("records")]]
     rows, skipped = collect_rows(calibration, points, points_sample=sample, profiles=profiles)
     for fr in rows:
         fr.strata = {"group": fr.group}
