@@ -190,8 +190,9 @@ def _validate_rows(args, calibration, points, out):
             from factory_sim.fidelity.mtp_runs import label_mtp_runs
 
             points = label_mtp_runs(points, load_inferencex())
-            print(f"{int((points['mtp_draft_tokens'] > 0).sum())} measured rows are MTP runs by their InferenceX "
-                  "twins (fidelity/mtp_runs.py): simulated with MTP\n")
+            if (points["mtp_draft_tokens"] > 0).any():
+                print(f"{int((points['mtp_draft_tokens'] > 0).sum())} measured rows are MTP runs by their InferenceX "
+                      "twins (fidelity/mtp_runs.py): simulated with MTP\n")
         results = validate_points(points, jobs=args.jobs)
         print(format_report(results))
         print(f"\n{len(points)} measured rows in {time.perf_counter() - started:.1f} s")
