@@ -65,6 +65,16 @@ def test_a_labelled_mtp_run_is_simulated_drafting_at_the_profiles_acceptance():
     assert tpot_high < tpot_low and tpot_high < tpot_plain  # at a low acceptance 3 drafts cost more than they give
 
 
+def test_a_constant_the_profile_does_not_set_is_fitted_from_its_estimate_only_when_named():
+    from factory_sim.fidelity.calibrate import fitted_parameters, start_value
+
+    base = load_stack("vllm_hopper")
+    assert not base.mla_layer_overhead_s
+    assert "mla_layer_overhead_s" not in [p.name for p in fitted_parameters(base, True, None)]
+    (p,) = [p for p in fitted_parameters(base, True, ["mla_layer_overhead_s"])]
+    assert start_value(p, base) == pytest.approx(2e-5)
+
+
 def _row(kind: str, i: int, quantities: tuple[str, ...]) -> FitRow:
     return FitRow(f"{kind}{i}", kind, {}, "trtllm_hopper", "g", 1.0, published={q: 1.0 for q in quantities})
 
@@ -102,8 +112,7 @@ def test_the_joint_fit_reports_held_out_error_per_data_set(joint_fit):
     fits, _, scales = joint_fit
     (fit,) = fits
     assert set(scales["trtllm_hopper"]) == {"inferencex", "points"}
-    # a constant the profile does not set starts from its estimate when named
-    assert fit.start["mla_layer_overhead_s"] == pytest.approx(2e-5)
+    assert fit.start["mla_layer_overhead_s"] == pytest.approx(load_stack("trtllm_hopper").mla_layer_overhead_s or 2e-5)
     sets = cj.per_data_set(fit)
     assert {"leave-one-hardware-out", "leave-one-date-out"} <= set(sets["inferencex"])
     assert "leave-one-(system, model)-out" in sets["points"]
