@@ -185,6 +185,14 @@ def _validate_rows(args, calibration, points, out):
             print(f"wrote {out / 'throughput_validation.csv'}")
     if points is not None and len(points):
         started = time.perf_counter()
+        if "mtp_draft_tokens" not in points:  # the file does not say which runs drafted with MTP: their twins do
+            from factory_sim.fidelity.inferencex import load_points as load_inferencex
+            from factory_sim.fidelity.mtp_runs import label_mtp_runs
+
+            points = label_mtp_runs(points, load_inferencex())
+            if (points["mtp_draft_tokens"] > 0).any():
+                print(f"{int((points['mtp_draft_tokens'] > 0).sum())} measured rows are MTP runs by their InferenceX "
+                      "twins (fidelity/mtp_runs.py): simulated with MTP\n")
         results = validate_points(points, jobs=args.jobs)
         print(format_report(results))
         print(f"\n{len(points)} measured rows in {time.perf_counter() - started:.1f} s")
@@ -212,6 +220,8 @@ def _cmd_calibrate(args) -> int:
     else:
         check_folder(out, "--out")
     ix_files = [r for r in args.rows or [] if is_inferencex_file(r)]
+    if args.joint:
+        return _calibrate_joint(args, ix_files, [r for r in args.rows or [] if r not in ix_files], out)
     if ix_files:  # InferenceX points: fitted on all three quantities, held out by hardware and date
         return _calibrate_inferencex(args, ix_files, [r for r in args.rows if r not in ix_files])
     calibration, points = [], []
@@ -237,6 +247,42 @@ def _cmd_calibrate(args) -> int:
     with saving("--out", out):
         written = write_profiles(fits, out)
     for path in written:
+        print(f"wrote {path}")
+    return 0
+
+
+def _calibrate_joint(args, ix_files: list[str], others: list[str], out: Path) -> int:
+    from factory_sim.fidelity.calibrate_joint import DEFAULT_SAMPLE, calibrate_joint, format_joint, joint_profile_yaml
+    from factory_sim.fidelity.inferencex import load_points
+    from factory_sim.fidelity.mlperf import load_reference
+    from factory_sim.results.files import atomic_write
+    from factory_sim.studies.run import stderr_progress
+
+    calibration, points = [], []
+    for source in others or ([None] if not ix_files else []):
+        ref = load_reference(source)
+        calibration += [ref["calibration"]] if "calibration" in ref else []
+        points += [ref["points"]] if "points" in ref else []
+    ix = pd.concat([load_points(f) for f in ix_files or [None]], ignore_index=True)
+    started = time.perf_counter()
+    fits, skipped, scales = calibrate_joint(
+        pd.concat(calibration, ignore_index=True) if calibration else None,
+        pd.concat(points, ignore_index=True) if points else None, ix,
+        sample=args.points if args.points != 100 else DEFAULT_SAMPLE, profiles=args.profile, rounds=args.rounds,
+        jobs=args.jobs, loo=not args.no_loo, parameters=args.parameter, sim_rounds=args.sim_rounds,
+        progress=None if args.quiet else stderr_progress)
+    if not fits:
+        raise ConfigError("ROWS", "no stack profile has enough rows to fit (give InferenceX points, measured "
+                                  "points or calibration rows, or another --profile)")
+    print(format_joint(fits, skipped, scales))
+    print(f"\ncalibrated {len(fits)} profiles jointly in {time.perf_counter() - started:.1f} s")
+    if out.suffix in (".yaml", ".yml") and len(fits) != 1:
+        raise ConfigError("--out", f"{len(fits)} profiles were fitted; name a folder, or fit one with --profile")
+    for fit in fits:
+        path = out if out.suffix in (".yaml", ".yml") else out / f"{fit.profile}.yaml"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        text = joint_profile_yaml(fit)
+        atomic_write(path, lambda tmp, text=text: tmp.write_text(text))
         print(f"wrote {path}")
     return 0
 
@@ -585,6 +631,11 @@ def build_parser() -> argparse.ArgumentParser:
                      help="InferenceX points: requests per client simulated per point (default 3; the "
                           "benchmark ran 10). With an InferenceX file, --points defaults to 300 and the "
                           "held-out error is leave-one-hardware-out and leave-one-date-out")
+    cal.add_argument("--joint", action="store_true",
+                     help="one fit per profile to InferenceX points, measured points and calibration rows at once "
+                          "(each data set weighted equally; default files: the three built-in ones), measured "
+                          "points labelled with the MTP runs their InferenceX twins reveal; held-out error per "
+                          "data set")
     cal.add_argument("--quiet", action="store_true", help="no progress bars on stderr")
     _add_jobs(cal)
     cal.set_defaults(func=_cmd_calibrate)

@@ -49,6 +49,9 @@ class Parameter:
     upper: float
     prior_sigma_log: float
     why: str
+    # where a fit named with --parameter starts when the profile does not set the constant (None:
+    # such a profile cannot fit it)
+    unset_start: float | None = None
 
     def get(self, stack: SoftwareStack) -> float:
         if self.name == "gemm_scale":
@@ -79,7 +82,8 @@ PARAMETERS = (
     Parameter("step_overhead_s", 1e-4, 0.02, 1.0, "estimate"),
     # fitted only when named (--parameter): every profile sets it, at an estimate
     Parameter("layer_overhead_s", 1e-6, 2e-4, 1.5, "estimate"),
-    Parameter("mla_layer_overhead_s", 1e-6, 2e-4, 1.5, "estimate"),  # fitted only where a profile sets it
+    # fitted where a profile sets it, or when named (from 20 us: an estimate, a few small kernels' launch)
+    Parameter("mla_layer_overhead_s", 1e-6, 2e-4, 1.5, "estimate", unset_start=2e-5),
     Parameter("ep_load_imbalance", 1.0, 3.0, 0.3, "estimate"),
     Parameter("ep_peer_latency_s", 1e-8, 2e-5, 1.5, "estimate"),  # fitted only where a profile sets it
     Parameter("seq_overhead_s", 1e-7, 2e-4, 1.5, "estimate"),  # fitted only where a profile sets it
@@ -358,8 +362,15 @@ def fitted_parameters(base: SoftwareStack, moe_ep: bool, names: list[str] | None
     """The constants a fit moves: those the profile sets (log-space: > 0), the EP ones only with
     rows that use expert parallelism, and of those the ones named (all but OPT_IN_PARAMETERS
     when none are)."""
-    settable = [p for p in PARAMETERS if (p.name not in EP_PARAMETERS or moe_ep) and p.get(base) > 0]
+    named = set(names or ())
+    settable = [p for p in PARAMETERS if (p.name not in EP_PARAMETERS or moe_ep)
+                and (p.get(base) > 0 or (p.name in named and p.unset_start))]
     return tuple(p for p in settable if (p.name in names if names is not None else p.name not in OPT_IN_PARAMETERS))
+
+
+def start_value(p: Parameter, base: SoftwareStack) -> float:
+    """Where a fit of `p` starts: the profile's value, else the parameter's unset_start."""
+    return p.get(base) or float(p.unset_start or 0.0)
 
 
 def fit_profile(profile: str, rows: list[FitRow], *, rounds: int = 3, iterations: int = 20, jobs: int | None = None,
@@ -374,7 +385,7 @@ def fit_profile(profile: str, rows: list[FitRow], *, rounds: int = 3, iterations
     base = load_stack(profile)
     moe_ep = any(_uses_ep(fr) for fr in rows)
     params = fitted_parameters(base, moe_ep, parameters)
-    start = {p.name: p.get(base) for p in params}
+    start = {p.name: start_value(p, base) for p in params}
     priors = prior_values(profile)
     x_prior = np.array([math.log(priors.get(p.name, start[p.name]) / start[p.name]) for p in params])
     sigmas = np.array([p.prior_sigma_log for p in params]) / math.sqrt(prior_weight)
@@ -387,6 +398,8 @@ def fit_profile(profile: str, rows: list[FitRow], *, rounds: int = 3, iterations
 
     pred0 = evaluate(x)
     before = _error_frame(rows, pred0)
+    if any(p.get(base) == 0 for p in params):  # started from an estimate the profile does not set
+        before = _error_frame(rows, _predict_all(rows, {profile: base}, jobs))
     pred, done, converged = pred0, 0, len(params) == 0
     e_cur, w = _log_errors(rows, pred, params)
     best = _objective(e_cur, w, x, sigmas, x_prior)
@@ -422,7 +435,7 @@ def fit_profile(profile: str, rows: list[FitRow], *, rounds: int = 3, iterations
     loo_frame, by = pd.DataFrame(), {}
     if loo:
         keys = {"group": lambda fr: fr.group} if not held_out_by else {}
-        keys.update({k: (lambda fr, k=k: fr.strata.get(k, "")) for k in held_out_by})
+        keys.update({k: (lambda fr, k=k: fr.strata.get(k)) for k in held_out_by})
         by = _leave_group_out(profile, base, params, start, rows, pred, x, sigmas, bounds, iterations, jobs,
                               x_prior, keys)
         loo_frame = by.pop("group", pd.DataFrame())
@@ -449,8 +462,10 @@ def _leave_group_out(profile, base, params, start, rows, pred, x, sigmas, bounds
     linearisation at the fitted values, with one fresh Jacobian) and simulate the held-out rows
     at the refitted values. A profile whose rows are all one group has nothing left to fit to:
     its held-out rows are predicted at the starting values (the profile before this fit); the
-    (system, model) grouping gives no figure then, as before."""
-    keys = {k: f for k, f in keys.items() if k != "group" or len({f(fr) for fr in rows}) > 1}
+    (system, model) grouping gives no figure then, as before. A row with no group under a
+    grouping (None: a joint fit's rows of another data set) stays in every fit of it and is not
+    scored there."""
+    keys = {k: f for k, f in keys.items() if k != "group" or len({f(fr) for fr in rows} - {None}) > 1}
     if not keys:
         return {}
     e0, w = _log_errors(rows, pred, params)
@@ -463,7 +478,9 @@ def _leave_group_out(profile, base, params, start, rows, pred, x, sigmas, bounds
     row_of = np.concatenate([[i] * len(fr.published) for i, fr in enumerate(rows)]).astype(int)
     out = {}
     for name, key in keys.items():
-        groups = sorted({key(fr) for fr in rows})
+        groups = sorted({key(fr) for fr in rows} - {None})
+        if not groups:
+            continue
         frames = []
         for g in groups:
             held = np.array([key(rows[i]) == g for i in row_of])

@@ -9,7 +9,7 @@ with the reason, never dropped silently.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cache
 from pathlib import Path
 
@@ -162,6 +162,15 @@ def deployment(row, stacks: dict[str, SoftwareStack] | None = None) -> Deploymen
         max_batch = math.ceil(c / workers)
         pools = [PoolLayout("aggregated", "aggregated", shape, workers, max_batch, step_budget(shape, max_batch))]
         config = f"agg {workers}x[{shape.describe()}]"
+    drafts = row_number(row, "mtp_draft_tokens")
+    if drafts and drafts > 0:
+        # an MTP run (mtp_runs.label_mtp_runs: the file does not say so, its InferenceX twins do):
+        # the decode side drafts with the profile's acceptance, as InferenceX's MTP points do
+        if not stack.mtp_acceptance:
+            raise Skip(f"an MTP run, and stack {stack.name} sets no mtp_acceptance")
+        pools = [replace(p, shape=replace(p.shape, mtp_draft_tokens=int(drafts), mtp_acceptance=stack.mtp_acceptance))
+                 if p.role != "prefill" else p for p in pools]
+        note = "; ".join(n for n in (note, f"MTP {int(drafts)} draft(s), acceptance {stack.mtp_acceptance:.3g}") if n)
     fleet = FleetLayout(str(row.get("id", "row")), tuple(pools), "least_outstanding_tokens")
     config = f"{config} c={c} {row.get('backend', '')} stack={stack.name}" + (f" ({note})" if note else "")
     return Deployment(fleet, int(row["isl"]), int(row["osl"]), c, config)
