@@ -1,7 +1,8 @@
 """What request-path latency do InferenceX's median TTFTs show, held out by hardware and by date?
 
 The stack profiles' front-end latency (`frontend_latency_s`) and MoE prefill set-up latency
-(`prefill_moe_layer_latency_s` per MoE layer) were fitted to the measured points of another
+(`prefill_moe_layer_latency_s` per MoE layer, `prefill_moe_latency_s_per_gparam` per MoE layer and
+billion routed expert parameters) were fitted to the measured points of another
 benchmark harness (aiconfigurator's `silicon_sample.csv`). Both are pure latency on a request's
 way to its first token: outside the GPU steps, the same for every request of a point. So each
 TTFT-publishing InferenceX point is simulated once with both at zero (the GPU part: queueing,
@@ -51,8 +52,10 @@ def _gpu_part(args) -> dict | None:
         return None
     st = ix.measured_row(p)[1]["stack"]  # the profile as shipped (the deployment carries the harness's)
     model = dep.fleet.pools[0].shape.model
-    frontend_ms, moe_ms = st.frontend_latency_s * 1e3, st.prefill_moe_layer_latency_s * model.moe_layers * 1e3
-    update = {"frontend_latency_s": 0.0, "prefill_moe_layer_latency_s": 0.0}
+    gparams = model.routed_expert_gparams_per_layer
+    moe_layer_s = st.prefill_moe_layer_latency_s + st.prefill_moe_latency_s_per_gparam * gparams
+    frontend_ms, moe_ms = st.frontend_latency_s * 1e3, moe_layer_s * model.moe_layers * 1e3
+    update = {"frontend_latency_s": 0.0, "prefill_moe_layer_latency_s": 0.0, "prefill_moe_latency_s_per_gparam": 0.0}
     if not recv_polls:
         update["scheduler_recv_interval_steps"] = 0
     pools = tuple(replace(pl, shape=replace(pl.shape, stack=pl.shape.stack.model_copy(update=update)))

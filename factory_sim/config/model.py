@@ -271,6 +271,12 @@ class ModelSpec(BaseModel):
         return float(3 * self.hidden * self.moe_intermediate) if self.is_moe else 0.0  # type: ignore[operator]
 
     @property
+    def routed_expert_gparams_per_layer(self) -> float:
+        """Billions of parameters in one MoE layer's routed experts (all of them, however they are
+        sharded): the size the stack's per-size MoE prefill costs scale with."""
+        return self.n_routed_experts * self.expert_params / 1e9 if self.is_moe else 0.0  # type: ignore[operator]
+
+    @property
     def shared_expert_params_per_layer(self) -> float:
         return self.n_shared_experts * self.expert_params
 

@@ -94,6 +94,16 @@ class SoftwareStack(BaseModel):
     # The part of it that does stall the step carrying the prompt (GPU time of every sequence in
     # that step), per MoE layer. 0 leaves it out.
     prefill_moe_layer_overhead_s: StepSeconds = 0.0
+    # prefill_moe_layer_latency_s in proportion to the size of the model's MoE layers: seconds per
+    # MoE layer per billion routed expert parameters in the layer (all experts, however they are
+    # sharded; DeepSeek-R1/V3: 11.3, gpt-oss-120b: 3.2, Qwen3-235B: 2.4). On one engine, measured
+    # TTFT at a few clients puts DeepSeek's MoE prefill set-up at several times gpt-oss-120b's per
+    # layer, where one constant per layer fits neither. Added to it; 0 leaves it out.
+    prefill_moe_latency_s_per_gparam: StepSeconds = 0.0
+    # prefill_moe_layer_overhead_s (the stall of the step carrying the prompt) in proportion to the
+    # size of the model's MoE layers, per MoE layer per billion routed expert parameters in the
+    # layer. Added to it; 0 leaves it out.
+    prefill_moe_overhead_s_per_gparam: StepSeconds = 0.0
     # Time a request spends outside the GPUs before its prompt reaches the engine's scheduler
     # and its first token reaches the client: HTTP and the serving API front-end (chat
     # template, tokenization, hand-off to the engine process), detokenization and streaming.

@@ -91,6 +91,9 @@ PARAMETERS = (
     Parameter("frontend_latency_s", 1e-3, 0.3, 1.0, "estimate"),  # fitted only where a profile sets it
     Parameter("prefill_moe_layer_latency_s", 1e-5, 0.01, 1.5, "estimate"),
     Parameter("prefill_moe_layer_overhead_s", 1e-5, 0.01, 1.5, "estimate"),
+    # per billion routed expert parameters of an MoE layer (DeepSeek-R1: 11.3); fitted only where a profile sets it
+    Parameter("prefill_moe_latency_s_per_gparam", 1e-6, 2e-3, 1.5, "estimate"),
+    Parameter("prefill_moe_overhead_s_per_gparam", 1e-6, 2e-3, 1.5, "estimate"),
     Parameter("activation_passes", 0.5, 40.0, 0.7, "estimate"),  # fitted only where a profile sets it
     # fitted only where a profile sets it, and only MTP rows (InferenceX points) inform it
     Parameter("mtp_acceptance", 0.2, 0.95, 0.3, "DeepSeek-V3 report: 85-90% for the first draft"),
@@ -104,6 +107,7 @@ ROW_SIGMA_LOG = 0.25
 QUANTITY_WEIGHT = {"throughput": 1.0, "tpot_ms": 1.0, "ttft_ms": 0.5,
                    "output_tok_s_per_gpu": 1.0, "interactivity_tok_s_user": 1.0}  # the last two: InferenceX
 TTFT_PARAMETERS = ("prefill_step_overhead_s", "prefill_moe_layer_latency_s", "prefill_moe_layer_overhead_s",
+                   "prefill_moe_latency_s_per_gparam", "prefill_moe_overhead_s_per_gparam",
                    "prefill_attention_efficiency", "frontend_latency_s")
 # Largest parameter move per Gauss-Newton round (log), a trust region for the linearisation.
 MAX_MOVE_LOG = 0.4

@@ -47,7 +47,8 @@ from factory_sim.fidelity.inferencex import (
 # leave-one-date-out 48.3% -> 36.7%.)
 DEFAULT_PARAMETERS = ("gemm_scale", "hbm_efficiency", "step_overhead_s", "ep_load_imbalance")
 # Constants the points cannot inform: the harness sets them.
-HARNESS_SET = ("frontend_latency_s",) + (("prefill_moe_layer_latency_s",) if INFERENCEX_MOE_SETUP_SHARE == 0 else ())
+HARNESS_SET = ("frontend_latency_s",) + (("prefill_moe_layer_latency_s", "prefill_moe_latency_s_per_gparam")
+                                         if INFERENCEX_MOE_SETUP_SHARE == 0 else ())
 HELD_OUT_BY = ("hardware", "date")
 DEFAULT_SAMPLE = 300
 DEFAULT_SIM_ROUNDS = 3

@@ -434,11 +434,13 @@ def harness_stack(stack: SoftwareStack, p: dict | None = None,
     and, for point `p`, SGLang's request polling (SGLANG_RECV_INTERVAL), Dynamo's first token and
     DeepSeek-R1's prefill MoE stall (DEEPSEEK_PREFILL_MOE_FROM; `stacks` replaces its source by name)."""
     update = {"frontend_latency_s": INFERENCEX_FRONTEND_LATENCY_S,
-              "prefill_moe_layer_latency_s": stack.prefill_moe_layer_latency_s * INFERENCEX_MOE_SETUP_SHARE}
+              "prefill_moe_layer_latency_s": stack.prefill_moe_layer_latency_s * INFERENCEX_MOE_SETUP_SHARE,
+              "prefill_moe_latency_s_per_gparam": stack.prefill_moe_latency_s_per_gparam * INFERENCEX_MOE_SETUP_SHARE}
     source = DEEPSEEK_PREFILL_MOE_FROM.get(str(stack.generation))
     if p is not None and MODELS.get(str(p.get("model"))) == "deepseek_r1" and source:
         source_stack = (stacks or {}).get(source) or load_stack(source)
         update["prefill_moe_layer_overhead_s"] = source_stack.prefill_moe_layer_overhead_s
+        update["prefill_moe_overhead_s_per_gparam"] = source_stack.prefill_moe_overhead_s_per_gparam
     framework = str((p or {}).get("framework"))
     update["first_token_from_decode"] = DYNAMO_FIRST_TOKEN_FROM_DECODE and framework.startswith("dynamo")
     if p is not None and str(p.get("framework")) == "sglang":

@@ -172,8 +172,10 @@ class ReplicaShape:
     def request_latency_s(self) -> float:
         """Latency a request spends outside the GPUs' steps on its way to the first token: the
         serving front-end and, for an MoE model, the prefill's per-layer set-up (see the stack)."""
-        st = self.stack
-        return st.frontend_latency_s + st.prefill_moe_layer_latency_s * self.model.moe_layers
+        st, m = self.stack, self.model
+        gparams = m.routed_expert_gparams_per_layer
+        per_layer = st.prefill_moe_layer_latency_s + st.prefill_moe_latency_s_per_gparam * gparams
+        return st.frontend_latency_s + per_layer * m.moe_layers
 
     @property
     def mtp_tokens_per_pass(self) -> float:

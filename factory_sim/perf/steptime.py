@@ -196,7 +196,9 @@ class StepTimeModel:
         mla_layers = m.softmax_attention_layers if m.attention == "mla" else 0
         self._overhead = st.step_overhead_s + st.layer_overhead_s * m.layers + st.mla_layer_overhead_s * mla_layers
         self._seq_overhead = st.seq_overhead_s
-        self._prefill_overhead = st.prefill_step_overhead_s + st.prefill_moe_layer_overhead_s * m.moe_layers
+        moe_layer_s = (st.prefill_moe_layer_overhead_s
+                       + st.prefill_moe_overhead_s_per_gparam * m.routed_expert_gparams_per_layer)
+        self._prefill_overhead = st.prefill_step_overhead_s + moe_layer_s * m.moe_layers
         # bytes per token per GPU of the activation passes, all layers (every TP rank holds the
         # whole hidden vector of each token of its attention-DP group)
         self._activation_bytes = st.activation_passes * m.hidden * ACTIVATION_BYTES * m.layers

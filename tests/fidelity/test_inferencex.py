@@ -273,3 +273,16 @@ def test_hardware_ratios_read_both_envelopes_at_the_same_interactivity():
     assert r.loc[35.0, "measured_ratio"] == pytest.approx(4.0) == r.loc[35.0, "measured_scored_ratio"]
     assert r.loc[50.0, "simulated_ratio"] == pytest.approx(8.0)
     assert 150.0 not in r.index  # beyond both envelopes: no row
+
+
+def test_the_harness_drops_the_per_size_moe_set_up_latency_with_the_per_layer_one(points):
+    """InferenceX's client sees none of the profiles' MoE set-up latency (INFERENCEX_MOE_SETUP_SHARE
+    0): a TensorRT-LLM profile that prices it per routed expert parameter gets it scaled the same way."""
+    gptoss = points[(points["framework"] == "trtllm") & (points["model"] == "gpt-oss-120b")].iloc[0].to_dict()
+    profile = ix.measured_row(gptoss)[1]["stack"]
+    assert profile.prefill_moe_latency_s_per_gparam > 0
+    stack = ix.harness_stack(profile, gptoss)
+    assert stack.prefill_moe_latency_s_per_gparam == pytest.approx(
+        profile.prefill_moe_latency_s_per_gparam * ix.INFERENCEX_MOE_SETUP_SHARE)
+    assert stack.prefill_moe_layer_latency_s == pytest.approx(
+        profile.prefill_moe_layer_latency_s * ix.INFERENCEX_MOE_SETUP_SHARE)

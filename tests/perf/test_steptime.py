@@ -308,7 +308,8 @@ def test_the_moe_prefill_set_up_is_latency_of_the_request_not_time_of_the_step()
     from tests.helpers import aggregated_fleet
 
     def with_latency(sh, v):
-        return dataclasses.replace(sh, stack=override_stack(sh.stack, {"prefill_moe_layer_latency_s": v}))
+        return dataclasses.replace(sh, stack=override_stack(sh.stack, {"prefill_moe_layer_latency_s": v,
+                                                                       "prefill_moe_latency_s_per_gparam": 0.0}))
 
     moe = shape("h200_sxm", "deepseek_r1", "fp8", tp=8, ep=8)
     plain, eager = with_latency(moe, 0.0), with_latency(moe, 0.002)
@@ -394,3 +395,44 @@ def test_an_mla_layer_overhead_is_paid_per_mla_layer_by_every_step_and_by_nothin
     plain, slow = pair("b200_hgx", "gpt_oss_120b", "fp4", tp=2)  # GQA attention: no MLA chain
     b = dict(decode_seqs=16.0, decode_ctx_tokens=16 * 2000.0)
     assert slow.step_time_s(**b) == plain.step_time_s(**b)
+
+
+def test_the_per_size_moe_prefill_costs_scale_with_routed_expert_parameters_not_with_sharding():
+    """prefill_moe_{latency,overhead}_s_per_gparam price a model's MoE prefill set-up per MoE layer
+    and per billion routed expert parameters of the layer: DeepSeek-R1 (256 experts of 3 x 7168 x
+    2048) pays 3.5x gpt-oss-120b (128 of 3 x 2880 x 2880) per layer, the same at any TP or EP; a
+    dense model pays nothing, and at 0 they change nothing."""
+    from factory_sim.perf.stacks import override_stack
+
+    def priced(sh, latency, overhead):
+        return dataclasses.replace(sh, stack=override_stack(sh.stack, {
+            "prefill_moe_layer_latency_s": 0.0, "prefill_moe_layer_overhead_s": 0.0, "prefill_step_overhead_s": 0.0,
+            "prefill_moe_latency_s_per_gparam": latency, "prefill_moe_overhead_s_per_gparam": overhead}))
+
+    r1 = shape("h200_sxm", "deepseek_r1", "fp8", tp=8, ep=8)
+    assert r1.model.routed_expert_gparams_per_layer == pytest.approx(256 * 3 * 7168 * 2048 / 1e9)
+    gptoss = shape("b200_hgx", "gpt_oss_120b", "mxfp4", attention_precision="bf16")
+    assert r1.model.routed_expert_gparams_per_layer / gptoss.model.routed_expert_gparams_per_layer == \
+        pytest.approx(7168 * 2048 * 2 / (2880 * 2880), rel=1e-12)  # 3.54
+    for sh in (r1, shape("h200_sxm", "deepseek_r1", "fp8", tp=8, ep=1), gptoss):
+        plain, sized = priced(sh, 0.0, 0.0), priced(sh, 1e-4, 2e-4)
+        gparams_s = sh.model.routed_expert_gparams_per_layer * sh.model.moe_layers
+        assert sized.request_latency_s - plain.request_latency_s == pytest.approx(1e-4 * gparams_s, rel=1e-12)
+        pairs = float(prefill_attention_pairs(sh, 1024, 0))
+        args = (1024.0, pairs, 1.0, 8.0, 8000.0)
+        assert StepTimeModel(sized).step_time_s(*args) - StepTimeModel(plain).step_time_s(*args) == \
+            pytest.approx(2e-4 * gparams_s, rel=1e-9)
+        decode = dict(decode_seqs=8.0, decode_ctx_tokens=8000.0)  # no prompt, no stall
+        assert StepTimeModel(sized).step_time_s(**decode) == StepTimeModel(plain).step_time_s(**decode)
+    dense = shape("h200_sxm", "llama3_1_8b", "fp8")
+    assert dense.model.routed_expert_gparams_per_layer == 0.0
+    assert priced(dense, 1e-4, 2e-4).request_latency_s == priced(dense, 0.0, 0.0).request_latency_s
+
+
+def test_the_per_size_moe_prefill_fields_at_zero_leave_the_stack_digest_alone():
+    from factory_sim.config.stack import load_stack
+    from factory_sim.fidelity.stack_errors import stack_digest
+    stack = load_stack("sglang_blackwell")
+    zero = stack.model_copy(update={"prefill_moe_latency_s_per_gparam": 0.0, "prefill_moe_overhead_s_per_gparam": 0.0})
+    assert stack_digest(zero) == stack_digest(stack)
+    assert stack_digest(zero.model_copy(update={"prefill_moe_overhead_s_per_gparam": 1e-4})) != stack_digest(stack)
