@@ -49,9 +49,7 @@ class Parameter:
     upper: float
     prior_sigma_log: float
     why: str
-    # where a fit named with --parameter starts when the profile does not set the constant (None:
-    # such a profile cannot fit it)
-    unset_start: float | None = None
+    unset_start: float | None = None  # a --parameter fit's start where the profile does not set it
 
     def get(self, stack: SoftwareStack) -> float:
         if self.name == "gemm_scale":
@@ -466,9 +464,8 @@ def _leave_group_out(profile, base, params, start, rows, pred, x, sigmas, bounds
     linearisation at the fitted values, with one fresh Jacobian) and simulate the held-out rows
     at the refitted values. A profile whose rows are all one group has nothing left to fit to:
     its held-out rows are predicted at the starting values (the profile before this fit); the
-    (system, model) grouping gives no figure then, as before. A row with no group under a
-    grouping (None: a joint fit's rows of another data set) stays in every fit of it and is not
-    scored there."""
+    (system, model) grouping gives no figure then, as before. A row with no group (None: a joint
+    fit's row of another data set) stays in every fit of that grouping, unscored."""
     keys = {k: f for k, f in keys.items() if k != "group" or len({f(fr) for fr in rows} - {None}) > 1}
     if not keys:
         return {}
@@ -482,8 +479,7 @@ def _leave_group_out(profile, base, params, start, rows, pred, x, sigmas, bounds
     row_of = np.concatenate([[i] * len(fr.published) for i, fr in enumerate(rows)]).astype(int)
     out = {}
     for name, key in keys.items():
-        groups = sorted({key(fr) for fr in rows} - {None})
-        if not groups:
+        if not (groups := sorted({key(fr) for fr in rows} - {None})):
             continue
         frames = []
         for g in groups:
