@@ -16,6 +16,7 @@ hundred points takes minutes on 2 cores.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable
 
 import numpy as np
@@ -165,14 +166,16 @@ def format_inferencex_calibration(fits: list[ProfileFit], skipped: list[tuple[st
         lines.append(_line("after (in sample)", cat([f.errors_after for f in fits])))
         lines.append(_line("leave-one-hardware-out", cat([f.held_out.get("hardware") for f in fits])))
         lines.append(_line("leave-one-date-out", cat([f.held_out.get("date") for f in fits])))
-    if skipped:
-        reasons: dict[str, int] = {}
-        for _, why in skipped:
-            reasons[why] = reasons.get(why, 0) + 1
-        lines.append(f"points not fitted to: {len(skipped)}")
-        for why, count in sorted(reasons.items(), key=lambda kv: -kv[1])[:12]:
-            lines.append(f"  {count:5d}  {why}")
+    lines += skip_lines(skipped, "points")
     return "\n".join(lines)
+
+
+def skip_lines(skipped: list[tuple[str, str]], noun: str) -> list[str]:
+    """The report's lines on what a fit left out: a count per reason, the 12 commonest."""
+    if not skipped:
+        return []
+    reasons = Counter(why for _, why in skipped)
+    return [f"{noun} not fitted to: {len(skipped)}", *(f"  {n:5d}  {why}" for why, n in reasons.most_common(12))]
 
 
 def figures_comment(fit: ProfileFit) -> str:

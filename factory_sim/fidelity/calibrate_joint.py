@@ -40,7 +40,7 @@ from factory_sim.fidelity.calibrate import (
     fitted_parameters,
     profile_yaml,
 )
-from factory_sim.fidelity.calibrate_inferencex import DEFAULT_PARAMETERS, HARNESS_SET, collect_points
+from factory_sim.fidelity.calibrate_inferencex import DEFAULT_PARAMETERS, HARNESS_SET, collect_points, skip_lines
 from factory_sim.fidelity.deployments import catalog_names, row_stack, row_text
 from factory_sim.fidelity.mtp_runs import label_mtp_runs
 
@@ -168,13 +168,7 @@ def format_joint(fits: list[ProfileFit], skipped: list[tuple[str, str]], scales:
             for label, frame in sets.items():
                 cells = [c for c in (_cell(frame, q) for q in QUANTITIES[k]) if c]
                 lines.append(f"    {label:<30} " + ", ".join(cells))
-    if skipped:
-        reasons: dict[str, int] = {}
-        for _, why in skipped:
-            reasons[why] = reasons.get(why, 0) + 1
-        lines.append(f"rows not fitted to: {len(skipped)}")
-        for why, count in sorted(reasons.items(), key=lambda kv: -kv[1])[:12]:
-            lines.append(f"  {count:5d}  {why}")
+    lines += skip_lines(skipped, "rows")
     return "\n".join(lines)
 
 
