@@ -50,10 +50,11 @@ def _measured_key(row: dict) -> tuple | None:
     name = MODEL_ALIASES.get(str(row["model"]), str(row["model"]))
     if name not in models or row.get("mode") != "agg" or not row.get("concurrency") > 0:
         return None
-    if not load_model(name).mtp_layers:  # no MTP module: nothing to label
+    model = load_model(name)
+    if not model.mtp_layers:  # no MTP module: nothing to label
         return None
     try:
-        tp, dp, ep, _ = row_parallel_sizes(row, "", load_model(name))
+        tp, dp, ep, _ = row_parallel_sizes(row, "", model)
     except (Skip, ConfigError, ValueError, TypeError):
         return None
     return (str(row["system"]), name, str(row["precision"]), tp, dp, ep, int(row["isl"]), int(row["osl"]),
