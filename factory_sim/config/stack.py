@@ -128,6 +128,14 @@ class SoftwareStack(BaseModel):
     # server streams nothing to the client), rather than at the end of the prompt's last prefill
     # step. Moves that wait from TPOT into TTFT, as the client measures them.
     first_token_from_decode: bool = False
+    # Whether a step that carries prompt tokens carries no decodes on an aggregated replica: the
+    # running sequences wait for it (SGLang's scheduler: a prefill batch runs whenever prompts can
+    # be admitted, apart from the decode batch, unless launched with --enable-mixed-chunk;
+    # managers/scheduler.py get_next_batch_to_run). With identical output lengths it keeps the
+    # clients of a closed loop in cohorts: a cohort's prompts are all prefilled before any of them
+    # decodes, so they finish together and return together. False: prompt chunks ride along with
+    # the decode step (TensorRT-LLM's inflight batching, vLLM's chunked prefill).
+    prefill_steps_alone: bool = False
     # How an aggregated replica hands out KV memory. "reserve": a request is admitted only when
     # KV for its whole context (input + output) is free, and never evicted (TensorRT-LLM's
     # default GUARANTEED_NO_EVICT capacity scheduler). "on_demand": admitted when its prompt

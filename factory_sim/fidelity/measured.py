@@ -200,17 +200,20 @@ def spread_lengths(mean_tokens: int, n: int, spread: float, seed: int) -> np.nda
     return np.maximum(1, np.round(mean_tokens * (1.0 + offsets))).astype(np.int64)
 
 
-def predict(row, seed: int = 0, stacks: dict[str, SoftwareStack] | None = None) -> tuple[float, float, str]:
+def predict(row, seed: int = 0, stacks: dict[str, SoftwareStack] | None = None,
+            output_spread: float | None = None) -> tuple[float, float, str]:
     """Predicted mean TTFT and mean TPOT in ms for a measured row, and the configuration used.
 
     As the benchmark harness runs it: every client starts at t=0 and the means are over all
     requests of the run, so the first burst of prompts counts as it does in the measurement;
-    output lengths spread by OUTPUT_LENGTH_SPREAD so that later rounds fall out of step.
+    output lengths spread by `output_spread` (None: OUTPUT_LENGTH_SPREAD) so that later rounds
+    fall out of step (0: the harness's exact lengths).
     """
     dep = deployment(row, stacks)
     n = int(min(MAX_REQUESTS, max(MIN_REQUESTS, REQUESTS_PER_CLIENT * dep.concurrency)))
     tokens_in = np.full(n, dep.isl, dtype=np.int64)
-    tokens_out = spread_lengths(dep.osl, n, OUTPUT_LENGTH_SPREAD, seed)
+    spread = OUTPUT_LENGTH_SPREAD if output_spread is None else output_spread
+    tokens_out = spread_lengths(dep.osl, n, spread, seed)
     sim = simulate(dep.fleet, tokens_in, tokens_out, concurrency=dep.concurrency, seed=seed)
     measured = sim.trace.done
     if not measured.any():
@@ -221,12 +224,12 @@ def predict(row, seed: int = 0, stacks: dict[str, SoftwareStack] | None = None) 
 
 
 def _score_rows(args) -> list[dict]:
-    rows, stacks = args if isinstance(args, tuple) else (args, None)
+    rows, stacks, spread = args if isinstance(args, tuple) else (args, None, None)
     out = []
     for row in rows:
         base = {k: row.get(k) for k in ("id", "system", "model", "backend", "mode", "isl", "osl", "concurrency")}
         try:
-            ttft, tpot, config = predict(row, stacks=stacks)
+            ttft, tpot, config = predict(row, stacks=stacks, output_spread=spread)
         except (Skip, ConfigError) as why:
             emit("validation", "measured points")
             out.append({**base, "quantity": "", "predicted": np.nan, "published": np.nan, "rel_error": np.nan,
@@ -241,14 +244,16 @@ def _score_rows(args) -> list[dict]:
 
 
 def validate_points(points: pd.DataFrame, *, jobs: int | None = None,
-                    stacks: dict[str, SoftwareStack] | None = None) -> pd.DataFrame:
-    """One row per (measured row, quantity) scored, plus one row per skipped measured row."""
+                    stacks: dict[str, SoftwareStack] | None = None,
+                    output_spread: float | None = None) -> pd.DataFrame:
+    """One row per (measured row, quantity) scored, plus one row per skipped measured row.
+    `stacks` replaces built-in profiles by name; `output_spread` the spread of output lengths."""
     records = points.to_dict("records")
     workers = worker_count(jobs, len(records))
     if workers == 1 or len(records) < 8:
-        scored = _score_rows((records, stacks))
+        scored = _score_rows((records, stacks, output_spread))
     else:  # several chunks per process, so a slow chunk does not leave a core idle
-        chunks = [(records[i::workers * 4], stacks) for i in range(workers * 4)]
+        chunks = [(records[i::workers * 4], stacks, output_spread) for i in range(workers * 4)]
         scored = [r for part in map_jobs(_score_rows, chunks, workers) for r in part]
     df = mark_sample(pd.DataFrame(scored))
     order = {rid: i for i, rid in enumerate(points["id"])} if "id" in points else {}

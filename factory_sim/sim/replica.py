@@ -18,6 +18,8 @@ Scheduling rules (the step-by-step reference in the tests implements the same on
 - A step decodes one token for every sequence past prefill, and spends what is left of
   the step's token budget (max_batch_tokens) on prompt chunks, oldest admission first.
 - A prompt's last chunk yields the first token at the end of that step.
+- Under a stack with prefill_steps_alone (SGLang's scheduler), a step that carries prompt
+  chunks decodes nothing: the decode batch waits for it (not in the reference).
 - With attention-DP context balancing (an aggregated replica with attention DP under a stack
   with adp_balance_timeout_steps, as TensorRT-LLM's recipes), queued prompts go only at a release:
   at once while a rank runs nothing or every rank can take one (sim/dp_ranks.py), else every
@@ -129,6 +131,8 @@ class Replica:
         if self._recv_polls:
             self._release_every = recv
         self._first_from_decode = role == DECODE and shape.stack.first_token_from_decode
+        # stack.prefill_steps_alone: a step with prompt tokens decodes nothing (the batch waits for it)
+        self._prefill_alone = role == AGGREGATED and shape.stack.prefill_steps_alone
         self._ranks = DpRanks(self._dp) if self._release_every and not self._recv_polls else NoRanks()  # (_held)
         # On-demand KV (stack.kv_allocation): what a sequence holds is its context's tokens
         # times the full-attention bytes per token (an upper bound for sliding-window layers,
@@ -456,6 +460,8 @@ class Replica:
         tr, start, model = self.trace, self.env.now, self.step_model
         n_dec = len(self._ctx_base)
         budget = self.max_batch_tokens - n_dec
+        if self._prefill_alone:
+            n_dec = 0  # the decodes wait for this step (and its prompt budget stays as it was)
         chunks: list[tuple[int, int, int, int]] = []  # (rid, chunk, prior, prompt)
         p_tokens, pairs, host_load_s = 0, 0.0, 0.0
         windowed = model.windowed

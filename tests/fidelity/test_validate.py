@@ -297,13 +297,12 @@ def test_spread_lengths_stay_in_range_keep_the_mean_and_repeat_with_the_seed(mea
         assert (lengths == mean).all()
 
 
-def test_spread_output_lengths_dissolve_the_first_rounds_cohorts(monkeypatch):
+def test_spread_output_lengths_dissolve_the_first_rounds_cohorts():
     """Eight clients whose 1k prompts all fit one step: with identical lengths every later round
     arrives as one cohort and waits for the whole cohort's prefill; spread lengths break it up."""
     row = {**BASE, "isl": 1024, "osl": 256, "concurrency": 8, "batch_size": 8}
     spread_ttft, _, _ = predict(row)
-    monkeypatch.setattr(measured, "OUTPUT_LENGTH_SPREAD", 0.0)
-    lockstep_ttft, _, _ = predict(row)
+    lockstep_ttft, _, _ = predict(row, output_spread=0.0)
     assert spread_ttft < 0.8 * lockstep_ttft
 
 
