@@ -21,7 +21,7 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 @pytest.fixture(scope="session")
 def default_run_stdout() -> str:
-    """What `factory-sim run` prints (the built-in default experiment, about half a minute):
+    """What `factory-sim run` prints (the built-in default experiment, 80-90 s of CPU time):
     run once per session, for the tests of the command line and of the README that shows it."""
     proc = subprocess.run([sys.executable, "-m", "factory_sim.cli", "run", "--quiet"], capture_output=True,
                           text=True, timeout=600)

@@ -28,9 +28,34 @@ def test_default_run_prints_every_column(default_run_stdout):
                    "TTFT p99 s", "TPOT p50 ms", "TPOT p99 ms", "SLO met", "goodput tok/s", "kW", "$/hour",
                    "$/M out", "$/M goodput", "cost vs ref"):
         assert header in out
-    for fleet in ("h200_fp8", "gb200_fp4", "gb300_fp4"):
+    for fleet in ("h200_throughput", "h200_latency", "gb200_throughput", "gb200_latency", "gb300_throughput",
+                  "gb300_latency"):
         assert out.count(fleet) >= 2
     assert "nan" not in out.lower()
+
+
+def test_default_run_lists_each_hardwares_cheapest_layout_per_tier(default_run_stdout):
+    """The quick start's headline: of the two layouts each hardware is given, the cheapest per
+    tier, relative to the cheapest H200 fleet."""
+    lines = default_run_stdout.splitlines()
+    head = next(i for i, line in enumerate(lines) if line.startswith("fleet") and line.endswith("cost vs ref"))
+    cost = {}  # (tier, fleet) -> $/M goodput, from the cost block
+    for line in lines[head + 2:]:
+        if not line.strip():
+            break
+        f = line.split()
+        cost[(f[1], f[0])] = float(f[-2]) if f[-2] != "-" else float("inf")
+    best_head = next(i for i, line in enumerate(lines) if line.startswith("tier") and "cheapest fleet" in line)
+    best = [line.split() for line in lines[best_head + 2:best_head + 2 + 6]]
+    assert {(b[0], b[1]) for b in best} == {(t, hw) for t in ("interactive", "low_latency")
+                                            for hw in ("h200_sxm", "gb200_nvl72", "gb300_nvl72")}
+    for tier, hw, fleet, of, usd, _ in best:
+        mine = {f: c for (t, f), c in cost.items() if t == tier and f.startswith(hw.split("_")[0] + "_")}
+        assert of == "2" and len(mine) == 2
+        assert fleet == min(mine, key=mine.get) and float(usd) == mine[fleet]
+    ref = {b[0]: float(b[4]) for b in best if b[1] == "h200_sxm"}
+    for tier, _, _, _, usd, ratio in best:
+        assert float(ratio.rstrip("x")) == pytest.approx(float(usd) / ref[tier], abs=6e-4)
 
 
 def test_run_writes_summary_and_traces(tmp_path, capsys):

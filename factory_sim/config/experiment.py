@@ -76,16 +76,28 @@ SloSeconds = Annotated[float, within(0, DAY_S, "seconds; above 0 and at most a d
                                      above=True)]
 
 
+# DeepSeek reports 85-90% acceptance for its second-token prediction (DeepSeek-V3 Technical
+# Report, arXiv:2412.19437, sec. 5.4.3): the acceptance where neither the experiment nor the
+# stack gives one
+DEFAULT_MTP_ACCEPTANCE = 0.85
+
+
 class MtpSpec(BaseModel):
     """Multi-token prediction: the model's MTP module drafts tokens the main model verifies."""
 
     model_config = _STRICT
     # DeepSeek-V3 trains one MTP module (one draft token); engines chain it a few times
     draft_tokens: Annotated[int, within(1, 8, "drafted tokens per step; past a few, acceptance decays to nothing")] = 1
-    # chance a drafted token is accepted given the one before it was; DeepSeek reports 85-90%
-    # for its second-token prediction (DeepSeek-V3 Technical Report, arXiv:2412.19437, sec. 5.4.3)
     acceptance_rate: Annotated[float, within(0, 1, "a probability; 1 would accept every draft forever",
-                                             below=True)] = 0.85
+                                             below=True)] | None = Field(
+        default=None, description="chance a drafted token is accepted given the one before it was; null: the "
+                                  "software stack's mtp_acceptance (fitted to measured MTP runs), else 0.85")
+
+    def acceptance_for(self, stack_acceptance: float | None) -> float:
+        """The acceptance a pool drafts with: this spec's, else its stack's fitted one, else the default."""
+        if self.acceptance_rate is not None:
+            return self.acceptance_rate
+        return stack_acceptance if stack_acceptance is not None else DEFAULT_MTP_ACCEPTANCE
 
 
 class AutoscaleSpec(BaseModel):

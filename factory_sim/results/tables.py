@@ -200,6 +200,9 @@ def reference_without_goodput(summary: pd.DataFrame) -> dict[str, str]:
     return out
 
 
+NO_FLEET = "none meets the SLO"  # the cheapest-fleet cell of a hardware none of whose fleets serves the tier
+
+
 def best_by_hardware(summary: pd.DataFrame) -> pd.DataFrame:
     """Per tier and hardware: its cheapest fleet by $ per million goodput tokens, and that cost
     relative to the cheapest fleet of the reference fleet's hardware in the tier.
@@ -223,7 +226,7 @@ def best_by_hardware(summary: pd.DataFrame) -> pd.DataFrame:
         ref_cost = ref_pick["usd_per_m_goodput_tokens"] if ref_pick is not None else math.nan
         for hw, (pick, n) in best.items():
             cost = pick["usd_per_m_goodput_tokens"] if pick is not None else math.nan
-            rows.append({"tier": tier, "hardware": hw, "fleet": pick["fleet"] if pick is not None else "-",
+            rows.append({"tier": tier, "hardware": hw, "fleet": pick["fleet"] if pick is not None else NO_FLEET,
                          "fleets": n, "usd_per_m_goodput_tokens": cost,
                          "cost_ratio_to_best_reference": cost / ref_cost if not is_missing(ref_cost) else math.nan})
     return pd.DataFrame(rows, columns=columns)
@@ -283,6 +286,19 @@ def best_columns(ref_hw: str) -> list[Column]:
             Column("cost_ratio_to_best_reference", f"vs best {ref_hw}", lambda v: f"{v:.3f}x")]
 
 
+def best_table_notes(best: pd.DataFrame, ref_hw: str) -> list[str]:
+    """Why a cheapest-fleet row has no cost or no ratio: no fleet of its hardware meets the tier."""
+    notes = []
+    for tier, g in best.groupby("tier", sort=False):
+        none = [str(hw) for hw in g.loc[g["fleet"] == NO_FLEET, "hardware"]]
+        if ref_hw in none:
+            notes.append(f"No {ref_hw} fleet meets tier {tier} at any load, so there is no ratio to it in that tier.")
+        others = [hw for hw in none if hw != ref_hw]
+        if others:
+            notes.append(f"No {' or '.join(others)} fleet meets tier {tier} at any load.")
+    return notes
+
+
 def table_notes(summary: pd.DataFrame, placeholder_hardware: Iterable[str] = ()) -> dict[str, list[str]]:
     """The sentences under the table: `before` the cheapest-fleet table (what cost vs ref is
     relative to, where it is '-', that layouts are fixed), `after` it (placeholder prices,
@@ -292,10 +308,17 @@ def table_notes(summary: pd.DataFrame, placeholder_hardware: Iterable[str] = ())
     before.append(f"cost vs ref: $ per million goodput tokens relative to fleet '{ref}' in the same tier.")
     for tier, why in reference_without_goodput(summary).items():
         before.append(f"cost vs ref is '-' in tier {tier}: {why}.")
+    best = best_by_hardware(summary)
+    if len(best):
+        ref_hw = reference_hardware(summary)
+        beaten = [str(t) for t in best.loc[(best["hardware"] == ref_hw) & ~best["fleet"].isin([ref, NO_FLEET]), "tier"]]
+        if beaten:
+            before.append(f"'{ref}' is not the cheapest {ref_hw} fleet in tier {', '.join(beaten)}: the last table "
+                          "compares each hardware at its cheapest fleet.")
     before.append(LAYOUT_NOTE)
-    if len(best_by_hardware(summary)):
-        before.append(f"Each hardware's cheapest fleet per tier, relative to the cheapest "
-                      f"{reference_hardware(summary)} fleet:")
+    if len(best):
+        before.append(f"Each hardware's cheapest fleet per tier, relative to the cheapest {ref_hw} fleet:")
+        after += best_table_notes(best, ref_hw)
     else:
         before.append(LAYOUT_HINT)
     shown = {h for hw in summary["hardware"] for h in _hardware_parts(hw)} if len(summary) else set()

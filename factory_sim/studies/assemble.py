@@ -70,7 +70,8 @@ def _fleet_layout(exp: Experiment, i: int, fleet: FleetSpec) -> FleetLayout:
                 hardware=hw, model=model, stack=stack, precision=precision,
                 attention_precision=attention_precision, kv_precision=spec.kv_precision or fleet.kv_precision,
                 tp=spec.tp, dp_attention=spec.dp_attention, ep=ep, pp=spec.pp,
-                mtp_draft_tokens=mtp.draft_tokens if mtp else 0, mtp_acceptance=mtp.acceptance_rate if mtp else 0.0,
+                mtp_draft_tokens=mtp.draft_tokens if mtp else 0,
+                mtp_acceptance=mtp.acceptance_for(stack.mtp_acceptance) if mtp else 0.0,
                 path=path,
             )
             plan_memory(shape)  # refuses a shape that does not fit, naming the pool

@@ -11,7 +11,14 @@ import pandas as pd
 import pytest
 
 from factory_sim.results.labels import field_label, label
-from factory_sim.results.tables import LAYOUT_NOTE, TABLE_WIDTH, best_by_hardware, format_table, placeholder_priced
+from factory_sim.results.tables import (
+    LAYOUT_NOTE,
+    NO_FLEET,
+    TABLE_WIDTH,
+    best_by_hardware,
+    format_table,
+    placeholder_priced,
+)
 from factory_sim.studies.assemble import load_experiment
 from factory_sim.studies.run import SUMMARY_COLUMNS
 from tests.helpers import SMALL
@@ -78,14 +85,34 @@ def test_each_hardware_at_its_cheapest_fleet_per_tier():
     best = best_by_hardware(df).set_index("hardware")
     assert best.loc["h200_sxm", "fleet"] == "h200_latency" and best.loc["h200_sxm", "fleets"] == 2
     assert best.loc["gb200_nvl72", "cost_ratio_to_best_reference"] == pytest.approx(0.1 / 2.0)
-    assert best.loc["b200_hgx", "fleet"] == "-" and np.isnan(best.loc["b200_hgx", "cost_ratio_to_best_reference"])
+    assert best.loc["b200_hgx", "fleet"] == NO_FLEET and np.isnan(best.loc["b200_hgx", "cost_ratio_to_best_reference"])
     text = format_table(df)
     assert "cheapest h200_sxm fleet" in text and "h200_latency" in text and "0.050x" in text
-    # against the fixed reference layout the ratio is 4x smaller: the table shows both
+    # against the fixed reference layout the ratio is 4x smaller: the table shows both, and says which compares
+    # each hardware at its best
     assert "0.013x" in text
+    assert "'h200_throughput' is not the cheapest h200_sxm fleet in tier t" in " ".join(text.split())
+    assert "No b200_hgx fleet meets tier t at any load." in text
     # one fleet per hardware: nothing to pick, and the table says how to compare at best layouts
     single = format_table(df[df["fleet"] != "h200_latency"])
     assert best_by_hardware(df[df["fleet"] != "h200_latency"]).empty and "give it several fleets" in single
+
+
+def test_a_reference_hardware_that_meets_no_tier_gets_no_ratio_and_says_so():
+    df = _summary([
+        {"fleet": "h200_throughput", "tier": "fast", "hardware": "h200_sxm", "feasible": False,
+         "usd_per_m_goodput_tokens": math.nan, "note": "cannot meet TPOT 5 ms at any load"},
+        {"fleet": "h200_latency", "tier": "fast", "hardware": "h200_sxm", "feasible": False,
+         "usd_per_m_goodput_tokens": math.nan, "note": "cannot meet TPOT 5 ms at any load"},
+        {"fleet": "gb200", "tier": "fast", "hardware": "gb200_nvl72", "usd_per_m_goodput_tokens": 0.1},
+    ])
+    best = best_by_hardware(df).set_index("hardware")
+    assert best.loc["h200_sxm", "fleet"] == NO_FLEET and np.isnan(best.loc["gb200_nvl72",
+                                                                             "cost_ratio_to_best_reference"])
+    text = " ".join(format_table(df).split())
+    assert "No h200_sxm fleet meets tier fast at any load, so there is no ratio to it in that tier." in text
+    assert "not the cheapest" not in text  # no fleet of it is: none to point to
+    assert "h200_latency / fast: cannot meet TPOT 5 ms at any load" in text
 
 
 def test_placeholder_prices_are_marked(tmp_path):

@@ -96,3 +96,27 @@ def test_mixed_fleet_pool_without_hardware_is_refused():
     raw["fleets"] = [{"name": "m", "prefill": {"replicas": 1}, "decode": {"hardware": "h100_sxm", "replicas": 1}}]
     with pytest.raises(ConfigError, match="no hardware"):
         parse_experiment(raw)
+
+
+def test_mtp_drafts_with_the_experiments_acceptance_else_the_stacks_fitted_one_else_the_default():
+    from factory_sim.config.experiment import DEFAULT_MTP_ACCEPTANCE
+    from factory_sim.config.stack import load_stack
+
+    node = {"hardware": "h200_sxm", "prefill": {"replicas": 1, "tp": 8}, "decode": {"replicas": 1, "tp": 8}}
+    raw = {"name": "mtp", "model": "deepseek_r1", "workload": "chat_1k1k",
+           "slo_tiers": [{"name": "s", "ttft_s": 2.0, "tpot_s": 0.05}],
+           "load": {"mode": "fixed", "rate_per_s": 1},
+           "fleets": [{**node, "name": "given", "mtp": {"draft_tokens": 3, "acceptance_rate": 0.7}},
+                      {**node, "name": "fitted", "mtp": {"draft_tokens": 3}},
+                      {**node, "name": "unfitted", "stack": "vllm_hopper", "mtp": {"draft_tokens": 3}},
+                      {**node, "name": "none"}]}
+    decode = {plan.name: plan.pools[1].shape for plan in fleet_layouts(parse_experiment(raw))}
+    assert load_stack("vllm_hopper").mtp_acceptance is None
+    fitted = load_stack("trtllm_hopper").mtp_acceptance
+    assert fitted is not None and fitted != DEFAULT_MTP_ACCEPTANCE
+    assert decode["given"].mtp_acceptance == 0.7
+    assert decode["fitted"].mtp_acceptance == fitted
+    assert decode["unfitted"].mtp_acceptance == DEFAULT_MTP_ACCEPTANCE
+    assert decode["none"].mtp_draft_tokens == 0 and decode["none"].mtp_acceptance == 0.0
+    assert {plan.name: plan.pools[0].shape.mtp_draft_tokens for plan in fleet_layouts(parse_experiment(raw))} == {
+        "given": 0, "fitted": 0, "unfitted": 0, "none": 0}  # prefill drafts nothing

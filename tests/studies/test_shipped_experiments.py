@@ -48,3 +48,23 @@ def test_a_replayed_trace_must_hold_the_requests_of_the_experiment():
     with pytest.raises(ConfigError, match="exceed the 12031 requests") as info:
         parse_experiment(raw)
     assert info.value.path == "requests"
+
+
+def test_the_default_experiment_gives_each_hardware_a_throughput_and_a_latency_layout_with_mtp():
+    """The quick start compares hardware at their best: every hardware has a wide-EP decode
+    layout (attention DP) and a TP8 one, each drafting with MTP at its stack's fitted acceptance."""
+    from factory_sim.config.stack import load_stack
+    from factory_sim.studies.assemble import default_experiment
+
+    layouts = fleet_layouts(default_experiment())
+    by_hw: dict[str, list] = {}
+    for plan in layouts:
+        assert plan.gpus == 72
+        (decode,) = [p for p in plan.pools if p.role == "decode"]
+        by_hw.setdefault(decode.shape.hardware.name, []).append(decode.shape)
+    assert set(by_hw) == {"h200_sxm", "gb200_nvl72", "gb300_nvl72"}
+    for shapes in by_hw.values():
+        assert sorted((s.dp_attention > 1, s.tp) for s in shapes) == [(False, 8), (True, 1)]
+        for s in shapes:
+            assert s.mtp_draft_tokens == (1 if s.dp_attention > 1 else 3)
+            assert s.mtp_acceptance == load_stack(s.stack.name).mtp_acceptance
