@@ -60,6 +60,13 @@ class SoftwareStack(BaseModel):
     # ranks and the layer waits for the last, so the fixed cost of a step grows with the EP
     # width. 0 leaves it out.
     ep_peer_latency_s: StepSeconds = 0.0
+    # Spread (standard deviation) of one attention-DP rank's step time: each rank schedules,
+    # samples and launches its own batch, and the ranks meet at every MoE all-to-all, so a step
+    # of dp ranks lasts as long as the slowest of them: this spread times the expected largest
+    # of dp standard normal draws (0.56 at 2 ranks, 1.42 at 8, 1.77 at 16, 2.07 at 32). Wide
+    # attention-DP decode at a few sequences per rank then runs slower than the mean rank's
+    # roofline. 0 leaves it out.
+    adp_rank_jitter_s: StepSeconds = 0.0
     ep_load_imbalance: Annotated[float, within(1, 1000, "busiest expert rank over the mean; 1000 is all tokens on "
                                                         "one rank of 1000")]
     step_overhead_s: StepSeconds

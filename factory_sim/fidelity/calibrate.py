@@ -64,7 +64,7 @@ class Parameter:
         return {self.name: value}
 
 
-EP_PARAMETERS = ("ep_load_imbalance", "ep_peer_latency_s")  # fitted only to rows that use expert parallelism
+EP_PARAMETERS = ("ep_load_imbalance", "ep_peer_latency_s", "adp_rank_jitter_s")  # fitted only to rows using EP
 # Fitted only when asked for by name: every profile sets them (at an estimate), so fitting them by
 # default would change what a plain `calibrate` fits.
 OPT_IN_PARAMETERS = ("layer_overhead_s",)
@@ -78,12 +78,12 @@ PARAMETERS = (
     # fitted only where a profile sets it; its prior is the FlashAttention-3/-4 figure it cites
     Parameter("prefill_attention_efficiency", 0.1, 1.0, 0.3, "published kernel benchmarks"),
     Parameter("step_overhead_s", 1e-4, 0.02, 1.0, "estimate"),
-    # fitted only when named (--parameter): every profile sets it, at an estimate
-    Parameter("layer_overhead_s", 1e-6, 2e-4, 1.5, "estimate"),
+    Parameter("layer_overhead_s", 1e-6, 2e-4, 1.5, "estimate"),  # fitted only when named: every profile sets it
     # fitted where a profile sets it, or when named (from 20 us: an estimate, a few small kernels' launch)
     Parameter("mla_layer_overhead_s", 1e-6, 2e-4, 1.5, "estimate", unset_start=2e-5),
     Parameter("ep_load_imbalance", 1.0, 3.0, 0.3, "estimate"),
     Parameter("ep_peer_latency_s", 1e-8, 2e-5, 1.5, "estimate"),  # fitted only where a profile sets it
+    Parameter("adp_rank_jitter_s", 1e-5, 0.02, 1.5, "estimate", unset_start=1e-3),  # where set, or when named
     Parameter("seq_overhead_s", 1e-7, 2e-4, 1.5, "estimate"),  # fitted only where a profile sets it
     Parameter("prefill_step_overhead_s", 1e-3, 0.5, 1.5, "estimate"),
     Parameter("frontend_latency_s", 1e-3, 0.3, 1.0, "estimate"),  # fitted only where a profile sets it

@@ -14,11 +14,13 @@ nothing about queues.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
+from scipy import integrate, special
 
 from factory_sim.perf.shape import BYTES_PER_ELEMENT, ReplicaShape, compute_precision
 
@@ -141,6 +143,20 @@ _NUMPY_MIN_STEPS = 24
 _TINY = 1e-30  # guards divisions whose result is multiplied by zero when rows == 0
 
 
+@functools.lru_cache(maxsize=64)
+def expected_max_standard_normal(n: int) -> float:
+    """E[max of n independent standard normal draws]: 0 for one, 0.564 for two, 2.070 for 32.
+
+    How far the slowest of n ranks whose step times spread alike lies above their mean, in
+    units of that spread (integrated on a fine grid: the integrand is negligible beyond 12).
+    """
+    if n <= 1:
+        return 0.0
+    x = np.linspace(-12.0, 12.0, 48001)
+    density = n * np.exp(-0.5 * x * x) / math.sqrt(2.0 * math.pi) * special.ndtr(x) ** (n - 1)
+    return float(integrate.trapezoid(x * density, x))
+
+
 class StepTimeModel:
     """Prices batches for one replica shape. Construct once per shape; calls are cheap.
 
@@ -194,7 +210,8 @@ class StepTimeModel:
         self._comm_per_token, self._comm_fixed = self._communication_coefficients()
         self._comm_share = 1.0 - st.comm_overlap_fraction
         mla_layers = m.softmax_attention_layers if m.attention == "mla" else 0
-        self._overhead = st.step_overhead_s + st.layer_overhead_s * m.layers + st.mla_layer_overhead_s * mla_layers
+        self._overhead = (st.step_overhead_s + st.layer_overhead_s * m.layers + st.mla_layer_overhead_s * mla_layers
+                          + st.adp_rank_jitter_s * expected_max_standard_normal(dp))
         self._seq_overhead = st.seq_overhead_s
         moe_layer_s = (st.prefill_moe_layer_overhead_s
                        + st.prefill_moe_overhead_s_per_gparam * m.routed_expert_gparams_per_layer)

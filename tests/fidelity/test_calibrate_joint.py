@@ -73,6 +73,11 @@ def test_a_constant_the_profile_does_not_set_is_fitted_from_its_estimate_only_wh
     assert "mla_layer_overhead_s" not in [p.name for p in fitted_parameters(base, True, None)]
     (p,) = [p for p in fitted_parameters(base, True, ["mla_layer_overhead_s"])]
     assert start_value(p, base) == pytest.approx(2e-5)
+    # the attention-DP rank jitter: from 1 ms when named, and only for rows that use expert parallelism
+    assert "adp_rank_jitter_s" not in [p.name for p in fitted_parameters(base, True, None)]
+    (p,) = fitted_parameters(base, True, ["adp_rank_jitter_s"])
+    assert start_value(p, base) == pytest.approx(1e-3)
+    assert fitted_parameters(base, False, ["adp_rank_jitter_s"]) == ()
 
 
 def _row(kind: str, i: int, quantities: tuple[str, ...]) -> FitRow:

@@ -397,6 +397,38 @@ def test_an_mla_layer_overhead_is_paid_per_mla_layer_by_every_step_and_by_nothin
     assert slow.step_time_s(**b) == plain.step_time_s(**b)
 
 
+def test_the_expected_slowest_of_n_ranks_matches_the_order_statistics_of_the_normal():
+    from factory_sim.perf.steptime import expected_max_standard_normal
+
+    assert expected_max_standard_normal(1) == 0.0
+    assert expected_max_standard_normal(2) == pytest.approx(1.0 / np.sqrt(np.pi), rel=1e-6)  # exact for two
+    assert expected_max_standard_normal(3) == pytest.approx(1.5 / np.sqrt(np.pi), rel=1e-6)  # and for three
+    draws = np.random.default_rng(0).standard_normal((20000, 32)).max(axis=1)
+    assert expected_max_standard_normal(32) == pytest.approx(draws.mean(), abs=4 * draws.std() / np.sqrt(20000))
+
+
+def test_attention_dp_rank_jitter_adds_the_slowest_ranks_lead_to_every_step_and_nothing_without_attention_dp():
+    from factory_sim.perf.stacks import override_stack
+    from factory_sim.perf.steptime import expected_max_standard_normal
+
+    def pair(**par):
+        base = shape("gb200_nvl72", "deepseek_r1", "fp4", **par)
+        return tuple(StepTimeModel(dataclasses.replace(base, stack=override_stack(base.stack, {"adp_rank_jitter_s": v})))
+                     for v in (0.0, 2e-3))
+
+    for dp in (8, 32):
+        plain, jittery = pair(tp=1, dp_attention=dp, ep=dp)
+        for seqs in (dp, 64 * dp):
+            b = dict(decode_seqs=float(seqs), decode_ctx_tokens=seqs * 1500.0)
+            assert jittery.step_time_s(**b) - plain.step_time_s(**b) == pytest.approx(
+                2e-3 * expected_max_standard_normal(dp), rel=1e-9)
+        assert float(jittery.decode_elapsed_s(dp, [dp * 1500.0])[0]) == pytest.approx(
+            jittery.step_time_s(decode_seqs=float(dp), decode_ctx_tokens=dp * 1500.0), rel=1e-12)
+    plain, jittery = pair(tp=8, ep=8)  # one scheduler for all eight GPUs: no ranks to wait for
+    b = dict(decode_seqs=16.0, decode_ctx_tokens=16 * 1500.0)
+    assert jittery.step_time_s(**b) == plain.step_time_s(**b)
+
+
 def test_the_per_size_moe_prefill_costs_scale_with_routed_expert_parameters_not_with_sharding():
     """prefill_moe_{latency,overhead}_s_per_gparam price a model's MoE prefill set-up per MoE layer
     and per billion routed expert parameters of the layer: DeepSeek-R1 (256 experts of 3 x 7168 x
