@@ -73,6 +73,10 @@ def test_a_constant_the_profile_does_not_set_is_fitted_from_its_estimate_only_wh
     assert "mla_layer_overhead_s" not in [p.name for p in fitted_parameters(base, True, None)]
     (p,) = [p for p in fitted_parameters(base, True, ["mla_layer_overhead_s"])]
     assert start_value(p, base) == pytest.approx(2e-5)
+    assert base.fp4_gemm_half_efficiency_tokens is None  # the FP4 roll-off likewise, from the 32 rows of every GEMM
+    assert "fp4_gemm_half_efficiency_tokens" not in [p.name for p in fitted_parameters(base, True, None)]
+    (p,) = fitted_parameters(base, True, ["fp4_gemm_half_efficiency_tokens"])
+    assert start_value(p, base) == pytest.approx(32.0)
 
 
 def _row(kind: str, i: int, quantities: tuple[str, ...]) -> FitRow:
