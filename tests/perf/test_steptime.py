@@ -443,25 +443,28 @@ def test_fp4_dense_gemms_roll_off_at_their_own_rows_and_nothing_else_moves():
     flops x (rows + m) / rows at the FP4 rate once compute-bound; the FP8 attention projections,
     the BF16 LM head and a model's grouped expert GEMMs keep gemm_half_efficiency_tokens."""
     sh = shape("b300_hgx", "llama2_70b", "fp4")
-    base, rolled = StepTimeModel(sh), StepTimeModel(_with_stack(sh, fp4_gemm_half_efficiency_tokens=512.0))
+    plain = StepTimeModel(_with_stack(sh, fp4_gemm_half_efficiency_tokens=None))
+    rolled = StepTimeModel(_with_stack(sh, fp4_gemm_half_efficiency_tokens=512.0))
     tokens = 512.0
-    b, r = base.breakdown(decode_seqs=tokens, decode_ctx_tokens=tokens * 300), \
+    b, r = plain.breakdown(decode_seqs=tokens, decode_ctx_tokens=tokens * 300), \
         rolled.breakdown(decode_seqs=tokens, decode_ctx_tokens=tokens * 300)
     flops_per_token, _, peak, m_half = rolled._dense
-    assert m_half == 512.0 and base._dense[3] == sh.stack.gemm_half_efficiency_tokens
+    assert m_half == 512.0 and plain._dense[3] == sh.stack.gemm_half_efficiency_tokens
     assert float(r.dense_ffn_s) == pytest.approx(flops_per_token * (tokens + 512.0) / peak, rel=1e-12)
     assert float(r.dense_ffn_s) > 1.5 * float(b.dense_ffn_s)
     for part in ("attention_linear_s", "lm_head_s", "attention_core_s", "overhead_s"):
         assert float(getattr(r, part)) == float(getattr(b, part))
-    # unset: every GEMM keeps the one roll-off, to the bit
-    unset = StepTimeModel(_with_stack(sh, fp4_gemm_half_efficiency_tokens=None))
-    assert float(unset.breakdown(decode_seqs=tokens, decode_ctx_tokens=1e5).total_s) == \
-        float(base.breakdown(decode_seqs=tokens, decode_ctx_tokens=1e5).total_s)
+    # unset is the other GEMMs' roll-off, to the bit
+    same = StepTimeModel(_with_stack(sh, fp4_gemm_half_efficiency_tokens=sh.stack.gemm_half_efficiency_tokens))
+    for n in (1.0, 64.0, 4096.0):
+        assert float(same.breakdown(decode_seqs=n, decode_ctx_tokens=n * 500).total_s) == \
+            float(plain.breakdown(decode_seqs=n, decode_ctx_tokens=n * 500).total_s)
     # DeepSeek-R1 NVFP4: the routed experts' grouped GEMMs are not the dense ones
     moe = SHAPES["r1_gb200_wide_ep"]()
-    moe_base, moe_rolled = StepTimeModel(moe), StepTimeModel(_with_stack(moe, fp4_gemm_half_efficiency_tokens=512.0))
+    moe_plain = StepTimeModel(_with_stack(moe, fp4_gemm_half_efficiency_tokens=None))
+    moe_rolled = StepTimeModel(_with_stack(moe, fp4_gemm_half_efficiency_tokens=512.0))
     assert float(moe_rolled.breakdown(decode_seqs=256.0, decode_ctx_tokens=256e3).experts_s) == \
-        float(moe_base.breakdown(decode_seqs=256.0, decode_ctx_tokens=256e3).experts_s)
+        float(moe_plain.breakdown(decode_seqs=256.0, decode_ctx_tokens=256e3).experts_s)
 
 
 def test_the_fp4_roll_off_unset_leaves_the_stack_digest_alone():
