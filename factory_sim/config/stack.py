@@ -41,6 +41,11 @@ class SoftwareStack(BaseModel):
     # GEMM rows (tokens) per GPU at which efficiency reaches half its large-GEMM value:
     # small-M GEMMs run far below peak (measured_efficiency.csv conditions columns).
     gemm_half_efficiency_tokens: Annotated[float, within(0, 1e7, "GEMM rows per GPU")]
+    # The same for the FP4 (NVFP4) GEMMs of the dense layers and attention projections, one
+    # launch per weight matrix (the experts' grouped GEMMs keep gemm_half_efficiency_tokens):
+    # block-scaled FP4 GEMMs reach their large-GEMM rate only at several hundred rows.
+    # None: gemm_half_efficiency_tokens.
+    fp4_gemm_half_efficiency_tokens: Annotated[float, within(0, 1e7, "GEMM rows per GPU")] | None = None
     # Rows of one tensor-core tile: a GEMM with fewer rows costs a full tile of compute.
     gemm_min_rows: Annotated[float, within(1, 65536, "rows of a tensor-core tile; today's are 64-256")]
     # Attention math's fraction of the BF16 peak: decode (and MLA's absorbed attention) ...

@@ -93,6 +93,7 @@ PARAMETERS = (
     Parameter("prefill_moe_latency_s_per_gparam", 1e-6, 2e-3, 1.5, "estimate"),
     Parameter("prefill_moe_overhead_s_per_gparam", 1e-6, 2e-3, 1.5, "estimate"),
     Parameter("activation_passes", 0.5, 40.0, 0.7, "estimate"),  # fitted only where a profile sets it
+    Parameter("fp4_gemm_half_efficiency_tokens", 8, 8192, 1.5, "estimate", unset_start=32),  # where set or named
     # fitted only where a profile sets it, and only MTP rows (InferenceX points) inform it
     Parameter("mtp_acceptance", 0.2, 0.95, 0.3, "DeepSeek-V3 report: 85-90% for the first draft"),
 )
@@ -361,9 +362,8 @@ def prior_values(profile: str) -> dict[str, float]:
 
 
 def fitted_parameters(base: SoftwareStack, moe_ep: bool, names: list[str] | None) -> tuple[Parameter, ...]:
-    """The constants a fit moves: those the profile sets (log-space: > 0), the EP ones only with
-    rows that use expert parallelism, and of those the ones named (all but OPT_IN_PARAMETERS
-    when none are)."""
+    """The constants a fit moves: those the profile sets (log-space: > 0), the EP ones only with rows
+    that use expert parallelism, and of those the ones named (all but OPT_IN_PARAMETERS when none are)."""
     named = set(names or ())
     settable = [p for p in PARAMETERS if (p.name not in EP_PARAMETERS or moe_ep)
                 and (p.get(base) > 0 or (p.name in named and p.unset_start))]

@@ -180,15 +180,23 @@ class StepTimeModel:
             cp = compute_precision(precision, hw)
             return hw.dense_flops_per_s(cp) * st.gemm_peak_fraction(cp)
 
+        def half_rows(precision: str) -> float:
+            """Rows at which a dense (one-launch) GEMM at this precision reaches half its peak."""
+            if compute_precision(precision, hw) == "fp4" and st.fp4_gemm_half_efficiency_tokens is not None:
+                return st.fp4_gemm_half_efficiency_tokens
+            return self._m_half
+
         # Per GPU of a stage, summed over all layers (a step's latency crosses every stage).
         attn_params = m.attention_params / shape.tp
         dense_params = (m.dense_ffn_params_per_layer * m.dense_layers
                         + m.shared_expert_params_per_layer * m.moe_layers) / sg
         head_params = m.lm_head_params / shape.tp
+        # (FLOPs per token, weight bytes, peak FLOP/s, rows at half efficiency) of each dense GEMM group
         self._attn = (2.0 * attn_params / dp, attn_params * shape.attention_bytes_per_element,
-                      peak(shape.attention_precision))
-        self._dense = (2.0 * dense_params, dense_params * shape.weight_bytes_per_element, peak(shape.precision))
-        self._head = (2.0 * head_params / dp, head_params * BYTES_PER_ELEMENT["bf16"], peak("bf16"))
+                      peak(shape.attention_precision), half_rows(shape.attention_precision))
+        self._dense = (2.0 * dense_params, dense_params * shape.weight_bytes_per_element, peak(shape.precision),
+                       half_rows(shape.precision))
+        self._head = (2.0 * head_params / dp, head_params * BYTES_PER_ELEMENT["bf16"], peak("bf16"), self._m_half)
         self._dp = float(dp)
         if m.is_moe:
             k, e = m.top_k, m.n_routed_experts
@@ -234,14 +242,14 @@ class StepTimeModel:
         self.windowed = bool(self._window[1])  # a window or sparse attention changes the prefill pair count
 
     # -- helpers -----------------------------------------------------------------------
-    def _gemm_time(self, ops, flops, weight_bytes, rows, peak_flops):
+    def _gemm_time(self, ops, flops, weight_bytes, rows, peak_flops, m_half):
         """Roofline of GEMMs whose M dimension is `rows` tokens; zero when rows == 0.
 
         Tensor cores work in tiles of `gemm_min_rows` rows, so fewer rows cost as much
         compute as a full tile; above that, efficiency rolls off as rows/(rows + m_half).
         """
         padded = ops.maximum(rows, self._min_rows)
-        compute = flops * (padded + self._m_half) / ops.maximum(rows, _TINY) / peak_flops
+        compute = flops * (padded + m_half) / ops.maximum(rows, _TINY) / peak_flops
         return (rows > 0) * ops.maximum(compute, weight_bytes / self._hbm_bw)
 
     def _link_bw(self, group_gpus: int) -> float:
@@ -288,20 +296,20 @@ class StepTimeModel:
     def _price(self, ops, p_tok, pairs, p_seqs, d_seqs, d_ctx):
         tokens = p_tok + d_seqs
         logits = p_seqs + d_seqs
-        flops, weights, peak = self._attn
-        attn_linear = self._gemm_time(ops, flops * tokens, weights, tokens / self._dp, peak)
-        flops, weights, peak = self._dense
-        dense_ffn = self._gemm_time(ops, flops * tokens, weights, tokens, peak)
+        flops, weights, peak, m_half = self._attn
+        attn_linear = self._gemm_time(ops, flops * tokens, weights, tokens / self._dp, peak, m_half)
+        flops, weights, peak, m_half = self._dense
+        dense_ffn = self._gemm_time(ops, flops * tokens, weights, tokens, peak, m_half)
         if self._moe:
             touched = -ops.expm1(tokens * self._log_miss)  # share of experts any token chose
             rows = tokens * self._expert_rows_per_token / ops.maximum(self._experts_total * touched, _TINY)
             experts = self._imbalance * self._gemm_time(
                 ops, self._expert_flops_per_token * tokens, self._expert_bytes_per_touched * touched, rows,
-                self._ffn_peak)
+                self._ffn_peak, self._m_half)
         else:
             experts = 0.0 * tokens
-        flops, weights, peak = self._head
-        lm_head = self._gemm_time(ops, flops * logits, weights, logits / self._dp, peak)
+        flops, weights, peak, m_half = self._head
+        lm_head = self._gemm_time(ops, flops * logits, weights, logits / self._dp, peak, m_half)
         activations = tokens / self._dp * self._activation_bytes / self._hbm_bw
         if self._state_bytes:
             linear_attention = ops.maximum(logits / self._dp * self._state_bytes / self._hbm_bw,
@@ -416,8 +424,8 @@ class StepTimeModel:
         linear, comm, overhead = self._batch_terms(ops, n * (k + 1), n * (k + 1))
         verify = linear + self._attention_core(ops, 0.0, ctx, k + 1) + comm + overhead
         d_linear, d_comm, _ = self._batch_terms(ops, n, n)
-        flops, weights, peak = self._head
-        head = float(self._gemm_time(ops, flops * n, weights, n / self._dp, peak))
+        flops, weights, peak, m_half = self._head
+        head = float(self._gemm_time(ops, flops * n, weights, n / self._dp, peak, m_half))
         share = shape.model.mtp_layers / shape.model.layers
         draft = k * ((d_linear - head + d_comm + self._attention_core(ops, 0.0, ctx)) * share + head)
         return (verify + draft) / shape.mtp_tokens_per_pass

@@ -78,6 +78,10 @@ def test_a_constant_the_profile_does_not_set_is_fitted_from_its_estimate_only_wh
     (p,) = fitted_parameters(base, True, ["adp_rank_jitter_s"])
     assert start_value(p, base) == pytest.approx(1e-3)
     assert fitted_parameters(base, False, ["adp_rank_jitter_s"]) == ()
+    assert base.fp4_gemm_half_efficiency_tokens is None  # the FP4 roll-off likewise, from the 32 rows of every GEMM
+    assert "fp4_gemm_half_efficiency_tokens" not in [p.name for p in fitted_parameters(base, True, None)]
+    (p,) = fitted_parameters(base, True, ["fp4_gemm_half_efficiency_tokens"])
+    assert start_value(p, base) == pytest.approx(32.0)
 
 
 def _row(kind: str, i: int, quantities: tuple[str, ...]) -> FitRow:

@@ -468,3 +468,40 @@ def test_the_per_size_moe_prefill_fields_at_zero_leave_the_stack_digest_alone():
     zero = stack.model_copy(update={"prefill_moe_latency_s_per_gparam": 0.0, "prefill_moe_overhead_s_per_gparam": 0.0})
     assert stack_digest(zero) == stack_digest(stack)
     assert stack_digest(zero.model_copy(update={"prefill_moe_overhead_s_per_gparam": 1e-4})) != stack_digest(stack)
+
+
+def test_fp4_dense_gemms_roll_off_at_their_own_rows_and_nothing_else_moves():
+    """Llama 2 70B NVFP4 on B300: with the FP4 half-efficiency rows set, the FFN's FP4 GEMMs cost
+    flops x (rows + m) / rows at the FP4 rate once compute-bound; the FP8 attention projections,
+    the BF16 LM head and a model's grouped expert GEMMs keep gemm_half_efficiency_tokens."""
+    sh = shape("b300_hgx", "llama2_70b", "fp4")
+    plain = StepTimeModel(_with_stack(sh, fp4_gemm_half_efficiency_tokens=None))
+    rolled = StepTimeModel(_with_stack(sh, fp4_gemm_half_efficiency_tokens=512.0))
+    tokens = 512.0
+    b, r = plain.breakdown(decode_seqs=tokens, decode_ctx_tokens=tokens * 300), \
+        rolled.breakdown(decode_seqs=tokens, decode_ctx_tokens=tokens * 300)
+    flops_per_token, _, peak, m_half = rolled._dense
+    assert m_half == 512.0 and plain._dense[3] == sh.stack.gemm_half_efficiency_tokens
+    assert float(r.dense_ffn_s) == pytest.approx(flops_per_token * (tokens + 512.0) / peak, rel=1e-12)
+    assert float(r.dense_ffn_s) > 1.5 * float(b.dense_ffn_s)
+    for part in ("attention_linear_s", "lm_head_s", "attention_core_s", "overhead_s"):
+        assert float(getattr(r, part)) == float(getattr(b, part))
+    # unset is the other GEMMs' roll-off, to the bit
+    same = StepTimeModel(_with_stack(sh, fp4_gemm_half_efficiency_tokens=sh.stack.gemm_half_efficiency_tokens))
+    for n in (1.0, 64.0, 4096.0):
+        assert float(same.breakdown(decode_seqs=n, decode_ctx_tokens=n * 500).total_s) == \
+            float(plain.breakdown(decode_seqs=n, decode_ctx_tokens=n * 500).total_s)
+    # DeepSeek-R1 NVFP4: the routed experts' grouped GEMMs are not the dense ones
+    moe = SHAPES["r1_gb200_wide_ep"]()
+    moe_plain = StepTimeModel(_with_stack(moe, fp4_gemm_half_efficiency_tokens=None))
+    moe_rolled = StepTimeModel(_with_stack(moe, fp4_gemm_half_efficiency_tokens=512.0))
+    assert float(moe_rolled.breakdown(decode_seqs=256.0, decode_ctx_tokens=256e3).experts_s) == \
+        float(moe_plain.breakdown(decode_seqs=256.0, decode_ctx_tokens=256e3).experts_s)
+
+
+def test_the_fp4_roll_off_unset_leaves_the_stack_digest_alone():
+    from factory_sim.config.stack import load_stack
+    from factory_sim.fidelity.stack_errors import stack_digest
+    stack = load_stack("sglang_blackwell")
+    assert stack.fp4_gemm_half_efficiency_tokens is None
+    assert stack_digest(stack.model_copy(update={"fp4_gemm_half_efficiency_tokens": 256.0})) != stack_digest(stack)
