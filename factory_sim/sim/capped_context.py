@@ -110,6 +110,21 @@ class CappedContextSums:
             out.append(num / scale)
         return out
 
+    def sum_one(self, n: int, ctx_total: int, step: int) -> float | None:
+        """sums(n, ctx_total, step, 1)[0] without the list: a mixed step's decode context sum."""
+        a, b, w = self._a, self._b, self._w
+        if a * (ctx_total + n) + b * n * w >= _EXACT_BELOW:
+            return None
+        hits, hit_sum = self.hits, self._hit_sum
+        g = len(hits)
+        if hits and hits[0] <= step:  # hits the list still holds at or below the step count: reached
+            idx = 0
+            while idx < g and hits[idx] <= step:
+                hit_sum -= hits[idx]
+                idx += 1
+            g -= idx
+        return (a * ctx_total + b * (n * w - hit_sum + g * step)) / self._scale
+
     def _sums_array(self, n: int, ctx_total: int, step: int, steps: int) -> np.ndarray:
         """sums() for a long plan, from the same integers in int64 (below 2**53, as sums() checked):
         an exact integer over a power of two converts and divides to the float Python's true

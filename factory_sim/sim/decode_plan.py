@@ -16,11 +16,11 @@ when it is made, as its end event scheduled at once would, and every placeholder
 the end go on the queue under that number: each placeholder's key is at or below the end's
 (an earlier or the same time, the same number) and at or above the key being processed when
 it is queued, so every other event pops in the same order as beside an end queued at once,
-and the count of events scheduled is the same. A cut leaves its placeholder to pop unused,
-as it left the end event before; the steps up to the cut are priced on demand when the cut
-needs them. The chunks give the same floats as one call (StepPricer.decode_chunks_exact):
-each chunk's context sums are the same integers, and its running sum starts from the last
-step priced.
+and the count of events scheduled is the same. A cut leaves its placeholder (or end) to pop
+unused, its callback removed so that the loop calls nothing for it; the steps up to the cut
+are priced on demand when the cut needs them. The chunks give the same floats as one call
+(StepPricer.decode_chunks_exact): each chunk's context sums are the same integers, and its
+running sum starts from the last step priced.
 """
 
 from __future__ import annotations

@@ -405,7 +405,8 @@ class _Engine:
             self.autoscaler.observe(rep.pool_index, rid)
         if rep.prefix_cache is not None and self.next_turn is not None and self.next_turn[rid] >= 0:
             self._keep_answer(rep, rid, self.next_turn[rid])
-        self._notify_done(rid)
+        if self._done_events or self.next_turn is not None or self.all_done is not None:  # else it does nothing
+            self._notify_done(rid)
 
     def _keep_answer(self, rep: Replica, rid: int, nxt: int) -> None:
         """An aggregated replica holds the whole context it just generated: its full blocks, named

@@ -7,7 +7,9 @@ LoadOrder keeps (outstanding tokens, position in the list) on a heap: a replica 
 change of its load into the sinks it carries (`Replica.load_sinks`, a tuple of (set,
 position) pairs), the next decision pushes the changed replicas' current loads, and entries
 that no longer match a replica's load are dropped when they reach the top. The top is then
-the least (load, position): the replica `min` returns, the first of equal load.
+the least (load, position): the replica `min` returns, the first of equal load. Loads are whole
+token counts, so an entry is the one integer load x len(candidates) + position, which orders
+as (load, position) does and is cheaper for the heap to compare than a tuple.
 """
 
 from __future__ import annotations
@@ -31,13 +33,15 @@ class LoadOrder:
         self._rebuild()
 
     def _rebuild(self) -> None:
-        self._heap = [(r.outstanding_tokens, i) for i, r in enumerate(self.candidates)]
+        m = len(self.candidates)
+        self._heap = [r.outstanding_tokens * m + i for i, r in enumerate(self.candidates)]
         heapq.heapify(self._heap)
         self._changed.clear()
 
     def least(self):
         """The candidate with the fewest outstanding tokens, the first of those on a tie."""
         heap, candidates, changed = self._heap, self.candidates, self._changed
+        m = len(candidates)
         if changed:
             if len(heap) + len(changed) > self._limit:
                 self._rebuild()
@@ -45,12 +49,13 @@ class LoadOrder:
             else:
                 push = heapq.heappush
                 for i in changed:
-                    push(heap, (candidates[i].outstanding_tokens, i))
+                    push(heap, candidates[i].outstanding_tokens * m + i)
                 changed.clear()
         while True:
-            load, i = heap[0]
+            key = heap[0]
+            i = key % m  # the position (0 <= i < m, for negative loads too)
             r = candidates[i]
-            if r.outstanding_tokens == load:
+            if r.outstanding_tokens * m + i == key:
                 return r
             heapq.heappop(heap)
 

@@ -35,9 +35,9 @@ order, so that a cut does not throw away steps priced for nothing.
 The replica is a state machine on SimPy timeouts rather than a generator process: the end
 of a step (or of a macro-step) is one timeout whose callback finishes it and starts the
 next, and a cut macro-step is a new timeout at the end of the step in progress, the old one
-being ignored when it fires. Nothing here costs more than a few Python operations per
-event: each sequence's finishing step is known when it joins, so advancing the batch by
-any number of steps is one addition plus a heap pop per finished sequence.
+left with no callback (the loop pops it and calls nothing). Nothing here costs more than a
+few Python operations per event: each sequence's finishing step is known when it joins, so advancing the batch by
+any number of steps is one addition plus a heap pop per step at which sequences finish.
 """
 
 from __future__ import annotations
@@ -134,6 +134,7 @@ class Replica:
         # stack.prefill_steps_alone: a step with prompt tokens decodes nothing (the batch waits for it)
         self._prefill_alone = role == AGGREGATED and shape.stack.prefill_steps_alone
         self._ranks = DpRanks(self._dp) if self._release_every and not self._recv_polls else NoRanks()  # (_held)
+        self._by_rank = not isinstance(self._ranks, NoRanks)  # else the hot paths skip its no-op calls
         # On-demand KV (stack.kv_allocation): what a sequence holds is its context's tokens
         # times the full-attention bytes per token (an upper bound for sliding-window layers,
         # whose cache stops growing at the window) plus its state; _resumed maps a preempted
@@ -155,12 +156,13 @@ class Replica:
         # prompts in flight: request id -> (prompt tokens already prefilled, prompt tokens)
         self._prefilling: dict[int, tuple[int, int]] = {}
         # The decode batch. _step_index counts the decode steps run so far; a sequence joins
-        # with its finishing step on the heap (finishing step, join order, request id) and its
-        # context minus _step_index in _ctx_base (in join order); _ctx_total is the sum of
-        # the live contexts.
+        # with its request id appended to its finishing step's list in _finishing (so each list
+        # is in join order), that step on the heap _finish_steps when it is new (one entry per
+        # step: integers, cheaper to order than (step, join order, id) tuples), and its context
+        # minus _step_index in _ctx_base (in join order); _ctx_total is the sum of the live contexts.
         self._step_index = 0
-        self._finishing: list[tuple[int, int, int]] = []
-        self._joined = 0
+        self._finishing: dict[int, list[int]] = {}
+        self._finish_steps: list[int] = []
         self._ctx_base: dict[int, int] = {}
         self._ctx_total = 0
         self._kv_of: dict[int, float] = {}
@@ -206,7 +208,8 @@ class Replica:
         for sink, pos in self.load_sinks:
             sink.add(pos)
         self.queue.append(rid)
-        self._ranks.queued(rid)
+        if self._by_rank:
+            self._ranks.queued(rid)
         if self._timeout_s is not None:
             self._deadlines.append(self.env.now + self._timeout_s)
             self._expire()
@@ -307,7 +310,8 @@ class Replica:
             if self._deadlines:
                 self._deadlines.popleft()
             rid = queue.popleft()
-            self._ranks.admitted(rid)
+            if self._by_rank:
+                self._ranks.admitted(rid)
             need = need_of(rid)
             self.kv_reserved_bytes += need
             self._kv_of[rid] = need
@@ -358,8 +362,14 @@ class Replica:
         self._ctx_total -= ctx
         if self._capped is not None:
             self._capped.leave(base, self._step_index)
-        self._finishing = [entry for entry in self._finishing if entry[2] != rid]
-        heapq.heapify(self._finishing)
+        for step, rids in self._finishing.items():
+            if rid in rids:
+                rids.remove(rid)
+                if not rids:
+                    del self._finishing[step]
+                    self._finish_steps.remove(step)
+                    heapq.heapify(self._finish_steps)
+                break
         self._kv_of.pop(rid)
         self._resumed[rid] = ctx - self._input_tokens[rid]
         self.queue.appendleft(rid)
@@ -411,8 +421,13 @@ class Replica:
             self._finish(rid, self.env.now)
             return
         ctx = self._input_tokens[rid] + generated
-        heapq.heappush(self._finishing, (self._step_index + left, self._joined, rid))
-        self._joined += 1
+        step = self._step_index + left
+        rids = self._finishing.get(step)
+        if rids is None:
+            self._finishing[step] = [rid]
+            heapq.heappush(self._finish_steps, step)
+        else:
+            rids.append(rid)
         self._ctx_base[rid] = base = ctx - self._step_index
         self._ctx_total += ctx
         if self._capped is not None:
@@ -428,12 +443,19 @@ class Replica:
         if not self._kv_of:
             self.kv_reserved_bytes = 0.0
         self.trace.finish_s[rid] = t
-        self._ranks.gone(rid)
+        if self._by_rank:
+            self._ranks.gone(rid)
         self._on_finish(self, rid)
 
     def _decode_ctx_sum(self) -> float:
         """Layer-averaged context sum of the decode batch, for the step about to run."""
-        return float(self._ctx_total) if not self._sliding else float(self._decode_ctx_sums(1)[0])
+        if not self._sliding:
+            return float(self._ctx_total)
+        if self._capped is not None:
+            ctx = self._capped.sum_one(len(self._ctx_base), self._ctx_total, self._step_index)
+            if ctx is not None:
+                return ctx
+        return float(self._decode_ctx_sums(1)[0])
 
     def _decode_ctx_sums_from(self, first: int, steps: int) -> Sequence[float]:
         """_decode_ctx_sums of `steps` steps from the `first` step ahead (a lazy plan's chunk:
@@ -543,12 +565,12 @@ class Replica:
         n = len(self._ctx_base)
         horizon = 1
         if self._macro:
-            horizon = self._finishing[0][0] - self._step_index
+            horizon = self._finish_steps[0] - self._step_index
             if horizon > MACRO_HORIZON_STEPS:
                 horizon = MACRO_HORIZON_STEPS
             if self._on_demand:
                 horizon = min(horizon, self._decode_steps_fitting())
-            if horizon > 1 and self._head_fits():
+            if horizon > 1 and self.queue and self._head_fits():
                 if self._release_every and self._held(self.steps):
                     # a held prompt is waiting: stop at the release
                     horizon = min(horizon, self._next_release(self.steps) - self.steps)
@@ -606,6 +628,7 @@ class Replica:
             plan.price_to(steps)
         end = start + float(elapsed[steps - 1])
         self._decoding = (steps, end)
+        self._step_event.callbacks = ()  # the plan's queued event, now stale: the loop pops it and calls nothing
         self._step_event = event = wake(self.env, end - now if end > now else 0.0, self._end_decode_steps)
         if held:  # still a plan, now of `steps` steps all priced: a later arrival that ends the hold cuts it again
             plan.horizon = steps
@@ -628,22 +651,30 @@ class Replica:
     def _advance_decode(self, steps: int, t: float) -> None:
         """Every sequence of the decode batch generated `steps` tokens, the last at time t."""
         self._step_index = now_step = self._step_index + steps
-        ctx_base, finishing = self._ctx_base, self._finishing
+        ctx_base, finish_steps = self._ctx_base, self._finish_steps
         self._ctx_total += len(ctx_base) * steps
         capped = self._capped
         if capped is not None and capped.hits and capped.hits[0] <= now_step:
             capped.advance(now_step)  # (a no-op unless a sequence reached the window)
-        if not finishing or finishing[0][0] > now_step:
+        if not finish_steps or finish_steps[0] > now_step:
             return  # most steps finish no sequence
-        finished = []
-        while finishing and finishing[0][0] <= now_step:
-            rid = heapq.heappop(finishing)[2]
+        # in (finishing step, join order), as one heap of (step, join order, id) would pop them
+        finished = self._finishing.pop(heapq.heappop(finish_steps))
+        while finish_steps and finish_steps[0] <= now_step:
+            finished += self._finishing.pop(heapq.heappop(finish_steps))
+        for rid in finished:
             self._ctx_total -= (base := ctx_base.pop(rid)) + now_step
             if capped is not None:
                 capped.leave(base, now_step)
-            finished.append(rid)
-        for rid in finished:
-            self._finish(rid, t)
+        kv_of, finish_s, on_finish = self._kv_of, self.trace.finish_s, self._on_finish
+        for rid in finished:  # _finish, inlined: once per request
+            self.kv_reserved_bytes -= kv_of.pop(rid)
+            if not kv_of:
+                self.kv_reserved_bytes = 0.0
+            finish_s[rid] = t
+            if self._by_rank:
+                self._ranks.gone(rid)
+            on_finish(self, rid)
 
     # -- faults (driven by sim/faults.py) ---------------------------------------------------
     def fail(self) -> list[int]:
@@ -658,6 +689,7 @@ class Replica:
         self._deadlines.clear()
         self._prefilling.clear()
         self._finishing.clear()
+        self._finish_steps.clear()
         self._ctx_base.clear()
         if self._capped is not None:
             self._capped.clear()

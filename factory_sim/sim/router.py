@@ -59,7 +59,13 @@ class Router:
         self._speed_by_replica: dict[int, float] = {}
         self._runs_of: dict[int, tuple] = {}  # id(candidate list) -> (the list, runs of equal speed or None)
         self._orders: dict[int, tuple] = {}  # id(candidate list) -> (the list, its LoadOrder or None)
-        self._choose: Callable = getattr(self, f"_{policy}")
+        # id(candidate list) -> (the list, its LoadOrder's `least`): under least_outstanding_tokens,
+        # or least_loaded over identical replicas, a list's choice is its LoadOrder's top,
+        # answered in `choose` without the policy's calls
+        self._direct: dict[int, tuple] = {}
+        self._direct_ok = policy in ("least_outstanding_tokens", "least_loaded")
+        self._choose: Callable = (self._least_outstanding_direct if policy == "least_outstanding_tokens"
+                                  else getattr(self, f"_{policy}"))
 
     def choose(self, candidates: Sequence, group: int = 0, critical: bool = False, rid: int | None = None):
         """Pick one of `candidates` (replicas); `group` keeps separate round-robin cursors;
@@ -67,6 +73,9 @@ class Router:
         (used by kv_aware to look up its cached prefix)."""
         if len(candidates) == 1:
             return candidates[0]
+        direct = self._direct.get(id(candidates))
+        if direct is not None and direct[0] is candidates:
+            return direct[1]()
         if self.policy == "slo_aware":
             return self._slo_aware(candidates, critical)
         if self.policy == "kv_aware":
@@ -101,12 +110,21 @@ class Router:
         order = entry[1]
         return min(candidates, key=_OUTSTANDING) if order is None else order.least()
 
+    def _least_outstanding_direct(self, candidates, group=0):
+        """_least_outstanding_tokens, remembering a LoadOrder's `least` for `choose` to call directly."""
+        chosen = self._least_outstanding_tokens(candidates)
+        entry = self._orders.get(id(candidates))
+        if self._direct_ok and entry is not None and entry[0] is candidates and entry[1] is not None:
+            self._direct[id(candidates)] = (candidates, entry[1].least)
+        return chosen
+
     def _new_order(self, candidates) -> tuple:
         order = None
         if all(hasattr(r, "load_sinks") for r in candidates):
             if len(self._orders) >= _MAX_ORDERS:
                 oldest = next(iter(self._orders))
                 old = self._orders.pop(oldest)[1]
+                self._direct.pop(oldest, None)
                 if old is not None:
                     old.detach()
             order = LoadOrder(candidates)
@@ -129,7 +147,7 @@ class Router:
             entry = self._runs_of[id(candidates)] = (candidates, speeds and self._speed_runs(candidates, speeds))
         runs = entry[1]
         if runs is None:  # identical replicas: the same order as outstanding tokens
-            return self._least_outstanding_tokens(candidates)
+            return self._least_outstanding_direct(candidates)
         # Within a run of equally fast replicas (a pool) the order is that of outstanding
         # tokens, so each run's least-loaded is found without a Python key call per replica;
         # strict < across runs keeps the first on ties, as one min over all would.

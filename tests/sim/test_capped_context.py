@@ -44,12 +44,17 @@ def test_sums_match_numpy_bit_for_bit(ops, plan_steps):
             expected = effective_context(GPT_OSS, ctx[None, :] + np.arange(plan_steps)[:, None]).sum(axis=1)
             got = sums.sums(len(base), int(ctx.sum()), step, plan_steps)
             assert np.array_equal(np.asarray(got), expected)
+            # a mixed step's one sum, without the list (also while the list holds reached hits)
+            for at in (step, step + plan_steps):
+                one = sums.sum_one(len(base), int(ctx.sum()) + len(base) * (at - step), at)
+                assert one == sums.sums(len(base), int(ctx.sum()) + len(base) * (at - step), at, 1)[0]
 
 
 def test_sums_decline_beyond_exact_floats():
     sums = CappedContextSums.for_shape(GPT_OSS)
     sums.join(2**53, 0)
     assert sums.sums(1, 2**53, 0, 1) is None
+    assert sums.sum_one(1, 2**53, 0) is None
 
 
 @settings(max_examples=80, deadline=None)

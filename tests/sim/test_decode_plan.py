@@ -138,3 +138,29 @@ def test_lazy_plans_simulate_what_eager_plans_do(monkeypatch, case):
     assert lazy_events == eager_events
     for name, values in eager.items():
         assert values.tobytes() == lazy[name].tobytes(), name
+
+
+def test_a_cut_plans_queued_event_calls_nothing(monkeypatch):
+    """A cut leaves the plan's queued event (placeholder or end) on SimPy's queue with no callback:
+    the loop pops it and calls nothing, so no step end or placeholder callback sees a stale event."""
+    stale, calls = [], {"cuts": 0}
+    for name in ("_end_decode_steps", "_price_on"):
+        method = getattr(replica_module.Replica, name)
+
+        def checked(self, event, method=method):
+            if event is not self._step_event:
+                stale.append(event)
+            return method(self, event)
+        monkeypatch.setattr(replica_module.Replica, name, checked)
+    cut = replica_module.Replica._cut_plan
+
+    def counted(self):
+        calls["cuts"] += 1
+        return cut(self)
+    monkeypatch.setattr(replica_module.Replica, "_cut_plan", counted)
+    rng = np.random.default_rng(2)
+    n = 800
+    res = simulate(aggregated_fleet(GPT_OSS, replicas=2, max_batch=96, max_batch_tokens=4096), rng.integers(50, 900, n),
+                   rng.integers(20, 700, n), arrival_s=np.cumsum(rng.exponential(1.0 / 40.0, n)), seed=3)
+    assert calls["cuts"] > 50 and not stale
+    assert len(res.trace) == n

@@ -26,7 +26,7 @@ _OPS = st.lists(st.tuples(st.integers(0, 39), st.integers(0, 6), st.booleans()),
 
 
 @settings(max_examples=120, deadline=None)
-@given(st.lists(st.integers(0, 6), min_size=1, max_size=40), _OPS)
+@given(st.lists(st.integers(-3, 6), min_size=1, max_size=40), _OPS)
 def test_least_is_min_with_ties_to_the_first(loads, ops):
     reps = [_Replica(x) for x in loads]
     order = LoadOrder(reps)
@@ -46,3 +46,33 @@ def test_two_orders_share_replicas_and_detach():
     assert all(len(r.load_sinks) == (1 if i else 0) for i, r in enumerate(reps))
     reps[3].set_load(0)
     assert b.least() is reps[3]
+
+
+class _Served(_Replica):
+    """A replica as the router sees it: load, shape and role (for least_loaded's speeds)."""
+
+    def __init__(self, load: int, index: int, shape):
+        super().__init__(load)
+        self.index, self.shape, self.role, self.max_batch, self.max_batch_tokens = index, shape, "aggregated", 64, 2048
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.sampled_from(["least_loaded", "least_outstanding_tokens"]), st.integers(0, 2**32 - 1))
+def test_the_routers_direct_choice_is_the_policys(policy, seed):
+    """A list the router answers from its LoadOrder directly gets what min over it gives, also
+    after more lists than the router keeps orders for came and went."""
+    import numpy as np
+
+    from factory_sim.sim import router as router_module
+    from tests.helpers import shape
+
+    rng = np.random.default_rng(seed)
+    llama = shape()
+    reps = [_Served(int(x), i, llama) for i, x in enumerate(rng.integers(0, 5, 40))]
+    lists = [reps[k:k + 20] for k in range(router_module._MAX_ORDERS + 3)]
+    router = router_module.Router(policy, np.random.default_rng(0))
+    for _ in range(300):
+        reps[int(rng.integers(len(reps)))].set_load(int(rng.integers(0, 5)))
+        candidates = lists[int(rng.integers(len(lists)))]
+        assert router.choose(candidates) is min(candidates, key=attrgetter("outstanding_tokens"))
+    assert router._direct  # the direct path ran
