@@ -5,7 +5,7 @@ notes verify out x n_decode + in x n_prefill == total x n_gpus). Where its media
 saturated (prompts queued), that rate is the pool's capacity. The simulator's capacity of the same prefill worker is
 its step budget of prompt tokens over the price of that step (StepTimeModel, the harness's stack), per GPU.
 
-    python benchmarks/inferencex_disagg_prefill.py [--saturated-ttft-x 4] [--csv OUT.csv]
+    python benchmarks/inferencex_disagg_prefill.py [--saturated-ttft-x 10] [--csv OUT.csv]
     python benchmarks/inferencex_disagg_prefill.py --grid 1 0.75 0.6 0.5 [--hardware gb200_nvl72 ...]
 
 Prints, per hardware and framework, the median measured / simulated capacity over all disaggregated points and
@@ -127,7 +127,7 @@ def print_grid(df: pd.DataFrame) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--saturated-ttft-x", type=float, default=4.0)
+    ap.add_argument("--saturated-ttft-x", type=float, default=10.0)
     ap.add_argument("--csv", help="write the per-point table here")
     ap.add_argument("--grid", type=float, nargs="+", help="prefill efficiencies to score the points with")
     ap.add_argument("--hardware", action="append", help="only points of this hardware (repeatable)")

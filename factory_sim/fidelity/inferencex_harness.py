@@ -43,10 +43,13 @@ DEEPSEEK_PREFILL_MOE_FROM = {"blackwell": "sglang_blackwell", "hopper": "sglang_
 # The prefill workers of a disaggregated (Dynamo) point run their steps this factor as fast as the profile prices
 # them (slower_prefill: every rate of the step times it, every fixed cost over it; 1: the profile's). The points
 # publish their input tokens/s per prefill GPU; where the median TTFT says prompts queued for the prefill pool (at
-# least 4x one prompt's simulated prefill step), that rate is the pool's capacity, and it is a median 0.53 of the
-# simulated one over 218 such points (DeepSeek-R1 1k prompts 0.36-0.50, 8k prompts 0.55-0.87;
-# benchmarks/inferencex_disagg_prefill.py). What costs the real prefill workers that time (step budget and batch
-# limits of the recipes, the KV hand-off, eager MoE steps) is not separated.
+# least 10x one prompt's simulated prefill step), that rate is a median 0.60 of the simulated capacity over 143
+# points (benchmarks/inferencex_disagg_prefill.py), but not uniformly: GB200 NVL72 SGLang 8k prompts 0.97, with
+# plateaus along a concurrency sweep at 1.07-1.5x it. Tried on the 411 scoreable disaggregated points (same
+# benchmark, --grid), median |error| (signed) of tokens/s/GPU, interactivity, TTFT: 1: 12.4% (+5.5%), 12.9%
+# (-1.2%), 52.6% (-41.5%); 0.9: 12.1%, 12.9%, 56.4% (-33.0%); 0.8: 12.6%, 13.4%, 57.6% (-19.0%); picked without
+# each hardware 12.5%, 13.6%, 58.4%; without each month 12.2%, 13.4%, 61.2%. The points near saturation overshoot
+# before the rest stop running short, so no one factor lowers TTFT error: it stays 1 (docs/fidelity.md).
 DYNAMO_PREFILL_EFFICIENCY = 1.0
 
 # Stack constants that price a step: rates (a step lasts as long as 1 / rate) and fixed seconds of the step.
