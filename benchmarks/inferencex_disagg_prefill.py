@@ -6,14 +6,16 @@ saturated (prompts queued), that rate is the pool's capacity. The simulator's ca
 its step budget of prompt tokens over the price of that step (StepTimeModel, the harness's stack), per GPU.
 
     python benchmarks/inferencex_disagg_prefill.py [--saturated-ttft-x 10] [--csv OUT.csv]
-    python benchmarks/inferencex_disagg_prefill.py --grid 1 0.75 0.6 0.5 [--hardware gb200_nvl72 ...]
+    python benchmarks/inferencex_disagg_prefill.py --grid 1 0.9 0.8 [--hardware gb200_nvl72 ...]
+    python benchmarks/inferencex_disagg_prefill.py --prompt-grid 0 0.005 0.015
 
 Prints, per hardware and framework, the median measured / simulated capacity over all disaggregated points and
 over the saturated ones (median TTFT at least `--saturated-ttft-x` times the simulated time of one prompt's prefill
 step on an idle worker). With --grid, scores the disaggregated points (validate's way) with each prefill efficiency
 of their prefill workers (inferencex_harness.DYNAMO_PREFILL_EFFICIENCY) and prints median |error| (signed) per
 quantity, in sample and with the factor picked (lowest median |error| of TTFT and tokens/s/GPU, summed) without each
-hardware and without each month.
+hardware and without each month. With --prompt-grid, the same with a cost per prompt of each prefill step instead
+(seconds added to the prefill workers' seq_overhead_s, the profile's speed otherwise).
 """
 
 from __future__ import annotations
@@ -82,11 +84,22 @@ def summary(df: pd.DataFrame) -> pd.DataFrame:
 QUANTITIES = ("output_tok_s_per_gpu", "interactivity_tok_s_user", "ttft_ms")
 
 
-def score_grid(points: pd.DataFrame, factors: list[float]) -> pd.DataFrame:
-    """validate_inferencex's rows for every factor (column `factor`), scored rows only."""
+def _per_prompt(prompt_s: float):
+    """A slower_prefill that leaves the speed and adds `prompt_s` per prompt of a step (seq_overhead_s)."""
+    def prefill_stack(stack, factor):
+        return stack.model_copy(update={"seq_overhead_s": stack.seq_overhead_s + prompt_s})
+    return prefill_stack
+
+
+def score_grid(points: pd.DataFrame, factors: list[float], per_prompt: bool = False) -> pd.DataFrame:
+    """validate_inferencex's rows for every factor (column `factor`), scored rows only; `per_prompt`: the factors
+    are seconds per prompt of a prefill step instead of speed factors."""
     frames = []
     for f in factors:
-        inferencex.DYNAMO_PREFILL_EFFICIENCY = f  # point_deployment reads it per call
+        if per_prompt:  # point_deployment calls slower_prefill when the efficiency is not 1
+            inferencex.slower_prefill, inferencex.DYNAMO_PREFILL_EFFICIENCY = _per_prompt(f), -1.0
+        else:
+            inferencex.DYNAMO_PREFILL_EFFICIENCY = f  # point_deployment reads it per call
         df = inferencex.validate_inferencex(points, jobs=1)
         df = df[df.rel_error.notna()].copy()
         df["factor"], df["month"] = f, df.date.astype(str).str[:7]
@@ -130,12 +143,13 @@ def main() -> None:
     ap.add_argument("--saturated-ttft-x", type=float, default=10.0)
     ap.add_argument("--csv", help="write the per-point table here")
     ap.add_argument("--grid", type=float, nargs="+", help="prefill efficiencies to score the points with")
+    ap.add_argument("--prompt-grid", type=float, nargs="+", help="seconds per prompt of a prefill step to score with")
     ap.add_argument("--hardware", action="append", help="only points of this hardware (repeatable)")
     args = ap.parse_args()
     points = load_points()
     points = filter_points(points[points.disaggregated.astype(str).str.lower() == "true"], hardware=args.hardware)
-    if args.grid:
-        grid = score_grid(points, args.grid)
+    if args.grid or args.prompt_grid:
+        grid = score_grid(points, args.grid or args.prompt_grid, per_prompt=bool(args.prompt_grid))
         if args.csv:
             grid.to_csv(args.csv, index=False)
         print_grid(grid)
