@@ -78,9 +78,11 @@ from factory_sim.fidelity.deployments import Skip
 from factory_sim.fidelity.inferencex_harness import (  # noqa: F401 - the harness's constants, read here
     DEEPSEEK_PREFILL_MOE_FROM,
     DYNAMO_FIRST_TOKEN_FROM_DECODE,
+    DYNAMO_PREFILL_EFFICIENCY,
     INFERENCEX_FRONTEND_LATENCY_S,
     INFERENCEX_MOE_SETUP_SHARE,
     SGLANG_RECV_INTERVAL,
+    slower_prefill,
 )
 from factory_sim.fidelity.measured import Deployment, deployment
 from factory_sim.fidelity.mlperf import MTP_ACCEPTANCE
@@ -451,12 +453,15 @@ def harness_stack(stack: SoftwareStack, p: dict | None = None,
 
 
 def point_deployment(p: dict, stacks: dict[str, SoftwareStack] | None = None,
-                     step_time: str | None = None) -> tuple[Deployment, int]:
+                     step_time: str | None = None,
+                     prefill_efficiency: float | None = None) -> tuple[Deployment, int]:
     """The deployment a point measured (validate.deployment on its measured-points row, with the
     point's stack, its request path as InferenceX's client sees it, and MTP) and its MTP draft
     tokens. `stacks` replaces a profile by name (calibration evaluates candidate values this way);
     `step_time` sets the stack's step_time_backend (the same points priced by another step-time
-    model)."""
+    model); `prefill_efficiency` replaces DYNAMO_PREFILL_EFFICIENCY (disaggregated points' prefill workers)."""
+    if prefill_efficiency is None:
+        prefill_efficiency = DYNAMO_PREFILL_EFFICIENCY
     row, extra = measured_row(p)
     stack: SoftwareStack = extra["stack"]
     if stacks and stack.name in stacks:
@@ -476,6 +481,8 @@ def point_deployment(p: dict, stacks: dict[str, SoftwareStack] | None = None,
         if extra["mtp_drafts"] and pool.role != "prefill":
             shape = replace(pool.shape, mtp_draft_tokens=extra["mtp_drafts"], mtp_acceptance=acceptance)
             pool = replace(pool, shape=shape)
+        if pool.role == "prefill" and prefill_efficiency != 1.0:
+            pool = replace(pool, shape=replace(pool.shape, stack=slower_prefill(pool.shape.stack, prefill_efficiency)))
         pools.append(pool)
     config = dep.config  # names the stack `deployment` ran: the point's (`stacks` swapped it in)
     extras = [n for n in (extra["stack_note"], *extra["notes"]) if n]

@@ -4,6 +4,8 @@ The profiles were fitted to another harness (aiconfigurator's measured points); 
 say what differs on InferenceX. `inferencex.harness_stack` applies them to a point's profile.
 """
 
+from factory_sim.config.stack import GemmEfficiency, SoftwareStack
+
 # The request path as InferenceX's client sees it. A profile's front-end latency and MoE prefill set-up latency were
 # fitted to aiconfigurator's measured points: another harness (mean TTFT, fixed lengths), whose rows carry a floor
 # that even dense models show (the "Where measured TTFT stands" section of docs/fidelity.md). On InferenceX, median
@@ -38,3 +40,33 @@ DYNAMO_FIRST_TOKEN_FROM_DECODE = True
 # 25.5% in sample, 34.3% -> 25.5% without each hardware, 29.9% -> 25.5% without each month (benchmarks/
 # inferencex_ttft.py); tokens/s/GPU 12.4% -> 12.1%, interactivity 12.1% -> 12.0%. Figures in docs/fidelity.md.
 DEEPSEEK_PREFILL_MOE_FROM = {"blackwell": "sglang_blackwell", "hopper": "sglang_hopper"}
+# The prefill workers of a disaggregated (Dynamo) point run their steps this factor as fast as the profile prices
+# them (slower_prefill: every rate of the step times it, every fixed cost over it; 1: the profile's). The points
+# publish their input tokens/s per prefill GPU; where the median TTFT says prompts queued for the prefill pool (at
+# least 10x one prompt's simulated prefill step), that rate is a median 0.60 of the simulated capacity over 143
+# points (benchmarks/inferencex_disagg_prefill.py), but not uniformly: GB200 NVL72 SGLang 8k prompts 0.97, with
+# plateaus along a concurrency sweep at 1.07-1.5x it. Tried on the 411 scoreable disaggregated points (same
+# benchmark, --grid), median |error| (signed) of tokens/s/GPU, interactivity, TTFT: 1: 12.4% (+5.5%), 12.9%
+# (-1.2%), 52.6% (-41.5%); 0.9: 12.1%, 12.9%, 56.4% (-33.0%); 0.8: 12.6%, 13.4%, 57.6% (-19.0%); picked without
+# each hardware 12.5%, 13.6%, 58.4%; without each month 12.2%, 13.4%, 61.2%. The points near saturation overshoot
+# before the rest stop running short, so no one factor lowers TTFT error: it stays 1 (docs/fidelity.md).
+DYNAMO_PREFILL_EFFICIENCY = 1.0
+
+# Stack constants that price a step: rates (a step lasts as long as 1 / rate) and fixed seconds of the step.
+_STEP_RATES = ("attention_efficiency", "hbm_efficiency", "nvlink_efficiency", "scaleout_efficiency")
+_STEP_SECONDS = ("step_overhead_s", "seq_overhead_s", "layer_overhead_s", "mla_layer_overhead_s",
+                 "prefill_step_overhead_s", "prefill_moe_layer_overhead_s", "prefill_moe_overhead_s_per_gparam",
+                 "collective_latency_s", "ep_peer_latency_s", "adp_rank_jitter_s")
+
+
+def slower_prefill(stack: SoftwareStack, factor: float) -> SoftwareStack:
+    """The stack whose steps last 1 / `factor` times as long: every rate (GEMM, attention, HBM, links) times
+    `factor`, every fixed cost of a step over it. The request's own latencies (front end, MoE set-up, KV
+    transfer) stay."""
+    gemm = stack.gemm_efficiency
+    update: dict = {"gemm_efficiency": GemmEfficiency(bf16=gemm.bf16 * factor, fp8=gemm.fp8 * factor,
+                                                      fp4=None if gemm.fp4 is None else gemm.fp4 * factor),
+                    "prefill_attention_efficiency": stack.prefill_attention_fraction * factor}
+    update.update({name: getattr(stack, name) * factor for name in _STEP_RATES})
+    update.update({name: getattr(stack, name) / factor for name in _STEP_SECONDS})
+    return stack.model_copy(update=update)

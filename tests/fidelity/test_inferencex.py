@@ -93,6 +93,23 @@ def test_the_disaggregated_point_runs_the_gpus_it_names(points):
     assert dep_other.fleet.pools[1].shape.mtp_acceptance == 0.7 and "acceptance 0.7" in dep_other.config
 
 
+def test_a_disaggregated_points_prefill_efficiency_slows_its_prefill_workers_alone(points):
+    from factory_sim.perf.steptime import StepTimeModel
+
+    p = _point(points, "p00344")
+    base, _ = ix.point_deployment(p, prefill_efficiency=1.0)
+    slow, _ = ix.point_deployment(p, prefill_efficiency=0.5)
+    assert slow.fleet.pools[1] == base.fleet.pools[1]  # the decode workers are the profile's
+    prefill_s = [StepTimeModel(d.fleet.pools[0].shape).step_time_s(8192.0, 8192.0 * 4096, 8.0) for d in (base, slow)]
+    # every rate halved and every fixed cost of the step doubled: twice the time
+    assert prefill_s[1] / prefill_s[0] == pytest.approx(2.0)
+    stack = slow.fleet.pools[0].shape.stack
+    assert stack.gemm_efficiency.fp8 == pytest.approx(0.5 * base.fleet.pools[0].shape.stack.gemm_efficiency.fp8)
+    # the built-in value applies when none is given
+    assert ix.point_deployment(p)[0].fleet.pools[0].shape.stack.gemm_efficiency.fp8 == pytest.approx(
+        ix.DYNAMO_PREFILL_EFFICIENCY * base.fleet.pools[0].shape.stack.gemm_efficiency.fp8)
+
+
 def test_points_see_the_request_path_of_their_own_client(points, monkeypatch):
     p = _point(points, "p00179")  # SGLang DeepSeek-R1: an MoE model under a profile with both latencies
     profile = ix.measured_row(p)[1]["stack"]
