@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from factory_sim.catalog import builtin_path
+from factory_sim.config.experiment import DEFAULT_MTP_ACCEPTANCE
 from factory_sim.config.hardware import load_hardware
 from factory_sim.config.model import load_model
 from factory_sim.config.stack import SoftwareStack
@@ -67,12 +68,12 @@ MLPERF_SCENARIOS = ("offline", "server", "interactive")
 
 
 # Multi-token prediction as DeepSeek-R1 serving runs it: one MTP module drafting one token,
-# accepted 85-90% of the time (DeepSeek-V3 Technical Report, arXiv:2412.19437, section 5.4.3);
-# the low end is used.
+# accepted at the experiments' default where the stack fits none (DeepSeek's reported 85-90%, the
+# low end: config.experiment.DEFAULT_MTP_ACCEPTANCE, which cites it).
 MTP_DRAFT_TOKENS = 1
 
 
-MTP_ACCEPTANCE = 0.85
+MTP_ACCEPTANCE = DEFAULT_MTP_ACCEPTANCE
 
 
 # Attention-DP balancing (steps a queued prompt may be held, 0: off) as the v6.0 TensorRT-LLM
