@@ -27,7 +27,7 @@ import pandas as pd
 from factory_sim.config.hardware import load_hardware
 from factory_sim.fidelity.envelopes import BAND_WIDTH, envelope_at, frontier_envelope
 from factory_sim.fidelity.inferencex import HARDWARE, RATIO_INTERACTIVITY
-from factory_sim.fidelity.inferencex_report import _points_frame, hardware_ratios, scored, sensitivity_cell
+from factory_sim.fidelity.inferencex_report import _points_frame, band_cell, hardware_ratios, scored, sensitivity_cell
 
 TIER = "hyperscaler"
 
@@ -43,12 +43,13 @@ def usd_per_m_tokens(usd_per_hour: float, tok_s_per_gpu: np.ndarray | float) -> 
 
 def cost_ratios(results: pd.DataFrame, *, model: str = "DeepSeek-R1-0528", reference: str = "h200",
                 others: Sequence[str] = ("gb200_nvl72", "b200"), targets: Sequence[float] = RATIO_INTERACTIVITY,
-                tier: str = TIER, width: float = BAND_WIDTH) -> pd.DataFrame:
+                tier: str = TIER, width: float = BAND_WIDTH, between: str = "loglog") -> pd.DataFrame:
     """`hardware_ratios` with, per ratio of tokens/s/GPU (at the point, over the band, and with
     one point removed), the ratio of $/M output tokens (reference's over the other's) at the same
     prices: tokens ratio x price(reference) / price(other). Over the band this is exact too: the
     band reading is a geometric mean, and the price is the same across it."""
-    r = hardware_ratios(results, model=model, reference=reference, others=others, targets=targets, width=width)
+    r = hardware_ratios(results, model=model, reference=reference, others=others, targets=targets, width=width,
+                        between=between)
     price = r["hardware"].map(lambda hw: usd_per_gpu_hour(reference, tier) / usd_per_gpu_hour(hw, tier))
     for kind in ("measured", "measured_scored", "simulated"):
         for reading in ("ratio", "band_ratio"):
@@ -56,24 +57,29 @@ def cost_ratios(results: pd.DataFrame, *, model: str = "DeepSeek-R1-0528", refer
     return r
 
 
-def format_cost_ratios(r: pd.DataFrame, reference: str = "h200", width: float = BAND_WIDTH) -> str:
+def format_cost_ratios(r: pd.DataFrame, reference: str = "h200", width: float = BAND_WIDTH,
+                       between: str = "loglog") -> str:
     def cell(v: float) -> str:
         return f"{v:.1f}x" if np.isfinite(v) else "-"
 
     kinds = ("measured", "measured_scored", "simulated")
     lines = [f"{reference} / other, DeepSeek-R1: tokens/s/GPU ratio and $/M-token ratio ({TIER} $/GPU-hour on both "
              "sides): measured (all points) | measured (points scored) | simulated (same points); each envelope "
-             "interpolated in log-log between its points; 'at': at the interactivity, 'band': geometric mean over "
-             f"+-{width:.0%} of it; in brackets the tokens/s/GPU ratio with the other side's | the reference's most "
-             "important point removed; - : not reached"]
+             + ("interpolated in log-log between its points" if between == "loglog" else
+                "read as the best point at >= each interactivity")
+             + "; 'at': at the interactivity, 'band': geometric mean over "
+             f"+-{width:.0%} of it (* cut where an envelope ends sooner); in brackets the tokens/s/GPU ratio with "
+             "the other side's, the reference's most important point removed (- : the target is not reached "
+             "without it); - : not reached"]
     for (isl, osl, hw), g in r.groupby(["isl", "osl", "hardware"], sort=True):
-        lines.append(f"  {hw} vs {reference}, {isl}/{osl}           tokens/s/GPU               $/M tokens"
-                     "       one point removed (measured scored | simulated)")
+        lines.append(f"  {hw} vs {reference}, {isl}/{osl}             tokens/s/GPU                  $/M tokens"
+                     "         one point removed (measured scored | simulated)")
         for _, x in g.sort_values("interactivity_tok_s_user").iterrows():
             for reading, label, drop in (("ratio", "at", "ratio"), ("band_ratio", "band", "band")):
+                tokens = [cell(x[f"{k}_ratio"]) if reading == "ratio" else band_cell(x, k, width) for k in kinds]
                 lines.append(f"    {x['interactivity_tok_s_user']:>5g} tok/s/user {label:>4}: "
-                             + " | ".join(f"{cell(x[f'{k}_{reading}']):>6}" for k in kinds)
-                             + "    " + " | ".join(f"{cell(x[f'{k}_cost_{reading}']):>6}" for k in kinds)
+                             + " | ".join(f"{t:>7}" for t in tokens)
+                             + "    " + " | ".join(f"{cell(x[f'{k}_cost_{reading}']):>7}" for k in kinds)
                              + "    " + " | ".join(sensitivity_cell(x, k, drop) for k in ("measured_scored",
                                                                                            "simulated")))
     return "\n".join(lines)

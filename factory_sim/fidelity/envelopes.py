@@ -93,13 +93,21 @@ def band_ratio(other: tuple[np.ndarray, np.ndarray], reference: tuple[np.ndarray
     `frontier_envelope`), the band cut at the fastest interactivity both reach; NaN if that is
     below the target."""
     (xo, yo), (xr, yr) = other, reference
-    if not len(xo) or not len(xr):
-        return np.nan
-    hi = min((1 + width) * target, xo[-1], xr[-1])
-    if hi < target:
+    hi = band_top(other, reference, target, width)
+    if not np.isfinite(hi):
         return np.nan
     lo = (1 - width) * target
     return float(np.exp(log_mean(xo, yo, lo, hi, between) - log_mean(xr, yr, lo, hi, between)))
+
+
+def band_top(other: tuple[np.ndarray, np.ndarray], reference: tuple[np.ndarray, np.ndarray], target: float,
+             width: float = BAND_WIDTH) -> float:
+    """The top of the band `band_ratio` reads over: (1 + width) x target, or lower where either
+    envelope stops; NaN where that is below the target (no band reading)."""
+    if not len(other[0]) or not len(reference[0]):
+        return np.nan
+    hi = min((1 + width) * target, other[0][-1], reference[0][-1])
+    return float(hi) if hi >= target else np.nan
 
 
 def point_ratio(other: tuple[np.ndarray, np.ndarray], reference: tuple[np.ndarray, np.ndarray], target: float,

@@ -13,7 +13,14 @@ import numpy as np
 import pandas as pd
 
 from factory_sim.errors import ConfigError
-from factory_sim.fidelity.envelopes import BAND_WIDTH, band_ratio, drop_one, frontier_envelope, point_ratio
+from factory_sim.fidelity.envelopes import (
+    BAND_WIDTH,
+    band_ratio,
+    band_top,
+    drop_one,
+    frontier_envelope,
+    point_ratio,
+)
 from factory_sim.fidelity.inferencex import (
     HARDWARE,
     INTERACTIVITY_BAND_LABELS,
@@ -149,7 +156,7 @@ def _points_frame(results: pd.DataFrame, kind: str) -> pd.DataFrame:
 
 
 READINGS = ("ratio", "band_ratio", "ratio_drop_other", "ratio_drop_reference", "band_drop_other",
-            "band_drop_reference")
+            "band_drop_reference", "band_top")
 
 
 def ratio_readings(other: tuple[np.ndarray, np.ndarray], reference: tuple[np.ndarray, np.ndarray], target: float,
@@ -162,7 +169,7 @@ def ratio_readings(other: tuple[np.ndarray, np.ndarray], reference: tuple[np.nda
     band_drop = drop_one(other, reference, target, band=True, width=width, between=between)
     return dict(zip(READINGS, (point_ratio(env_o, env_r, target, between), band_ratio(env_o, env_r, target, width,
                                                                                       between),
-                               *point_drop, *band_drop), strict=True))
+                               *point_drop, *band_drop, band_top(env_o, env_r, target, width)), strict=True))
 
 
 def hardware_ratios(results: pd.DataFrame, *, model: str = "DeepSeek-R1-0528", reference: str = "h200",
@@ -175,8 +182,9 @@ def hardware_ratios(results: pd.DataFrame, *, model: str = "DeepSeek-R1-0528", r
     `measured_scored_ratio` over the points the simulator scored, `simulated_ratio` over the
     predictions for those same points; `simulated_vs_measured`, the simulated ratio against the
     measured one of the same points. Beside each, `*_band_ratio` (the geometric mean over
-    +-`width` of the target) and `*_ratio_drop_*` / `*_band_drop_*` (the ratio with the one point
-    of the other / the reference side that holds it up most removed); `simulated_vs_measured_band`."""
+    +-`width` of the target, up to `*_band_top` where an envelope stops sooner) and
+    `*_ratio_drop_*` / `*_band_drop_*` (the ratio with the one point of the other / the reference
+    side that holds it up most removed); `simulated_vs_measured_band`."""
     rows = []
     for kind in RATIO_KINDS:
         f = _points_frame(results, kind)
@@ -214,9 +222,16 @@ def _cell(v: float) -> str:
     return f"{v:.1f}x" if np.isfinite(v) else "-"
 
 
+def band_cell(r: pd.Series, kind: str, width: float = BAND_WIDTH) -> str:
+    """The band reading, with "*" where the band stops short of +width (an envelope ends inside it)."""
+    cut = np.isfinite(r[f"{kind}_band_top"]) and r[f"{kind}_band_top"] < (1 + width) * r["interactivity_tok_s_user"]
+    return _cell(r[f"{kind}_band_ratio"]) + ("*" if cut else "")
+
+
 def sensitivity_cell(r: pd.Series, kind: str, reading: str = "ratio") -> str:
-    """"[low-high]": the reading with the other side's / the reference's key point removed."""
-    return f"[{_cell(r[f'{kind}_{reading}_drop_other'])}-{_cell(r[f'{kind}_{reading}_drop_reference'])}]"
+    """"[low, high]": the reading with the other side's / the reference's key point removed
+    ("-": the target is not reached without it)."""
+    return f"[{_cell(r[f'{kind}_{reading}_drop_other'])}, {_cell(r[f'{kind}_{reading}_drop_reference'])}]"
 
 
 def format_ratios(ratios: pd.DataFrame, reference: str = "h200", width: float = BAND_WIDTH) -> str:
@@ -224,16 +239,16 @@ def format_ratios(ratios: pd.DataFrame, reference: str = "h200", width: float = 
         return ""
     lines = [f"output tokens/s/GPU ratio to {reference} from each hardware's envelope (interpolated in log-log "
              "between its points): measured, all points | measured, the points scored | simulated, the same "
-             f"points; at the interactivity (tokens/s/user) and over +-{width:.0%} of it (geometric mean), each "
-             "with [the ratio with the other side's | the reference's most important point removed]; "
-             "- : not reached"]
+             f"points; at the interactivity (tokens/s/user) and over +-{width:.0%} of it (geometric mean; * cut "
+             "where an envelope ends sooner), each with [the ratio with the other side's, the reference's most "
+             "important point removed]; - : not reached"]
     for (isl, osl, hw), g in ratios.groupby(["isl", "osl", "hardware"], sort=True):
         lines.append(f"  {hw}/{reference} {isl}/{osl}")
         for _, r in g.sort_values("interactivity_tok_s_user").iterrows():
-            for reading, label in (("ratio", "at"), ("band_ratio", "band")):
-                drop = "ratio" if reading == "ratio" else "band"
+            for reading, label in (("ratio", "at"), ("band", "band")):
                 lines.append(f"    {r['interactivity_tok_s_user']:>5g} {label:>4}: " + " | ".join(
-                    f"{_cell(r[f'{k}_{reading}']):>6} {sensitivity_cell(r, k, drop):<15}" for k in RATIO_KINDS))
+                    f"{_cell(r[f'{k}_ratio']) if reading == 'ratio' else band_cell(r, k, width):>6} "
+                    f"{sensitivity_cell(r, k, reading):<16}" for k in RATIO_KINDS))
     return "\n".join(lines)
 
 

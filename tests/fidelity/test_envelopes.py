@@ -74,6 +74,7 @@ def test_the_band_stops_where_either_envelope_does():
     # cut at 52: the band is 40..52, not 40..60
     cut = np.exp(env.log_mean(*other, 40.0, 52.0) - env.log_mean(*ref, 40.0, 52.0))
     assert env.band_ratio(other, ref, 50.0) == pytest.approx(cut)
+    assert env.band_top(other, ref, 50.0) == 52.0
     assert np.isnan(env.band_ratio(other, ref, 55.0))  # beyond the other's fastest point: no reading
 
 
