@@ -1,8 +1,9 @@
 """A ratio of two frontier envelopes read over a band of interactivity, and how far it hangs on one point.
 
 Read at one exact interactivity, a ratio of envelopes swings with whichever point sits at an
-envelope's edge: at DeepSeek-R1 1k/1k H200's measured envelope falls 37% between 75.2 and 80.2
-tokens/s/user, so a few per cent of interactivity decide a cell. Two readings answer that:
+envelope's edge: at DeepSeek-R1 1k/1k H200's published tokens/s/GPU falls 37% between points at
+75.2 and 80.2 tokens/s/user, so a few per cent of interactivity decide a cell. Two readings
+answer that:
 
 - The band reading: the geometric mean of the ratio over interactivities from (1 - width) x
   to (1 + width) x the target, each per cent of interactivity weighing the same (uniform in log
@@ -11,10 +12,12 @@ tokens/s/user, so a few per cent of interactivity decide a cell. Two readings an
   $/M-token ratio over the band is then the tokens/s/GPU one times the price ratio, exactly as
   at a point (a ratio of areas under the throughput curves would not be the ratio of areas under
   the cost curves). The band is cut at the fastest interactivity both envelopes reach; with
-  neither side reaching the target there is no reading.
-- The sensitivity: the ratio again with the one point of one side's envelope that holds it up
-  most removed (the other hardware's for the lower figure, the reference's for the upper), by
-  point and by band. A cell whose interval is wide hangs on one run.
+  either side not reaching the target there is no reading.
+- The sensitivity: per side, the ratio again with the one envelope point of that side whose
+  removal moves it most, by point and by band. Removing a point usually lowers its side's
+  envelope; interpolated, it can also raise it (a point below the chord of its neighbours
+  holds the envelope down), so the move is taken either way. A cell that moves far hangs on
+  one run.
 
 Between its points an envelope is read one way on every side, measured and simulated
 (`envelope_at`, `between`): "loglog" (the default) interpolates in log-log, as the frontier
@@ -132,10 +135,10 @@ def _without(points: tuple[np.ndarray, np.ndarray], i: int) -> tuple[np.ndarray,
 
 def drop_one(other_points: tuple[np.ndarray, np.ndarray], reference_points: tuple[np.ndarray, np.ndarray],
              target: float, *, band: bool, width: float = BAND_WIDTH, between: str = "loglog") -> tuple[float, float]:
-    """(ratio with the other side's most important envelope point removed, ratio with the
-    reference's removed): each the most the one removal moves the ratio (down for the other
-    side, up for the reference), NaN where the removal leaves the target unreached. Points are
-    all of a side's points (not only its envelope), so a removed point's runner-up takes over."""
+    """(ratio with one envelope point of the other side removed, ratio with one of the
+    reference's removed): per side, the removal that moves the ratio most (in log, either way),
+    NaN where a removal leaves the target unreached (the largest move there is). Points are all
+    of a side's points (not only its envelope), so a removed point's runner-up takes over."""
     def read(o, r):
         return (band_ratio(o, r, target, width, between) if band else point_ratio(o, r, target, between))
 
@@ -153,10 +156,9 @@ def drop_one(other_points: tuple[np.ndarray, np.ndarray], reference_points: tupl
             j = np.flatnonzero((pts[0] == env[0][i]) & (pts[1] == env[1][i]))[0]
             rest = _without(pts, j)
             readings.append(read(rest, env_r) if side == "other" else read(env_o, rest))
-        if side == "other":  # NaN (target unreached without it) is the largest move there is
-            out.append(np.nan if any(np.isnan(readings)) else min(readings))
-        else:
-            out.append(np.nan if any(np.isnan(readings)) else max(readings))
+        base = read(env_o, env_r)
+        moves = [abs(np.log(r / base)) if np.isfinite(r) else np.inf for r in readings]
+        out.append(readings[int(np.argmax(moves))] if moves else base)
     return out[0], out[1]
 
 

@@ -163,7 +163,7 @@ def ratio_readings(other: tuple[np.ndarray, np.ndarray], reference: tuple[np.nda
                    *, width: float = BAND_WIDTH, between: str = "loglog") -> dict[str, float]:
     """Every reading of one cell from two sides' points (interactivity, tokens/s/GPU): the ratio
     of envelopes at the target, over the band around it (`envelopes.band_ratio`), and each with
-    one side's most important point removed (`envelopes.drop_one`)."""
+    one point of one side's envelope removed, the one that moves it most (`envelopes.drop_one`)."""
     env_o, env_r = frontier_envelope(*other), frontier_envelope(*reference)
     point_drop = drop_one(other, reference, target, band=False, width=width, between=between)
     band_drop = drop_one(other, reference, target, band=True, width=width, between=between)
@@ -184,7 +184,7 @@ def hardware_ratios(results: pd.DataFrame, *, model: str = "DeepSeek-R1-0528", r
     measured one of the same points. Beside each, `*_band_ratio` (the geometric mean over
     +-`width` of the target, up to `*_band_top` where an envelope stops sooner) and
     `*_ratio_drop_*` / `*_band_drop_*` (the ratio with the one point of the other / the reference
-    side that holds it up most removed); `simulated_vs_measured_band`."""
+    side's envelope removed that moves it most); `simulated_vs_measured_band`."""
     rows = []
     for kind in RATIO_KINDS:
         f = _points_frame(results, kind)
@@ -229,8 +229,8 @@ def band_cell(r: pd.Series, kind: str, width: float = BAND_WIDTH) -> str:
 
 
 def sensitivity_cell(r: pd.Series, kind: str, reading: str = "ratio") -> str:
-    """"[low, high]": the reading with the other side's / the reference's key point removed
-    ("-": the target is not reached without it)."""
+    """"[a, b]": the reading with the one point of the other side's / the reference's envelope
+    whose removal moves it most ("-": the target is not reached without it)."""
     return f"[{_cell(r[f'{kind}_{reading}_drop_other'])}, {_cell(r[f'{kind}_{reading}_drop_reference'])}]"
 
 
@@ -240,8 +240,8 @@ def format_ratios(ratios: pd.DataFrame, reference: str = "h200", width: float = 
     lines = [f"output tokens/s/GPU ratio to {reference} from each hardware's envelope (interpolated in log-log "
              "between its points): measured, all points | measured, the points scored | simulated, the same "
              f"points; at the interactivity (tokens/s/user) and over +-{width:.0%} of it (geometric mean; * cut "
-             "where an envelope ends sooner), each with [the ratio with the other side's, the reference's most "
-             "important point removed]; - : not reached"]
+             "where an envelope ends sooner), each with [the ratio with the one point of the other side's, of the "
+             "reference's envelope removed that moves it most]; - : not reached"]
     for (isl, osl, hw), g in ratios.groupby(["isl", "osl", "hardware"], sort=True):
         lines.append(f"  {hw}/{reference} {isl}/{osl}")
         for _, r in g.sort_values("interactivity_tok_s_user").iterrows():

@@ -92,8 +92,18 @@ def test_dropping_the_point_at_an_envelope_edge_shows_the_cell_hangs_on_it():
     dense_o, dense_r = (x, 1e5 / x), (x, 1e4 / x ** 1.5)
     r = env.band_ratio(env.frontier_envelope(*dense_o), env.frontier_envelope(*dense_r), 75.0)
     dropped = env.drop_one(dense_o, dense_r, 75.0, band=True)
-    assert dropped[0] <= r <= dropped[1]
+    assert dropped == pytest.approx((r, r), rel=0.02)
     assert not env.hangs_on_one_point(r, dropped)
+
+
+def test_removing_a_point_below_the_chord_of_its_neighbours_can_raise_an_interpolated_envelope():
+    # the other side's point at 70 sits far below the log-log chord from 40 to 100: without it the
+    # envelope is read higher, and that is the larger move on that side
+    other = (np.array([40.0, 70.0, 100.0, 120.0]), np.array([1000.0, 50.0, 40.0, 30.0]))
+    ref = (np.array([20.0, 200.0]), np.array([100.0, 10.0]))
+    at = env.point_ratio(env.frontier_envelope(*other), env.frontier_envelope(*ref), 75.0)
+    low_or_high, _ = env.drop_one(other, ref, 75.0, band=False)
+    assert low_or_high > at * 2
 
 
 def test_dropping_the_only_point_past_the_target_leaves_it_unreached():
