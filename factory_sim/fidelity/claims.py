@@ -70,7 +70,7 @@ def format_cost_ratios(r: pd.DataFrame, reference: str = "h200", width: float = 
              + "; 'at': at the interactivity, 'band': geometric mean over "
              f"+-{width:.0%} of it (* cut where an envelope ends sooner); in brackets the tokens/s/GPU ratio with "
              "the one point of the other side's, of the reference's envelope removed that moves it most (- : the "
-             "target is not reached without it); - : not reached"]
+             "target is not reached without it; ! : one removal moves it more than 25%); - : not reached"]
     for (isl, osl, hw), g in r.groupby(["isl", "osl", "hardware"], sort=True):
         lines.append(f"  {hw} vs {reference}, {isl}/{osl}             tokens/s/GPU                  $/M tokens"
                      "         one point removed (measured scored | simulated)")

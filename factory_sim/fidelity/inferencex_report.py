@@ -19,6 +19,7 @@ from factory_sim.fidelity.envelopes import (
     band_top,
     drop_one,
     frontier_envelope,
+    hangs_on_one_point,
     point_ratio,
 )
 from factory_sim.fidelity.inferencex import (
@@ -230,8 +231,11 @@ def band_cell(r: pd.Series, kind: str, width: float = BAND_WIDTH) -> str:
 
 def sensitivity_cell(r: pd.Series, kind: str, reading: str = "ratio") -> str:
     """"[a, b]": the reading with the one point of the other side's / the reference's envelope
-    whose removal moves it most ("-": the target is not reached without it)."""
-    return f"[{_cell(r[f'{kind}_{reading}_drop_other'])}, {_cell(r[f'{kind}_{reading}_drop_reference'])}]"
+    whose removal moves it most ("-": the target is not reached without it), "!" after it when
+    either moves the reading more than 25% (`envelopes.hangs_on_one_point`)."""
+    value = r[f"{kind}_ratio"] if reading == "ratio" else r[f"{kind}_band_ratio"]
+    dropped = (r[f"{kind}_{reading}_drop_other"], r[f"{kind}_{reading}_drop_reference"])
+    return f"[{_cell(dropped[0])}, {_cell(dropped[1])}]" + ("!" if hangs_on_one_point(value, dropped) else "")
 
 
 def format_ratios(ratios: pd.DataFrame, reference: str = "h200", width: float = BAND_WIDTH) -> str:
@@ -241,14 +245,15 @@ def format_ratios(ratios: pd.DataFrame, reference: str = "h200", width: float = 
              "between its points): measured, all points | measured, the points scored | simulated, the same "
              f"points; at the interactivity (tokens/s/user) and over +-{width:.0%} of it (geometric mean; * cut "
              "where an envelope ends sooner), each with [the ratio with the one point of the other side's, of the "
-             "reference's envelope removed that moves it most]; - : not reached"]
+             "reference's envelope removed that moves it most; ! : one removal moves it more than 25%]; "
+             "- : not reached"]
     for (isl, osl, hw), g in ratios.groupby(["isl", "osl", "hardware"], sort=True):
         lines.append(f"  {hw}/{reference} {isl}/{osl}")
         for _, r in g.sort_values("interactivity_tok_s_user").iterrows():
             for reading, label in (("ratio", "at"), ("band", "band")):
                 lines.append(f"    {r['interactivity_tok_s_user']:>5g} {label:>4}: " + " | ".join(
                     f"{_cell(r[f'{k}_ratio']) if reading == 'ratio' else band_cell(r, k, width):>6} "
-                    f"{sensitivity_cell(r, k, reading):<16}" for k in RATIO_KINDS))
+                    f"{sensitivity_cell(r, k, reading):<17}" for k in RATIO_KINDS).rstrip())
     return "\n".join(lines)
 
 

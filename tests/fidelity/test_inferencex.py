@@ -300,7 +300,8 @@ def test_hardware_ratios_read_both_envelopes_at_the_same_interactivity():
     between = 4000.0 * (50 / 20) ** (np.log(400 / 4000) / np.log(100 / 20))
     assert r.loc[50.0, "measured_ratio_drop_other"] == pytest.approx(between / 400.0)
     assert r.loc[50.0, "measured_ratio_drop_reference"] == pytest.approx(1600.0 / (between / 4.0))
-    assert "band" in ixr.format_ratios(ratios)
+    text = ixr.format_ratios(ratios)
+    assert "band" in text and "!" in text  # at 50 the simulated GB200 envelope hangs on its 100 point
 
 
 def test_the_harness_drops_the_per_size_moe_set_up_latency_with_the_per_layer_one(points):
