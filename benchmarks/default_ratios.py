@@ -22,7 +22,7 @@ import pandas as pd
 
 from factory_sim.fidelity import inferencex as ix
 from factory_sim.fidelity.claims import usd_per_gpu_hour
-from factory_sim.fidelity.inferencex_report import envelope_at, frontier_envelope
+from factory_sim.fidelity.envelopes import envelope_at, frontier_envelope
 from factory_sim.results.tables import best_by_hardware
 from factory_sim.studies.assemble import default_experiment
 

@@ -762,20 +762,33 @@ def gen_seed_claims(_: list[str]) -> str:
 
     cost_at = _attr("factory_sim.studies.frontier:cost_at_interactivity")
     crossings = _attr("factory_sim.studies.frontier:crossings")
+    envelopes = importlib.import_module("factory_sim.fidelity.envelopes")
     points = pd.read_csv(RESULT_SETS["seed_claims"].folder / "frontier.csv")
     grid = np.array([10, 20, 30, 50, 75, 100, 150, 200], dtype=float)
     curves = cost_at(points, grid)
     per_mw = cost_at(points, grid, "tokens_per_s_per_mw")
+    on = points[points["on_frontier"]]
+    cheapness = {hw: envelopes.frontier_envelope(g["tokens_per_s_per_user_p50"].to_numpy(),
+                                                 1.0 / g["usd_per_m_output_tokens"].to_numpy())
+                 for hw, g in on.groupby("hardware")}  # $/M ratio = ratio of (1 / $/M): the band reads it as tokens
     parts = []
     for reference, title in (("h200_sxm", "H200 without MTP"), ("h200_sxm mtp", "H200 with MTP")):
         others = [c for c in curves.columns[1:] if c not in ("h200_sxm", "h200_sxm mtp")]
         rows = [f"| tokens/s/user | {reference} $/M | " + " | ".join(others) + " |",
                 "|---" * (len(others) + 2) + "|"]
         for _, r in curves.iterrows():
-            cells = [f"{r[reference] / r[hw]:.1f}x" if np.isfinite(r[reference] / r[hw]) else "-" for hw in others]
+            t = r["tokens_per_s_per_user"]
+            cells = []
+            for hw in others:
+                band = envelopes.band_ratio(cheapness[hw], cheapness[reference], t)
+                cut = envelopes.band_top(cheapness[hw], cheapness[reference], t) < (1 + envelopes.BAND_WIDTH) * t
+                cells.append(f"{r[reference] / r[hw]:.1f}x ({band:.1f}x{'*' if cut else ''})"
+                             if np.isfinite(r[reference] / r[hw]) else "-")
             ref = f"{r[reference]:.3g}" if np.isfinite(r[reference]) else "-"
-            rows.append(f"| {r['tokens_per_s_per_user']:g} | {ref} | " + " | ".join(cells) + " |")
-        lines = [f"How many times {title} costs per million output tokens, at each interactivity:", "", *rows, ""]
+            rows.append(f"| {t:g} | {ref} | " + " | ".join(cells) + " |")
+        lines = [f"How many times {title} costs per million output tokens, at each interactivity (in brackets over "
+                 f"+-{envelopes.BAND_WIDTH:.0%} of it: the geometric mean of the ratio, * where a frontier ends "
+                 "inside that band and the band is cut there):", "", *rows, ""]
         cross = crossings(curves[["tokens_per_s_per_user", reference, *others]], reference, per_mw=per_mw)
         for hw, g in cross.groupby("hardware", sort=False):
             said = []

@@ -5,7 +5,9 @@ quantity, with the published and the predicted value):
 - Blackwell racks vs Hopper for DeepSeek-R1 at 20..150 tokens/s/user: the ratio of output
   tokens/s/GPU (`inferencex_report.hardware_ratios`, each hardware's frontier envelope) and the
   ratio of $ per million output tokens, both priced from the same hardware profiles' $/GPU-hour
-  tier (`cost_ratios`): H200's $/M over the other's, so 15x means 15 times cheaper.
+  tier (`cost_ratios`): H200's $/M over the other's, so 15x means 15 times cheaper; at each
+  interactivity and over a band around it, with how far one point moves each
+  (`envelopes`).
 - "TensorRT-LLM cut cost per token 5x within two months of Blackwell's launch": TensorRT-LLM's
   $/M output tokens on B200 and GB200 NVL72 at fixed interactivity, per month of the results,
   measured and simulated (`cost_over_dates`), and each month's cost against the earliest
@@ -23,8 +25,9 @@ import numpy as np
 import pandas as pd
 
 from factory_sim.config.hardware import load_hardware
+from factory_sim.fidelity.envelopes import BAND_WIDTH, envelope_at, frontier_envelope
 from factory_sim.fidelity.inferencex import HARDWARE, RATIO_INTERACTIVITY
-from factory_sim.fidelity.inferencex_report import _points_frame, frontier_envelope, hardware_ratios, scored
+from factory_sim.fidelity.inferencex_report import _points_frame, band_cell, hardware_ratios, scored, sensitivity_cell
 
 TIER = "hyperscaler"
 
@@ -40,41 +43,53 @@ def usd_per_m_tokens(usd_per_hour: float, tok_s_per_gpu: np.ndarray | float) -> 
 
 def cost_ratios(results: pd.DataFrame, *, model: str = "DeepSeek-R1-0528", reference: str = "h200",
                 others: Sequence[str] = ("gb200_nvl72", "b200"), targets: Sequence[float] = RATIO_INTERACTIVITY,
-                tier: str = TIER) -> pd.DataFrame:
-    """`hardware_ratios` with, per ratio of tokens/s/GPU, the ratio of $/M output tokens
-    (reference's over the other's) at the same prices: tokens ratio x price(other)^-1 x price(reference)."""
-    r = hardware_ratios(results, model=model, reference=reference, others=others, targets=targets)
+                tier: str = TIER, width: float = BAND_WIDTH, between: str = "loglog") -> pd.DataFrame:
+    """`hardware_ratios` with, per ratio of tokens/s/GPU (at the point, over the band, and with
+    one point removed), the ratio of $/M output tokens (reference's over the other's) at the same
+    prices: tokens ratio x price(reference) / price(other). Over the band this is exact too: the
+    band reading is a geometric mean, and the price is the same across it."""
+    r = hardware_ratios(results, model=model, reference=reference, others=others, targets=targets, width=width,
+                        between=between)
     price = r["hardware"].map(lambda hw: usd_per_gpu_hour(reference, tier) / usd_per_gpu_hour(hw, tier))
     for kind in ("measured", "measured_scored", "simulated"):
-        r[f"{kind}_cost_ratio"] = r[f"{kind}_ratio"] * price
+        for reading in ("ratio", "band_ratio"):
+            r[f"{kind}_cost_{reading}"] = r[f"{kind}_{reading}"] * price
     return r
 
 
-def format_cost_ratios(r: pd.DataFrame, reference: str = "h200") -> str:
+def format_cost_ratios(r: pd.DataFrame, reference: str = "h200", width: float = BAND_WIDTH,
+                       between: str = "loglog") -> str:
     def cell(v: float) -> str:
         return f"{v:.1f}x" if np.isfinite(v) else "-"
 
+    kinds = ("measured", "measured_scored", "simulated")
     lines = [f"{reference} / other, DeepSeek-R1: tokens/s/GPU ratio and $/M-token ratio ({TIER} $/GPU-hour on both "
-             "sides): measured (all points) | measured (points scored) | simulated (same points); - : not reached"]
+             "sides): measured (all points) | measured (points scored) | simulated (same points); each envelope "
+             + ("interpolated in log-log between its points" if between == "loglog" else
+                "read as the best point at >= each interactivity")
+             + "; 'at': at the interactivity, 'band': geometric mean over "
+             f"+-{width:.0%} of it (* cut where an envelope ends sooner); in brackets the tokens/s/GPU ratio with "
+             "the one point of the other side's, of the reference's envelope removed that moves it most (- : the "
+             "target is not reached without it; ! : one removal moves it more than 25%); - : not reached"]
     for (isl, osl, hw), g in r.groupby(["isl", "osl", "hardware"], sort=True):
-        lines.append(f"  {hw} vs {reference}, {isl}/{osl}      tokens/s/GPU              $/M tokens")
+        lines.append(f"  {hw} vs {reference}, {isl}/{osl}             tokens/s/GPU                  $/M tokens"
+                     "         one point removed (measured scored | simulated)")
         for _, x in g.sort_values("interactivity_tok_s_user").iterrows():
-            lines.append(f"    {x['interactivity_tok_s_user']:>5g} tok/s/user: "
-                         + " | ".join(cell(x[f"{k}_ratio"]) for k in ("measured", "measured_scored", "simulated"))
-                         + "    " + " | ".join(cell(x[f"{k}_cost_ratio"])
-                                               for k in ("measured", "measured_scored", "simulated")))
+            for reading, label, drop in (("ratio", "at", "ratio"), ("band_ratio", "band", "band")):
+                tokens = [cell(x[f"{k}_ratio"]) if reading == "ratio" else band_cell(x, k, width) for k in kinds]
+                lines.append(f"    {x['interactivity_tok_s_user']:>5g} tok/s/user {label:>4}: "
+                             + " | ".join(f"{t:>7}" for t in tokens)
+                             + "    " + " | ".join(f"{cell(x[f'{k}_cost_{reading}']):>7}" for k in kinds)
+                             + "    " + " | ".join(sensitivity_cell(x, k, drop) for k in ("measured_scored",
+                                                                                           "simulated")))
     return "\n".join(lines)
 
 
 def best_at(interactivity: np.ndarray, tok_s_per_gpu: np.ndarray, targets: Sequence[float]) -> np.ndarray:
-    """Highest tokens/s/GPU of any point at >= each target interactivity (NaN where none is):
-    unlike the interpolated envelope, it never falls when points are added."""
-    x, y = np.asarray(interactivity, dtype=float), np.asarray(tok_s_per_gpu, dtype=float)
-    out = []
-    for t in targets:
-        ok = np.isfinite(x) & np.isfinite(y) & (x >= t)
-        out.append(float(y[ok].max()) if ok.any() else np.nan)
-    return np.array(out)
+    """Highest tokens/s/GPU of any point at >= each target interactivity (NaN where none is): the
+    envelope's "step" reading, which unlike the interpolated one never falls when points are
+    added (a month's runs can only add to what the software had shown)."""
+    return envelope_at(*frontier_envelope(interactivity, tok_s_per_gpu), targets, between="step")
 
 
 def cost_over_dates(results: pd.DataFrame, *, framework: Sequence[str] = ("trtllm", "dynamo-trtllm"),
@@ -144,7 +159,7 @@ def envelope_points(results: pd.DataFrame, *, model: str = "DeepSeek-R1-0528",
     A ratio of envelopes is only as right as the few points that set them: per kind
     ("measured_scored": the published values of the points scored; "simulated": the
     predictions), sequence length, hardware and target, the envelope points that bracket the
-    target (the two that `envelope_at` interpolates between; one below the slowest point),
+    target (the two that `envelopes.envelope_at` interpolates between; one below the slowest point),
     with each point's error on tokens/s/GPU and interactivity and the configuration it ran."""
     errors = scored(results).pivot_table(index="point_id", columns="quantity", values="rel_error", aggfunc="first")
     meta = results.drop_duplicates("point_id").set_index("point_id")

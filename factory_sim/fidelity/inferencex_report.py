@@ -13,6 +13,15 @@ import numpy as np
 import pandas as pd
 
 from factory_sim.errors import ConfigError
+from factory_sim.fidelity.envelopes import (
+    BAND_WIDTH,
+    band_ratio,
+    band_top,
+    drop_one,
+    frontier_envelope,
+    hangs_on_one_point,
+    point_ratio,
+)
 from factory_sim.fidelity.inferencex import (
     HARDWARE,
     INTERACTIVITY_BAND_LABELS,
@@ -130,33 +139,6 @@ def format_report(results: pd.DataFrame, *, worst: int = 5) -> str:
 
 # -- frontiers and hardware ratios --------------------------------------------------------------
 
-def frontier_envelope(interactivity: np.ndarray, tok_s_per_gpu: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The Pareto envelope (no point both faster per user and higher per GPU), by interactivity."""
-    x, y = np.asarray(interactivity, dtype=float), np.asarray(tok_s_per_gpu, dtype=float)
-    ok = np.isfinite(x) & np.isfinite(y) & (x > 0) & (y > 0)
-    x, y = x[ok], y[ok]
-    order = np.lexsort((-y, -x))  # highest interactivity first, then highest throughput
-    keep_x, keep_y, best = [], [], -np.inf
-    for i in order:
-        if y[i] > best:
-            keep_x.append(x[i])
-            keep_y.append(y[i])
-            best = y[i]
-    return np.array(keep_x[::-1]), np.array(keep_y[::-1])
-
-
-def envelope_at(xs: np.ndarray, ys: np.ndarray, targets: Sequence[float]) -> np.ndarray:
-    """Tokens/s/GPU the envelope reaches at >= each target interactivity, interpolated in log-log
-    between its points; a target below the envelope's slowest point gets that point's throughput,
-    one beyond its fastest point is not reachable (NaN)."""
-    t = np.asarray(targets, dtype=float)
-    if len(xs) == 0:
-        return np.full(len(t), np.nan)
-    out = np.exp(np.interp(np.log(t), np.log(xs), np.log(ys)))
-    out[t > xs[-1]] = np.nan
-    return out
-
-
 RATIO_KINDS = ("measured", "measured_scored", "simulated")
 
 
@@ -174,58 +156,104 @@ def _points_frame(results: pd.DataFrame, kind: str) -> pd.DataFrame:
     return wide[need].dropna().reset_index()
 
 
+READINGS = ("ratio", "band_ratio", "ratio_drop_other", "ratio_drop_reference", "band_drop_other",
+            "band_drop_reference", "band_top")
+
+
+def ratio_readings(other: tuple[np.ndarray, np.ndarray], reference: tuple[np.ndarray, np.ndarray], target: float,
+                   *, width: float = BAND_WIDTH, between: str = "loglog") -> dict[str, float]:
+    """Every reading of one cell from two sides' points (interactivity, tokens/s/GPU): the ratio
+    of envelopes at the target, over the band around it (`envelopes.band_ratio`), and each with
+    one point of one side's envelope removed, the one that moves it most (`envelopes.drop_one`)."""
+    env_o, env_r = frontier_envelope(*other), frontier_envelope(*reference)
+    point_drop = drop_one(other, reference, target, band=False, width=width, between=between)
+    band_drop = drop_one(other, reference, target, band=True, width=width, between=between)
+    return dict(zip(READINGS, (point_ratio(env_o, env_r, target, between), band_ratio(env_o, env_r, target, width,
+                                                                                      between),
+                               *point_drop, *band_drop, band_top(env_o, env_r, target, width)), strict=True))
+
+
 def hardware_ratios(results: pd.DataFrame, *, model: str = "DeepSeek-R1-0528", reference: str = "h200",
                     others: Sequence[str] = ("gb200_nvl72", "b200"),
-                    targets: Sequence[float] = RATIO_INTERACTIVITY) -> pd.DataFrame:
+                    targets: Sequence[float] = RATIO_INTERACTIVITY, width: float = BAND_WIDTH,
+                    between: str = "loglog") -> pd.DataFrame:
     """Ratio of output tokens/s/GPU of `others` to `reference` at each interactivity, per sequence
-    length, from each hardware's envelope (every framework, precision and date):
-    `measured_ratio` over all its measured points, `measured_scored_ratio` over the points the
-    simulator scored, `simulated_ratio` over the predictions for those same points; and
-    `simulated_vs_measured`, the simulated ratio against the measured one of the same points."""
+    length, from each hardware's envelope (every framework, precision and date), read the same
+    way on every side (`between`): `measured_ratio` over all its measured points,
+    `measured_scored_ratio` over the points the simulator scored, `simulated_ratio` over the
+    predictions for those same points; `simulated_vs_measured`, the simulated ratio against the
+    measured one of the same points. Beside each, `*_band_ratio` (the geometric mean over
+    +-`width` of the target, up to `*_band_top` where an envelope stops sooner) and
+    `*_ratio_drop_*` / `*_band_drop_*` (the ratio with the one point of the other / the reference
+    side's envelope removed that moves it most); `simulated_vs_measured_band`."""
     rows = []
     for kind in RATIO_KINDS:
         f = _points_frame(results, kind)
         f = f[f["model"] == model]
         for (isl, osl), g in f.groupby(["isl", "osl"]):
-            curves = {hw: envelope_at(*frontier_envelope(gh["interactivity_tok_s_user"].to_numpy(),
-                                                         gh["output_tok_s_per_gpu"].to_numpy()), targets)
-                      for hw, gh in g.groupby("hardware")}
-            ref = curves.get(reference)
+            pts = {hw: (gh["interactivity_tok_s_user"].to_numpy(dtype=float),
+                        gh["output_tok_s_per_gpu"].to_numpy(dtype=float)) for hw, gh in g.groupby("hardware")}
+            if reference not in pts:
+                continue
             for hw in others:
-                if hw not in curves or ref is None:
+                if hw not in pts:
                     continue
-                for t, num, den in zip(targets, curves[hw], ref, strict=True):
-                    rows.append({"isl": int(isl), "osl": int(osl), "hardware": hw, "interactivity_tok_s_user": t,
-                                 "kind": kind, "ratio": num / den if np.isfinite(num) and np.isfinite(den) else np.nan})
+                for t in targets:
+                    read = ratio_readings(pts[hw], pts[reference], t, width=width, between=between)
+                    rows.extend({"isl": int(isl), "osl": int(osl), "hardware": hw, "interactivity_tok_s_user": t,
+                                 "reading": f"{kind}_{name}", "value": v} for name, v in read.items())
     cols = ["isl", "osl", "hardware", "interactivity_tok_s_user"]
+    value_cols = [f"{kind}_{name}" for kind in RATIO_KINDS for name in READINGS]
     ratio_cols = [f"{kind}_ratio" for kind in RATIO_KINDS]
-    df = pd.DataFrame(rows, columns=cols + ["kind", "ratio"])
+    tail = ["simulated_vs_measured", "simulated_vs_measured_band"]
+    df = pd.DataFrame(rows, columns=cols + ["reading", "value"])
     if not len(df):
-        return pd.DataFrame(columns=cols + ratio_cols + ["simulated_vs_measured"])
-    out = df.pivot_table(index=cols, columns="kind", values="ratio", aggfunc="first", dropna=False)
-    out = out.reindex(columns=list(RATIO_KINDS)).add_suffix("_ratio").reset_index()
+        return pd.DataFrame(columns=cols + value_cols + tail)
+    out = df.pivot_table(index=cols, columns="reading", values="value", aggfunc="first", dropna=False)
+    out = out.reindex(columns=value_cols).reset_index()
     out = out.merge(df[cols].drop_duplicates(), on=cols)  # only the combinations that exist
     out = out.dropna(subset=ratio_cols, how="all")
     out["simulated_vs_measured"] = out["simulated_ratio"] / out["measured_scored_ratio"] - 1.0
+    out["simulated_vs_measured_band"] = out["simulated_band_ratio"] / out["measured_scored_band_ratio"] - 1.0
     out.columns.name = None
-    return out.sort_values(cols, kind="stable").reset_index(drop=True)[cols + ratio_cols + ["simulated_vs_measured"]]
+    return out.sort_values(cols, kind="stable").reset_index(drop=True)[cols + value_cols + tail]
 
 
-def format_ratios(ratios: pd.DataFrame, reference: str = "h200") -> str:
+def _cell(v: float) -> str:
+    return f"{v:.1f}x" if np.isfinite(v) else "-"
+
+
+def band_cell(r: pd.Series, kind: str, width: float = BAND_WIDTH) -> str:
+    """The band reading, with "*" where the band stops short of +width (an envelope ends inside it)."""
+    cut = np.isfinite(r[f"{kind}_band_top"]) and r[f"{kind}_band_top"] < (1 + width) * r["interactivity_tok_s_user"]
+    return _cell(r[f"{kind}_band_ratio"]) + ("*" if cut else "")
+
+
+def sensitivity_cell(r: pd.Series, kind: str, reading: str = "ratio") -> str:
+    """"[a, b]": the reading with the one point of the other side's / the reference's envelope
+    whose removal moves it most ("-": the target is not reached without it), "!" after it when
+    either moves the reading more than 25% (`envelopes.hangs_on_one_point`)."""
+    value = r[f"{kind}_ratio"] if reading == "ratio" else r[f"{kind}_band_ratio"]
+    dropped = (r[f"{kind}_{reading}_drop_other"], r[f"{kind}_{reading}_drop_reference"])
+    return f"[{_cell(dropped[0])}, {_cell(dropped[1])}]" + ("!" if hangs_on_one_point(value, dropped) else "")
+
+
+def format_ratios(ratios: pd.DataFrame, reference: str = "h200", width: float = BAND_WIDTH) -> str:
     if not len(ratios):
         return ""
-    lines = [f"output tokens/s/GPU ratio to {reference} at >= each interactivity (tokens/s/user), from each "
-             "hardware's envelope: measured, all points | measured, the points scored | simulated, the same points "
-             "(- : not reached)"]
-
-    def cell(v: float) -> str:
-        return f"{v:.1f}x" if np.isfinite(v) else "-"
-
+    lines = [f"output tokens/s/GPU ratio to {reference} from each hardware's envelope (interpolated in log-log "
+             "between its points): measured, all points | measured, the points scored | simulated, the same "
+             f"points; at the interactivity (tokens/s/user) and over +-{width:.0%} of it (geometric mean; * cut "
+             "where an envelope ends sooner), each with [the ratio with the one point of the other side's, of the "
+             "reference's envelope removed that moves it most; ! : one removal moves it more than 25%]; "
+             "- : not reached"]
     for (isl, osl, hw), g in ratios.groupby(["isl", "osl", "hardware"], sort=True):
         lines.append(f"  {hw}/{reference} {isl}/{osl}")
         for _, r in g.sort_values("interactivity_tok_s_user").iterrows():
-            lines.append(f"    {r['interactivity_tok_s_user']:>5g}: {cell(r['measured_ratio']):>6} | "
-                         f"{cell(r['measured_scored_ratio']):>6} | {cell(r['simulated_ratio']):>6}")
+            for reading, label in (("ratio", "at"), ("band", "band")):
+                lines.append(f"    {r['interactivity_tok_s_user']:>5g} {label:>4}: " + " | ".join(
+                    f"{_cell(r[f'{k}_ratio']) if reading == 'ratio' else band_cell(r, k, width):>6} "
+                    f"{sensitivity_cell(r, k, reading):<17}" for k in RATIO_KINDS).rstrip())
     return "\n".join(lines)
 
 

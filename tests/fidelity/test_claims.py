@@ -33,6 +33,9 @@ def test_cost_ratio_is_throughput_ratio_at_the_same_prices():
     price = claims.usd_per_gpu_hour("h200") / claims.usd_per_gpu_hour("gb200_nvl72")
     assert row["measured_cost_ratio"] == pytest.approx(8.0 * price)
     assert row["simulated_cost_ratio"] == pytest.approx(12.0 * price)
+    # over the band too: its reading is a geometric mean, so the price ratio carries through it
+    assert row["measured_band_ratio"] == pytest.approx(8.0)
+    assert row["simulated_cost_band_ratio"] == pytest.approx(row["simulated_band_ratio"] * price)
     assert "gb200_nvl72 vs h200" in claims.format_cost_ratios(r)
 
 

@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from factory_sim.cli import main
 from factory_sim.config.hardware import load_hardware
+from factory_sim.fidelity import envelopes
 from factory_sim.fidelity import inferencex as ix
 from factory_sim.fidelity import inferencex_report as ixr
 from factory_sim.fidelity.measured import builtin_measured_points_path
@@ -267,10 +268,10 @@ def test_a_point_runs_and_reports_the_stack_of_its_image(points):
 @given(st.lists(st.tuples(st.floats(1, 500), st.floats(1, 1e4)), min_size=1, max_size=30))
 def test_the_envelope_is_the_pareto_frontier(pts):
     x, y = np.array([p[0] for p in pts]), np.array([p[1] for p in pts])
-    ex, ey = ixr.frontier_envelope(x, y)
+    ex, ey = envelopes.frontier_envelope(x, y)
     assert np.all(np.diff(ex) > 0) and np.all(np.diff(ey) < 0)
     for xi, yi in zip(x, y, strict=True):  # nothing measured lies beyond it
-        reach = ixr.envelope_at(ex, ey, [xi])[0]
+        reach = envelopes.envelope_at(ex, ey, [xi])[0]
         assert reach >= yi * (1 - 1e-9)
 
 
@@ -290,6 +291,17 @@ def test_hardware_ratios_read_both_envelopes_at_the_same_interactivity():
     assert r.loc[35.0, "measured_ratio"] == pytest.approx(4.0) == r.loc[35.0, "measured_scored_ratio"]
     assert r.loc[50.0, "simulated_ratio"] == pytest.approx(8.0)
     assert 150.0 not in r.index  # beyond both envelopes: no row
+    # one side a constant multiple of the other: the band reads the same, and so does every removal
+    assert r.loc[35.0, "measured_band_ratio"] == pytest.approx(4.0)
+    assert r.loc[50.0, "simulated_band_ratio"] == pytest.approx(8.0)
+    assert r.loc[50.0, "simulated_vs_measured_band"] == pytest.approx(1.0)
+    # without GB200's point at 50 its envelope is read there in log-log between 20 and 100 (4,000 and
+    # 400 tokens/s/GPU), against H200's 400; without H200's, H200's is read between 20 and 100 alike
+    between = 4000.0 * (50 / 20) ** (np.log(400 / 4000) / np.log(100 / 20))
+    assert r.loc[50.0, "measured_ratio_drop_other"] == pytest.approx(between / 400.0)
+    assert r.loc[50.0, "measured_ratio_drop_reference"] == pytest.approx(1600.0 / (between / 4.0))
+    text = ixr.format_ratios(ratios)
+    assert "band" in text and "!" in text  # at 50 the simulated GB200 envelope hangs on its 100 point
 
 
 def test_the_harness_drops_the_per_size_moe_set_up_latency_with_the_per_layer_one(points):
