@@ -17,6 +17,9 @@ importing factory-sim and parsing its cell, and its peak memory is its own):
     python benchmarks/factory.py --workers 64 128    # cluster sizes to extrapolate to
     python benchmarks/factory.py --only cost --case benchmarks/factory_10k_case.yaml --workers 2
                                                      # another factory file: its own tasks
+    python benchmarks/factory.py --only cost --rates-from RUN/manifest.json --workers 64
+                                                     # the rates of a whole run's tasks (e.g. the
+                                                     # 10,000-GPU hour's) instead of short windows
 
 Benchmarks run on demand; the test suite never runs them.
 """
@@ -84,25 +87,39 @@ def makespan_s(durations: list[float], workers: int, in_order: bool = False) -> 
     return max(loads)
 
 
-def measure_cost(window_s: float, workers: list[int], case: Path = CASE) -> dict:
+def rates_from_manifest(path: Path, kinds: dict) -> dict[int, float]:
+    """Simulated requests per CPU-second of each kind of cell over a whole run's tasks (its
+    manifest.json): what the tasks cost at full length on the machine that ran them. A task's
+    cell is named `<kind>-<copy>`, so the run may be of another factory with the same kinds
+    (factory_10k_case.yaml's for factory_case.yaml's)."""
+    tasks = json.loads(Path(path).read_text())["tasks"].values()
+    by_name = {spec_name: i for i, spec_name in kinds.items()}
+    requests, cpu = {}, {}
+    for t in tasks:
+        i = by_name.get(t["cell"].rsplit("-", 1)[0])
+        if i is not None:
+            requests[i] = requests.get(i, 0) + t["requests_simulated"]
+            cpu[i] = cpu.get(i, 0.0) + t["cpu_s"]
+    missing = sorted(name for name, i in by_name.items() if not cpu.get(i))
+    if missing:
+        raise SystemExit(f"{path}: no task of {', '.join(missing)}; the run must hold every kind of cell of the case")
+    return {i: requests[i] / cpu[i] for i in by_name.values()}
+
+
+def measure_cost(window_s: float, workers: list[int], case: Path = CASE, rates_from: Path | None = None) -> dict:
     factory, jobs = _case(case)
     spec = factory.spec
     kinds = {}
     for c in factory.cells:
         kinds.setdefault(c.spec_index, c)
-    overrides = {"duration_s": window_s, "window_s": window_s}
-    print(f"cost: one {window_s:g} s window (+{spec.warmup_length_s:g} s warm-up, +{spec.lookahead_length_s:g} s "
-          f"look-ahead) of each kind of cell, each in a fresh process", flush=True)
-    rates = {}
-    print(f"{'cell kind':<14}{'GPUs':>6}{'copies':>8}{'requests':>11}{'wall s':>8}{'CPU s':>8}{'req/CPU-s':>11}"
-          f"{'events/req':>11}{'peak MB':>9}")
-    for i, cell in kinds.items():
-        s = _fresh(case, overrides, cell.name)
-        rates[i] = s["requests_simulated"] / s["cpu_s"]
-        copies = spec.cells[i].count
-        print(f"{spec.cells[i].name:<14}{cell.gpus:>6}{copies:>8}{s['requests_simulated']:>11,}{s['wall_s']:>8.1f}"
-              f"{s['cpu_s']:>8.1f}{rates[i]:>11,.0f}{s['events'] / s['requests_simulated']:>11.2f}"
-              f"{s['peak_rss_mb']:>9,.0f}", flush=True)
+    if rates_from is not None:
+        rates = rates_from_manifest(rates_from, {i: spec.cells[i].name for i in kinds})
+        print(f"cost: the tasks of the whole run in {rates_from}, per kind of cell")
+        print(f"{'cell kind':<14}{'req/CPU-s':>11}")
+        for i, r in rates.items():
+            print(f"{spec.cells[i].name:<14}{r:>11,.0f}")
+    else:
+        rates = _measured_rates(case, spec, kinds, window_s)
     index = {c.name: c.spec_index for c in factory.cells}
     durations = [j.expected_requests / rates[index[j.cell]] for j in jobs]
     total_requests = sum(j.expected_requests for j in jobs)
@@ -116,14 +133,32 @@ def measure_cost(window_s: float, workers: list[int], case: Path = CASE) -> dict
     for w in workers:
         span = makespan_s(durations, w)
         out["makespan_s"][w] = span
+        bound = "the longest task" if max(durations) >= core_s / w else f"the CPU-seconds / {w}"
         print(f"on {w:>3} workers: {span / 60:6.1f} min (tasks longest first; {core_s / w / 60:.1f} min if "
-              f"perfectly balanced)")
+              f"perfectly balanced, {max(durations) / 60:.1f} min the longest task: set by {bound})")
     if Path(case) == CASE:
         tenth = makespan_s([d / 10 for d in durations], 2)  # a 10,000-GPU factory of the same mix
         print(f"a 10,000-GPU factory of the same mix (every task a tenth as long) on this machine's 2 workers: "
               f"{tenth / 60:.1f} min")
         out["ten_thousand_gpus_on_2_workers_s"] = tenth
     return out
+
+
+def _measured_rates(case: Path, spec, kinds: dict, window_s: float) -> dict[int, float]:
+    overrides = {"duration_s": window_s, "window_s": window_s}
+    print(f"cost: one {window_s:g} s window (+{spec.warmup_length_s:g} s warm-up, +{spec.lookahead_length_s:g} s "
+          f"look-ahead) of each kind of cell, each in a fresh process", flush=True)
+    rates = {}
+    print(f"{'cell kind':<14}{'GPUs':>6}{'copies':>8}{'requests':>11}{'wall s':>8}{'CPU s':>8}{'req/CPU-s':>11}"
+          f"{'events/req':>11}{'peak MB':>9}")
+    for i, cell in kinds.items():
+        s = _fresh(case, overrides, cell.name)
+        rates[i] = s["requests_simulated"] / s["cpu_s"]
+        copies = spec.cells[i].count
+        print(f"{spec.cells[i].name:<14}{cell.gpus:>6}{copies:>8}{s['requests_simulated']:>11,}{s['wall_s']:>8.1f}"
+              f"{s['cpu_s']:>8.1f}{rates[i]:>11,.0f}{s['events'] / s['requests_simulated']:>11.2f}"
+              f"{s['peak_rss_mb']:>9,.0f}", flush=True)
+    return rates
 
 
 def measure_memory() -> dict:
@@ -185,6 +220,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--case", type=Path, default=CASE,
                         help="the factory file whose cells are costed and whose tasks are extrapolated, for "
                              "--only cost (default benchmarks/factory_case.yaml)")
+    parser.add_argument("--rates-from", type=Path, metavar="MANIFEST",
+                        help="for --only cost: each kind's rate from the tasks of a whole run (its manifest.json, "
+                             "e.g. of factory_10k_case.yaml) instead of measuring short windows")
     parser.add_argument("--_task", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args._task:
@@ -193,8 +231,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     for what in args.only or ["cost", "memory", "scaling"]:
         print(f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())} on {os.cpu_count()} cores")
-        {"cost": lambda: measure_cost(args.cost_window_s, args.workers, args.case.resolve()), "memory": measure_memory,
-         "scaling": measure_scaling}[what]()
+        {"cost": lambda: measure_cost(args.cost_window_s, args.workers, args.case.resolve(), args.rates_from),
+         "memory": measure_memory, "scaling": measure_scaling}[what]()
         print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
         print()
     return 0

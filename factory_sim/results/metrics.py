@@ -14,13 +14,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 
 from factory_sim.config.experiment import SloTarget
 from factory_sim.errors import ConfigError
 from factory_sim.results.trace import DONE, FAILED, PENDING, REJECTED, TIMED_OUT, Trace
+
+if TYPE_CHECKING:  # pandas is imported where a frame is built: a simulation alone never needs it
+    import pandas as pd
 
 SUMMARY_KEYS: tuple[str, ...] = (
     "requests",
@@ -204,6 +207,8 @@ def summarize_by(
         gpus_per_group = list(gpus)
         if len(gpus_per_group) != len(names):
             raise ValueError(f"`gpus` needs one count per group ({len(names)}), got {len(gpus_per_group)}")
+    import pandas as pd
+
     scope = _Scope.build(trace, slo, warmup_s, cooldown_s)
     rows = [
         scope.summary(codes == code, _check_gpus(group_gpus))

@@ -8,9 +8,12 @@ needs must be here and nothing else.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
+
+if TYPE_CHECKING:  # pandas is imported where a frame is built: a simulation alone never needs it
+    import pandas as pd
 
 # Outcome codes (int8 column `outcome`).
 PENDING = -1  # never finished: still in flight when the simulation ended
@@ -106,6 +109,8 @@ class Trace:
 
     def to_frame(self) -> pd.DataFrame:
         """One row per request, with codes turned back into names."""
+        import pandas as pd
+
         df = pd.DataFrame({name: getattr(self, name) for name in _FLOAT_COLUMNS + _INT_COLUMNS})
         df.insert(0, "request_id", np.arange(len(self)))
         df["slo_class"] = _names(self.slo_class, self.slo_class_names)
@@ -122,6 +127,8 @@ class Trace:
 
 
 def _names(codes: np.ndarray, names: list[str]) -> pd.Categorical:
+    import pandas as pd
+
     if not names:
         return pd.Categorical(np.where(codes >= 0, codes.astype(str), ""))
     labels = list(names) + [""]

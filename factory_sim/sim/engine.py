@@ -462,12 +462,13 @@ class _Engine:
         i = self._next_arrival
         self._dispatch(i if rids is None else rids[i])
         i += 1
-        while i < len(times) and not times[i] > env.now:  # dispatches at this instant share its event
+        now = env._now  # (no event runs between these dispatches: the clock stands)
+        while i < len(times) and not times[i] > now:  # dispatches at this instant share its event
             self._dispatch(i if rids is None else rids[i])
             i += 1
         self._next_arrival = i
         if i < len(times):
-            wake(env, times[i] - env.now, self._arrivals_due)
+            wake(env, times[i] - now, self._arrivals_due)
 
     def closed_loop_clients(self, n_requests: int, concurrency: int):
         counter = iter(range(n_requests))

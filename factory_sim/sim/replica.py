@@ -318,7 +318,7 @@ class Replica:
             if rid in self._resumed:  # preempted: prefill its prompt and generated tokens again
                 prefilling[rid] = (0, self._input_tokens[rid] + self._resumed[rid])
             elif self.role == DECODE:
-                tr, now = self.trace, self.env.now
+                tr, now = self.trace, self.env._now
                 tr.decode_start_s[rid] = now
                 if self._first_from_decode:  # the client's stream comes from the decode side
                     tr.first_token_s[rid] = now
@@ -479,7 +479,7 @@ class Replica:
 
     # -- a mixed step: decode every sequence past prefill, fill the rest with prompt chunks --
     def _start_mixed_step(self) -> None:
-        tr, start, model = self.trace, self.env.now, self.step_model
+        tr, start, model = self.trace, self.env._now, self.step_model
         n_dec = len(self._ctx_base)
         budget = self.max_batch_tokens - n_dec
         if self._prefill_alone:
@@ -561,7 +561,7 @@ class Replica:
 
     # -- pure decode until the next finish: priced at once, cut short only by an admission ----
     def _start_decode_steps(self) -> None:
-        start = self.env.now
+        start = self.env._now  # (SimPy's `now` property, read without its call)
         n = len(self._ctx_base)
         horizon = 1
         if self._macro:

@@ -8,13 +8,14 @@ once, so the tiers share runs. Fleets run in parallel processes.
 
 from __future__ import annotations
 
+import functools
 import math
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 
 from factory_sim.config.experiment import Experiment
 from factory_sim.config.workload import ClosedLoopArrivals
@@ -38,6 +39,9 @@ from factory_sim.studies.load_search import LoadSearch
 from factory_sim.studies.workers import map_jobs, worker_count
 from factory_sim.workload.generate import generate_requests
 from factory_sim.workload.lengths import mean_length
+
+if TYPE_CHECKING:  # pandas is imported where a frame is built: a simulation alone never needs it
+    import pandas as pd
 
 SUMMARY_COLUMNS = (
     "fleet",
@@ -118,12 +122,30 @@ class Point:
 
 @dataclass
 class RunResult:
-    summary: pd.DataFrame
+    rows: list[dict]  # one summary row per fleet x tier, as `run_fleet` reports them
+    reference: str  # the fleet whose cost the others are compared with
     points: dict[tuple[str, str], Point] = field(default_factory=dict)  # (fleet, tier) -> reported point
     simulations: int = 0
 
+    @functools.cached_property
+    def summary(self) -> pd.DataFrame:
+        """The table users read, built when first asked for: a run that only simulates (a
+        benchmark, a worker) never imports pandas."""
+        import pandas as pd
+
+        df = pd.DataFrame(self.rows)
+        for col in SUMMARY_COLUMNS:
+            if col not in df:
+                df[col] = np.nan
+        ref_cost = df[df["fleet"] == self.reference].set_index("tier")["usd_per_m_goodput_tokens"]
+        df["reference_fleet"] = self.reference
+        df["cost_ratio_to_reference"] = df["usd_per_m_goodput_tokens"] / df["tier"].map(ref_cost)
+        return df[list(SUMMARY_COLUMNS)]
+
     def traces_frame(self) -> pd.DataFrame:
         """Per-request traces of the reported points, with fleet and tier columns."""
+        import pandas as pd
+
         frames = []
         for (fleet, tier), point in self.points.items():
             df = point.sim.trace.to_frame()
@@ -136,6 +158,8 @@ class RunResult:
     def scaling_frame(self, bins: int = 96) -> pd.DataFrame:
         """For autoscaled fleets: replicas held per pool at every change, and the offered load in
         `bins` intervals of the run, as (fleet, tier, series, t_s, value) rows."""
+        import pandas as pd
+
         rows = []
         for (fleet, tier), point in self.points.items():
             sim = point.sim
@@ -154,6 +178,8 @@ class RunResult:
 
     def faults_frame(self) -> pd.DataFrame:
         """For runs with faults: every unit failure, with the replicas it hit."""
+        import pandas as pd
+
         rows = [(fleet, tier, t, hw, kind, unit, hit)
                 for (fleet, tier), point in self.points.items() if point.sim.faults is not None
                 for t, hw, kind, unit, hit in point.sim.faults.events]
@@ -500,15 +526,7 @@ def run_experiment(exp: Experiment, *, jobs: int | None = None,
         rows.extend(r)
         points.update(p)
         sims += s
-    df = pd.DataFrame(rows)
-    for col in SUMMARY_COLUMNS:
-        if col not in df:
-            df[col] = np.nan
-    ref = exp.reference
-    ref_cost = df[df["fleet"] == ref].set_index("tier")["usd_per_m_goodput_tokens"]
-    df["reference_fleet"] = ref
-    df["cost_ratio_to_reference"] = df["usd_per_m_goodput_tokens"] / df["tier"].map(ref_cost)
-    return RunResult(summary=df[list(SUMMARY_COLUMNS)], points=points, simulations=sims)
+    return RunResult(rows=rows, reference=exp.reference, points=points, simulations=sims)
 
 
 def stderr_progress(message: str) -> None:

@@ -9,8 +9,9 @@ property too (scaled loads, same draws), though not as a plain stretch.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import pandas as pd
 
 from factory_sim.config.workload import (
     Arrivals,
@@ -24,6 +25,9 @@ from factory_sim.config.workload import (
 from factory_sim.errors import ConfigError
 from factory_sim.workload.sessions import mean_turns
 from factory_sim.workload.trace_files import load_trace
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 def arrival_times(

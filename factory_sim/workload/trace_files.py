@@ -19,12 +19,15 @@ import json
 import math
 from functools import cache, lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 
 from factory_sim.catalog import builtin_names, builtin_path, resolve
 from factory_sim.errors import ConfigError
+
+if TYPE_CHECKING:  # pandas is imported when a trace is read: a run without one never needs it
+    import pandas as pd
 
 _CSV_SUFFIXES = (".csv", ".csv.gz")
 _JSONL_SUFFIXES = (".jsonl", ".jsonl.gz")
@@ -80,6 +83,8 @@ def _load_file_cached(path: str, mtime_ns: int, size: int) -> pd.DataFrame:
 
 
 def _parse(path: Path, label: str) -> pd.DataFrame:
+    import pandas as pd
+
     if path.name.endswith(_CSV_SUFFIXES):
         arrival_s, input_tokens, output_tokens, hash_ids = _parse_azure_csv(path, label)
     else:
@@ -99,6 +104,8 @@ def _parse(path: Path, label: str) -> pd.DataFrame:
 def _parse_azure_csv(
     path: Path, label: str
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, None]:
+    import pandas as pd
+
     try:
         raw = pd.read_csv(path, dtype=str, keep_default_na=False, skip_blank_lines=True)
     except pd.errors.EmptyDataError:
@@ -131,6 +138,8 @@ def _parse_azure_csv(
 
 
 def _whole_numbers(column: pd.Series, name: str, label: str, first_line: int) -> np.ndarray:
+    import pandas as pd
+
     values = pd.to_numeric(column.str.strip(), errors="coerce").to_numpy(dtype=np.float64)
     whole = np.isfinite(values) & (values == np.round(values))
     bad = np.flatnonzero(~whole)
