@@ -64,10 +64,11 @@ MLPERF_DATASET_LENGTHS = {
 # assumed to generate the same mean: an estimate, since greedy answers differ a little with the
 # engine and the number format.
 MLPERF_GENERATED_OUTPUT_TOKENS = {
-    # Dell XE9780L-B300-SXM-270GBx8_TRT llama2-70b-99: 108,669 / 399.32 = 272.1 (reference 218.9)
+    # Dell XE9780L-B300-SXM-270GBx8_TRT llama2-70b-99: 108,669 / 399.32 = 272.1 (reference 218.9;
+    # Cisco C880A_M8_B300_288GBx8_TRT: 115,730 / 423.839 = 273.1)
     "llama2_70b": 272.1,
     # GigaComputing G894-SD3-AAX7_B300-SXM-270GBx8_TRT llama3.1-405b: 1,947.91 / 2.98962 = 651.6
-    # (reference 684.7)
+    # (reference 684.7; Cisco C880A_M8_B300_288GBx8_TRT: 1,971.11 / 3.09594 = 636.7)
     "llama3_1_405b": 651.6,
     # ASUSTeK XA_NB3I-E12_B300x8_TRT gpt-oss-120b: 110,077 / 84.1448 = 1,308.2 (reference 1,278.2)
     "gpt_oss_120b": 1308.2,
