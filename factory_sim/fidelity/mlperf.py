@@ -42,7 +42,12 @@ from factory_sim.fidelity.measured import (
     spread_lengths,
     step_budget,
 )
-from factory_sim.fidelity.mlperf_lengths import request_lengths
+from factory_sim.fidelity.mlperf_deployments import (
+    MLPERF_ADP_BALANCE_TIMEOUT_STEPS,
+    MLPERF_SUBMITTED_DEPLOYMENTS,
+    SubmittedDeployment,
+)
+from factory_sim.fidelity.mlperf_lengths import generated_output_tokens, request_lengths
 from factory_sim.perf.estimate import capacity_req_per_s
 from factory_sim.perf.memory import plan_memory
 from factory_sim.perf.shape import ReplicaShape
@@ -74,24 +79,6 @@ MTP_DRAFT_TOKENS = 1
 
 
 MTP_ACCEPTANCE = DEFAULT_MTP_ACCEPTANCE
-
-
-# Attention-DP balancing (steps a queued prompt may be held, 0: off) as the v6.0 TensorRT-LLM
-# submissions of these scenarios set it (`adp_balancing_enable`, `adp_balancing_timeout_iters`;
-# https://github.com/mlcommons/inference_results_v6.0): DeepSeek-R1 9 steps in NVIDIA's B300
-# Server configuration (closed/NVIDIA/configs/B300-SXM-270GBx8/Server/deepseek-r1.py) and 6 in
-# GigaComputing's B300 Interactive one (closed/GigaComputing/configs/
-# G894-SD3-AAX7_B300-SXM-270GBx8/Interactive/deepseek-r1.py); gpt-oss-120b off in NVIDIA's
-# Server (closed/NVIDIA/configs/B200-SXM-180GBx4/Server/gpt-oss-120b.py) and ASUSTeK's B300
-# Interactive configuration (closed/ASUSTeK/configs/XA_NB3I-E12_B300x8/Interactive/
-# gpt-oss-120b.py). A stack's own value comes from throughput recipes (60 steps): held that
-# long, prompts break the TTFT limits these runs are tuned to. Other models keep the stack's.
-MLPERF_ADP_BALANCE_TIMEOUT_STEPS = {
-    ("deepseek_r1", "server"): 9,
-    ("deepseek_r1", "interactive"): 6,
-    ("gpt_oss_120b", "server"): 0,
-    ("gpt_oss_120b", "interactive"): 0,
-}
 
 
 # Sequences per attention-DP rank a replica batches at most: TensorRT-LLM's default
@@ -154,6 +141,7 @@ class Benchmark:
     tpot_limit_s: float
     interactivity: float
     published: float
+    deployment: SubmittedDeployment | None = None
 
 
 def builtin_calibration_path() -> Path:
@@ -202,8 +190,11 @@ def row_framework(row) -> str | None:
     return None
 
 
-def benchmark(row, stacks: dict[str, SoftwareStack] | None = None) -> Benchmark:
-    """Parse a throughput row, or Skip with the reason."""
+def benchmark(row, stacks: dict[str, SoftwareStack] | None = None, generated_lengths: bool = False) -> Benchmark:
+    """Parse a throughput row, or Skip with the reason. `generated_lengths`: an MLPerf row runs at
+    the output length its submissions generated (mlperf_lengths.MLPERF_GENERATED_OUTPUT_TOKENS,
+    what LoadGen counts) instead of the reference answers' mean the row states; off by
+    default, because it raised the error (docs/fidelity.md, "Mechanisms tried")."""
     hardware_names, model_names = catalog_names()
     metric = row_text(row, "metric")
     if metric not in THROUGHPUT_METRICS:
@@ -241,13 +232,16 @@ def benchmark(row, stacks: dict[str, SoftwareStack] | None = None) -> Benchmark:
     stack, note = row_stack(hw, row_framework(row), row_text(row, "date"), stacks)
     if scenario in MLPERF_SCENARIOS:  # LoadGen drives the engine in-process: no HTTP front-end
         stack = stack.model_copy(update={"frontend_latency_s": 0.0})
+    if generated_lengths and scenario in MLPERF_SCENARIOS:
+        osl = generated_output_tokens(model.name, osl)
     submitted_adp = MLPERF_ADP_BALANCE_TIMEOUT_STEPS.get((model.name, scenario))
     if submitted_adp is not None and stack.framework == "tensorrt-llm":
         stack = stack.model_copy(update={"adp_balance_timeout_steps": submitted_adp})
     return Benchmark(id=str(row.get("id", "row")), hardware=hw, model=model, stack=stack, stack_note=note,
                      precision=precision, attention_precision=attention, gpus=int(gpus), isl=int(round(isl)),
                      osl=int(round(osl)), scenario=scenario, ttft_limit_s=(ttft or 0.0) / 1e3,
-                     tpot_limit_s=(tpot or 0.0) / 1e3, interactivity=interactivity or 0.0, published=float(value))
+                     tpot_limit_s=(tpot or 0.0) / 1e3, interactivity=interactivity or 0.0, published=float(value),
+                     deployment=MLPERF_SUBMITTED_DEPLOYMENTS.get((hw.name, model.name, scenario)))
 
 
 def _unit_sizes(b: Benchmark) -> list[int]:
@@ -269,12 +263,17 @@ def _replica_shapes(b: Benchmark, gpus: int, mtp: bool) -> list[ReplicaShape]:
         options = [(gpus, 1, 1)] if gpus <= 8 else []
     # published results are tuned for throughput: FP8 KV whatever the framework's default
     kv = "bf16" if b.precision == "bf16" else "fp8"
+    drafts = MTP_DRAFT_TOKENS
+    if b.deployment is not None:
+        dep = b.deployment
+        options = [(dep.tp, dep.dp_attention, dep.ep)] if dep.gpus == gpus else []
+        drafts = dep.mtp_draft_tokens
     shapes = []
     for tp, dp, ep in options:
         try:
             shape = ReplicaShape(hardware=b.hardware, model=m, stack=b.stack, precision=b.precision,
                                  attention_precision=b.attention_precision, kv_precision=kv, tp=tp, dp_attention=dp,
-                                 ep=ep, mtp_draft_tokens=MTP_DRAFT_TOKENS if mtp else 0,
+                                 ep=ep, mtp_draft_tokens=drafts if mtp else 0,
                                  mtp_acceptance=MTP_ACCEPTANCE if mtp else 0.0, path=b.id)
             plan_memory(shape)
         except ConfigError:
@@ -317,6 +316,9 @@ def candidate_plans(b: Benchmark) -> list[tuple[FleetLayout, str]]:
     mtp_options = (False, True) if b.model.mtp_layers else (False,)
     plans: list[tuple[FleetLayout, str]] = []
     sizes = _unit_sizes(b)
+    if b.deployment is not None:  # as submitted: that replica, aggregated, its MTP setting
+        sizes = [b.deployment.gpus] if b.deployment.gpus in sizes else []
+        mtp_options = (b.deployment.mtp_draft_tokens > 0,)
 
     def batches(shape: ReplicaShape, role: str) -> list[int]:
         most = _kv_batch(shape, ctx if role != "prefill" else b.isl + 1)
@@ -335,8 +337,8 @@ def candidate_plans(b: Benchmark) -> list[tuple[FleetLayout, str]]:
                 for mb in batches(shape, "aggregated"):
                     pool = _pool("aggregated", shape, 1, mb)
                     plans.append((FleetLayout(b.id, (pool,)), f"agg 1x[{shape.describe()}] batch {mb}"))
-        unit = sizes[-1]
-        if unit < 4:
+        unit = sizes[-1] if sizes else 0
+        if unit < 4 or b.deployment is not None:
             continue
         for share in (4, 2):  # prefill gets 1/4 or 1/2 of the unit's GPUs
             p_gpus = unit // share
@@ -516,7 +518,7 @@ def run_benchmark(plan: FleetLayout, b: Benchmark) -> float:
 
 
 def predict_throughput(row, stacks: dict[str, SoftwareStack] | None = None,
-                       config: str | None = None) -> tuple[float, str]:
+                       config: str | None = None, generated_lengths: bool = False) -> tuple[float, str]:
     """Predicted output tok/s/GPU of a published result and the configuration that reached it.
 
     The grid (`candidate_plans`) is ranked by the analytic capacity estimate and the best few
@@ -524,7 +526,7 @@ def predict_throughput(row, stacks: dict[str, SoftwareStack] | None = None,
     is the prediction. `config` re-runs one configuration only (calibration holds the
     configuration fixed while it varies the stack).
     """
-    b = benchmark(row, stacks)
+    b = benchmark(row, stacks, generated_lengths)
     plans = candidate_plans(b)
     if config is not None:
         plans = [p for p in plans if p[1] == config] or plans
@@ -544,13 +546,13 @@ def predict_throughput(row, stacks: dict[str, SoftwareStack] | None = None,
 
 
 def _score_throughput(args) -> list[dict]:
-    rows, stacks = args
+    rows, stacks, generated_lengths = args
     out = []
     for row in rows:
         base = {k: row.get(k) for k in ("id", "system", "model", "gpus", "scenario", "confidence")}
         base["quantity"] = row.get("metric", "")
         try:
-            predicted, config = predict_throughput(row, stacks)
+            predicted, config = predict_throughput(row, stacks, generated_lengths=generated_lengths)
         except (Skip, ConfigError) as why:
             emit("validation", "throughput rows")
             out.append({**base, "predicted": np.nan, "published": row_number(row, "value", np.nan), "rel_error": np.nan,
@@ -564,7 +566,8 @@ def _score_throughput(args) -> list[dict]:
 
 
 def validate_throughput(rows: pd.DataFrame, *, jobs: int | None = None,
-                        stacks: dict[str, SoftwareStack] | None = None) -> pd.DataFrame:
+                        stacks: dict[str, SoftwareStack] | None = None,
+                        generated_lengths: bool = False) -> pd.DataFrame:
     """One result row per throughput row of a calibration file (scored or skipped with the reason)."""
     missing = CALIBRATION_COLUMNS - set(rows.columns)
     if missing:
@@ -572,9 +575,9 @@ def validate_throughput(rows: pd.DataFrame, *, jobs: int | None = None,
     records = throughput_rows(rows).to_dict("records")
     workers = worker_count(jobs, len(records))
     if workers == 1 or len(records) < 4:
-        scored = _score_throughput((records, stacks))
+        scored = _score_throughput((records, stacks, generated_lengths))
     else:
-        chunks = [(records[i::workers * 2], stacks) for i in range(workers * 2)]
+        chunks = [(records[i::workers * 2], stacks, generated_lengths) for i in range(workers * 2)]
         scored = [r for part in map_jobs(_score_throughput, chunks, workers) for r in part]
     df = mark_sample(pd.DataFrame(scored, columns=["id", "system", "model", "gpus", "scenario", "confidence",
                                                     "quantity", "predicted", "published", "rel_error", "config",

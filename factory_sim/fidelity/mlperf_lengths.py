@@ -55,6 +55,35 @@ MLPERF_DATASET_LENGTHS = {
 }
 
 
+# Output tokens per sample the submissions generated, which LoadGen scores (its tokens/s counts
+# the tokens each run returned, not the reference answers' lengths): result_tokens_per_second
+# over result_samples_per_second of one Offline performance log per model in
+# https://github.com/mlcommons/inference_results_v6.0 (closed/<submitter>/results/<platform>/
+# <benchmark>/Offline/performance/run_1/mlperf_log_detail.txt or mlperf_log_summary.txt), all
+# HGX B300, TensorRT-LLM, FP4. The other rows of a model (other hardware, rounds, FP8) are
+# assumed to generate the same mean: an estimate, since greedy answers differ a little with the
+# engine and the number format.
+MLPERF_GENERATED_OUTPUT_TOKENS = {
+    # Dell XE9780L-B300-SXM-270GBx8_TRT llama2-70b-99: 108,669 / 399.32 = 272.1 (reference 218.9;
+    # Cisco C880A_M8_B300_288GBx8_TRT: 115,730 / 423.839 = 273.1)
+    "llama2_70b": 272.1,
+    # GigaComputing G894-SD3-AAX7_B300-SXM-270GBx8_TRT llama3.1-405b: 1,947.91 / 2.98962 = 651.6
+    # (reference 684.7; Cisco C880A_M8_B300_288GBx8_TRT: 1,971.11 / 3.09594 = 636.7)
+    "llama3_1_405b": 651.6,
+    # ASUSTeK XA_NB3I-E12_B300x8_TRT gpt-oss-120b: 110,077 / 84.1448 = 1,308.2 (reference 1,278.2)
+    "gpt_oss_120b": 1308.2,
+    # Dell XE9780L-B300-SXM-270GBx8_TRT deepseek-r1: 66,287.9 / 17.6909 = 3,747.0 (reference
+    # 4,043.4)
+    "deepseek_r1": 3747.0,
+}
+
+
+def generated_output_tokens(model_name: str, reference_tokens: float) -> float:
+    """Mean output tokens per request an MLPerf run of this model generates; the reference
+    answers' mean (the row's) where no log states it."""
+    return MLPERF_GENERATED_OUTPUT_TOKENS.get(model_name, reference_tokens)
+
+
 def lognormal_sigma(stats: LengthStats) -> float:
     """Log-space spread of the lognormal whose mean/median ratio is the dataset's
     (mean = median x exp(sigma^2 / 2)); 0 where the median is not below the mean."""

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
 from factory_sim.fidelity import mlperf
 from factory_sim.fidelity.mlperf import benchmark, warmup_s
+from factory_sim.fidelity.mlperf_deployments import MLPERF_STATED_NOT_SCORED
 from factory_sim.fidelity.mlperf_lengths import (
     MLPERF_DATASET_LENGTHS,
+    MLPERF_GENERATED_OUTPUT_TOKENS,
     LengthStats,
+    generated_output_tokens,
     lognormal_sigma,
     request_lengths,
     sample_dataset_lengths,
@@ -72,3 +77,32 @@ def test_an_overloaded_rate_is_not_claimed_from_a_run_still_ramping_up():
     plan = next(p for p, d in mlperf.candidate_plans(b) if d.startswith("agg 1x[8xb300_hgx fp4 TP1 DP8 EP8 MTP1]"))
     assert not mlperf._open_loop_ok(plan, b, 5300.0 * plan.gpus / b.osl)
     assert mlperf._open_loop_ok(plan, b, 300.0 * plan.gpus / b.osl)
+
+
+def test_mlperf_rows_run_at_the_lengths_the_submissions_generated():
+    # LoadGen counts the tokens returned: Llama 2 70B's runs generate 272 per sample, not the
+    # reference answers' 219
+    assert generated_output_tokens("llama2_70b", 218.9) == MLPERF_GENERATED_OUTPUT_TOKENS["llama2_70b"] == 272.1
+    assert generated_output_tokens("unknown_model", 123.0) == 123.0
+    llama = {**_row("offline", np.nan, np.nan), "model": "llama2_70b", "isl_mean": 222.3, "osl_mean": 218.9}
+    assert benchmark(llama, generated_lengths=True).osl == 272
+    assert benchmark(llama).osl == 219  # by default the row's reference mean
+    assert benchmark(_row("interactive", 1500, 15), generated_lengths=True).osl == 3747
+    # a row that is not an MLPerf scenario keeps its own length
+    at = {**llama, "scenario": "at_interactivity", "interactivity_tok_s_user": 50.0}
+    assert benchmark(at, generated_lengths=True).osl == 219
+
+
+def test_submitted_deployments_are_scored_as_submitted_not_searched():
+    stated = MLPERF_STATED_NOT_SCORED[("b300_hgx", "deepseek_r1", "interactive")]
+    deepseek = mlperf.candidate_plans(replace(benchmark(_row("interactive", 1500, 15)), deployment=stated))
+    assert deepseek and all(d.startswith("agg 1x[8xb300_hgx fp4 TP1 DP8 EP8 MTP3]") for _, d in deepseek)
+    # not scored that way by default: the search, MTP1 among its options
+    searched = mlperf.candidate_plans(benchmark(_row("interactive", 1500, 15)))
+    assert any("MTP1" in d for _, d in searched) and not any("MTP3" in d for _, d in searched)
+    gpt_oss = {**_row("interactive", 2000, 15), "model": "gpt_oss_120b", "isl_mean": 5010.6, "osl_mean": 1278.2}
+    plans = mlperf.candidate_plans(benchmark(gpt_oss))
+    assert plans and all(d.startswith("agg 1x[1xb300_hgx") and plan.gpus == 1 for plan, d in plans)
+    # the Server row of the same model is still searched (disaggregated layouts among them)
+    server = mlperf.candidate_plans(benchmark(_row("server", 2000, 80)))
+    assert any(d.startswith("disagg") for _, d in server)

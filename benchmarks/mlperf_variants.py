@@ -1,0 +1,67 @@
+"""Score the MLPerf rows of calibration.csv under the variants tried against them.
+
+Prints median |error| (signed) of the Offline rows (in sample) and the Server and Interactive
+rows (out of sample), and each row's error, for one variant at a time:
+
+- `--generated`: every MLPerf row at the output length its submissions generated
+  (mlperf_lengths.MLPERF_GENERATED_OUTPUT_TOKENS, from the v6.0 LoadGen logs) rather than the
+  reference answers' mean the row states;
+- `--stated`: the deployments a submission stated but the scoring does not use
+  (mlperf_deployments.MLPERF_STATED_NOT_SCORED: DeepSeek-R1 Interactive with 3 MTP drafts);
+- `--set PROFILE:FIELD=VALUE`: a stack constant replaced (repeatable), e.g.
+  `--set trtllm_blackwell:fp4_gemm_half_efficiency_tokens=1000`.
+
+    python benchmarks/mlperf_variants.py --generated --scenario server interactive
+
+Benchmarks run on demand; the test suite never runs them.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+
+from factory_sim.config.stack import load_stack
+from factory_sim.fidelity import mlperf
+from factory_sim.fidelity.deployments import read_reference_csv
+from factory_sim.fidelity.mlperf_deployments import MLPERF_STATED_NOT_SCORED
+
+
+def stack_overrides(items: list[str]) -> dict:
+    stacks = {}
+    for item in items:
+        profile, _, assignment = item.partition(":")
+        field, _, value = assignment.partition("=")
+        stack = stacks.get(profile) or load_stack(profile)
+        stacks[profile] = stack.model_copy(update={field: float(value)})
+    return stacks
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--generated", action="store_true", help="rows at the generated output lengths")
+    ap.add_argument("--stated", action="store_true", help="also score the stated, unscored deployments")
+    ap.add_argument("--set", nargs="*", default=[], metavar="PROFILE:FIELD=VALUE")
+    ap.add_argument("--scenario", nargs="*", default=list(mlperf.MLPERF_SCENARIOS))
+    ap.add_argument("--jobs", type=int, default=1)
+    args = ap.parse_args()
+    if args.stated:
+        mlperf.MLPERF_SUBMITTED_DEPLOYMENTS.update(MLPERF_STATED_NOT_SCORED)
+    rows = read_reference_csv(mlperf.builtin_calibration_path())
+    rows = rows[rows["scenario"].isin(args.scenario)]
+    res = mlperf.validate_throughput(rows, jobs=args.jobs, stacks=stack_overrides(args.set) or None,
+                                     generated_lengths=args.generated)
+    scored = res[res["skipped"] == ""]
+    for label, part in (("Offline", scored[scored["scenario"] == "offline"]),
+                        ("Server and Interactive", scored[scored["scenario"] != "offline"])):
+        if len(part):
+            err = part["rel_error"]
+            print(f"{label} ({len(part)} rows): {np.median(err.abs()):.1%} ({np.median(err):+.1%})")
+    for _, r in scored.iterrows():
+        print(f"  {r['id']} {r['system']:<12} {r['model']:<14} {r['scenario']:<12} {r['rel_error']:+.1%}  "
+              f"{r['config']}")
+
+
+if __name__ == "__main__":
+    main()
