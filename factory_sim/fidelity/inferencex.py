@@ -1,61 +1,57 @@
 """The interactivity frontier, measured against InferenceX: each point scored as the benchmark ran it.
 
-InferenceX (SemiAnalysis InferenceMAX / InferenceX, https://inferencex.semianalysis.com,
-benchmark code github.com/SemiAnalysisAI/InferenceX) measures output tokens/s per GPU against
-interactivity by sweeping client concurrency. Its shipped points are in
-data/reference/inferencex/points.csv.gz; `factory-sim validate FILE` recognises the format
-by its header (`is_inferencex_file`).
+InferenceX (SemiAnalysis InferenceMAX / InferenceX, https://inferencex.semianalysis.com, benchmark code
+github.com/SemiAnalysisAI/InferenceX) measures output tokens/s per GPU against interactivity by sweeping client
+concurrency. Its shipped points are in data/reference/inferencex/points.csv.gz; `factory-sim validate FILE`
+recognises the format by its header (`is_inferencex_file`).
 
 What the benchmark's client does (read in SemiAnalysisAI/InferenceX):
-- `benchmarks/benchmark_lib.sh` `run_benchmark_serving` runs
-  `utils/bench_serving/benchmark_serving.py --dataset-name random --random-input-len ISL
-  --random-output-len OSL --random-range-ratio R --num-prompts N --max-concurrency CONC
-  --request-rate inf --ignore-eos --num-warmups 2*CONC`: a closed loop of CONC clients; the
-  2*CONC warm-up requests finish before the measured phase starts, so every client starts
-  at once on an engine with nothing in flight.
+- `benchmarks/benchmark_lib.sh` `run_benchmark_serving` runs `utils/bench_serving/benchmark_serving.py
+  --dataset-name random --random-input-len ISL --random-output-len OSL --random-range-ratio R --num-prompts N
+  --max-concurrency CONC --request-rate inf --ignore-eos --num-warmups 2*CONC`: a closed loop of CONC clients; the
+  2*CONC warm-up requests finish before the measured phase starts, so every client starts at once on an engine with
+  nothing in flight.
 - The recipes (e.g. `benchmarks/dsr1_fp8_h200_trt.sh`, `gptoss_fp4_b200_trt_slurm.sh`) pass
   `--num-prompts $(( CONC * 10 ))`: ten requests per client.
-- `sample_random_requests` draws each prompt length uniformly from the integers
-  [int(ISL * R), ISL] and each output length from [int(OSL * R), OSL], independently;
-  `--ignore-eos` makes the engine produce exactly that many tokens.
-- R is the `RANDOM_RANGE_RATIO: 0.8` of `.github/workflows/benchmark-tmpl.yml` and
-  `benchmark-multinode-tmpl.yml`. The points agree: their median (e2e - TTFT) / TPOT + 1,
-  the median output length, is 0.903 x OSL over 2,148 points (uniform on [0.8, 1] x OSL has
-  median 0.9), and total / output tokens equals (ISL + OSL) / OSL to 0.1% at the median.
-- Throughput is total output tokens over the run's duration (first request sent to last
-  finished, the start-up burst and the drain included); interactivity is 1 / median TPOT,
-  TPOT = (latency - TTFT) / (output tokens - 1); TTFT the median.
+- `sample_random_requests` draws each prompt length uniformly from the integers [int(ISL * R), ISL] and each output
+  length from [int(OSL * R), OSL], independently; `--ignore-eos` makes the engine produce exactly that many tokens.
+- R is the `RANDOM_RANGE_RATIO: 0.8` of `.github/workflows/benchmark-tmpl.yml` and `benchmark-multinode-tmpl.yml`.
+  The points agree: their median (e2e - TTFT) / TPOT + 1, the median output length, is 0.903 x OSL over 2,148 points
+  (uniform on [0.8, 1] x OSL has median 0.9), and total / output tokens equals (ISL + OSL) / OSL to 0.1% at the
+  median.
+- Throughput is total output tokens over the run's duration (first request sent to last finished, the start-up burst
+  and the drain included); interactivity is 1 / median TPOT, TPOT = (latency - TTFT) / (output tokens - 1); TTFT the
+  median.
 
 What is assumed:
-- The disaggregated (Dynamo) runs use the same client and range ratio (the multinode template
-  sets the same RANDOM_RANGE_RATIO).
-- GPUs of a single-node point are its `tp` (the result files say "all per-GPU values divide
-  by tp"); with `dp_attention` the tp GPUs each run attention on their own sequences (TensorRT-
-  LLM `enable_attention_dp`, SGLang `--enable-dp-attention`) and the MoE is split `ep` ways.
-- A disaggregated point's GPUs per side come from its notes (`num_prefill_gpu`,
-  `num_decode_gpu`, and worker counts where given; otherwise workers of `tp` GPUs). A side
-  whose listed tp is smaller than its workers' GPUs runs attention DP over the rest when its
-  `dp_attention` says so, else tensor parallelism over the whole worker (noted in the config).
-- MTP: the TensorRT-LLM recipe (`benchmarks/dsr1_fp4_b200_trt_mtp.sh`) drafts 1 token with
-  attention DP and 3 without; the same is assumed for the other frameworks. Each draft is
-  accepted, given the one before, with the profile's `mtp_acceptance` (fitted to these points).
-- v1 dashboard rows (Oct 2025) publish total tokens/s/GPU, not output: the published output
-  tokens/s/GPU is derived as total x OSL / (ISL + OSL) (exact at the mean lengths, see above;
-  `published_basis` says so), and they publish no TTFT. Their parallelism lists tp only:
-  vLLM's recipes launch `vllm serve --tensor-parallel-size $TP` without expert parallelism or
-  data parallelism (`benchmarks/gptoss_fp4_h200_slurm.sh`), so vLLM rows are read as EP1;
-  the other frameworks' MoE rows set EP and attention DP per configuration and are skipped,
-  as are v1 GB200 rows, whose tp is the run's GPU total.
-- The stack profile is the one `select_stack` picks by framework, GPU generation and date,
-  unless the container image names a framework version that exactly one other profile of that
-  framework and generation covers (its `version`): then that one (`image_stack`).
-- A point's request path is its client's (INFERENCEX_FRONTEND_LATENCY_S), not the profile's front-end and
-  MoE set-up latency; SGLang polls for requests as its recipes launch it (SGLANG_RECV_INTERVAL); Dynamo's
-  first token comes from the decode side (DYNAMO_FIRST_TOKEN_FROM_DECODE); DeepSeek-R1's prefill MoE stall is
-  the DeepSeek-fitted profile's on every framework (DEEPSEEK_PREFILL_MOE_FROM). All in inferencex_harness.
+- The disaggregated (Dynamo) runs use the same client and range ratio (the multinode template sets the same
+  RANDOM_RANGE_RATIO).
+- GPUs of a single-node point are its `tp` (the result files say "all per-GPU values divide by tp"); with
+  `dp_attention` the tp GPUs each run attention on their own sequences (TensorRT-LLM `enable_attention_dp`, SGLang
+  `--enable-dp-attention`) and the MoE is split `ep` ways.
+- A disaggregated point's GPUs per side come from its notes (`num_prefill_gpu`, `num_decode_gpu`, and worker counts
+  where given; otherwise workers of `tp` GPUs). A side whose listed tp is smaller than its workers' GPUs runs
+  attention DP over the rest when its `dp_attention` says so, else tensor parallelism over the whole worker (noted
+  in the config).
+- MTP: the TensorRT-LLM recipe (`benchmarks/dsr1_fp4_b200_trt_mtp.sh`) drafts 1 token with attention DP and 3
+  without; the same is assumed for the other frameworks. Each draft is accepted, given the one before, with the
+  profile's `mtp_acceptance` (fitted to these points).
+- v1 dashboard rows (Oct 2025) publish total tokens/s/GPU, not output: the published output tokens/s/GPU is derived
+  as total x OSL / (ISL + OSL) (exact at the mean lengths, see above; `published_basis` says so), and they publish
+  no TTFT. Their parallelism lists tp only: vLLM's recipes launch `vllm serve --tensor-parallel-size $TP` without
+  expert parallelism or data parallelism (`benchmarks/gptoss_fp4_h200_slurm.sh`), so vLLM rows are read as EP1; the
+  other frameworks' MoE rows set EP and attention DP per configuration and are skipped, as are v1 GB200 rows, whose
+  tp is the run's GPU total.
+- The stack profile is the one `select_stack` picks by framework, GPU generation and date, unless the container
+  image names a framework version that exactly one other profile of that framework and generation covers (its
+  `version`): then that one (`image_stack`).
+- In inferencex_harness: a point's request path is its client's (INFERENCEX_FRONTEND_LATENCY_S); SGLang polls as
+  launched (SGLANG_RECV_INTERVAL); Dynamo's first token comes from the decode side (DYNAMO_FIRST_TOKEN_FROM_DECODE);
+  DeepSeek-R1's prefill MoE stall is the DeepSeek-fitted profile's (DEEPSEEK_PREFILL_MOE_FROM); Dynamo-TRT's decode
+  workers hold the recipes' batch cap (DYNAMO_DECODE_HEADROOM).
 
-A point is simulated with SIM_ROUNDS requests per client (the benchmark's ten; see there for what fewer
-would cost), and the three quantities are computed the benchmark's way from the simulated requests.
+A point is simulated with SIM_ROUNDS requests per client (the benchmark's ten; see there for what fewer would cost),
+and the three quantities are computed the benchmark's way from the simulated requests.
 """
 
 from __future__ import annotations
@@ -77,11 +73,13 @@ from factory_sim.errors import ConfigError
 from factory_sim.fidelity.deployments import Skip
 from factory_sim.fidelity.inferencex_harness import (  # noqa: F401 - the harness's constants, read here
     DEEPSEEK_PREFILL_MOE_FROM,
+    DYNAMO_DECODE_HEADROOM,
     DYNAMO_FIRST_TOKEN_FROM_DECODE,
     DYNAMO_PREFILL_EFFICIENCY,
     INFERENCEX_FRONTEND_LATENCY_S,
     INFERENCEX_MOE_SETUP_SHARE,
     SGLANG_RECV_INTERVAL,
+    capped_decode,
     slower_prefill,
 )
 from factory_sim.fidelity.measured import Deployment, deployment
@@ -454,14 +452,16 @@ def harness_stack(stack: SoftwareStack, p: dict | None = None,
 
 def point_deployment(p: dict, stacks: dict[str, SoftwareStack] | None = None,
                      step_time: str | None = None,
-                     prefill_efficiency: float | None = None) -> tuple[Deployment, int]:
-    """The deployment a point measured (validate.deployment on its measured-points row, with the
-    point's stack, its request path as InferenceX's client sees it, and MTP) and its MTP draft
-    tokens. `stacks` replaces a profile by name (calibration evaluates candidate values this way);
-    `step_time` sets the stack's step_time_backend (the same points priced by another step-time
-    model); `prefill_efficiency` replaces DYNAMO_PREFILL_EFFICIENCY (disaggregated points' prefill workers)."""
+                     prefill_efficiency: float | None = None, decode_headroom: float | None = None,
+                     ) -> tuple[Deployment, int]:
+    """The deployment a point measured (validate.deployment on its measured-points row, with the point's stack, its
+    request path as InferenceX's client sees it, and MTP) and its MTP draft tokens. `stacks` replaces a profile by
+    name (calibration evaluates candidate values this way); `step_time` sets the stack's step_time_backend (the same
+    points priced by another step-time model); `prefill_efficiency` replaces DYNAMO_PREFILL_EFFICIENCY (disaggregated
+    points' prefill workers), `decode_headroom` DYNAMO_DECODE_HEADROOM (Dynamo-TRT's decode batch cap; 0: none)."""
     if prefill_efficiency is None:
         prefill_efficiency = DYNAMO_PREFILL_EFFICIENCY
+    decode_headroom = DYNAMO_DECODE_HEADROOM if decode_headroom is None else decode_headroom
     row, extra = measured_row(p)
     stack: SoftwareStack = extra["stack"]
     if stacks and stack.name in stacks:
@@ -483,6 +483,8 @@ def point_deployment(p: dict, stacks: dict[str, SoftwareStack] | None = None,
             pool = replace(pool, shape=shape)
         if pool.role == "prefill" and prefill_efficiency != 1.0:
             pool = replace(pool, shape=replace(pool.shape, stack=slower_prefill(pool.shape.stack, prefill_efficiency)))
+        if pool.role == "decode" and p.get("framework") == "dynamo-trtllm":
+            pool = capped_decode(pool, dep.concurrency, decode_headroom)
         pools.append(pool)
     config = dep.config  # names the stack `deployment` ran: the point's (`stacks` swapped it in)
     extras = [n for n in (extra["stack_note"], *extra["notes"]) if n]

@@ -4,6 +4,9 @@ The profiles were fitted to another harness (aiconfigurator's measured points); 
 say what differs on InferenceX. `inferencex.harness_stack` applies them to a point's profile.
 """
 
+import math
+from dataclasses import replace
+
 from factory_sim.config.stack import GemmEfficiency, SoftwareStack
 
 # The request path as InferenceX's client sees it. A profile's front-end latency and MoE prefill set-up latency were
@@ -51,6 +54,23 @@ DEEPSEEK_PREFILL_MOE_FROM = {"blackwell": "sglang_blackwell", "hopper": "sglang_
 # each hardware 12.5%, 13.6%, 58.4%; without each month 12.2%, 13.4%, 61.2%. The points near saturation overshoot
 # before the rest stop running short, so no one factor lowers TTFT error: it stays 1 (docs/fidelity.md).
 DYNAMO_PREFILL_EFFICIENCY = 1.0
+# The decode side's batch cap of a Dynamo-TRT point. TensorRT-LLM's max_batch_size holds per attention-DP rank; the
+# recipes set a power of two and run the clients a little above the decode pool's slots (workers x ranks x batch),
+# e.g. SemiAnalysisAI/InferenceX .github/configs/nvidia-master.yaml, B200 FP4 1k/1k: ctx1_gen2_dep8_batch64 (2 DEP8
+# workers of batch 64: 1,024 slots) at 1,214 clients, ctx3_gen5_dep4_batch512 (10,240 slots) at 10,860,
+# ctx1_gen2_dep8_batch128 (2,048) at 2,192; its test fixtures' dsr1-fp4-gb200-dynamo-trt entry one DEP8 worker of
+# DECODE_MAX_BATCH_SIZE=256 at 2,150 clients. The clients beyond the slots wait for a decode slot with their prompt's
+# KV on the prefill side, and Dynamo's first token reaches the client only once the decode side takes the request, so
+# TTFT / end-to-end latency is 1 - slots / clients: 0.050-0.055 measured at GB200's 1,075 and 2,150 clients (1.05x),
+# 0.159 at B200's 1,214. The points do not name their recipe, so `decode_batch_cap` takes the largest workers x ranks
+# x 2^k not above the clients as the slots when the clients exceed them by at most this factor (0: no cap). Fitted on
+# a grid (0, 1.1, 1.25, 1.5, 2; benchmarks/inferencex_disagg_prefill.py --headroom-grid, 3 requests per client) to the
+# 411 scoreable disaggregated points, median |error| (signed) of TTFT: no cap 54.5% (-35.6%); 1.5 45.5% (-21.4%),
+# picked without each hardware (45.5%) and without each month but one (46.0%); tokens/s/GPU 11.6% -> 11.3%,
+# interactivity 12.8% -> 12.9%. Dynamo-SGLang's decode workers are left uncapped (its recipes cap running requests per
+# server, not per rank in powers of two; a uniform clients / 1.05 cap on both frameworks gave 47.3%, worse at 65-1,024
+# clients).
+DYNAMO_DECODE_HEADROOM = 1.5
 
 # Stack constants that price a step: rates (a step lasts as long as 1 / rate) and fixed seconds of the step.
 _STEP_RATES = ("attention_efficiency", "hbm_efficiency", "nvlink_efficiency", "scaleout_efficiency")
@@ -70,3 +90,27 @@ def slower_prefill(stack: SoftwareStack, factor: float) -> SoftwareStack:
     update.update({name: getattr(stack, name) * factor for name in _STEP_RATES})
     update.update({name: getattr(stack, name) / factor for name in _STEP_SECONDS})
     return stack.model_copy(update=update)
+
+
+def decode_batch_cap(clients: int, max_headroom: float, pool) -> int | None:
+    """A Dynamo-TRT decode worker's batch cap as the recipes set it, or None where they leave the clients room.
+
+    TensorRT-LLM's `max_batch_size` holds per attention-DP rank, and the recipes pick a power of two for it and run
+    clients a little above the decode pool's slots (workers x ranks x batch): the slots are the largest such count
+    not above the clients, taken when the clients exceed them by at most `max_headroom` times (DYNAMO_DECODE_HEADROOM).
+    """
+    ranks = pool.shape.dp_attention
+    per_rank = clients / (pool.replicas * ranks)
+    if max_headroom <= 0 or per_rank < 1:
+        return None
+    batch = 2 ** math.floor(math.log2(per_rank))
+    slots = pool.replicas * ranks * batch
+    if slots >= clients or clients > max_headroom * slots:
+        return None
+    return ranks * batch
+
+
+def capped_decode(pool, clients: int, max_headroom: float):
+    """The decode pool (a PoolLayout) with its workers' batch cap (`decode_batch_cap`), if any."""
+    cap = decode_batch_cap(clients, max_headroom, pool)
+    return pool if cap is None else replace(pool, max_batch=min(pool.max_batch, cap))

@@ -315,3 +315,30 @@ def test_the_harness_drops_the_per_size_moe_set_up_latency_with_the_per_layer_on
         profile.prefill_moe_latency_s_per_gparam * ix.INFERENCEX_MOE_SETUP_SHARE)
     assert stack.prefill_moe_layer_latency_s == pytest.approx(
         profile.prefill_moe_layer_latency_s * ix.INFERENCEX_MOE_SETUP_SHARE)
+
+
+def test_dynamo_trt_decode_workers_hold_the_recipes_power_of_two_batch(points):
+    from types import SimpleNamespace
+
+    from factory_sim.fidelity.inferencex_harness import decode_batch_cap
+
+    def pool(workers, ranks):
+        return SimpleNamespace(replicas=workers, shape=SimpleNamespace(dp_attention=ranks))
+
+    # 2,150 clients on one DEP8 worker: 8 ranks x 256 = 2,048 slots, 102 clients wait for one
+    assert decode_batch_cap(2150, 1.25, pool(1, 8)) == 2048
+    # 875 clients on five DEP8 workers of batch 16 (640 slots, 1.37x) only within a headroom that wide
+    assert decode_batch_cap(875, 1.5, pool(5, 8)) == 128
+    assert decode_batch_cap(875, 1.25, pool(5, 8)) is None
+    # clients that fill whole slots, or fewer than one per rank: no cap
+    assert decode_batch_cap(4096, 1.25, pool(1, 8)) is None
+    assert decode_batch_cap(4, 1.25, pool(1, 8)) is None
+    p = _point(points, "p00343")  # Dynamo-TRT DeepSeek-R1 on GB200 NVL72, 2,150 clients
+    capped, _ = ix.point_deployment(p, decode_headroom=1.25)
+    free, _ = ix.point_deployment(p, decode_headroom=0.0)
+    decode = [next(q for q in d.fleet.pools if q.role == "decode") for d in (capped, free)]
+    assert decode[0].max_batch == 2048 < 2150 <= decode[1].max_batch
+    assert capped.fleet.pools[0] == free.fleet.pools[0]  # the prefill side is untouched
+    # Dynamo-SGLang's decode side is left as it was
+    q = _point(points, "p00354")
+    assert ix.point_deployment(q, decode_headroom=1.25)[0] == ix.point_deployment(q, decode_headroom=0.0)[0]
