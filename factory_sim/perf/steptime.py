@@ -211,7 +211,10 @@ class StepTimeModel:
         self._ffn_peak = peak(shape.precision)
         self._attn_flops_prefill = m.attn_flops_per_token_per_ctx_prefill / sg
         self._attn_flops_decode = m.attn_flops_per_token_per_ctx_decode / sg
-        self._attn_core_flops = hw.dense_flops_per_s("bf16") * st.attention_efficiency
+        decode_attention = st.attention_efficiency
+        if m.attention == "mla" and dp > 1 and st.mla_dp_attention_efficiency is not None:
+            decode_attention = st.mla_dp_attention_efficiency  # every head on the rank: a full tile
+        self._attn_core_flops = hw.dense_flops_per_s("bf16") * decode_attention
         self._prefill_core_flops = hw.dense_flops_per_s("bf16") * st.prefill_attention_fraction
         kv_bytes_per_token = float(m.kv_bytes_per_token(shape.kv_bytes_per_element)) * shape.kv_replication
         self._kv_read_per_ctx = kv_bytes_per_token / sg
@@ -220,7 +223,7 @@ class StepTimeModel:
         mla_layers = m.softmax_attention_layers if m.attention == "mla" else 0
         self._overhead = (st.step_overhead_s + st.layer_overhead_s * m.layers + st.mla_layer_overhead_s * mla_layers
                           + st.adp_rank_jitter_s * expected_max_standard_normal(dp))
-        self._seq_overhead = st.seq_overhead_s
+        self._seq_overhead = st.seq_overhead_s / dp  # one attention-DP rank's share of the sequences
         moe_layer_s = (st.prefill_moe_layer_overhead_s
                        + st.prefill_moe_overhead_s_per_gparam * m.routed_expert_gparams_per_layer)
         self._prefill_overhead = st.prefill_step_overhead_s + moe_layer_s * m.moe_layers
