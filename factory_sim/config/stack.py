@@ -83,10 +83,7 @@ class SoftwareStack(BaseModel):
                                                         "one rank of 1000")]
     step_overhead_s: StepSeconds
     # CPU work per sequence per step (sampling, stop checks, scheduling, detokenization):
-    # what keeps a small model's TPOT flat across TP degrees at large batch on some engines.
-    # With attention DP each rank's scheduler handles its own sequences (SGLang launches one
-    # scheduler process per DP rank; TensorRT-LLM one executor loop per rank), so a step pays
-    # it for one rank's share of the batch.
+    # what keeps a small model's TPOT flat across TP degrees at large batch on some engines
     seq_overhead_s: StepSeconds = 0.0
     layer_overhead_s: StepSeconds
     # Fixed cost per MLA attention layer per step, on top of layer_overhead_s: absorbed-MLA

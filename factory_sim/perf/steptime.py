@@ -223,7 +223,7 @@ class StepTimeModel:
         mla_layers = m.softmax_attention_layers if m.attention == "mla" else 0
         self._overhead = (st.step_overhead_s + st.layer_overhead_s * m.layers + st.mla_layer_overhead_s * mla_layers
                           + st.adp_rank_jitter_s * expected_max_standard_normal(dp))
-        self._seq_overhead = st.seq_overhead_s / dp  # one attention-DP rank's share of the sequences
+        self._seq_overhead = st.seq_overhead_s
         moe_layer_s = (st.prefill_moe_layer_overhead_s
                        + st.prefill_moe_overhead_s_per_gparam * m.routed_expert_gparams_per_layer)
         self._prefill_overhead = st.prefill_step_overhead_s + moe_layer_s * m.moe_layers

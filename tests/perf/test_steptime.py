@@ -454,20 +454,6 @@ def test_mla_attention_on_attention_dp_ranks_runs_at_its_own_efficiency_and_nowh
         assert full.step_time_s(**b) == plain.step_time_s(**b)
 
 
-def test_the_per_sequence_overhead_is_paid_for_one_attention_dp_ranks_share_of_the_batch():
-    from factory_sim.perf.stacks import override_stack
-
-    def model(seq_s, **par):
-        base = shape("gb200_nvl72", "deepseek_r1", "fp4", **par)
-        return StepTimeModel(dataclasses.replace(base, stack=override_stack(base.stack, {"seq_overhead_s": seq_s})))
-
-    for dp in (1, 8, 32):
-        par = dict(tp=1, dp_attention=dp, ep=dp) if dp > 1 else dict(tp=8, ep=8)
-        b = dict(decode_seqs=512.0, decode_ctx_tokens=512 * 1500.0)
-        added = model(1e-5, **par).step_time_s(**b) - model(0.0, **par).step_time_s(**b)
-        assert added == pytest.approx(1e-5 * 512 / dp, rel=1e-9)  # one rank's share; TP8: one scheduler, all 512
-
-
 def test_the_per_size_moe_prefill_costs_scale_with_routed_expert_parameters_not_with_sharding():
     """prefill_moe_{latency,overhead}_s_per_gparam price a model's MoE prefill set-up per MoE layer
     and per billion routed expert parameters of the layer: DeepSeek-R1 (256 experts of 3 x 7168 x
