@@ -288,12 +288,11 @@ def _calibrate_joint(args, ix_files: list[str], others: list[str], out: Path) ->
 
 
 def _calibrate_inferencex(args, files: list[str], others: list[str]) -> int:
-    from factory_sim.fidelity.calibrate import profile_yaml
     from factory_sim.fidelity.calibrate_inferencex import (
         DEFAULT_SAMPLE,
         calibrate_inferencex,
-        figures_comment,
         format_inferencex_calibration,
+        inferencex_profile_yaml,
     )
     from factory_sim.fidelity.inferencex import load_points
     from factory_sim.results.files import atomic_write
@@ -317,7 +316,7 @@ def _calibrate_inferencex(args, files: list[str], others: list[str]) -> int:
     for fit in fits:
         path = out if out.suffix in (".yaml", ".yml") else out / f"{fit.profile}.yaml"
         path.parent.mkdir(parents=True, exist_ok=True)
-        text = figures_comment(fit) + profile_yaml(fit)
+        text = inferencex_profile_yaml(fit)
         atomic_write(path, lambda tmp, text=text: tmp.write_text(text))
         print(f"wrote {path}")
     return 0

@@ -53,6 +53,13 @@ class SoftwareStack(BaseModel):
     # ... and prefill, whose long causal tiles run the FlashAttention-style kernels near their
     # compute roofline. None: the decode figure.
     prefill_attention_efficiency: Efficiency | None = None
+    # Decode attention math of an MLA model on attention-DP ranks (dp_attention > 1). Absorbed
+    # MLA is one latent KV head shared by all query heads, so its attention GEMMs have heads x
+    # queries rows: an attention-DP rank holds all the heads (128 for DeepSeek-R1) and fills the
+    # tensor-core tile, where a TP8 rank's 16 heads fill an eighth of it. attention_efficiency,
+    # fitted mostly to TP-split attention, then prices the DP rank's attention several times too
+    # slow. None: attention_efficiency.
+    mla_dp_attention_efficiency: Efficiency | None = None
     hbm_efficiency: Efficiency
     # above 1: in-switch reductions (NVLink SHARP) halve the bytes an all-reduce moves
     nvlink_efficiency: Annotated[float, within(0, 1.2, "a fraction of the link's bandwidth (to 1.2 with in-switch "

@@ -64,9 +64,8 @@ class Parameter:
         return {self.name: value}
 
 
-EP_PARAMETERS = ("ep_load_imbalance", "ep_peer_latency_s", "adp_rank_jitter_s")  # fitted only to rows using EP
-# Fitted only when asked for by name: every profile sets them (at an estimate), so fitting them by
-# default would change what a plain `calibrate` fits.
+EP_PARAMETERS = ("ep_load_imbalance", "ep_peer_latency_s", "adp_rank_jitter_s", "mla_dp_attention_efficiency")
+# Fitted only when named: every profile sets them (at an estimate); by default they would change a plain `calibrate`
 OPT_IN_PARAMETERS = ("layer_overhead_s",)
 
 # Priors: GEMM and HBM efficiencies are measured (measured_efficiency.csv: cuBLASLt GEMM and HBM
@@ -75,6 +74,7 @@ PARAMETERS = (
     Parameter("gemm_scale", 0.3, 1.3, 0.15, "scale on the measured large-GEMM efficiencies"),
     Parameter("hbm_efficiency", 0.5, 0.95, 0.08, "measured HBM Triad/STREAM fraction of peak"),
     Parameter("attention_efficiency", 0.05, 1.0, 0.7, "estimate"),
+    Parameter("mla_dp_attention_efficiency", 0.05, 1.0, 0.7, "estimate", unset_start=0.35),  # where set or named
     # fitted only where a profile sets it; its prior is the FlashAttention-3/-4 figure it cites
     Parameter("prefill_attention_efficiency", 0.1, 1.0, 0.3, "published kernel benchmarks"),
     Parameter("step_overhead_s", 1e-4, 0.02, 1.0, "estimate"),

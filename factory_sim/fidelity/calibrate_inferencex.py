@@ -16,6 +16,7 @@ hundred points takes minutes on 2 cores.
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from collections.abc import Callable
 
@@ -27,7 +28,9 @@ from factory_sim.fidelity.calibrate import (
     PARAMETERS,
     FitRow,
     ProfileFit,
+    _fmt,
     fit_each_profile,
+    profile_yaml,
 )
 from factory_sim.fidelity.deployments import Skip
 from factory_sim.fidelity.inferencex import (
@@ -183,3 +186,22 @@ def figures_comment(fit: ProfileFit) -> str:
     return "".join(f"# {line.strip()}\n" for line in
                    [f"InferenceX fit (factory-sim calibrate points.csv.gz): {len(fit.rows)} points, median |error| "
                     "(median signed, rows):", *summary_lines(fit)])
+
+
+def add_unset_constants(text: str, fit: ProfileFit, what: str) -> str:
+    """The profile's YAML text with each constant the fit moved that the profile did not set
+    (fitted from its estimate) added after step_overhead_s: profile_yaml only rewrites lines it finds."""
+    for name, value in fit.values.items():
+        if name != "gemm_scale" and not re.search(rf"^{name}:", text, flags=re.M):
+            line = f"{name}: {_fmt(value)}   # {what}; prior {fit.start[name]:g}: estimate"
+            text = re.sub(r"^(step_overhead_s:.*)$", lambda m, line=line: f"{m.group(1)}\n{line}", text, count=1,
+                          flags=re.M)
+    return text
+
+
+def inferencex_profile_yaml(fit: ProfileFit) -> str:
+    """The YAML `calibrate points.csv.gz` writes: the fit's figures, the fitted values, and the
+    constants the profile did not set added."""
+    what = (f"fitted with the other constants held (factory-sim calibrate points.csv.gz --parameter) to "
+            f"{len(fit.rows)} InferenceX points")
+    return figures_comment(fit) + add_unset_constants(profile_yaml(fit), fit, what)

@@ -40,7 +40,13 @@ from factory_sim.fidelity.calibrate import (
     fitted_parameters,
     profile_yaml,
 )
-from factory_sim.fidelity.calibrate_inferencex import DEFAULT_PARAMETERS, HARNESS_SET, collect_points, skip_lines
+from factory_sim.fidelity.calibrate_inferencex import (
+    DEFAULT_PARAMETERS,
+    HARNESS_SET,
+    add_unset_constants,
+    collect_points,
+    skip_lines,
+)
 from factory_sim.fidelity.deployments import catalog_names, row_stack, row_text
 from factory_sim.fidelity.mtp_runs import label_mtp_runs
 
@@ -180,11 +186,7 @@ def joint_profile_yaml(fit: ProfileFit) -> str:
     counts = {k: sum(1 for r in fit.rows if kind[r] == k) for k in DATA_SETS}
     what = ("fitted jointly (factory-sim calibrate --joint) to " +
             ", ".join(f"{n} {DATA_SETS[k]}" for k, n in counts.items() if n) + ", all in fitted_to")
-    for name, value in fit.values.items():
-        if name != "gemm_scale" and not re.search(rf"^{name}:", text, flags=re.M):
-            line = f"{name}: {_fmt(value)}   # {what}; prior {fit.start[name]:g}: estimate"
-            text = re.sub(r"^(step_overhead_s:.*)$", lambda m, line=line: f"{m.group(1)}\n{line}", text, count=1,
-                          flags=re.M)
+    text = add_unset_constants(text, fit, what)
     n_thr = sum(1 for r in fit.rows if r.startswith("CAL-"))
     n_pts = len(fit.rows) - n_thr
     written = (f"fitted with the other constants held (factory-sim calibrate --parameter) to {n_thr} throughput "

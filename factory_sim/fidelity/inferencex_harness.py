@@ -88,6 +88,8 @@ def slower_prefill(stack: SoftwareStack, factor: float) -> SoftwareStack:
                                                       fp4=None if gemm.fp4 is None else gemm.fp4 * factor),
                     "prefill_attention_efficiency": stack.prefill_attention_fraction * factor}
     update.update({name: getattr(stack, name) * factor for name in _STEP_RATES})
+    if stack.mla_dp_attention_efficiency is not None:
+        update["mla_dp_attention_efficiency"] = stack.mla_dp_attention_efficiency * factor
     update.update({name: getattr(stack, name) / factor for name in _STEP_SECONDS})
     return stack.model_copy(update=update)
 

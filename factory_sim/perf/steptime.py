@@ -212,7 +212,10 @@ class StepTimeModel:
         self._ffn_peak = peak(shape.precision)
         self._attn_flops_prefill = m.attn_flops_per_token_per_ctx_prefill / sg
         self._attn_flops_decode = m.attn_flops_per_token_per_ctx_decode / sg
-        self._attn_core_flops = hw.dense_flops_per_s("bf16") * st.attention_efficiency
+        decode_attention = st.attention_efficiency
+        if m.attention == "mla" and dp > 1 and st.mla_dp_attention_efficiency is not None:
+            decode_attention = st.mla_dp_attention_efficiency  # every head on the rank: a full tile
+        self._attn_core_flops = hw.dense_flops_per_s("bf16") * decode_attention
         self._prefill_core_flops = hw.dense_flops_per_s("bf16") * st.prefill_attention_fraction
         kv_bytes_per_token = float(m.kv_bytes_per_token(shape.kv_bytes_per_element)) * shape.kv_replication
         self._kv_read_per_ctx = kv_bytes_per_token / sg

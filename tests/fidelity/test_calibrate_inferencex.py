@@ -76,3 +76,26 @@ def test_calibrate_command_recognises_an_inferencex_file(hopper_points, tmp_path
     other = tmp_path / "rows.csv"
     other.write_text("id,metric\n")
     assert main(["calibrate", str(pts), str(other), "--out", str(tmp_path / "x")]) == 2
+
+
+def test_the_written_profile_adds_the_constants_the_profile_did_not_set_and_loads(tmp_path):
+    import pandas as pd
+    import yaml
+
+    from factory_sim.config.stack import SoftwareStack, load_stack
+    from factory_sim.fidelity.calibrate import ProfileFit
+
+    base = load_stack("trtllm_blackwell")
+    assert base.mla_dp_attention_efficiency is None and not base.adp_rank_jitter_s
+    empty = pd.DataFrame()
+    fit = ProfileFit(profile="trtllm_blackwell", start={"mla_dp_attention_efficiency": 0.35, "adp_rank_jitter_s": 1e-3,
+                                                        "step_overhead_s": base.step_overhead_s},
+                     values={"mla_dp_attention_efficiency": 0.4, "adp_rank_jitter_s": 2e-3, "step_overhead_s": 1e-3},
+                     rows=["p00001", "p00002"], errors_before=empty, errors_after=empty, loo=empty, rounds=1)
+    text = cx.add_unset_constants(cx.profile_yaml(fit), fit, "fitted to 2 InferenceX points")
+    for name in ("mla_dp_attention_efficiency", "adp_rank_jitter_s", "step_overhead_s"):
+        assert text.count(f"\n{name}:") == 1, name
+    assert "prior 0.35: estimate" in text
+    stack = SoftwareStack.model_validate(yaml.safe_load(text))
+    assert stack.mla_dp_attention_efficiency == pytest.approx(0.4) and stack.adp_rank_jitter_s == pytest.approx(2e-3)
+    assert stack.step_overhead_s == pytest.approx(1e-3)

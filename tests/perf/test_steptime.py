@@ -429,6 +429,31 @@ def test_attention_dp_rank_jitter_adds_the_slowest_ranks_lead_to_every_step_and_
     assert jittery.step_time_s(**b) == plain.step_time_s(**b)
 
 
+def test_mla_attention_on_attention_dp_ranks_runs_at_its_own_efficiency_and_nowhere_else():
+    """mla_dp_attention_efficiency prices the decode attention math of an MLA model on attention-DP
+    ranks (every head on the rank); TP-split attention, prefill attention and GQA keep attention_efficiency."""
+    from factory_sim.perf.stacks import override_stack
+
+    def pair(hardware, model, precision, **par):
+        base = shape(hardware, model, precision, **par)
+        eff = base.stack.attention_efficiency
+        return tuple(StepTimeModel(dataclasses.replace(base, stack=override_stack(
+            base.stack, {"mla_dp_attention_efficiency": v}))) for v in (None, 2 * eff))
+
+    plain, full = pair("gb200_nvl72", "deepseek_r1", "fp4", tp=1, dp_attention=32, ep=32)
+    b = dict(decode_seqs=32 * 256.0, decode_ctx_tokens=32 * 256 * 8000.0)  # long contexts: compute-bound
+    core_plain = float(plain.breakdown(**b).attention_core_s)
+    assert float(full.breakdown(**b).attention_core_s) == pytest.approx(core_plain / 2, rel=1e-9)
+    assert float(full.breakdown(**b).experts_s) == float(plain.breakdown(**b).experts_s)
+    p = dict(prefill_tokens=4096.0, prefill_attn_pairs=plain.prefill_pairs(4096, 0), prefill_seqs=1.0)
+    assert full.step_time_s(**p) == plain.step_time_s(**p)  # prefill attention: its own efficiency
+    for hardware, model, precision, par in (("gb200_nvl72", "deepseek_r1", "fp4", dict(tp=8, ep=8)),
+                                            ("b200_hgx", "gpt_oss_120b", "fp4", dict(tp=1, dp_attention=2, ep=2))):
+        plain, full = pair(hardware, model, precision, **par)
+        b = dict(decode_seqs=64.0, decode_ctx_tokens=64 * 8000.0)
+        assert full.step_time_s(**b) == plain.step_time_s(**b)
+
+
 def test_the_per_size_moe_prefill_costs_scale_with_routed_expert_parameters_not_with_sharding():
     """prefill_moe_{latency,overhead}_s_per_gparam price a model's MoE prefill set-up per MoE layer
     and per billion routed expert parameters of the layer: DeepSeek-R1 (256 experts of 3 x 7168 x
