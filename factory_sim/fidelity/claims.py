@@ -27,7 +27,14 @@ import pandas as pd
 from factory_sim.config.hardware import load_hardware
 from factory_sim.fidelity.envelopes import BAND_WIDTH, envelope_at, frontier_envelope
 from factory_sim.fidelity.inferencex import HARDWARE, RATIO_INTERACTIVITY
-from factory_sim.fidelity.inferencex_report import _points_frame, band_cell, hardware_ratios, scored, sensitivity_cell
+from factory_sim.fidelity.inferencex_report import (
+    _points_frame,
+    band_cell,
+    hardware_ratios,
+    ratio_cell,
+    scored,
+    sensitivity_cell,
+)
 
 TIER = "hyperscaler"
 
@@ -59,9 +66,6 @@ def cost_ratios(results: pd.DataFrame, *, model: str = "DeepSeek-R1-0528", refer
 
 def format_cost_ratios(r: pd.DataFrame, reference: str = "h200", width: float = BAND_WIDTH,
                        between: str = "loglog") -> str:
-    def cell(v: float) -> str:
-        return f"{v:.1f}x" if np.isfinite(v) else "-"
-
     kinds = ("measured", "measured_scored", "simulated")
     lines = [f"{reference} / other, DeepSeek-R1: tokens/s/GPU ratio and $/M-token ratio ({TIER} $/GPU-hour on both "
              "sides): measured (all points) | measured (points scored) | simulated (same points); each envelope "
@@ -76,10 +80,10 @@ def format_cost_ratios(r: pd.DataFrame, reference: str = "h200", width: float = 
                      "         one point removed (measured scored | simulated)")
         for _, x in g.sort_values("interactivity_tok_s_user").iterrows():
             for reading, label, drop in (("ratio", "at", "ratio"), ("band_ratio", "band", "band")):
-                tokens = [cell(x[f"{k}_ratio"]) if reading == "ratio" else band_cell(x, k, width) for k in kinds]
+                tokens = [ratio_cell(x[f"{k}_ratio"]) if reading == "ratio" else band_cell(x, k, width) for k in kinds]
                 lines.append(f"    {x['interactivity_tok_s_user']:>5g} tok/s/user {label:>4}: "
                              + " | ".join(f"{t:>7}" for t in tokens)
-                             + "    " + " | ".join(f"{cell(x[f'{k}_cost_{reading}']):>7}" for k in kinds)
+                             + "    " + " | ".join(f"{ratio_cell(x[f'{k}_cost_{reading}']):>7}" for k in kinds)
                              + "    " + " | ".join(sensitivity_cell(x, k, drop) for k in ("measured_scored",
                                                                                            "simulated")))
     return "\n".join(lines)

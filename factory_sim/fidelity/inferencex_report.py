@@ -219,14 +219,15 @@ def hardware_ratios(results: pd.DataFrame, *, model: str = "DeepSeek-R1-0528", r
     return out.sort_values(cols, kind="stable").reset_index(drop=True)[cols + value_cols + tail]
 
 
-def _cell(v: float) -> str:
+def ratio_cell(v: float) -> str:
+    """A ratio as the printed tables show it: one decimal and x, "-" where it is not reached."""
     return f"{v:.1f}x" if np.isfinite(v) else "-"
 
 
 def band_cell(r: pd.Series, kind: str, width: float = BAND_WIDTH) -> str:
     """The band reading, with "*" where the band stops short of +width (an envelope ends inside it)."""
     cut = np.isfinite(r[f"{kind}_band_top"]) and r[f"{kind}_band_top"] < (1 + width) * r["interactivity_tok_s_user"]
-    return _cell(r[f"{kind}_band_ratio"]) + ("*" if cut else "")
+    return ratio_cell(r[f"{kind}_band_ratio"]) + ("*" if cut else "")
 
 
 def sensitivity_cell(r: pd.Series, kind: str, reading: str = "ratio") -> str:
@@ -235,7 +236,7 @@ def sensitivity_cell(r: pd.Series, kind: str, reading: str = "ratio") -> str:
     either moves the reading more than 25% (`envelopes.hangs_on_one_point`)."""
     value = r[f"{kind}_ratio"] if reading == "ratio" else r[f"{kind}_band_ratio"]
     dropped = (r[f"{kind}_{reading}_drop_other"], r[f"{kind}_{reading}_drop_reference"])
-    return f"[{_cell(dropped[0])}, {_cell(dropped[1])}]" + ("!" if hangs_on_one_point(value, dropped) else "")
+    return f"[{ratio_cell(dropped[0])}, {ratio_cell(dropped[1])}]" + ("!" if hangs_on_one_point(value, dropped) else "")
 
 
 def format_ratios(ratios: pd.DataFrame, reference: str = "h200", width: float = BAND_WIDTH) -> str:
@@ -252,7 +253,7 @@ def format_ratios(ratios: pd.DataFrame, reference: str = "h200", width: float = 
         for _, r in g.sort_values("interactivity_tok_s_user").iterrows():
             for reading, label in (("ratio", "at"), ("band", "band")):
                 lines.append(f"    {r['interactivity_tok_s_user']:>5g} {label:>4}: " + " | ".join(
-                    f"{_cell(r[f'{k}_ratio']) if reading == 'ratio' else band_cell(r, k, width):>6} "
+                    f"{ratio_cell(r[f'{k}_ratio']) if reading == 'ratio' else band_cell(r, k, width):>6} "
                     f"{sensitivity_cell(r, k, reading):<17}" for k in RATIO_KINDS).rstrip())
     return "\n".join(lines)
 
