@@ -82,7 +82,7 @@ PARAMETERS = (
     # fitted where a profile sets it, or when named (from 20 us: an estimate, a few small kernels' launch)
     Parameter("mla_layer_overhead_s", 1e-6, 2e-4, 1.5, "estimate", unset_start=2e-5),
     Parameter("ep_load_imbalance", 1.0, 3.0, 0.3, "estimate"),
-    Parameter("ep_peer_latency_s", 1e-8, 2e-5, 1.5, "estimate"),  # fitted only where a profile sets it
+    Parameter("ep_peer_latency_s", 1e-8, 2e-5, 1.5, "estimate", unset_start=1e-6),  # where set, or named (from 1 us)
     Parameter("adp_rank_jitter_s", 1e-5, 0.02, 1.5, "estimate", unset_start=1e-3),  # where set, or when named
     Parameter("seq_overhead_s", 1e-7, 2e-4, 1.5, "estimate"),  # fitted only where a profile sets it
     Parameter("prefill_step_overhead_s", 1e-3, 0.5, 1.5, "estimate"),

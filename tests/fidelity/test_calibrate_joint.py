@@ -88,6 +88,12 @@ def test_a_constant_the_profile_does_not_set_is_fitted_from_its_estimate_only_wh
     assert "fp4_gemm_half_efficiency_tokens" not in [p.name for p in fitted_parameters(base, True, None)]
     (p,) = fitted_parameters(base, True, ["fp4_gemm_half_efficiency_tokens"])
     assert start_value(p, base) == pytest.approx(32.0)
+    # the EP all-to-all's per-peer latency likewise, from 1 us, and only for rows that use expert parallelism
+    assert not base.ep_peer_latency_s
+    assert "ep_peer_latency_s" not in [p.name for p in fitted_parameters(base, True, None)]
+    (p,) = fitted_parameters(base, True, ["ep_peer_latency_s"])
+    assert start_value(p, base) == pytest.approx(1e-6)
+    assert fitted_parameters(base, False, ["ep_peer_latency_s"]) == ()
 
 
 def _row(kind: str, i: int, quantities: tuple[str, ...]) -> FitRow:
