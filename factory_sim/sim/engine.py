@@ -8,6 +8,7 @@ It computes no metric.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import partial
 
 import numpy as np
 import simpy
@@ -335,8 +336,11 @@ class _Engine:
             tr.reason[rid] = REASON_NO_REPLICA_UP
             self._notify_done(rid)
             return
-        critical = self.critical[rid] if self.critical is not None else False
-        rep = self.router.choose(fits, group=0, critical=critical, rid=rid)
+        if len(fits) == 1:  # (what the router answers for one candidate, without its call)
+            rep = fits[0]
+        else:
+            critical = self.critical[rid] if self.critical is not None else False
+            rep = self.router.choose(fits, group=0, critical=critical, rid=rid)
         tr.prefill_replica[rid] = rep.index
         cap = self._max_queue[rep.pool_index]
         if cap is not None and len(rep.queue) >= cap:
@@ -379,9 +383,9 @@ class _Engine:
         kv_s = self.trace.kv_transfer_s
         prev = kv_s[rid]
         kv_s[rid] = dt if prev != prev else prev + dt  # NaN until a first transfer; a re-sent one adds up
-        wake(self.env, dt, lambda _ev: self._kv_arrived(prefill, dec, rid))
+        wake(self.env, dt, partial(self._kv_arrived, prefill, dec, rid))
 
-    def _kv_arrived(self, prefill: Replica, dec: Replica, rid: int) -> None:
+    def _kv_arrived(self, prefill: Replica, dec: Replica, rid: int, _event: simpy.Event | None = None) -> None:
         if dec.accepting or dec.draining:
             dec.submit(rid)
         elif dec.down:  # the decode replica failed while the KV was on its way

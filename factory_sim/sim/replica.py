@@ -246,7 +246,8 @@ class Replica:
     def _head_fits(self) -> bool:
         if not self.queue or len(self._ctx_base) + len(self._prefilling) >= self.max_batch:
             return False
-        return self.kv_reserved_bytes + self._admit_need(self.queue[0]) <= self.kv_capacity_bytes
+        need = self._admit_need(self.queue[0]) if self._on_demand else self._kv_need[self.queue[0]]
+        return self.kv_reserved_bytes + need <= self.kv_capacity_bytes
 
     def _admit_need(self, rid: int) -> float:
         """KV a queued request needs free to be admitted: its whole context, or under on-demand
@@ -314,35 +315,39 @@ class Replica:
     def _admit(self) -> None:
         if self._timeout_s is not None:
             self._expire()
-        queue, kv_need, ctx_base, prefilling = self.queue, self._kv_need, self._ctx_base, self._prefilling
+        queue, ctx_base, prefilling, kv_of = self.queue, self._ctx_base, self._prefilling, self._kv_of
         queued = len(queue)
-        need_of = self._admit_need if self._on_demand else kv_need.__getitem__
+        need_of = self._admit_need if self._on_demand else self._kv_need.__getitem__
         # an empty on-demand replica always takes the head (see _make_room)
         alone = self._on_demand and not ctx_base and not prefilling
-        while (queue and len(ctx_base) + len(prefilling) < self.max_batch  # _head_fits, inlined
-               and (self.kv_reserved_bytes + need_of(queue[0]) <= self.kv_capacity_bytes or alone)):
+        deadlines, resumed, inputs, max_batch = self._deadlines, self._resumed, self._input_tokens, self.max_batch
+        decode, cache = self.role == DECODE, self.prefix_cache
+        while queue and len(ctx_base) + len(prefilling) < max_batch:  # _head_fits, inlined
+            rid = queue[0]
+            need = need_of(rid)
+            if not (self.kv_reserved_bytes + need <= self.kv_capacity_bytes or alone):
+                break
             alone = False
-            if self._deadlines:
-                self._deadlines.popleft()
-            rid = queue.popleft()
+            if deadlines:
+                deadlines.popleft()
+            queue.popleft()
             if self._by_rank:
                 self._ranks.admitted(rid)
-            need = need_of(rid)
             self.kv_reserved_bytes += need
-            self._kv_of[rid] = need
-            if rid in self._resumed:  # preempted: prefill its prompt and generated tokens again
-                prefilling[rid] = (0, self._input_tokens[rid] + self._resumed[rid])
-            elif self.role == DECODE:
+            kv_of[rid] = need
+            if resumed and rid in resumed:  # preempted: prefill its prompt and generated tokens again
+                prefilling[rid] = (0, inputs[rid] + resumed[rid])
+            elif decode:
                 tr, now = self.trace, self.env._now
                 tr.decode_start_s[rid] = now
                 if self._first_from_decode:  # the client's stream comes from the decode side
                     tr.first_token_s[rid] = now
                 tr.decode_replica[rid] = self.index
                 self._join_decode(rid, 1)
-            elif self.prefix_cache is None:
-                prefilling[rid] = (0, self._input_tokens[rid])
+            elif cache is None:
+                prefilling[rid] = (0, inputs[rid])
             else:
-                prefilling[rid] = (self._use_cache(rid), self._input_tokens[rid])
+                prefilling[rid] = (self._use_cache(rid), inputs[rid])
         if self._release_every and prefilling and len(queue) < queued:
             self._release_anchor = self.steps  # a release restarts the count
         if self.prefix_cache is not None:
@@ -597,7 +602,9 @@ class Replica:
             self._plan = plan = DecodePlan(self.env, start, horizon, n, self.step_model, self._decode_ctx_sums_from)
             self._plan_event = self._step_event = plan.queue(self._price_on)
             return
-        elapsed = self.step_model.decode_elapsed_s(n, self._decode_ctx_sums(horizon))
+        total = self._ctx_total
+        sums = range(total, total + n * horizon, n) if not self._sliding else self._decode_ctx_sums(horizon)
+        elapsed = self.step_model.decode_elapsed_s(n, sums)
         if self.slowdown != 1.0:
             elapsed = [float(e) * self.slowdown for e in elapsed]  # (Python floats, as NumPy's would multiply)
         if horizon > 1:
