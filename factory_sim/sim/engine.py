@@ -248,7 +248,7 @@ class _Engine:
                           + replica_state_bytes(p.shape))
             for i, p in enumerate(fleet.pools) if p.role == PREFILL
         }
-        self._link_cache: dict[tuple[int, int], tuple[float, float]] = {}
+        self._link_cache: dict[int, tuple[float, float]] = {}  # prefill index x replicas + decode index -> link
         self.faults: FaultInjector | None = None
         self.autoscaler: Autoscaler | None = None
         self._trackers: list = []  # what takes replicas out of service: faults, the autoscaler
@@ -375,9 +375,10 @@ class _Engine:
             self._lost([rid])
             return
         dec = self.router.choose(decoders, group=1, critical=critical)
-        link = self._link_cache.get((prefill.index, dec.index))
+        key = prefill.index * len(self.replicas) + dec.index
+        link = self._link_cache.get(key)
         if link is None:
-            link = self._link_cache[(prefill.index, dec.index)] = kv_link(prefill, dec)
+            link = self._link_cache[key] = kv_link(prefill, dec)
         bytes_per_s, latency_s = link
         dt = self._kv_copy_bytes[prefill.pool_index][rid] / bytes_per_s + latency_s
         kv_s = self.trace.kv_transfer_s

@@ -226,7 +226,7 @@ class Replica:
         if self._by_rank:
             self._ranks.queued(rid)
         if self._timeout_s is not None:
-            self._deadlines.append(self.env.now + self._timeout_s)
+            self._deadlines.append(self.env._now + self._timeout_s)
             self._expire()
         if self._idle:
             if self._head_fits():
@@ -634,7 +634,7 @@ class Replica:
     def _cut_plan(self) -> None:
         """Stop the macro-step at the end of the step in progress (or, for a held prompt, at
         the release that lets it in, if that comes before the plan's end)."""
-        now = self.env.now
+        now = self.env._now
         plan = self._plan
         start, elapsed, horizon = plan.start_s, plan.elapsed, plan.horizon
         in_progress = bisect_left(elapsed, now - start)
@@ -684,10 +684,12 @@ class Replica:
         finished = self._finishing.pop(heapq.heappop(finish_steps))
         while finish_steps and finish_steps[0] <= now_step:
             finished += self._finishing.pop(heapq.heappop(finish_steps))
+        total = self._ctx_total
         for rid in finished:
-            self._ctx_total -= (base := ctx_base.pop(rid)) + now_step
+            total -= (base := ctx_base.pop(rid)) + now_step
             if capped is not None:
                 capped.leave(base, now_step)
+        self._ctx_total = total
         kv_of, finish_s, on_finish = self._kv_of, self.trace.finish_s, self._on_finish
         for rid in finished:  # _finish, inlined: once per request
             self.kv_reserved_bytes -= kv_of.pop(rid)
