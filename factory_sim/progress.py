@@ -13,7 +13,6 @@ logs), there are none.
 from __future__ import annotations
 
 import contextlib
-import multiprocessing
 import sys
 import threading
 from collections.abc import Callable, Iterator
@@ -121,6 +120,8 @@ def forwarded_to_workers() -> Iterator[dict]:
     if _listener is None:
         yield {}
         return
+    import multiprocessing  # (here: a run on one core never starts a pool)
+
     queue = multiprocessing.get_context().Queue()
     deliver = _listener
 

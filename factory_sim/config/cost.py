@@ -16,7 +16,7 @@ PriceTier = Literal["hyperscaler", "neocloud", "rental_3yr"]
 class TcoSpec(BaseModel):
     """Ownership-cost inputs; the defaults other than the economic life are estimates."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
     # None takes the hardware profile's capital cost.
     capex_usd_per_gpu: UsdPerGpu | None = None
@@ -38,7 +38,7 @@ class TcoSpec(BaseModel):
 class CostSpec(BaseModel):
     """How the fleet is priced: a published price tier, or ownership cost."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
     basis: Literal["tier", "tco"] = "tier"
     tier: PriceTier = "hyperscaler"

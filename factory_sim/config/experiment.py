@@ -65,7 +65,7 @@ class SloTarget:
                 )
 
 
-_STRICT = ConfigDict(extra="forbid")
+_STRICT = ConfigDict(extra="forbid", defer_build=True)
 _LATENCY_RATIO = "p90 latency over its SLO target"
 _BatchSequences = Annotated[int, within(1, 2**20, "sequences per replica step; each is a row of the step's arrays")]
 # engines default to 2,048-16,384 (vLLM max_num_batched_tokens, SGLang chunked_prefill_size)

@@ -32,7 +32,7 @@ from factory_sim.config.experiment import FaultSpec, FleetSpec
 from factory_sim.config.workload import DiurnalArrivals, PoissonArrivals, WorkloadSpec
 from factory_sim.errors import ConfigError, from_validation_error
 
-_STRICT = ConfigDict(extra="forbid")
+_STRICT = ConfigDict(extra="forbid", defer_build=True)
 
 # GPU servers at idle draw around 20% of their nameplate power: Uptime Institute
 # Intelligence, "GPU utilization is a confusing metric" (UII Update 362, May 2025), citing

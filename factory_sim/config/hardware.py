@@ -28,7 +28,7 @@ def _Positive(high: float, why: str):  # noqa: N802 (a type)
 class UsdPerGpuHour(BaseModel):
     """Price tiers per GPU-hour; which tier applies is the cost model's choice."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
     hyperscaler: GpuHourPrice
     neocloud: GpuHourPrice
@@ -38,7 +38,7 @@ class UsdPerGpuHour(BaseModel):
 class FaultRate(BaseModel):
     """Mean time between failures of one unit, and to bring its capacity back (repair or swap)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
     # the profiles' GPU figure is 86,300 h (Llama 3 Herd of Models, arXiv:2407.21783, Table 5)
     mtbf_hours: Annotated[float, within(0.01, 1e9, "hours; under 36 s a unit fails faster than it restarts, "
@@ -53,7 +53,7 @@ class Reliability(BaseModel):
     NVLink switch (tray) of a scale-up domain, the rack (the whole domain). A kind left out
     does not fail."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
     gpu: FaultRate | None = None
     node: FaultRate | None = None
@@ -64,7 +64,7 @@ class Reliability(BaseModel):
 class HardwareProfile(BaseModel):
     """One GPU of a system kind plus the system facts (domain size, purchase unit)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
     name: str = Field(min_length=1)
     display_name: str = Field(min_length=1)

@@ -47,7 +47,7 @@ class ModelSpec(BaseModel):
     model replaces the attention of `linear_attention_layers` layers by a gated linear
     attention (Gated DeltaNet) that holds a fixed-size state per sequence instead of a KV cache."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
     name: str = Field(min_length=1)
     display_name: str = Field(min_length=1)

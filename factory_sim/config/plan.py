@@ -10,7 +10,7 @@ from factory_sim.config.bounds import MAX_REQUESTS, REQUESTS, PositiveFraction, 
 from factory_sim.config.experiment import FleetSpec, SloTierSpec
 from factory_sim.config.uncertainty import UncertaintySpec
 
-_STRICT = ConfigDict(extra="forbid")
+_STRICT = ConfigDict(extra="forbid", defer_build=True)
 
 
 class DemandSpec(BaseModel):

@@ -20,14 +20,14 @@ from factory_sim.errors import ConfigError
 class GemmEfficiency(BaseModel):
     """Achievable fraction of dense peak for large GEMMs, per compute precision."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
     bf16: Efficiency
     fp8: Efficiency
     fp4: Efficiency | None = None
 
 
 class SoftwareStack(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
     name: str
     framework: str

@@ -45,7 +45,7 @@ HASH_STRIDE = 2**24
 class FixedLength(BaseModel):
     """Every request has the same length, as in fixed-ISL/OSL benchmark sweeps."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
     kind: Literal["fixed"] = "fixed"
     tokens: Tokens
 
@@ -53,7 +53,7 @@ class FixedLength(BaseModel):
 class UniformLength(BaseModel):
     """Whole numbers drawn uniformly from [low, high], both ends included."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
     kind: Literal["uniform"] = "uniform"
     low: Tokens
     high: Tokens
@@ -70,7 +70,7 @@ class NominalLength(BaseModel):
     from low_fraction..high_fraction of it, so the realised mean is below nominal
     (about 0.9x with the default 80-100%)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
     kind: Literal["nominal"] = "nominal"
     tokens: Tokens
     low_fraction: _NominalFraction = 0.8
@@ -96,7 +96,7 @@ class LognormalLength(BaseModel):
     the uncapped distribution and `sigma` the standard deviation of log(length); draws
     above `max_tokens` are cut to it, as a generation limit does."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
     kind: Literal["lognormal"] = "lognormal"
     mean: Annotated[float, within(1, 2**24, "tokens; the mean of a length is at least one token")]
     sigma: Annotated[float, within(0, 5, "log-space spread; at 5 the mean is 270,000x the median, beyond any "
@@ -112,7 +112,7 @@ class LognormalLength(BaseModel):
 class EmpiricalLength(BaseModel):
     """Resample (with replacement) the lengths of a real trace, keeping its exact shape."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
     kind: Literal["empirical"] = "empirical"
     trace: str
     column: Literal["input", "output"]
@@ -140,7 +140,7 @@ class SessionArrivals(BaseModel):
     `max_context_tokens`. `block_tokens` is the KV block size the prompt hashes use.
     """
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
     kind: Literal["sessions"] = "sessions"
     rate_per_s: Rate = Field(description="sessions started per second")
     turns: LengthDist
@@ -183,7 +183,7 @@ class SessionArrivals(BaseModel):
 class PoissonArrivals(BaseModel):
     """Independent users: exponential gaps (MLPerf Server's arrival model)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
     kind: Literal["poisson"] = "poisson"
     rate_per_s: Rate
 
@@ -192,7 +192,7 @@ class GammaArrivals(BaseModel):
     """Bursty traffic: gamma-distributed gaps with coefficient of variation `cv`
     (cv = 1 is Poisson, cv > 1 burstier, cv < 1 more regular)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
     kind: Literal["gamma"] = "gamma"
     rate_per_s: Rate
     cv: Annotated[float, within(0.01, 100, "coefficient of variation of the gaps; outside 0.01-100 the gamma "
@@ -207,7 +207,7 @@ class DiurnalArrivals(BaseModel):
     rate(t) = trough + (peak - trough) * (1 - cos(2 pi (t - trough_at_s) / period_s)) / 2
     """
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
     kind: Literal["diurnal"] = "diurnal"
     peak_rate_per_s: Rate
     trough_rate_per_s: Annotated[float, within(0, 1e7, "requests per second; 0 is an idle trough")]
@@ -235,7 +235,7 @@ class ClosedLoopArrivals(BaseModel):
     previous one finished, as benchmark harnesses do. Arrival times depend on the
     simulated latencies, so the simulation engine generates them."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
     kind: Literal["closed_loop"] = "closed_loop"
     concurrency: Annotated[int, within(1, MAX_REQUESTS, "clients; each holds a request of the run")]
     think_time_s: Seconds = 0.0
@@ -247,7 +247,7 @@ class TraceArrivals(BaseModel):
     the trace. `loop` repeats the trace back to back when more requests are asked for than
     it holds, one mean gap apart."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
     kind: Literal["trace"] = "trace"
     trace: str
     time_scale: Annotated[float, within(1e-4, 1e6, "speed-up of the trace's clock; outside this range its "
@@ -270,7 +270,7 @@ Arrivals = Annotated[
 class WorkloadSpec(BaseModel):
     """One workload. Lengths are required unless a trace replay supplies them."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
     name: str = "custom"
     description: str = ""
     arrivals: Arrivals

@@ -18,6 +18,7 @@ import functools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from fractions import Fraction
 
 import numpy as np
 
@@ -169,6 +170,17 @@ class StepTimeModel:
     # and NumPy paths compute the same floats, and both add in order
     decode_chunks_exact = True
 
+    # Every attribute, declared: past 30 attributes CPython 3.11 keeps an instance's in a dict,
+    # slower to read and write than declared slots, and the event loop reads these per step.
+    __slots__ = (
+        "shape", "_hbm_bw", "_m_half", "_min_rows", "_attn", "_dense", "_head", "_dp", "_moe", "_ffn_peak",
+        "_attn_flops_prefill", "_attn_flops_decode", "_attn_core_flops", "_prefill_core_flops", "_kv_read_per_ctx",
+        "_comm_per_token", "_comm_fixed", "_comm_share", "_overhead", "_seq_overhead", "_prefill_overhead",
+        "_activation_bytes", "_window", "_state_bytes", "_state_flops", "_terms", "_scalar_terms", "_decode_terms",
+        "_mtp_drafts", "windowed", "_decode_bound", "_log_miss", "_experts_total", "_expert_rows_per_token",
+        "_expert_flops_per_token", "_expert_bytes_per_touched", "_imbalance",
+    )
+
     def __init__(self, shape: ReplicaShape):
         self.shape = shape
         m, hw, st = shape.model, shape.hardware, shape.stack
@@ -219,6 +231,15 @@ class StepTimeModel:
         self._prefill_core_flops = hw.dense_flops_per_s("bf16") * st.prefill_attention_fraction
         kv_bytes_per_token = float(m.kv_bytes_per_token(shape.kv_bytes_per_element)) * shape.kv_replication
         self._kv_read_per_ctx = kv_bytes_per_token / sg
+        # A decode step's attention is the larger of reading the KV and computing on it, each
+        # context x coefficient / rate. When one is the larger at every context (compared exactly,
+        # with room for the two roundings on each side), the decode loop prices only that one:
+        # the same floats. (coefficient, rate) of that term, or None.
+        read, math_ = Fraction(self._kv_read_per_ctx) / Fraction(self._hbm_bw), Fraction(
+            self._attn_flops_decode) / Fraction(self._attn_core_flops)
+        margin = 1 + Fraction(1, 2**40)
+        self._decode_bound = ((self._kv_read_per_ctx, self._hbm_bw) if read > math_ * margin else
+                              (self._attn_flops_decode, self._attn_core_flops) if math_ > read * margin else None)
         self._comm_per_token, self._comm_fixed = self._communication_coefficients()
         self._comm_share = 1.0 - st.comm_overlap_fraction
         mla_layers = m.softmax_attention_layers if m.attention == "mla" else 0
@@ -459,6 +480,12 @@ class StepTimeModel:
         flops, core_flops = self._attn_flops_decode, self._attn_core_flops
         kv_read, hbm_bw = self._kv_read_per_ctx, self._hbm_bw
         elapsed, out = after_s, []
+        if self._decode_bound is not None:  # one term is the larger at every context (see __init__)
+            coefficient, rate = self._decode_bound
+            for ctx in ctx_sums:
+                elapsed += linear + ctx * coefficient / rate + comm + overhead
+                out.append(elapsed)
+            return out
         for ctx in ctx_sums:
             compute = ctx * flops / core_flops
             memory = ctx * kv_read / hbm_bw

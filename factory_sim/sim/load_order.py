@@ -10,12 +10,21 @@ that no longer match a replica's load are dropped when they reach the top. The t
 the least (load, position): the replica `min` returns, the first of equal load. Loads are whole
 token counts, so an entry is the one integer load x len(candidates) + position, which orders
 as (load, position) does and is cheaper for the heap to compare than a tuple.
+
+A DrainOrder answers least_loaded routing over replicas of different speeds (a mixed fleet's
+pools): the candidates in runs of equally fast replicas, each run's least-loaded by outstanding
+tokens (its LoadOrder, or `min` over a short run), the runs compared by the seconds their
+least-loaded needs to drain them.
 """
 
 from __future__ import annotations
 
 import heapq
 from collections.abc import Sequence
+from functools import partial
+from operator import attrgetter
+
+_OUTSTANDING = attrgetter("outstanding_tokens")
 
 # Stale entries stay in the heap until they reach its top; past this many per candidate the
 # heap is rebuilt from the current loads (O(replicas), amortized over as many changes).
@@ -63,3 +72,31 @@ class LoadOrder:
         """Stop the candidates reporting to this order (it is no longer used)."""
         for r, sink in zip(self.candidates, self._sinks, strict=True):
             r.load_sinks = tuple(s for s in r.load_sinks if s is not sink)
+
+
+class DrainOrder:
+    """The candidate with the least outstanding tokens over its speed, the first of those on a
+    tie: what one `min` over the candidates by drain seconds returns."""
+
+    def __init__(self, runs: Sequence[tuple[float, Sequence]], min_order: int):
+        """`runs`: (speed, replicas) in candidate order; a run of `min_order` replicas or more
+        keeps a LoadOrder (its replicas report to it), a shorter one is read with `min`."""
+        self._orders = [LoadOrder(members) for _, members in runs if len(members) >= min_order]
+        orders = iter(self._orders)
+        self._runs = [(speed, next(orders).least if len(members) >= min_order
+                       else partial(min, members, key=_OUTSTANDING)) for speed, members in runs]
+
+    def least(self):
+        # strict < keeps the first run on equal drain times, and each run's least is its first
+        # of least load: together the first candidate of least drain time
+        best, best_s = None, 0.0
+        for speed, least in self._runs:
+            r = least()
+            drain_s = r.outstanding_tokens / speed
+            if best is None or drain_s < best_s:
+                best, best_s = r, drain_s
+        return best
+
+    def detach(self) -> None:
+        for order in self._orders:
+            order.detach()

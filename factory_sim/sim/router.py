@@ -22,7 +22,7 @@ import numpy as np
 
 from factory_sim.config.experiment import ROUTER_POLICIES
 from factory_sim.perf.estimate import replica_tokens_per_s
-from factory_sim.sim.load_order import LoadOrder
+from factory_sim.sim.load_order import DrainOrder, LoadOrder
 
 _OUTSTANDING = attrgetter("outstanding_tokens")
 
@@ -118,7 +118,9 @@ class Router:
             self._direct[id(candidates)] = (candidates, entry[1].least)
         return chosen
 
-    def _new_order(self, candidates) -> tuple:
+    def _new_order(self, candidates, runs: list[tuple[float, list]] | None = None) -> tuple:
+        """A LoadOrder over the candidates (a DrainOrder over their runs of equal speed, when
+        given), or None for replicas that do not report their loads."""
         order = None
         if all(hasattr(r, "load_sinks") for r in candidates):
             if len(self._orders) >= _MAX_ORDERS:
@@ -127,7 +129,7 @@ class Router:
                 self._direct.pop(oldest, None)
                 if old is not None:
                     old.detach()
-            order = LoadOrder(candidates)
+            order = LoadOrder(candidates) if runs is None else DrainOrder(runs, _ORDER_MIN_CANDIDATES)
         entry = self._orders[id(candidates)] = (candidates, order)
         return entry
 
@@ -149,11 +151,19 @@ class Router:
         if runs is None:  # identical replicas: the same order as outstanding tokens
             return self._least_outstanding_direct(candidates)
         # Within a run of equally fast replicas (a pool) the order is that of outstanding
-        # tokens, so each run's least-loaded is found without a Python key call per replica;
-        # strict < across runs keeps the first on ties, as one min over all would.
+        # tokens, so each run's least-loaded is found without a Python key call per replica
+        # (sim/load_order.py's DrainOrder); strict < across runs keeps the first on ties, as
+        # one min over all would.
+        order = self._orders.get(id(candidates))
+        if order is None or order[0] is not candidates:
+            order = self._new_order(candidates, runs)
+        if order[1] is not None:
+            if self._direct_ok:
+                self._direct[id(candidates)] = (candidates, order[1].least)
+            return order[1].least()
         best, best_s = None, 0.0
         for speed, members in runs:
-            r = members[0] if len(members) == 1 else self._least_outstanding_tokens(members)
+            r = min(members, key=_OUTSTANDING)
             drain_s = r.outstanding_tokens / speed
             if best is None or drain_s < best_s:
                 best, best_s = r, drain_s

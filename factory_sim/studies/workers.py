@@ -1,22 +1,24 @@
 """Independent simulations on several cores or a Dask cluster: one place, so every command
-parallelizes alike (run, frontier, plan, sweep, uncertainty, validate, calibrate)."""
+parallelizes alike (run, frontier, plan, sweep, uncertainty, validate, calibrate).
+
+The process pool's modules (concurrent.futures, ctypes) are imported when a pool starts: a
+run on one core, the common case of a short command, never needs them."""
 
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import ctypes.util
 import os
-import signal
 import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor, as_completed
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from factory_sim.errors import ConfigError
 from factory_sim.progress import forwarded_to_workers
+
+if TYPE_CHECKING:
+    from concurrent.futures import ProcessPoolExecutor
 
 
 def worker_count(jobs: int | None, tasks: int) -> int:
@@ -33,6 +35,9 @@ def _end_with_parent(parent_pid: int) -> None:
     one is killed outright (SIGKILL runs no clean-up to stop its pool). On Linux the kernel
     sends SIGTERM (prctl PR_SET_PDEATHSIG); elsewhere a thread checks the parent's pid."""
     if sys.platform.startswith("linux"):
+        import ctypes.util
+        import signal
+
         try:
             libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
             if libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0) == 0:
@@ -58,6 +63,8 @@ def _start_worker(parent_pid: int, forward: Callable[..., None] | None, forward_
 
 @contextlib.contextmanager
 def _pool(workers: int) -> Iterator[ProcessPoolExecutor]:
+    from concurrent.futures import ProcessPoolExecutor
+
     # leaving the pool before the forwarding block flushes the workers' progress events
     with forwarded_to_workers() as events, ProcessPoolExecutor(
             max_workers=workers, initializer=_start_worker,
@@ -85,6 +92,8 @@ def as_finished(fn: Callable[[Any], Any], args: Sequence[Any], jobs: int | None 
         for a in args:
             yield fn(a)
         return
+    from concurrent.futures import as_completed
+
     with _pool(worker_count(jobs, len(args))) as pool:
         for fut in as_completed([pool.submit(fn, a) for a in args]):
             yield fut.result()

@@ -14,8 +14,6 @@ there for licenses and attribution).
 
 from __future__ import annotations
 
-import gzip
-import json
 import math
 from functools import cache, lru_cache
 from pathlib import Path
@@ -161,6 +159,9 @@ def _whole_numbers(column: pd.Series, name: str, label: str, first_line: int) ->
 def _parse_mooncake_jsonl(
     path: Path, label: str
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[list[int]] | None]:
+    import gzip
+    import json
+
     opener = gzip.open if path.name.endswith(".gz") else open
     timestamps: list[float] = []
     inputs: list[int] = []

@@ -124,3 +124,16 @@ def test_true_and_false_are_no_numbers(path, value):
 def test_long_values_are_shortened_when_echoed():
     err = _error(BASE | {"seed": "x" * 500})
     assert len(str(err)) < 400
+
+
+def test_every_shipped_file_reads_as_the_pure_python_loader_reads_it():
+    """Files are parsed by libyaml when PyYAML has it (catalog.UniqueKeyLoader): the same values
+    as PyYAML's own SafeLoader, for every YAML file the project ships or runs."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    files = [p for p in root.rglob("*.yaml") if ".git" not in p.parts]
+    assert len(files) > 40
+    for path in files:
+        text = path.read_text(encoding="utf-8")
+        assert parse_mapping(text, str(path)) == yaml.load(text, Loader=yaml.SafeLoader), path  # noqa: S506

@@ -530,3 +530,16 @@ def test_the_fp4_roll_off_unset_leaves_the_stack_digest_alone():
     stack = load_stack("sglang_blackwell")
     assert stack.fp4_gemm_half_efficiency_tokens is None
     assert stack_digest(stack.model_copy(update={"fp4_gemm_half_efficiency_tokens": 256.0})) != stack_digest(stack)
+
+
+@pytest.mark.parametrize("name", SHAPES)
+@given(n=st.integers(1, 512), ctx=st.lists(st.one_of(st.integers(0, 2_000_000), st.floats(0.0, 2e6)), min_size=1,
+                                           max_size=20))
+def test_the_decode_loop_prices_the_larger_attention_term_as_numpy_does(name, n, ctx):
+    """Where one attention term (the KV read or the math) is the larger at every context, the
+    decode loop prices only it (`_decode_bound`): the same floats as NumPy's maximum of both."""
+    m = StepTimeModel(SHAPES[name]())
+    assert m._decode_bound is not None or name not in ("llama8b_h100", "r1_h200_ep8")  # both kinds are exercised
+    loop = m.decode_elapsed_s(n, ctx)
+    assert isinstance(loop, list)
+    assert loop == np.cumsum(m.decode_steps_s(n, ctx)).tolist()

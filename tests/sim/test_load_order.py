@@ -76,3 +76,26 @@ def test_the_routers_direct_choice_is_the_policys(policy, seed):
         candidates = lists[int(rng.integers(len(lists)))]
         assert router.choose(candidates) is min(candidates, key=attrgetter("outstanding_tokens"))
     assert router._direct  # the direct path ran
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.sampled_from([(1, 3), (4, 17), (20, 2), (16, 16)]))
+def test_least_loaded_over_pools_of_different_speeds_is_the_least_drain_time(seed, sizes):
+    """Over runs of equally fast replicas (a DrainOrder: each run's LoadOrder, or min over a short
+    run), least_loaded picks the first replica of least outstanding tokens over speed."""
+    import numpy as np
+
+    from factory_sim.perf.estimate import replica_tokens_per_s
+    from factory_sim.sim import router as router_module
+    from tests.helpers import shape
+
+    rng = np.random.default_rng(seed)
+    slow, fast = shape("h100_sxm"), shape("b200_hgx")
+    reps = [_Served(int(x), i, slow if i < sizes[0] else fast) for i, x in enumerate(rng.integers(0, 40, sum(sizes)))]
+    speed = {r.index: replica_tokens_per_s(r.shape, r.role, r.max_batch, r.max_batch_tokens) for r in reps}
+    router = router_module.Router("least_loaded", np.random.default_rng(0))
+    for _ in range(200):
+        for _ in range(int(rng.integers(0, 4))):
+            reps[int(rng.integers(len(reps)))].set_load(int(rng.integers(0, 40)))
+        assert router.choose(reps) is min(reps, key=lambda r: r.outstanding_tokens / speed[r.index])
+    assert id(reps) in router._direct  # answered by its DrainOrder directly

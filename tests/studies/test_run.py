@@ -125,7 +125,8 @@ def test_mtp_drafts_with_the_experiments_acceptance_else_the_stacks_fitted_one_e
 def test_a_run_imports_pandas_and_scipy_only_when_asked_for_a_table(tmp_path):
     """Start-up is a third of a short run's cost: the simulation and its summaries need neither
     pandas (the table users read is built when first asked for) nor scipy (a dense model never
-    takes the expected maximum of its ranks' step times)."""
+    takes the expected maximum of its ranks' step times), and a run on one core starts no process
+    pool (concurrent.futures, multiprocessing)."""
     import json
     import subprocess
     import sys
@@ -138,12 +139,14 @@ def test_a_run_imports_pandas_and_scipy_only_when_asked_for_a_table(tmp_path):
         "from factory_sim.studies.run import run_experiment\n"
         f"exp = load_experiment({str(path)!r}, requests=300)\n"
         "result = run_experiment(exp, jobs=1)\n"
-        "before = {m: m in sys.modules for m in ('pandas', 'scipy', 'pyarrow')}\n"
+        "before = {m: m in sys.modules for m in ('pandas', 'scipy', 'pyarrow', 'concurrent.futures',"
+        " 'multiprocessing')}\n"
         "rows = len(result.summary)\n"
         "print(json.dumps({'before': before, 'after': 'pandas' in sys.modules, 'rows': rows,"
         " 'expected': len(result.rows)}))\n"
     )
     out = json.loads(subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                                     check=True).stdout.strip().splitlines()[-1])
-    assert out["before"] == {"pandas": False, "scipy": False, "pyarrow": False}
+    assert out["before"] == {"pandas": False, "scipy": False, "pyarrow": False, "concurrent.futures": False,
+                             "multiprocessing": False}
     assert out["after"] and out["rows"] == out["expected"] > 0
