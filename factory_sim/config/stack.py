@@ -46,6 +46,14 @@ class SoftwareStack(BaseModel):
     # block-scaled FP4 GEMMs reach their large-GEMM rate only at several hundred rows.
     # None: gemm_half_efficiency_tokens.
     fp4_gemm_half_efficiency_tokens: Annotated[float, within(0, 1e7, "GEMM rows per GPU")] | None = None
+    # The FP4-to-FP8 dense peak ratio of the GPUs fp4_gemm_half_efficiency_tokens was fitted on
+    # (2 on Blackwell). On a GPU whose FP4 tensor cores run a larger multiple of its FP8 rate
+    # (Blackwell Ultra: 3, with B200's FP8 peak and HBM bandwidth) the rows scale by the ratio of
+    # the two, so that the roll-off's time per weight is the one of the GPUs it was fitted on:
+    # what the roll-off prices (small-M block-scaled GEMMs streaming weights and scale factors
+    # through the SMs) does not run faster where only the FP4 multiply is faster. None: the rows
+    # as given on every GPU.
+    fp4_gemm_rolloff_fp4_fp8_ratio: Annotated[float, within(0, 100, "FP4 over FP8 dense peak")] | None = None
     # Rows of one tensor-core tile: a GEMM with fewer rows costs a full tile of compute.
     gemm_min_rows: Annotated[float, within(1, 65536, "rows of a tensor-core tile; today's are 64-256")]
     # Attention math's fraction of the BF16 peak: decode (and MLA's absorbed attention) ...

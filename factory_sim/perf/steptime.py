@@ -196,6 +196,9 @@ class StepTimeModel:
         def half_rows(precision: str) -> float:
             """Rows at which a dense (one-launch) GEMM at this precision reaches half its peak."""
             if compute_precision(precision, hw) == "fp4" and st.fp4_gemm_half_efficiency_tokens is not None:
+                if st.fp4_gemm_rolloff_fp4_fp8_ratio:  # the roll-off's time per weight of the GPUs it was fitted on
+                    fp4_over_fp8 = hw.dense_flops_per_s("fp4") / hw.dense_flops_per_s("fp8")
+                    return st.fp4_gemm_half_efficiency_tokens * fp4_over_fp8 / st.fp4_gemm_rolloff_fp4_fp8_ratio
                 return st.fp4_gemm_half_efficiency_tokens
             return self._m_half
 

@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from factory_sim.config.hardware import load_hardware
 from factory_sim.errors import ConfigError
 from factory_sim.perf.memory import plan_memory, replica_kv_bytes
 from factory_sim.perf.steptime import StepTimeModel, effective_context, prefill_attention_pairs
@@ -500,6 +501,7 @@ def test_fp4_dense_gemms_roll_off_at_their_own_rows_and_nothing_else_moves():
     flops x (rows + m) / rows at the FP4 rate once compute-bound; the FP8 attention projections,
     the BF16 LM head and a model's grouped expert GEMMs keep gemm_half_efficiency_tokens."""
     sh = shape("b300_hgx", "llama2_70b", "fp4")
+    sh = _with_stack(sh, fp4_gemm_rolloff_fp4_fp8_ratio=None)  # the rows as given, whatever the GPU
     plain = StepTimeModel(_with_stack(sh, fp4_gemm_half_efficiency_tokens=None))
     rolled = StepTimeModel(_with_stack(sh, fp4_gemm_half_efficiency_tokens=512.0))
     tokens = 512.0
@@ -524,12 +526,50 @@ def test_fp4_dense_gemms_roll_off_at_their_own_rows_and_nothing_else_moves():
         float(moe_plain.breakdown(decode_seqs=256.0, decode_ctx_tokens=256e3).experts_s)
 
 
+def test_the_fp4_roll_off_costs_the_same_time_per_weight_on_a_faster_fp4_gpu():
+    """With the FP4/FP8 peak ratio of the GPUs the roll-off was fitted on set (2, B200), a GPU
+    whose FP4 runs 3x its FP8 (B300) gets its rows scaled by 1.5: the roll-off term (flops x m /
+    peak) is the same time on B300 as on B200, while large GEMMs still run at B300's own peak."""
+    ref = 2.0
+    b200 = shape("b200_hgx", "llama2_70b", "fp4")
+    b300 = shape("b300_hgx", "llama2_70b", "fp4")
+    m = 322.0
+    on = {"fp4_gemm_half_efficiency_tokens": m, "fp4_gemm_rolloff_fp4_fp8_ratio": ref}
+    b200_on = StepTimeModel(_with_stack(b200, **on))
+    b300_on = StepTimeModel(_with_stack(b300, **on))
+    off = {"fp4_gemm_half_efficiency_tokens": m, "fp4_gemm_rolloff_fp4_fp8_ratio": None}
+    b300_off = StepTimeModel(_with_stack(b300, **off))
+    b200_off = StepTimeModel(_with_stack(b200, **off))
+    b300_hw = load_hardware("b300_hgx")
+    ratio = b300_hw.dense_tflops["fp4"] / b300_hw.dense_tflops["fp8"] / ref
+    assert ratio == pytest.approx(1.5)
+    assert b300_on._dense[3] == pytest.approx(m * ratio, rel=1e-12) and b300_off._dense[3] == m
+    assert b200_on._dense[3] == m  # the GPUs it was fitted on, B200 and GB200: unchanged, to the bit
+    gb200 = shape("gb200_nvl72", "llama2_70b", "fp4")
+    assert StepTimeModel(_with_stack(gb200, **on))._dense[3] == m
+    flops_b300, _, peak_b300, _ = b300_on._dense
+    flops_b200, _, peak_b200, _ = b200_on._dense
+    # the roll-off's time (the m term) is the same on both GPUs ...
+    assert flops_b300 * b300_on._dense[3] / peak_b300 == pytest.approx(flops_b200 * m / peak_b200, rel=1e-12)
+    # ... so B300 is slower than without the reference at mid-size batches, B200 not at all
+    for n in (64.0, 512.0, 4096.0):
+        assert float(b300_on.breakdown(decode_seqs=n, decode_ctx_tokens=n * 300).dense_ffn_s) > \
+            float(b300_off.breakdown(decode_seqs=n, decode_ctx_tokens=n * 300).dense_ffn_s)
+        assert float(b200_on.breakdown(decode_seqs=n, decode_ctx_tokens=n * 300).total_s) == \
+            pytest.approx(float(b200_off.breakdown(decode_seqs=n, decode_ctx_tokens=n * 300).total_s), rel=1e-12)
+    # without an FP4 roll-off the reference changes nothing
+    plain = StepTimeModel(_with_stack(b300, fp4_gemm_half_efficiency_tokens=None, fp4_gemm_rolloff_fp4_fp8_ratio=ref))
+    assert plain._dense[3] == b300.stack.gemm_half_efficiency_tokens
+
+
 def test_the_fp4_roll_off_unset_leaves_the_stack_digest_alone():
     from factory_sim.config.stack import load_stack
     from factory_sim.fidelity.stack_errors import stack_digest
     stack = load_stack("sglang_blackwell")
     assert stack.fp4_gemm_half_efficiency_tokens is None
     assert stack_digest(stack.model_copy(update={"fp4_gemm_half_efficiency_tokens": 256.0})) != stack_digest(stack)
+    assert stack.fp4_gemm_rolloff_fp4_fp8_ratio is None
+    assert stack_digest(stack.model_copy(update={"fp4_gemm_rolloff_fp4_fp8_ratio": 2.0})) != stack_digest(stack)
 
 
 @pytest.mark.parametrize("name", SHAPES)
