@@ -52,6 +52,18 @@ MEASURED_POINT_COLUMNS = {"system", "model", "backend", "mode", "isl", "osl", "c
 REQUESTS_PER_CLIENT = 10
 
 
+# What the measured points' own source generates, for trying the rows under it (opt-in; the
+# validation does not use them, docs/fidelity.md says why): aiconfigurator's benchmark script
+# runs `aiperf profile --concurrency C --num-requests C*50 --warmup-request-count 2*C`
+# (ai-dynamo/aiconfigurator, generator/config/backend_templates/benchmark/bench_run.sh.j2,
+# BENCH_MULTI_ROUND default 50), and its engine configs give an aggregated worker a step of
+# max_batch_size + ISL + 1500 tokens (generator/rule_plugin/{trtllm,vllm,sglang}.rule: TensorRT-LLM's
+# max_num_tokens, vLLM's max_num_batched_tokens, and SGLang's max_prefill_tokens = ISL + 1500 with
+# enable_mixed_chunk, which counts the running decodes against it).
+SOURCE_REQUESTS_PER_CLIENT = 50
+SOURCE_PROMPT_HEADROOM_TOKENS = 1500
+
+
 # Output lengths of a simulated run vary uniformly within +-5% of the row's OSL (a modelling
 # device, not a property of the harness: its lengths are exact). With identical lengths the
 # simulated clients stay in lock-step forever: a first-round cohort's prompts share one step,
@@ -115,8 +127,10 @@ def mark_sample(df: pd.DataFrame) -> pd.DataFrame:
     return df
 
 
-def deployment(row, stacks: dict[str, SoftwareStack] | None = None) -> Deployment:
-    """The exact deployment a measured row describes, or Skip with the reason."""
+def deployment(row, stacks: dict[str, SoftwareStack] | None = None,
+               prompt_headroom_tokens: int | None = None) -> Deployment:
+    """The exact deployment a measured row describes, or Skip with the reason.
+    `prompt_headroom_tokens` (None: PREFILL_CHUNK_TOKENS) gives a step ISL + that many prompt tokens."""
     hardware_names, model_names = catalog_names()
     system, model_name = str(row["system"]), str(row["model"])
     model_name = MODEL_ALIASES.get(model_name, model_name)
@@ -133,6 +147,7 @@ def deployment(row, stacks: dict[str, SoftwareStack] | None = None) -> Deploymen
     precision, attention_precision = served_formats(hw, model, moe_format, attention_format)
     note = "; ".join(n for n in (note, precision_note) if n)
     c = int(concurrency)
+    prompt_tokens = None if prompt_headroom_tokens is None else int(row["isl"]) + prompt_headroom_tokens
     if row["mode"] == "disagg":
         if row_number(row, "prefill_num_workers") is None or row_number(row, "decode_num_workers") is None:
             raise Skip("disaggregated row without prefill/decode worker counts")
@@ -144,7 +159,8 @@ def deployment(row, stacks: dict[str, SoftwareStack] | None = None) -> Deploymen
             batch = row_number(row, f"{prefix}batch_size", float(c)) * shape.dp_attention
             # a decode worker holds at most its batch; clients never wait on an artificial cap
             max_batch = max(int(batch), math.ceil(c / workers)) if role == "decode" else max(int(batch), 1)
-            pools.append(PoolLayout(role, role, shape, workers, max_batch, step_budget(shape, max_batch)))
+            budget = step_budget(shape, max_batch, prompt_tokens)
+            pools.append(PoolLayout(role, role, shape, workers, max_batch, budget))
         config = (f"disagg {pools[0].replicas}x[{pools[0].shape.describe()}] + "
                   f"{pools[1].replicas}x[{pools[1].shape.describe()}]")
     else:
@@ -160,7 +176,8 @@ def deployment(row, stacks: dict[str, SoftwareStack] | None = None) -> Deploymen
         worker_batch = int(worker_batch) * row_size(row, "attention_dp_size") if worker_batch else c
         workers = max(1, math.ceil(c / worker_batch))
         max_batch = math.ceil(c / workers)
-        pools = [PoolLayout("aggregated", "aggregated", shape, workers, max_batch, step_budget(shape, max_batch))]
+        pools = [PoolLayout("aggregated", "aggregated", shape, workers, max_batch,
+                           step_budget(shape, max_batch, prompt_tokens))]
         config = f"agg {workers}x[{shape.describe()}]"
     drafts = row_number(row, "mtp_draft_tokens")
     if drafts and drafts > 0:
@@ -176,13 +193,19 @@ def deployment(row, stacks: dict[str, SoftwareStack] | None = None) -> Deploymen
     return Deployment(fleet, int(row["isl"]), int(row["osl"]), c, config)
 
 
-def step_budget(shape: ReplicaShape, max_batch: int) -> int:
+def step_budget(shape: ReplicaShape, max_batch: int, prompt_tokens: int | None = None) -> int:
     """Prompt tokens a step of a measured deployment may carry, on top of the batch's decode
     tokens. TensorRT-LLM's max_num_tokens holds per attention-DP rank, and so does vLLM's
     max_num_batched_tokens (each DP rank is an engine); SGLang divides its chunked-prefill
-    size among the DP ranks (server_args `_handle_data_parallelism`), so its ranks share one."""
-    ranks = 1 if shape.stack.framework == "sglang" else shape.dp_attention
-    return PREFILL_CHUNK_TOKENS * ranks + max_batch
+    size among the DP ranks (server_args `_handle_data_parallelism`), so its ranks share one.
+    `prompt_tokens` (None: PREFILL_CHUNK_TOKENS) sets the prompt tokens per rank; SGLang's ranks
+    then share at most one chunk of PREFILL_CHUNK_TOKENS."""
+    if prompt_tokens is None:
+        ranks = 1 if shape.stack.framework == "sglang" else shape.dp_attention
+        return PREFILL_CHUNK_TOKENS * ranks + max_batch
+    if shape.stack.framework == "sglang":
+        return min(prompt_tokens * shape.dp_attention, PREFILL_CHUNK_TOKENS) + max_batch
+    return prompt_tokens * shape.dp_attention + max_batch
 
 
 def spread_lengths(mean_tokens: int, n: int, spread: float, seed: int) -> np.ndarray:
@@ -201,16 +224,19 @@ def spread_lengths(mean_tokens: int, n: int, spread: float, seed: int) -> np.nda
 
 
 def predict(row, seed: int = 0, stacks: dict[str, SoftwareStack] | None = None,
-            output_spread: float | None = None) -> tuple[float, float, str]:
+            output_spread: float | None = None, requests_per_client: int | None = None,
+            prompt_headroom_tokens: int | None = None) -> tuple[float, float, str]:
     """Predicted mean TTFT and mean TPOT in ms for a measured row, and the configuration used.
 
     As the benchmark harness runs it: every client starts at t=0 and the means are over all
     requests of the run, so the first burst of prompts counts as it does in the measurement;
     output lengths spread by `output_spread` (None: OUTPUT_LENGTH_SPREAD) so that later rounds
-    fall out of step (0: the harness's exact lengths).
+    fall out of step (0: the harness's exact lengths); `requests_per_client` (None:
+    REQUESTS_PER_CLIENT) and `prompt_headroom_tokens` (see `deployment`) try other harnesses.
     """
-    dep = deployment(row, stacks)
-    n = int(min(MAX_REQUESTS, max(MIN_REQUESTS, REQUESTS_PER_CLIENT * dep.concurrency)))
+    dep = deployment(row, stacks, prompt_headroom_tokens)
+    per_client = REQUESTS_PER_CLIENT if requests_per_client is None else requests_per_client
+    n = int(min(MAX_REQUESTS, max(MIN_REQUESTS, per_client * dep.concurrency)))
     tokens_in = np.full(n, dep.isl, dtype=np.int64)
     spread = OUTPUT_LENGTH_SPREAD if output_spread is None else output_spread
     tokens_out = spread_lengths(dep.osl, n, spread, seed)
@@ -224,12 +250,12 @@ def predict(row, seed: int = 0, stacks: dict[str, SoftwareStack] | None = None,
 
 
 def _score_rows(args) -> list[dict]:
-    rows, stacks, spread = args if isinstance(args, tuple) else (args, None, None)
+    rows, stacks, spread, harness = args if isinstance(args, tuple) else (args, None, None, {})
     out = []
     for row in rows:
         base = {k: row.get(k) for k in ("id", "system", "model", "backend", "mode", "isl", "osl", "concurrency")}
         try:
-            ttft, tpot, config = predict(row, stacks=stacks, output_spread=spread)
+            ttft, tpot, config = predict(row, stacks=stacks, output_spread=spread, **harness)
         except (Skip, ConfigError) as why:
             emit("validation", "measured points")
             out.append({**base, "quantity": "", "predicted": np.nan, "published": np.nan, "rel_error": np.nan,
@@ -245,15 +271,18 @@ def _score_rows(args) -> list[dict]:
 
 def validate_points(points: pd.DataFrame, *, jobs: int | None = None,
                     stacks: dict[str, SoftwareStack] | None = None,
-                    output_spread: float | None = None) -> pd.DataFrame:
+                    output_spread: float | None = None, requests_per_client: int | None = None,
+                    prompt_headroom_tokens: int | None = None) -> pd.DataFrame:
     """One row per (measured row, quantity) scored, plus one row per skipped measured row.
-    `stacks` replaces built-in profiles by name; `output_spread` the spread of output lengths."""
+    `stacks` replaces built-in profiles by name; `output_spread` the spread of output lengths;
+    `requests_per_client` and `prompt_headroom_tokens` the harness (see `predict`)."""
     records = points.to_dict("records")
     workers = worker_count(jobs, len(records))
+    harness = {"requests_per_client": requests_per_client, "prompt_headroom_tokens": prompt_headroom_tokens}
     if workers == 1 or len(records) < 8:
-        scored = _score_rows((records, stacks, output_spread))
+        scored = _score_rows((records, stacks, output_spread, harness))
     else:  # several chunks per process, so a slow chunk does not leave a core idle
-        chunks = [(records[i::workers * 4], stacks, output_spread) for i in range(workers * 4)]
+        chunks = [(records[i::workers * 4], stacks, output_spread, harness) for i in range(workers * 4)]
         scored = [r for part in map_jobs(_score_rows, chunks, workers) for r in part]
     df = mark_sample(pd.DataFrame(scored))
     order = {rid: i for i, rid in enumerate(points["id"])} if "id" in points else {}

@@ -417,3 +417,20 @@ def test_the_breakdown_reports_each_client_band_with_its_signed_error():
     assert ttft.loc["all", "rows"] == 5
     text = format_report(pd.DataFrame(rows))
     assert "clients=65-256" in text and "(-30%)" in text
+
+
+def test_the_sources_harness_can_be_tried_in_place_of_the_validations():
+    """Opt-ins: a step of batch + ISL + headroom tokens per rank (SGLang's ranks sharing at most
+    one chunk), and more requests per client; neither is the default."""
+    row = {**BASE, "model": "deepseek_v3", "system": "b200_hgx", "precision": "fp4", "gemm_quant": "nvfp4",
+           "moe_quant": "nvfp4", "tp_size": 1, "attention_dp_size": 8, "moe_tp_size": 1, "moe_ep_size": 8,
+           "concurrency": 64, "batch_size": 8, "isl": 1024}
+    headroom = measured.SOURCE_PROMPT_HEADROOM_TOKENS
+    trt = deployment({**row, "backend": "trtllm"}, prompt_headroom_tokens=headroom).fleet.pools[0]
+    sgl = deployment({**row, "backend": "sglang"}, prompt_headroom_tokens=headroom).fleet.pools[0]
+    assert trt.max_batch_tokens == 8 * (1024 + headroom) + 64
+    assert sgl.max_batch_tokens == min(8 * (1024 + headroom), measured.PREFILL_CHUNK_TOKENS) + 64
+    assert deployment(BASE, prompt_headroom_tokens=headroom).fleet.pools[0].max_batch_tokens == 512 + headroom + 1
+    scored = validate_points(pd.DataFrame([{**BASE, "concurrency": 2, "batch_size": 2}]), jobs=1,
+                             requests_per_client=3, prompt_headroom_tokens=headroom)
+    assert set(scored["quantity"]) == {"ttft_ms", "tpot_ms"} and scored["predicted"].notna().all()
