@@ -103,6 +103,15 @@ MIN_THROUGHPUT_REQUESTS = 256
 MAX_OPEN_LOOP_REQUESTS = 20_000
 
 
+# Seconds of steady state an open-loop run measures at least (0: only MIN_MEASURED_REQUESTS):
+# LoadGen's Server and Interactive runs last at least 600 s (mlcommons/inference
+# inference_rules.adoc, min_duration; Dell's v6.0 Llama 2 70B Interactive configuration sets
+# 1,200 s). Near the limit a request's TPOT follows the load over its lifetime, and a busier
+# batch steps slower and keeps its requests longer, so the slow excursions of Poisson load
+# last seconds to tens of seconds: a stretch of 500 requests (10 s at 50 queries/s) sees few.
+MIN_MEASURED_S = 600.0
+
+
 # Requests measured in steady state at least: the 99th percentile is then set by the 5 or
 # more slowest, not by one (estimate; LoadGen's runs measure 26,000 or more).
 MIN_MEASURED_REQUESTS = 500
@@ -429,7 +438,8 @@ def _open_loop_ok(plan: FleetLayout, b: Benchmark, rate: float, seed: int = 0) -
     queries, nearly all of them in steady state. Here the ramp-up (`warmup_s`, from the
     run's own median TTFT and TPOT, first guessed at half the limits) is left out, and so
     is an equal stretch before the last arrival, whose requests finish while the load
-    drains; at least MIN_MEASURED_REQUESTS are measured. A request still unfinished when no
+    drains; at least MIN_MEASURED_REQUESTS and MIN_MEASURED_S of arrivals are measured (within
+    MAX_OPEN_LOOP_REQUESTS), as LoadGen measures 600 s. A request still unfinished when no
     request could still meet the limits counts as missing them. A load whose steady state
     does not fit in the request budget is not claimed as sustained.
     """
@@ -437,7 +447,7 @@ def _open_loop_ok(plan: FleetLayout, b: Benchmark, rate: float, seed: int = 0) -
     probe_out = request_lengths(b.model.name, b.isl, b.osl, MAX_OPEN_LOOP_REQUESTS, seed)[1]
     for _ in range(2):
         ramp_s = warmup_s(probe_out, ttft_s, tpot_s)
-        wanted = rate * (3.0 * ramp_s) + MIN_MEASURED_REQUESTS
+        wanted = rate * (2.0 * ramp_s + max(ramp_s, MIN_MEASURED_S)) + MIN_MEASURED_REQUESTS
         n = int(min(MAX_OPEN_LOOP_REQUESTS, max(MIN_THROUGHPUT_REQUESTS, math.ceil(wanted))))
         rng = np.random.default_rng(seed)
         arrival = np.cumsum(rng.exponential(1.0 / rate, size=n))

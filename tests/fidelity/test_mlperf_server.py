@@ -106,3 +106,29 @@ def test_submitted_deployments_are_scored_as_submitted_not_searched():
     # the Server row of the same model is still searched (disaggregated layouts among them)
     server = mlperf.candidate_plans(benchmark(_row("server", 2000, 80)))
     assert any(d.startswith("disagg") for _, d in server)
+
+
+def test_open_loop_runs_measure_as_long_a_steady_state_as_loadgen(monkeypatch):
+    """LoadGen measures 600 s at least; a stretch of MIN_MEASURED_REQUESTS (10 s at Llama 2 70B
+    Interactive's 50 queries/s per GPU) sees few of the slow excursions of Poisson load that set
+    the p99 TPOT near the limit."""
+    row = {**_row("interactive", 450, 40), "model": "llama2_70b", "isl_mean": 222.3, "osl_mean": 218.9}
+    b = benchmark(row)
+    plan = next(p for p, d in mlperf.candidate_plans(b) if d.startswith("agg 1x[1xb300_hgx fp4 TP1]"))
+    spans = []
+    real = mlperf.simulate
+
+    def recording(*args, arrival_s, **kwargs):
+        spans.append((len(arrival_s), float(arrival_s[-1])))
+        return real(*args, arrival_s=arrival_s, **kwargs)
+
+    monkeypatch.setattr(mlperf, "simulate", recording)
+    rate = 5.0  # queries/s: 600 s of it fits the request budget
+    mlperf._open_loop_ok(plan, b, rate)
+    loadgen_s = mlperf.MIN_MEASURED_S
+    assert spans[-1][1] >= loadgen_s
+    spans.clear()
+    monkeypatch.setattr(mlperf, "MIN_MEASURED_S", 0.0)  # the count alone, as before
+    mlperf._open_loop_ok(plan, b, rate)
+    assert spans[-1][1] < 0.5 * loadgen_s
+    assert spans[-1][0] >= mlperf.MIN_MEASURED_REQUESTS
