@@ -45,7 +45,9 @@ from factory_sim.fidelity.measured import (
 from factory_sim.fidelity.mlperf_deployments import (
     MLPERF_ADP_BALANCE_TIMEOUT_STEPS,
     MLPERF_SUBMITTED_DEPLOYMENTS,
+    MLPERF_SUBMITTED_SCHEDULERS,
     SubmittedDeployment,
+    SubmittedScheduler,
 )
 from factory_sim.fidelity.mlperf_lengths import generated_output_tokens, request_lengths
 from factory_sim.perf.estimate import capacity_req_per_s
@@ -131,6 +133,11 @@ MAX_CLOSED_LOOP_REQUESTS = 200_000
 RATE_SEARCH_STEPS = 7
 
 
+# Whether a Server or Interactive row runs with the in-flight batching limits its submission
+# states (mlperf_deployments.MLPERF_SUBMITTED_SCHEDULERS) rather than the default step budget.
+SUBMITTED_SCHEDULERS = True
+
+
 @dataclass(frozen=True)
 class Benchmark:
     """One published throughput result, parsed: the system, the model and how it was measured."""
@@ -151,6 +158,7 @@ class Benchmark:
     interactivity: float
     published: float
     deployment: SubmittedDeployment | None = None
+    scheduler: SubmittedScheduler | None = None  # the submission's in-flight batching limits
 
 
 def builtin_calibration_path() -> Path:
@@ -199,7 +207,8 @@ def row_framework(row) -> str | None:
     return None
 
 
-def benchmark(row, stacks: dict[str, SoftwareStack] | None = None, generated_lengths: bool = False) -> Benchmark:
+def benchmark(row, stacks: dict[str, SoftwareStack] | None = None, generated_lengths: bool = False,
+              submitted_schedulers: bool = SUBMITTED_SCHEDULERS) -> Benchmark:
     """Parse a throughput row, or Skip with the reason. `generated_lengths`: an MLPerf row runs at
     the output length its submissions generated (mlperf_lengths.MLPERF_GENERATED_OUTPUT_TOKENS,
     what LoadGen counts) instead of the reference answers' mean the row states; off by
@@ -250,7 +259,9 @@ def benchmark(row, stacks: dict[str, SoftwareStack] | None = None, generated_len
                      precision=precision, attention_precision=attention, gpus=int(gpus), isl=int(round(isl)),
                      osl=int(round(osl)), scenario=scenario, ttft_limit_s=(ttft or 0.0) / 1e3,
                      tpot_limit_s=(tpot or 0.0) / 1e3, interactivity=interactivity or 0.0, published=float(value),
-                     deployment=MLPERF_SUBMITTED_DEPLOYMENTS.get((hw.name, model.name, scenario)))
+                     deployment=MLPERF_SUBMITTED_DEPLOYMENTS.get((hw.name, model.name, scenario)),
+                     scheduler=(MLPERF_SUBMITTED_SCHEDULERS.get((hw.name, model.name, scenario))
+                                if submitted_schedulers else None))
 
 
 def _unit_sizes(b: Benchmark) -> list[int]:
@@ -312,7 +323,11 @@ def _tpot_batch(shape: ReplicaShape, b: Benchmark, limit_s: float, most: int) ->
     return lo
 
 
-def _pool(role: str, shape: ReplicaShape, replicas: int, max_batch: int) -> PoolLayout:
+def _pool(role: str, shape: ReplicaShape, replicas: int, max_batch: int,
+          scheduler: SubmittedScheduler | None = None) -> PoolLayout:
+    if scheduler is not None and role == "aggregated":  # max_num_tokens holds per attention-DP rank
+        return PoolLayout(role, role, shape, replicas, min(max_batch, scheduler.max_batch_size * shape.dp_attention),
+                          scheduler.max_num_tokens * shape.dp_attention)
     return PoolLayout(role, role, shape, replicas, max_batch, step_budget(shape, max_batch if role != "prefill" else 0))
 
 
@@ -344,8 +359,8 @@ def candidate_plans(b: Benchmark) -> list[tuple[FleetLayout, str]]:
         for g in sizes:
             for shape in _replica_shapes(b, g, mtp):
                 for mb in batches(shape, "aggregated"):
-                    pool = _pool("aggregated", shape, 1, mb)
-                    plans.append((FleetLayout(b.id, (pool,)), f"agg 1x[{shape.describe()}] batch {mb}"))
+                    pool = _pool("aggregated", shape, 1, mb, b.scheduler)
+                    plans.append((FleetLayout(b.id, (pool,)), f"agg 1x[{shape.describe()}] batch {pool.max_batch}"))
         unit = sizes[-1] if sizes else 0
         if unit < 4 or b.deployment is not None:
             continue
