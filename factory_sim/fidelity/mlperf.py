@@ -133,10 +133,6 @@ MAX_CLOSED_LOOP_REQUESTS = 200_000
 RATE_SEARCH_STEPS = 7
 
 
-# Whether a Server or Interactive row runs with the in-flight batching limits its submission
-# states (mlperf_deployments.MLPERF_SUBMITTED_SCHEDULERS) rather than the default step budget.
-SUBMITTED_SCHEDULERS = True
-
 
 @dataclass(frozen=True)
 class Benchmark:
@@ -208,11 +204,13 @@ def row_framework(row) -> str | None:
 
 
 def benchmark(row, stacks: dict[str, SoftwareStack] | None = None, generated_lengths: bool = False,
-              submitted_schedulers: bool = SUBMITTED_SCHEDULERS) -> Benchmark:
+              submitted_schedulers: bool = True) -> Benchmark:
     """Parse a throughput row, or Skip with the reason. `generated_lengths`: an MLPerf row runs at
     the output length its submissions generated (mlperf_lengths.MLPERF_GENERATED_OUTPUT_TOKENS,
     what LoadGen counts) instead of the reference answers' mean the row states; off by
-    default, because it raised the error (docs/fidelity.md, "Mechanisms tried")."""
+    default, because it raised the error (docs/fidelity.md, "Mechanisms tried").
+    `submitted_schedulers`: a row whose submission states its in-flight batching limits
+    (mlperf_deployments.MLPERF_SUBMITTED_SCHEDULERS) runs with them, not the default budget."""
     hardware_names, model_names = catalog_names()
     metric = row_text(row, "metric")
     if metric not in THROUGHPUT_METRICS:
