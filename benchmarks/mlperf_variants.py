@@ -8,6 +8,10 @@ rows (out of sample), and each row's error, for one variant at a time:
   reference answers' mean the row states;
 - `--stated`: the deployments a submission stated but the scoring does not use
   (mlperf_deployments.MLPERF_STATED_NOT_SCORED: DeepSeek-R1 Interactive with 3 MTP drafts);
+- `--default-budget`: the Interactive rows with the default step budget rather than the
+  in-flight batching limits their submissions state (mlperf_deployments.MLPERF_SUBMITTED_SCHEDULERS);
+- `--short-window`: open-loop runs measured over MIN_MEASURED_REQUESTS alone, not the 600 s
+  LoadGen measures (mlperf.MIN_MEASURED_S);
 - `--set PROFILE:FIELD=VALUE`: a stack constant replaced (repeatable), e.g.
   `--set trtllm_blackwell:fp4_gemm_half_efficiency_tokens=1000`.
 
@@ -42,12 +46,20 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--generated", action="store_true", help="rows at the generated output lengths")
     ap.add_argument("--stated", action="store_true", help="also score the stated, unscored deployments")
+    ap.add_argument("--default-budget", action="store_true", help="no submitted step budgets")
+    ap.add_argument("--short-window", action="store_true", help="measure 500 requests, not 600 s")
     ap.add_argument("--set", nargs="*", default=[], metavar="PROFILE:FIELD=VALUE")
     ap.add_argument("--scenario", nargs="*", default=list(mlperf.MLPERF_SCENARIOS))
     ap.add_argument("--jobs", type=int, default=1)
     args = ap.parse_args()
     if args.stated:
         mlperf.MLPERF_SUBMITTED_DEPLOYMENTS.update(MLPERF_STATED_NOT_SCORED)
+    if args.jobs != 1 and (args.stated or args.default_budget or args.short_window):
+        ap.error("--stated, --default-budget and --short-window change this process only: use --jobs 1")
+    if args.default_budget:
+        mlperf.MLPERF_SUBMITTED_SCHEDULERS.clear()
+    if args.short_window:
+        mlperf.MIN_MEASURED_S = 0.0
     rows = read_reference_csv(mlperf.builtin_calibration_path())
     rows = rows[rows["scenario"].isin(args.scenario)]
     res = mlperf.validate_throughput(rows, jobs=args.jobs, stacks=stack_overrides(args.set) or None,

@@ -45,7 +45,9 @@ from factory_sim.fidelity.measured import (
 from factory_sim.fidelity.mlperf_deployments import (
     MLPERF_ADP_BALANCE_TIMEOUT_STEPS,
     MLPERF_SUBMITTED_DEPLOYMENTS,
+    MLPERF_SUBMITTED_SCHEDULERS,
     SubmittedDeployment,
+    SubmittedScheduler,
 )
 from factory_sim.fidelity.mlperf_lengths import generated_output_tokens, request_lengths
 from factory_sim.perf.estimate import capacity_req_per_s
@@ -103,6 +105,15 @@ MIN_THROUGHPUT_REQUESTS = 256
 MAX_OPEN_LOOP_REQUESTS = 20_000
 
 
+# Seconds of steady state an open-loop run measures at least (0: only MIN_MEASURED_REQUESTS):
+# LoadGen's Server and Interactive runs last at least 600 s (mlcommons/inference
+# inference_rules.adoc, min_duration; Dell's v6.0 Llama 2 70B Interactive configuration sets
+# 1,200 s). Near the limit a request's TPOT follows the load over its lifetime, and a busier
+# batch steps slower and keeps its requests longer, so the slow excursions of Poisson load
+# last seconds to tens of seconds: a stretch of 500 requests (10 s at 50 queries/s) sees few.
+MIN_MEASURED_S = 600.0
+
+
 # Requests measured in steady state at least: the 99th percentile is then set by the 5 or
 # more slowest, not by one (estimate; LoadGen's runs measure 26,000 or more).
 MIN_MEASURED_REQUESTS = 500
@@ -120,6 +131,7 @@ MAX_CLOSED_LOOP_REQUESTS = 200_000
 
 
 RATE_SEARCH_STEPS = 7
+
 
 
 @dataclass(frozen=True)
@@ -142,6 +154,7 @@ class Benchmark:
     interactivity: float
     published: float
     deployment: SubmittedDeployment | None = None
+    scheduler: SubmittedScheduler | None = None  # the submission's in-flight batching limits
 
 
 def builtin_calibration_path() -> Path:
@@ -190,11 +203,14 @@ def row_framework(row) -> str | None:
     return None
 
 
-def benchmark(row, stacks: dict[str, SoftwareStack] | None = None, generated_lengths: bool = False) -> Benchmark:
+def benchmark(row, stacks: dict[str, SoftwareStack] | None = None, generated_lengths: bool = False,
+              submitted_schedulers: bool = True) -> Benchmark:
     """Parse a throughput row, or Skip with the reason. `generated_lengths`: an MLPerf row runs at
     the output length its submissions generated (mlperf_lengths.MLPERF_GENERATED_OUTPUT_TOKENS,
     what LoadGen counts) instead of the reference answers' mean the row states; off by
-    default, because it raised the error (docs/fidelity.md, "Mechanisms tried")."""
+    default, because it raised the error (docs/fidelity.md, "Mechanisms tried").
+    `submitted_schedulers`: a row whose submission states its in-flight batching limits
+    (mlperf_deployments.MLPERF_SUBMITTED_SCHEDULERS) runs with them, not the default budget."""
     hardware_names, model_names = catalog_names()
     metric = row_text(row, "metric")
     if metric not in THROUGHPUT_METRICS:
@@ -241,7 +257,9 @@ def benchmark(row, stacks: dict[str, SoftwareStack] | None = None, generated_len
                      precision=precision, attention_precision=attention, gpus=int(gpus), isl=int(round(isl)),
                      osl=int(round(osl)), scenario=scenario, ttft_limit_s=(ttft or 0.0) / 1e3,
                      tpot_limit_s=(tpot or 0.0) / 1e3, interactivity=interactivity or 0.0, published=float(value),
-                     deployment=MLPERF_SUBMITTED_DEPLOYMENTS.get((hw.name, model.name, scenario)))
+                     deployment=MLPERF_SUBMITTED_DEPLOYMENTS.get((hw.name, model.name, scenario)),
+                     scheduler=(MLPERF_SUBMITTED_SCHEDULERS.get((hw.name, model.name, scenario))
+                                if submitted_schedulers else None))
 
 
 def _unit_sizes(b: Benchmark) -> list[int]:
@@ -303,7 +321,11 @@ def _tpot_batch(shape: ReplicaShape, b: Benchmark, limit_s: float, most: int) ->
     return lo
 
 
-def _pool(role: str, shape: ReplicaShape, replicas: int, max_batch: int) -> PoolLayout:
+def _pool(role: str, shape: ReplicaShape, replicas: int, max_batch: int,
+          scheduler: SubmittedScheduler | None = None) -> PoolLayout:
+    if scheduler is not None and role == "aggregated":  # max_num_tokens holds per attention-DP rank
+        return PoolLayout(role, role, shape, replicas, min(max_batch, scheduler.max_batch_size * shape.dp_attention),
+                          scheduler.max_num_tokens * shape.dp_attention)
     return PoolLayout(role, role, shape, replicas, max_batch, step_budget(shape, max_batch if role != "prefill" else 0))
 
 
@@ -335,8 +357,8 @@ def candidate_plans(b: Benchmark) -> list[tuple[FleetLayout, str]]:
         for g in sizes:
             for shape in _replica_shapes(b, g, mtp):
                 for mb in batches(shape, "aggregated"):
-                    pool = _pool("aggregated", shape, 1, mb)
-                    plans.append((FleetLayout(b.id, (pool,)), f"agg 1x[{shape.describe()}] batch {mb}"))
+                    pool = _pool("aggregated", shape, 1, mb, b.scheduler)
+                    plans.append((FleetLayout(b.id, (pool,)), f"agg 1x[{shape.describe()}] batch {pool.max_batch}"))
         unit = sizes[-1] if sizes else 0
         if unit < 4 or b.deployment is not None:
             continue
@@ -429,7 +451,8 @@ def _open_loop_ok(plan: FleetLayout, b: Benchmark, rate: float, seed: int = 0) -
     queries, nearly all of them in steady state. Here the ramp-up (`warmup_s`, from the
     run's own median TTFT and TPOT, first guessed at half the limits) is left out, and so
     is an equal stretch before the last arrival, whose requests finish while the load
-    drains; at least MIN_MEASURED_REQUESTS are measured. A request still unfinished when no
+    drains; at least MIN_MEASURED_REQUESTS and MIN_MEASURED_S of arrivals are measured (within
+    MAX_OPEN_LOOP_REQUESTS), as LoadGen measures 600 s. A request still unfinished when no
     request could still meet the limits counts as missing them. A load whose steady state
     does not fit in the request budget is not claimed as sustained.
     """
@@ -437,7 +460,7 @@ def _open_loop_ok(plan: FleetLayout, b: Benchmark, rate: float, seed: int = 0) -
     probe_out = request_lengths(b.model.name, b.isl, b.osl, MAX_OPEN_LOOP_REQUESTS, seed)[1]
     for _ in range(2):
         ramp_s = warmup_s(probe_out, ttft_s, tpot_s)
-        wanted = rate * (3.0 * ramp_s) + MIN_MEASURED_REQUESTS
+        wanted = rate * (2.0 * ramp_s + max(ramp_s, MIN_MEASURED_S)) + MIN_MEASURED_REQUESTS
         n = int(min(MAX_OPEN_LOOP_REQUESTS, max(MIN_THROUGHPUT_REQUESTS, math.ceil(wanted))))
         rng = np.random.default_rng(seed)
         arrival = np.cumsum(rng.exponential(1.0 / rate, size=n))

@@ -59,3 +59,32 @@ MLPERF_SUBMITTED_DEPLOYMENTS = {
 MLPERF_STATED_NOT_SCORED = {
     ("b300_hgx", "deepseek_r1", "interactive"): SubmittedDeployment(tp=1, dp_attention=8, ep=8, mtp_draft_tokens=3),
 }
+
+
+@dataclass(frozen=True)
+class SubmittedScheduler:
+    """TensorRT-LLM's in-flight batching limits one engine ran with: `max_num_tokens` counts a
+    step's decode tokens and its prompt chunks together (the decodes are scheduled first, the
+    chunks fill what is left: cpp/tensorrt_llm/batch_manager/microBatchScheduler.cpp), and
+    `max_batch_size` (the harness's gpu_batch_size) caps the sequences in flight."""
+
+    max_num_tokens: int
+    max_batch_size: int
+
+
+# The in-flight batching limits the v6.0 submissions of these rows state
+# (https://github.com/mlcommons/inference_results_v6.0, trtllm_runtime_flags and gpu_batch_size,
+# all with enable_chunked_context and the first_come_first_served chunking policy):
+# Llama 2 70B Interactive on HGX B300, Dell (closed/Dell/configs/XE9780L-B300-SXM-270GBx8/
+# Interactive/llama2-70b.py): max_num_tokens 768, gpu_batch_size 768, TP1;
+# Llama 3.1 405B Interactive on HGX B300, GigaComputing (closed/GigaComputing/configs/
+# G894-SD3-AAX7_B300-SXM-270GBx8/Interactive/llama3_1-405b.py): max_num_tokens 1536,
+# gpu_batch_size 256, TP4; gpt-oss-120b Interactive on HGX B300, ASUSTeK (closed/ASUSTeK/configs/
+# XA_NB3I-E12_B300x8/Interactive/gpt-oss-120b.py): max_num_tokens 4638 x 14 = 64,932,
+# gpu_batch_size 512. Rows not listed keep the project's default budget (deployments.PREFILL_CHUNK_TOKENS
+# of prompt tokens on top of the batch's decodes).
+MLPERF_SUBMITTED_SCHEDULERS = {
+    ("b300_hgx", "llama2_70b", "interactive"): SubmittedScheduler(max_num_tokens=768, max_batch_size=768),
+    ("b300_hgx", "llama3_1_405b", "interactive"): SubmittedScheduler(max_num_tokens=1536, max_batch_size=256),
+    ("b300_hgx", "gpt_oss_120b", "interactive"): SubmittedScheduler(max_num_tokens=64_932, max_batch_size=512),
+}

@@ -9,7 +9,7 @@ import pytest
 
 from factory_sim.fidelity import mlperf
 from factory_sim.fidelity.mlperf import benchmark, warmup_s
-from factory_sim.fidelity.mlperf_deployments import MLPERF_STATED_NOT_SCORED
+from factory_sim.fidelity.mlperf_deployments import MLPERF_STATED_NOT_SCORED, MLPERF_SUBMITTED_SCHEDULERS
 from factory_sim.fidelity.mlperf_lengths import (
     MLPERF_DATASET_LENGTHS,
     MLPERF_GENERATED_OUTPUT_TOKENS,
@@ -106,3 +106,44 @@ def test_submitted_deployments_are_scored_as_submitted_not_searched():
     # the Server row of the same model is still searched (disaggregated layouts among them)
     server = mlperf.candidate_plans(benchmark(_row("server", 2000, 80)))
     assert any(d.startswith("disagg") for _, d in server)
+
+
+def test_open_loop_runs_measure_as_long_a_steady_state_as_loadgen(monkeypatch):
+    """LoadGen measures 600 s at least; a stretch of MIN_MEASURED_REQUESTS (10 s at Llama 2 70B
+    Interactive's 50 queries/s per GPU) sees few of the slow excursions of Poisson load that set
+    the p99 TPOT near the limit."""
+    row = {**_row("interactive", 450, 40), "model": "llama2_70b", "isl_mean": 222.3, "osl_mean": 218.9}
+    b = benchmark(row)
+    plan = next(p for p, d in mlperf.candidate_plans(b) if d.startswith("agg 1x[1xb300_hgx fp4 TP1]"))
+    spans = []
+    real = mlperf.simulate
+
+    def recording(*args, arrival_s, **kwargs):
+        spans.append((len(arrival_s), float(arrival_s[-1])))
+        return real(*args, arrival_s=arrival_s, **kwargs)
+
+    monkeypatch.setattr(mlperf, "simulate", recording)
+    rate = 5.0  # queries/s: 600 s of it fits the request budget
+    mlperf._open_loop_ok(plan, b, rate)
+    loadgen_s = mlperf.MIN_MEASURED_S
+    assert spans[-1][1] >= loadgen_s
+    spans.clear()
+    monkeypatch.setattr(mlperf, "MIN_MEASURED_S", 0.0)  # the count alone, as before
+    mlperf._open_loop_ok(plan, b, rate)
+    assert spans[-1][1] < 0.5 * loadgen_s
+    assert spans[-1][0] >= mlperf.MIN_MEASURED_REQUESTS
+
+
+def test_interactive_rows_run_with_the_in_flight_batching_limits_their_submissions_state():
+    llama = {**_row("interactive", 450, 40), "model": "llama2_70b", "isl_mean": 222.3, "osl_mean": 218.9}
+    b = benchmark(llama)
+    assert b.scheduler == MLPERF_SUBMITTED_SCHEDULERS[("b300_hgx", "llama2_70b", "interactive")]
+    pools = [p.pools[0] for p, d in mlperf.candidate_plans(b) if d.startswith("agg 1x[1xb300_hgx fp4 TP1]")]
+    # max_num_tokens 768 counts the decodes and the prompt chunks of a step together
+    assert pools and all(p.max_batch_tokens == 768 and p.max_batch <= 768 for p in pools)
+    default = benchmark(llama, submitted_schedulers=False)
+    assert default.scheduler is None
+    assert all(p.pools[0].max_batch_tokens >= 8192 for p, _ in mlperf.candidate_plans(default))
+    # Offline and Server rows of the same model keep the default budget
+    assert benchmark({**llama, "scenario": "server", "tpot_p99_ms": 200, "ttft_p99_ms": 2000}).scheduler is None
+    assert benchmark({**llama, "scenario": "offline"}).scheduler is None
