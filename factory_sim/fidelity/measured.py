@@ -200,12 +200,10 @@ def step_budget(shape: ReplicaShape, max_batch: int, prompt_tokens: int | None =
     size among the DP ranks (server_args `_handle_data_parallelism`), so its ranks share one.
     `prompt_tokens` (None: PREFILL_CHUNK_TOKENS) sets the prompt tokens per rank; SGLang's ranks
     then share at most one chunk of PREFILL_CHUNK_TOKENS."""
-    if prompt_tokens is None:
-        ranks = 1 if shape.stack.framework == "sglang" else shape.dp_attention
-        return PREFILL_CHUNK_TOKENS * ranks + max_batch
+    prompt = (PREFILL_CHUNK_TOKENS if prompt_tokens is None else prompt_tokens) * shape.dp_attention
     if shape.stack.framework == "sglang":
-        return min(prompt_tokens * shape.dp_attention, PREFILL_CHUNK_TOKENS) + max_batch
-    return prompt_tokens * shape.dp_attention + max_batch
+        prompt = min(prompt, PREFILL_CHUNK_TOKENS)
+    return prompt + max_batch
 
 
 def spread_lengths(mean_tokens: int, n: int, spread: float, seed: int) -> np.ndarray:

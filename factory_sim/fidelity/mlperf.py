@@ -133,7 +133,6 @@ MAX_CLOSED_LOOP_REQUESTS = 200_000
 RATE_SEARCH_STEPS = 7
 
 
-
 @dataclass(frozen=True)
 class Benchmark:
     """One published throughput result, parsed: the system, the model and how it was measured."""

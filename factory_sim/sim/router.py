@@ -15,6 +15,7 @@ outstanding tokens plus the prompt tokens its prefix cache would not spare, over
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from operator import attrgetter
 
@@ -119,17 +120,22 @@ class Router:
         return chosen
 
     def _new_order(self, candidates, runs: list[tuple[float, list]] | None = None) -> tuple:
-        """A LoadOrder over the candidates (a DrainOrder over their runs of equal speed, when
-        given), or None for replicas that do not report their loads."""
+        """A LoadOrder over the candidates, or None for replicas that do not report their loads;
+        given their runs of equal speed, a DrainOrder (whose runs of such replicas are read
+        with `min`)."""
+        reporting = all(hasattr(r, "load_sinks") for r in candidates)
         order = None
-        if all(hasattr(r, "load_sinks") for r in candidates):
+        if reporting or runs is not None:
             if len(self._orders) >= _MAX_ORDERS:
                 oldest = next(iter(self._orders))
                 old = self._orders.pop(oldest)[1]
                 self._direct.pop(oldest, None)
                 if old is not None:
                     old.detach()
-            order = LoadOrder(candidates) if runs is None else DrainOrder(runs, _ORDER_MIN_CANDIDATES)
+            if runs is not None:
+                order = DrainOrder(runs, _ORDER_MIN_CANDIDATES if reporting else math.inf)
+            else:
+                order = LoadOrder(candidates)
         entry = self._orders[id(candidates)] = (candidates, order)
         return entry
 
@@ -154,20 +160,12 @@ class Router:
         # tokens, so each run's least-loaded is found without a Python key call per replica
         # (sim/load_order.py's DrainOrder); strict < across runs keeps the first on ties, as
         # one min over all would.
-        order = self._orders.get(id(candidates))
-        if order is None or order[0] is not candidates:
-            order = self._new_order(candidates, runs)
-        if order[1] is not None:
-            if self._direct_ok:
-                self._direct[id(candidates)] = (candidates, order[1].least)
-            return order[1].least()
-        best, best_s = None, 0.0
-        for speed, members in runs:
-            r = min(members, key=_OUTSTANDING)
-            drain_s = r.outstanding_tokens / speed
-            if best is None or drain_s < best_s:
-                best, best_s = r, drain_s
-        return best
+        entry = self._orders.get(id(candidates))
+        if entry is None or entry[0] is not candidates or entry[1] is None:
+            entry = self._new_order(candidates, runs)
+        if self._direct_ok:
+            self._direct[id(candidates)] = (candidates, entry[1].least)
+        return entry[1].least()
 
     @staticmethod
     def _speed_runs(candidates, speeds) -> list[tuple[float, list]]:
