@@ -66,7 +66,7 @@ def _cell(name: str, window_s: float) -> list:
     from factory_sim.studies.factory import simulate_window, window_jobs
 
     raw = read_mapping(FACTORY_CASE, "factory") | {"duration_s": window_s, "window_s": window_s}
-    factory = resolve_factory(parse_factory(raw, FACTORY_CASE), FACTORY_CASE, FACTORY_CASE.parent)
+    factory = resolve_factory(parse_factory(raw, str(FACTORY_CASE)), FACTORY_CASE, FACTORY_CASE.parent)
     with tempfile.TemporaryDirectory() as out:
         job = next(j for j in window_jobs(factory, Path(out)) if j.cell == name and j.window == 0)
         _, sim, _ = simulate_window(job)
