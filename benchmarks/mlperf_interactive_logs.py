@@ -55,6 +55,12 @@ RUNS = (
               (129.02, 131.81, 138.26), (263.1, 575.3), True,
               "closed/Dell/results/XE9780L-B300-SXM-270GBx8_TRT/llama2-70b-99/Server",
               SubmittedScheduler(max_num_tokens=3584, max_batch_size=2048)),
+    # GigaComputing's Llama 2 70B Interactive run at the 99.9% accuracy target: the same engine and
+    # budget as Dell's (closed/GigaComputing/configs/G894-SD3-AAX7_B300-SXM-270GBx8/Interactive/
+    # llama2-70b.py, use_graphs False), run at 240 queries/s inside its limits; not a calibration row
+    LoggedRun("GigaComputing Llama 2 70B Interactive (99.9%)", "CAL-059", "agg 1x[1xb300_hgx fp4 TP1]", 238.01,
+              (29.31, 29.18, 33.18), (47.7, 117.4), True,
+              "closed/GigaComputing/results/G894-SD3-AAX7_B300-SXM-270GBx8_TRT/llama2-70b-99.9/Interactive"),
     LoggedRun("GigaComputing Llama 3.1 405B Interactive", "CAL-061", "agg 1x[4xb300_hgx fp4 TP4]", 1.20,
               (58.02, 57.74, 72.28), (866.4, 2223.0), True,
               "closed/GigaComputing/results/G894-SD3-AAX7_B300-SXM-270GBx8_TRT/llama3.1-405b/Interactive"),
