@@ -1,6 +1,7 @@
-"""The MLPerf v6.0 B300 runs behind the Interactive rows, simulated at the rates their LoadGen
-logs show, against the latencies those logs record; and the per-layer cost of the engines run
-without CUDA graphs (mlperf_deployments.EAGER_LAYER_OVERHEAD_S) fitted to them.
+"""The MLPerf v6.0 B300 runs behind the Interactive rows, and the same systems' other runs of
+their Llama models, simulated at the rates their LoadGen logs show, against the latencies those
+logs record; and the per-layer cost of the engines run without CUDA graphs
+(mlperf_deployments.EAGER_LAYER_OVERHEAD_S) fitted to the runs that use such engines.
 
 Each run is simulated as `_open_loop_ok` runs it (Poisson arrivals, the dataset's lengths,
 the submitted deployment and step budget), at the logged completed queries/s, for 600 s past a
@@ -61,9 +62,28 @@ RUNS = (
     LoggedRun("GigaComputing Llama 2 70B Interactive (99.9%)", "CAL-059", "agg 1x[1xb300_hgx fp4 TP1]", 238.01,
               (29.31, 29.18, 33.18), (47.7, 117.4), True,
               "closed/GigaComputing/results/G894-SD3-AAX7_B300-SXM-270GBx8_TRT/llama2-70b-99.9/Interactive"),
+    # GigaComputing's Server runs (not calibration rows; NVIDIA's are, CAL-058 and CAL-060), both
+    # use_graphs False: Llama 2 70B at the 99.9% target with Dell's Server budget (closed/
+    # GigaComputing/configs/G894-SD3-AAX7_B300-SXM-270GBx8/Server/llama2-70b.py), Llama 3.1 405B
+    # on two TP4 engines, max_num_tokens 2048, gpu_batch_size 256 (.../Server/llama3_1-405b.py)
+    LoggedRun("GigaComputing Llama 2 70B Server (99.9%)", "CAL-058", "agg 1x[1xb300_hgx fp4 TP1]", 377.25,
+              (119.65, 122.38, 128.21), (232.3, 412.4), True,
+              "closed/GigaComputing/results/G894-SD3-AAX7_B300-SXM-270GBx8_TRT/llama2-70b-99.9/Server",
+              SubmittedScheduler(max_num_tokens=3584, max_batch_size=2048)),
+    LoggedRun("GigaComputing Llama 3.1 405B Server", "CAL-060", "agg 1x[4xb300_hgx fp4 TP4]", 2.10,
+              (94.01, 93.62, 129.13), (1258.0, 4757.5), True,
+              "closed/GigaComputing/results/G894-SD3-AAX7_B300-SXM-270GBx8_TRT/llama3.1-405b/Server",
+              SubmittedScheduler(max_num_tokens=2048, max_batch_size=256)),
     LoggedRun("GigaComputing Llama 3.1 405B Interactive", "CAL-061", "agg 1x[4xb300_hgx fp4 TP4]", 1.20,
               (58.02, 57.74, 72.28), (866.4, 2223.0), True,
               "closed/GigaComputing/results/G894-SD3-AAX7_B300-SXM-270GBx8_TRT/llama3.1-405b/Interactive"),
+    # a control: ASUSTeK's Llama 2 70B Server run at Giga's rate on the PyTorch backend with
+    # piecewise CUDA graphs (closed/ASUSTeK/configs/XA_NB3I-E12_B300x8/Server/llama2-70b.py:
+    # torch_compile_config, max_num_tokens 4608, gpu_batch_size 3072)
+    LoggedRun("ASUSTeK Llama 2 70B Server (CUDA graphs)", "CAL-058", "agg 1x[1xb300_hgx fp4 TP1]", 374.83,
+              (85.68, 83.82, 108.01), (232.2, 336.9), False,
+              "closed/ASUSTeK/results/XA_NB3I-E12_B300x8_TRT/llama2-70b-99/Server",
+              SubmittedScheduler(max_num_tokens=4608, max_batch_size=3072)),
     LoggedRun("ASUSTeK gpt-oss-120b Interactive", "CAL-057", "agg 1x[1xb300_hgx mxfp4 TP1 EP1]", 19.8989,
               (13.28, 13.37, 13.99), (63.6, 129.8), False,
               "closed/ASUSTeK/results/XA_NB3I-E12_B300x8_TRT/gpt-oss-120b/Interactive"),
