@@ -12,6 +12,10 @@ rows (out of sample), and each row's error, for one variant at a time:
   in-flight batching limits their submissions state (mlperf_deployments.MLPERF_SUBMITTED_SCHEDULERS);
 - `--short-window`: open-loop runs measured over MIN_MEASURED_REQUESTS alone, not the 600 s
   LoadGen measures (mlperf.MIN_MEASURED_S);
+- `--eager-layer-s SECONDS`: the per-layer cost of the engines their submissions run without CUDA
+  graphs (mlperf_deployments.EAGER_LAYER_OVERHEAD_S) replaced, 0 to leave it out;
+- `--eager-server`: that cost on the Llama 3.1 405B Server row too (NVIDIA's B300 Server
+  configuration is not among the results read; its B200 one runs without CUDA graphs);
 - `--set PROFILE:FIELD=VALUE`: a stack constant replaced (repeatable), e.g.
   `--set trtllm_blackwell:fp4_gemm_half_efficiency_tokens=1000`.
 
@@ -27,7 +31,7 @@ import argparse
 import numpy as np
 
 from factory_sim.config.stack import load_stack
-from factory_sim.fidelity import mlperf
+from factory_sim.fidelity import mlperf, mlperf_deployments
 from factory_sim.fidelity.deployments import read_reference_csv
 from factory_sim.fidelity.mlperf_deployments import MLPERF_STATED_NOT_SCORED
 
@@ -48,14 +52,23 @@ def main() -> None:
     ap.add_argument("--stated", action="store_true", help="also score the stated, unscored deployments")
     ap.add_argument("--default-budget", action="store_true", help="no submitted step budgets")
     ap.add_argument("--short-window", action="store_true", help="measure 500 requests, not 600 s")
+    ap.add_argument("--eager-layer-s", type=float, default=None, help="per-layer cost of the eager engines")
+    ap.add_argument("--eager-server", action="store_true", help="that cost on the Llama 3.1 405B Server row too")
     ap.add_argument("--set", nargs="*", default=[], metavar="PROFILE:FIELD=VALUE")
     ap.add_argument("--scenario", nargs="*", default=list(mlperf.MLPERF_SCENARIOS))
     ap.add_argument("--jobs", type=int, default=1)
     args = ap.parse_args()
     if args.stated:
         mlperf.MLPERF_SUBMITTED_DEPLOYMENTS.update(MLPERF_STATED_NOT_SCORED)
-    if args.jobs != 1 and (args.stated or args.default_budget or args.short_window):
-        ap.error("--stated, --default-budget and --short-window change this process only: use --jobs 1")
+    process_only = (args.stated, args.default_budget, args.short_window, args.eager_layer_s is not None,
+                    args.eager_server)
+    if args.jobs != 1 and any(process_only):
+        ap.error("--stated, --default-budget, --short-window and --eager-* change this process only: use --jobs 1")
+    if args.eager_layer_s is not None:
+        mlperf_deployments.EAGER_LAYER_OVERHEAD_S = args.eager_layer_s
+    if args.eager_server:
+        mlperf_deployments.MLPERF_EAGER_ENGINES = mlperf_deployments.MLPERF_EAGER_ENGINES | {
+            ("b300_hgx", "llama3_1_405b", "server")}
     if args.default_budget:
         mlperf.MLPERF_SUBMITTED_SCHEDULERS.clear()
     if args.short_window:

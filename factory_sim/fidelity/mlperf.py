@@ -43,11 +43,11 @@ from factory_sim.fidelity.measured import (
     step_budget,
 )
 from factory_sim.fidelity.mlperf_deployments import (
-    MLPERF_ADP_BALANCE_TIMEOUT_STEPS,
     MLPERF_SUBMITTED_DEPLOYMENTS,
     MLPERF_SUBMITTED_SCHEDULERS,
     SubmittedDeployment,
     SubmittedScheduler,
+    as_submitted,
 )
 from factory_sim.fidelity.mlperf_lengths import generated_output_tokens, request_lengths
 from factory_sim.perf.estimate import capacity_req_per_s
@@ -249,9 +249,7 @@ def benchmark(row, stacks: dict[str, SoftwareStack] | None = None, generated_len
         stack = stack.model_copy(update={"frontend_latency_s": 0.0})
     if generated_lengths and scenario in MLPERF_SCENARIOS:
         osl = generated_output_tokens(model.name, osl)
-    submitted_adp = MLPERF_ADP_BALANCE_TIMEOUT_STEPS.get((model.name, scenario))
-    if submitted_adp is not None and stack.framework == "tensorrt-llm":
-        stack = stack.model_copy(update={"adp_balance_timeout_steps": submitted_adp})
+    stack = as_submitted(stack, hw.name, model.name, scenario)
     return Benchmark(id=str(row.get("id", "row")), hardware=hw, model=model, stack=stack, stack_note=note,
                      precision=precision, attention_precision=attention, gpus=int(gpus), isl=int(round(isl)),
                      osl=int(round(osl)), scenario=scenario, ttft_limit_s=(ttft or 0.0) / 1e3,

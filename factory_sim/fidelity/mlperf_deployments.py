@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from factory_sim.config.stack import SoftwareStack
+
 # Attention-DP balancing (steps a queued prompt may be held, 0: off) as the v6.0 TensorRT-LLM
 # submissions of these scenarios set it (`adp_balancing_enable`, `adp_balancing_timeout_iters`;
 # https://github.com/mlcommons/inference_results_v6.0): DeepSeek-R1 9 steps in NVIDIA's B300
@@ -43,9 +45,16 @@ class SubmittedDeployment:
 # gpt-oss-120b Interactive on HGX B300, ASUSTeK (closed/ASUSTeK/configs/XA_NB3I-E12_B300x8/
 # Interactive/gpt-oss-120b.py): tensor_parallelism 1, moe_expert_parallelism 1, one engine per
 # GPU, where the search picks attention DP4 with EP4 (+81% against the published rate; as
-# submitted +65%).
+# submitted +65%); Llama 2 70B Interactive, Dell (closed/Dell/configs/XE9780L-B300-SXM-270GBx8/
+# Interactive/llama2-70b.py): tensor_parallelism 1, one aggregated engine per GPU; Llama 3.1 405B
+# Interactive, GigaComputing (closed/GigaComputing/configs/G894-SD3-AAX7_B300-SXM-270GBx8/Interactive/
+# llama3_1-405b.py): tensor_parallelism 4, two aggregated engines. Those two are the ones the search
+# picked too, until their engines were priced without CUDA graphs (MLPERF_EAGER_ENGINES), when it
+# could pick a disaggregated split for Llama 2 70B that Dell did not run.
 MLPERF_SUBMITTED_DEPLOYMENTS = {
     ("b300_hgx", "gpt_oss_120b", "interactive"): SubmittedDeployment(tp=1, dp_attention=1, ep=1),
+    ("b300_hgx", "llama2_70b", "interactive"): SubmittedDeployment(tp=1, dp_attention=1, ep=1),
+    ("b300_hgx", "llama3_1_405b", "interactive"): SubmittedDeployment(tp=4, dp_attention=1, ep=1),
 }
 
 
@@ -88,3 +97,48 @@ MLPERF_SUBMITTED_SCHEDULERS = {
     ("b300_hgx", "llama3_1_405b", "interactive"): SubmittedScheduler(max_num_tokens=1536, max_batch_size=256),
     ("b300_hgx", "gpt_oss_120b", "interactive"): SubmittedScheduler(max_num_tokens=64_932, max_batch_size=512),
 }
+
+
+# The v6.0 submissions of these rows that run TensorRT engines without CUDA graphs
+# (`harness_fields.use_graphs: False`, https://github.com/mlcommons/inference_results_v6.0): Dell's
+# Llama 2 70B Interactive (closed/Dell/configs/XE9780L-B300-SXM-270GBx8/Interactive/llama2-70b.py,
+# TP1, the FP4 GEMM plugin) and GigaComputing's Llama 3.1 405B Interactive (closed/GigaComputing/
+# configs/G894-SD3-AAX7_B300-SXM-270GBx8/Interactive/llama3_1-405b.py, TP4). The other two
+# Interactive rows replay CUDA graphs (use_graphs True with cuda_graph_batch_sizes: ASUSTeK's
+# gpt-oss-120b, GigaComputing's DeepSeek-R1), as the trtllm-serve runs the stacks were fitted to
+# do; the Server rows' B300 configurations (NVIDIA's) are not among the results read, so they
+# keep the stack as fitted.
+MLPERF_EAGER_ENGINES = frozenset({
+    ("b300_hgx", "llama2_70b", "interactive"),
+    ("b300_hgx", "llama3_1_405b", "interactive"),
+})
+# Seconds per transformer layer per step that such an engine adds to the stack's
+# layer_overhead_s: every layer's kernels and plugins enqueued by the host at every step
+# rather than replayed from a graph. Fitted to the mean TPOT the LoadGen logs of the six v6.0
+# B300 runs of these two models without CUDA graphs show at the rates they ran, each simulated
+# at the output lengths it generated (`python benchmarks/mlperf_interactive_logs.py --fit
+# --generated`, which names each log): Llama 2 70B Interactive, Dell 63.9 us and GigaComputing
+# (99.9% accuracy target, the same engine) 64.5 us; Llama 2 70B Server, Dell 169.9 us and
+# GigaComputing 207.5 us; Llama 3.1 405B (GigaComputing, TP4) Server 30.2 us and Interactive
+# 130.2 us; their geometric mean (the logs under closed/Dell/results/XE9780L-B300-SXM-270GBx8_TRT/
+# and closed/GigaComputing/results/G894-SD3-AAX7_B300-SXM-270GBx8_TRT/). Without it the
+# simulated TPOT of those runs is 15-75% short of the logged one. Two of the runs are the logs
+# of the rows it applies to: docs/fidelity.md ("Mechanisms tried against held-out error",
+# "Engines run without CUDA graphs") scores each row also with the value fitted without its
+# own run.
+EAGER_LAYER_OVERHEAD_S = 0.911e-4
+
+
+def as_submitted(stack: SoftwareStack, system: str, model: str, scenario: str) -> SoftwareStack:
+    """The stack as the submission of this row ran it: its attention-DP balancing
+    (MLPERF_ADP_BALANCE_TIMEOUT_STEPS) and, for an engine run without CUDA graphs
+    (MLPERF_EAGER_ENGINES), EAGER_LAYER_OVERHEAD_S on every layer of every step."""
+    if stack.framework != "tensorrt-llm":
+        return stack
+    update: dict = {}
+    adp = MLPERF_ADP_BALANCE_TIMEOUT_STEPS.get((model, scenario))
+    if adp is not None:
+        update["adp_balance_timeout_steps"] = adp
+    if (system, model, scenario) in MLPERF_EAGER_ENGINES:
+        update["layer_overhead_s"] = stack.layer_overhead_s + EAGER_LAYER_OVERHEAD_S
+    return stack.model_copy(update=update) if update else stack

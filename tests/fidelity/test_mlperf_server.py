@@ -147,3 +147,39 @@ def test_interactive_rows_run_with_the_in_flight_batching_limits_their_submissio
     # Offline and Server rows of the same model keep the default budget
     assert benchmark({**llama, "scenario": "server", "tpot_p99_ms": 200, "ttft_p99_ms": 2000}).scheduler is None
     assert benchmark({**llama, "scenario": "offline"}).scheduler is None
+
+
+def test_engines_run_without_cuda_graphs_pay_the_eager_cost_on_every_layer():
+    """Dell's Llama 2 70B and GigaComputing's Llama 3.1 405B Interactive runs enqueue every
+    layer at every step (use_graphs False): their rows, and only theirs, run with
+    EAGER_LAYER_OVERHEAD_S on top of the stack's cost per layer."""
+    from factory_sim.fidelity.mlperf_deployments import EAGER_LAYER_OVERHEAD_S, MLPERF_EAGER_ENGINES, as_submitted
+    from factory_sim.perf.step_backends import step_time_model
+
+    assert EAGER_LAYER_OVERHEAD_S > 0
+    llama = {**_row("interactive", 450, 40), "model": "llama2_70b", "isl_mean": 222.3, "osl_mean": 218.9}
+    eager = benchmark(llama)
+    server = benchmark({**llama, "scenario": "server", "tpot_p99_ms": 200, "ttft_p99_ms": 2000})
+    assert ("b300_hgx", "llama2_70b", "interactive") in MLPERF_EAGER_ENGINES
+    assert eager.stack.layer_overhead_s == pytest.approx(server.stack.layer_overhead_s + EAGER_LAYER_OVERHEAD_S)
+    # a step of the eager engine costs that much more per layer, whatever the batch
+    plans = {d: p for p, d in mlperf.candidate_plans(eager)}
+    assert plans and all(d.startswith("agg 1x[1xb300_hgx fp4 TP1]") for d in plans)  # Dell's TP1, as submitted
+    shape = next(iter(plans.values())).pools[0].shape
+    graphed = replace(shape, stack=server.stack)
+    for batch in (4, 282):
+        extra = step_time_model(shape).decode_token_s(batch, batch * 400.0) - step_time_model(graphed).decode_token_s(
+            batch, batch * 400.0)
+        assert extra == pytest.approx(EAGER_LAYER_OVERHEAD_S * shape.model.layers, rel=1e-6)
+    # the rows whose engines replay CUDA graphs keep the stack's cost: gpt-oss-120b and DeepSeek-R1
+    gpt_oss = {**_row("interactive", 2000, 15), "model": "gpt_oss_120b", "isl_mean": 5010.6, "osl_mean": 1278.2}
+    assert benchmark(gpt_oss).stack.layer_overhead_s == server.stack.layer_overhead_s
+    deepseek = benchmark(_row("interactive", 1500, 15))
+    assert deepseek.stack.layer_overhead_s == server.stack.layer_overhead_s
+    assert deepseek.stack.adp_balance_timeout_steps == 6  # the submission's balancing still applies
+    # another framework's stack is left as it is
+    vllm = eager.stack.model_copy(update={"framework": "vllm", "layer_overhead_s": 1e-5})
+    assert as_submitted(vllm, "b300_hgx", "llama2_70b", "interactive") is vllm
+    # the 405B row runs GigaComputing's TP4 engines
+    llama405 = {**_row("interactive", 4500, 80), "model": "llama3_1_405b", "isl_mean": 9428.6, "osl_mean": 684.7}
+    assert all(d.startswith("agg 1x[4xb300_hgx fp4 TP4]") for _, d in mlperf.candidate_plans(benchmark(llama405)))

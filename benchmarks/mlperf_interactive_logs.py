@@ -1,0 +1,164 @@
+"""The MLPerf v6.0 B300 runs behind the Interactive rows, and the same systems' other runs of
+their Llama models, simulated at the rates their LoadGen logs show, against the latencies those
+logs record; and the per-layer cost of the engines run without CUDA graphs
+(mlperf_deployments.EAGER_LAYER_OVERHEAD_S) fitted to the runs that use such engines.
+
+Each run is simulated as `_open_loop_ok` runs it (Poisson arrivals, the dataset's lengths,
+the submitted deployment and step budget), at the logged completed queries/s, for 600 s past a
+150 s ramp-up. LoadGen counts TPOT per request as (latency - TTFT) / (tokens - 1), as the
+simulation does. The logs (https://github.com/mlcommons/inference_results_v6.0,
+closed/<submitter>/results/<platform>/<benchmark>/<scenario>/performance/run_1/) give:
+
+    python benchmarks/mlperf_interactive_logs.py                  # every run at the adopted cost
+    python benchmarks/mlperf_interactive_logs.py --eager-layer-s 0 # without it
+    python benchmarks/mlperf_interactive_logs.py --fit            # the cost each eager run's mean TPOT asks for
+    python benchmarks/mlperf_interactive_logs.py --generated      # at the output lengths the runs generated
+
+Benchmarks run on demand; the test suite never runs them.
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from factory_sim.fidelity import mlperf, mlperf_deployments
+from factory_sim.fidelity.deployments import read_reference_csv
+from factory_sim.fidelity.mlperf_deployments import SubmittedScheduler
+from factory_sim.fidelity.mlperf_lengths import request_lengths
+from factory_sim.results.metrics import latencies
+from factory_sim.sim.engine import simulate
+
+
+@dataclass(frozen=True)
+class LoggedRun:
+    name: str
+    row: str            # the calibration row whose benchmark (model, limits, hardware) the run shares
+    config: str         # the plan simulated: the submitted deployment
+    queries_s: float    # result_completed_samples_per_sec, all GPUs of the system
+    tpot_ms: tuple      # mean, p50, p99 (nan where the log gives none)
+    ttft_ms: tuple      # p50, p99
+    eager: bool         # harness_fields.use_graphs False in its configuration
+    log: str
+    scheduler: SubmittedScheduler | None = None  # where the run's own budget differs from the row's
+
+
+RUNS = (
+    LoggedRun("Dell Llama 2 70B Interactive", "CAL-059", "agg 1x[1xb300_hgx fp4 TP1]", 258.262,
+              (31.80, 31.51, 39.87), (52.8, 154.8), True,
+              "closed/Dell/results/XE9780L-B300-SXM-270GBx8_TRT/llama2-70b-99/Interactive"),
+    # Dell's Server run is not a calibration row (NVIDIA's is, CAL-058): its own budget
+    # (closed/Dell/configs/XE9780L-B300-SXM-270GBx8/Server/llama2-70b.py: max_num_tokens 3584,
+    # gpu_batch_size 2048, use_graphs False) on CAL-058's benchmark
+    LoggedRun("Dell Llama 2 70B Server", "CAL-058", "agg 1x[1xb300_hgx fp4 TP1]", 396.85,
+              (129.02, 131.81, 138.26), (263.1, 575.3), True,
+              "closed/Dell/results/XE9780L-B300-SXM-270GBx8_TRT/llama2-70b-99/Server",
+              SubmittedScheduler(max_num_tokens=3584, max_batch_size=2048)),
+    # GigaComputing's Llama 2 70B Interactive run at the 99.9% accuracy target: the same engine and
+    # budget as Dell's (closed/GigaComputing/configs/G894-SD3-AAX7_B300-SXM-270GBx8/Interactive/
+    # llama2-70b.py, use_graphs False), run at 240 queries/s inside its limits; not a calibration row
+    LoggedRun("GigaComputing Llama 2 70B Interactive (99.9%)", "CAL-059", "agg 1x[1xb300_hgx fp4 TP1]", 238.01,
+              (29.31, 29.18, 33.18), (47.7, 117.4), True,
+              "closed/GigaComputing/results/G894-SD3-AAX7_B300-SXM-270GBx8_TRT/llama2-70b-99.9/Interactive"),
+    # GigaComputing's Server runs (not calibration rows; NVIDIA's are, CAL-058 and CAL-060), both
+    # use_graphs False: Llama 2 70B at the 99.9% target with Dell's Server budget (closed/
+    # GigaComputing/configs/G894-SD3-AAX7_B300-SXM-270GBx8/Server/llama2-70b.py), Llama 3.1 405B
+    # on two TP4 engines, max_num_tokens 2048, gpu_batch_size 256 (.../Server/llama3_1-405b.py)
+    LoggedRun("GigaComputing Llama 2 70B Server (99.9%)", "CAL-058", "agg 1x[1xb300_hgx fp4 TP1]", 377.25,
+              (119.65, 122.38, 128.21), (232.3, 412.4), True,
+              "closed/GigaComputing/results/G894-SD3-AAX7_B300-SXM-270GBx8_TRT/llama2-70b-99.9/Server",
+              SubmittedScheduler(max_num_tokens=3584, max_batch_size=2048)),
+    LoggedRun("GigaComputing Llama 3.1 405B Server", "CAL-060", "agg 1x[4xb300_hgx fp4 TP4]", 2.10,
+              (94.01, 93.62, 129.13), (1258.0, 4757.5), True,
+              "closed/GigaComputing/results/G894-SD3-AAX7_B300-SXM-270GBx8_TRT/llama3.1-405b/Server",
+              SubmittedScheduler(max_num_tokens=2048, max_batch_size=256)),
+    LoggedRun("GigaComputing Llama 3.1 405B Interactive", "CAL-061", "agg 1x[4xb300_hgx fp4 TP4]", 1.20,
+              (58.02, 57.74, 72.28), (866.4, 2223.0), True,
+              "closed/GigaComputing/results/G894-SD3-AAX7_B300-SXM-270GBx8_TRT/llama3.1-405b/Interactive"),
+    # a control: ASUSTeK's Llama 2 70B Server run at Giga's rate on the PyTorch backend with
+    # piecewise CUDA graphs (closed/ASUSTeK/configs/XA_NB3I-E12_B300x8/Server/llama2-70b.py:
+    # torch_compile_config, max_num_tokens 4608, gpu_batch_size 3072)
+    LoggedRun("ASUSTeK Llama 2 70B Server (CUDA graphs)", "CAL-058", "agg 1x[1xb300_hgx fp4 TP1]", 374.83,
+              (85.68, 83.82, 108.01), (232.2, 336.9), False,
+              "closed/ASUSTeK/results/XA_NB3I-E12_B300x8_TRT/llama2-70b-99/Server",
+              SubmittedScheduler(max_num_tokens=4608, max_batch_size=3072)),
+    LoggedRun("ASUSTeK gpt-oss-120b Interactive", "CAL-057", "agg 1x[1xb300_hgx mxfp4 TP1 EP1]", 19.8989,
+              (13.28, 13.37, 13.99), (63.6, 129.8), False,
+              "closed/ASUSTeK/results/XA_NB3I-E12_B300x8_TRT/gpt-oss-120b/Interactive"),
+    # 3 MTP drafts in the run (MLPERF_STATED_NOT_SCORED), 1 simulated, as the row is scored
+    LoggedRun("GigaComputing DeepSeek-R1 Interactive", "CAL-055", "agg 1x[8xb300_hgx fp4 TP1 DP8 EP8 MTP1]", 1.3118,
+              (float("nan"), 11.22, 14.62), (304.3, 528.3), False,
+              "closed/GigaComputing/results/G894-SD3-AAX7_B300-SXM-270GBx8_TRT/deepseek-r1/Interactive"),
+)
+RAMP_S, MEASURED_S = 150.0, 600.0
+
+
+def simulate_run(run: LoggedRun, rows, eager_layer_s: float, generated: bool, seed: int = 0) -> dict:
+    """Latencies (ms) and sequences in flight of one run simulated at its logged rate."""
+    mlperf_deployments.EAGER_LAYER_OVERHEAD_S = 0.0  # applied below, to the eager runs alone
+    b = mlperf.benchmark(rows[rows["id"] == run.row].iloc[0], generated_lengths=generated)
+    if run.scheduler is not None:
+        b = replace(b, scheduler=run.scheduler)
+    if run.eager:
+        b = replace(b, stack=b.stack.model_copy(update={"layer_overhead_s": b.stack.layer_overhead_s + eager_layer_s}))
+    plan = next(p for p, d in mlperf.candidate_plans(b) if d.startswith(run.config))
+    rate = run.queries_s * plan.gpus / b.gpus
+    n = int(rate * (RAMP_S + MEASURED_S + RAMP_S)) + 1
+    rng = np.random.default_rng(seed)
+    arrival = np.cumsum(rng.exponential(1.0 / rate, size=n))
+    arrival -= arrival[0]
+    tokens_in, tokens_out = request_lengths(b.model.name, b.isl, b.osl, n, seed)
+    sim = simulate(plan, tokens_in, tokens_out, arrival_s=arrival, seed=seed, until_s=float(arrival[-1]) + 900.0)
+    tr, lat = sim.trace, latencies(sim.trace)
+    measured = tr.done & (arrival >= RAMP_S) & (arrival <= RAMP_S + MEASURED_S)
+    tpot, ttft = lat["tpot_s"][measured] * 1e3, lat["ttft_s"][measured] * 1e3
+    in_flight = rate * float(np.mean(tr.finish_s[measured] - arrival[measured]))
+    return {"tpot": (float(np.nanmean(tpot)), float(np.nanmedian(tpot)), float(np.nanpercentile(tpot, 99))),
+            "ttft": (float(np.nanmedian(ttft)), float(np.nanpercentile(ttft, 99))),
+            "in_flight": in_flight, "gpus": plan.gpus, "unfinished": int((~tr.done).sum())}
+
+
+def fit_eager(run: LoggedRun, rows, generated: bool, hi: float = 5e-4, steps: int = 12) -> float:
+    """The per-layer cost at which the simulated mean TPOT of the run is the logged mean."""
+    lo, target = 0.0, run.tpot_ms[0]
+    for _ in range(steps):
+        mid = (lo + hi) / 2.0
+        if simulate_run(run, rows, mid, generated)["tpot"][0] < target:
+            lo = mid
+        else:
+            hi = mid
+    return (lo + hi) / 2.0
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--eager-layer-s", type=float, default=None,
+                    help="per-layer cost of the eager runs (default: mlperf_deployments.EAGER_LAYER_OVERHEAD_S)")
+    ap.add_argument("--fit", action="store_true", help="fit the per-layer cost to each eager run's mean TPOT")
+    ap.add_argument("--generated", action="store_true", help="at the output lengths the runs generated")
+    args = ap.parse_args()
+    eager = mlperf_deployments.EAGER_LAYER_OVERHEAD_S if args.eager_layer_s is None else args.eager_layer_s
+    rows = read_reference_csv(mlperf.builtin_calibration_path())
+    if args.fit:
+        fits = []
+        for run in (r for r in RUNS if r.eager):
+            fits.append(fit_eager(run, rows, args.generated))
+            print(f"{run.name}: {fits[-1] * 1e6:.1f} us per layer "
+                  f"(logged mean TPOT {run.tpot_ms[0]:.1f} ms; {run.log})")
+        print(f"geometric mean: {float(np.exp(np.mean(np.log(fits)))) * 1e6:.1f} us per layer")
+        return
+    print(f"per-layer cost of the eager runs: {eager * 1e6:.1f} us"
+          f"{', generated output lengths' if args.generated else ''}")
+    print(f"{'run':<42} {'q/s/GPU':>8} {'TPOT mean / p50 / p99 ms, sim (logged)':>44} "
+          f"{'TTFT p50 / p99 ms, sim (logged)':>34} {'in flight':>9}")
+    for run in RUNS:
+        s = simulate_run(run, rows, eager, args.generated)
+        tpot = " / ".join(f"{a:.1f} ({b:.1f})" for a, b in zip(s["tpot"], run.tpot_ms, strict=True))
+        ttft = " / ".join(f"{a:.0f} ({b:.0f})" for a, b in zip(s["ttft"], run.ttft_ms, strict=True))
+        print(f"{run.name:<42} {run.queries_s / 8:>8.2f} {tpot:>44} {ttft:>34} {s['in_flight'] / s['gpus']:>9.1f}")
+
+
+if __name__ == "__main__":
+    main()
