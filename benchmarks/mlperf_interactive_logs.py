@@ -1,12 +1,14 @@
-"""The MLPerf v6.0 B300 runs behind the Interactive rows, and the same systems' other runs of
-their Llama models, simulated at the rates their LoadGen logs show, against the latencies those
-logs record; and the per-layer cost of the engines run without CUDA graphs
+"""The MLPerf v6.0 B300 runs behind the Interactive rows, the same systems' other runs of their
+Llama models, and two runs of the DeepSeek-R1 Server deployment NVIDIA's configuration states,
+simulated at the rates their LoadGen logs show, against the latencies those logs record; and
+the per-layer cost of the engines run without CUDA graphs
 (mlperf_deployments.EAGER_LAYER_OVERHEAD_S) fitted to the runs that use such engines.
 
 Each run is simulated as `_open_loop_ok` runs it (Poisson arrivals, the dataset's lengths,
 the submitted deployment and step budget), at the logged completed queries/s, for 600 s past a
-150 s ramp-up. LoadGen counts TPOT per request as (latency - TTFT) / (tokens - 1), as the
-simulation does. The logs (https://github.com/mlcommons/inference_results_v6.0,
+150 s ramp-up (1,500 s for DeepSeek-R1 Server, whose long answers load the engine for longer).
+LoadGen counts TPOT per request as (latency - TTFT) / (tokens - 1), as the simulation does.
+The logs (https://github.com/mlcommons/inference_results_v6.0,
 closed/<submitter>/results/<platform>/<benchmark>/<scenario>/performance/run_1/) give:
 
     python benchmarks/mlperf_interactive_logs.py                  # every run at the adopted cost
@@ -43,6 +45,7 @@ class LoggedRun:
     eager: bool         # harness_fields.use_graphs False in its configuration
     log: str
     scheduler: SubmittedScheduler | None = None  # where the run's own budget differs from the row's
+    ramp_s: float = 150.0  # arrivals left out before the measured 600 s (DeepSeek-R1's long answers load up for longer)
 
 
 RUNS = (
@@ -91,8 +94,25 @@ RUNS = (
     LoggedRun("GigaComputing DeepSeek-R1 Interactive", "CAL-055", "agg 1x[8xb300_hgx fp4 TP1 DP8 EP8 MTP1]", 1.3118,
               (float("nan"), 11.22, 14.62), (304.3, 528.3), False,
               "closed/GigaComputing/results/G894-SD3-AAX7_B300-SXM-270GBx8_TRT/deepseek-r1/Interactive"),
+    # DeepSeek-R1 Server, the deployment NVIDIA's B300 Server configuration states (closed/NVIDIA/configs/
+    # B300-SXM-270GBx8/Server/deepseek-r1.py: tensor_parallelism 8 with enable_attention_dp, EP8, no
+    # speculative decoding, max_num_tokens 4608 and gpu_batch_size 640 per rank, chunked context off,
+    # server_target_qps 9.5), run by GigaComputing at that target (its configuration for this run is not
+    # among the files read) and by Nebius with the same file at 16.2 queries/s (closed/Nebius/configs/
+    # nebius_b300_n1/Server/deepseek-r1.py). NVIDIA's own log (CAL-054) is not among the results read.
+    # The answers (mean 4,043, up to 32,768 tokens) keep loading the engine for about 1,000 s: ramp 1,500 s.
+    LoggedRun("GigaComputing DeepSeek-R1 Server (NVIDIA's deployment)", "CAL-054",
+              "agg 1x[8xb300_hgx fp4 TP1 DP8 EP8] batch 5120", 9.4587,
+              (52.60, 53.06, 54.44), (471.2, 736.8), False,
+              "closed/GigaComputing/results/G894-SD3-AAX7_B300-SXM-270GBx8_TRT/deepseek-r1/Server",
+              SubmittedScheduler(max_num_tokens=4608, max_batch_size=640), ramp_s=1500.0),
+    LoggedRun("Nebius DeepSeek-R1 Server (NVIDIA's deployment)", "CAL-054",
+              "agg 1x[8xb300_hgx fp4 TP1 DP8 EP8] batch 5120", 16.0461,
+              (69.31, 74.49, 79.65), (593.8, 1171.4), False,
+              "closed/Nebius/results/nebius_b300_n1/deepseek-r1/Server",
+              SubmittedScheduler(max_num_tokens=4608, max_batch_size=640), ramp_s=1500.0),
 )
-RAMP_S, MEASURED_S = 150.0, 600.0
+MEASURED_S = 600.0
 
 
 def simulate_run(run: LoggedRun, rows, eager_layer_s: float, generated: bool, seed: int = 0) -> dict:
@@ -105,19 +125,20 @@ def simulate_run(run: LoggedRun, rows, eager_layer_s: float, generated: bool, se
         b = replace(b, stack=b.stack.model_copy(update={"layer_overhead_s": b.stack.layer_overhead_s + eager_layer_s}))
     plan = next(p for p, d in mlperf.candidate_plans(b) if d.startswith(run.config))
     rate = run.queries_s * plan.gpus / b.gpus
-    n = int(rate * (RAMP_S + MEASURED_S + RAMP_S)) + 1
+    n = int(rate * (run.ramp_s + MEASURED_S + run.ramp_s)) + 1
     rng = np.random.default_rng(seed)
     arrival = np.cumsum(rng.exponential(1.0 / rate, size=n))
     arrival -= arrival[0]
     tokens_in, tokens_out = request_lengths(b.model.name, b.isl, b.osl, n, seed)
-    sim = simulate(plan, tokens_in, tokens_out, arrival_s=arrival, seed=seed, until_s=float(arrival[-1]) + 900.0)
+    sim = simulate(plan, tokens_in, tokens_out, arrival_s=arrival, seed=seed, until_s=float(arrival[-1]) + 3600.0)
     tr, lat = sim.trace, latencies(sim.trace)
-    measured = tr.done & (arrival >= RAMP_S) & (arrival <= RAMP_S + MEASURED_S)
+    window = (arrival >= run.ramp_s) & (arrival <= run.ramp_s + MEASURED_S)
+    measured = tr.done & window
     tpot, ttft = lat["tpot_s"][measured] * 1e3, lat["ttft_s"][measured] * 1e3
     in_flight = rate * float(np.mean(tr.finish_s[measured] - arrival[measured]))
     return {"tpot": (float(np.nanmean(tpot)), float(np.nanmedian(tpot)), float(np.nanpercentile(tpot, 99))),
             "ttft": (float(np.nanmedian(ttft)), float(np.nanpercentile(ttft, 99))),
-            "in_flight": in_flight, "gpus": plan.gpus, "unfinished": int((~tr.done).sum())}
+            "in_flight": in_flight, "gpus": plan.gpus, "unfinished": int((window & ~tr.done).sum())}
 
 
 def fit_eager(run: LoggedRun, rows, generated: bool, hi: float = 5e-4, steps: int = 12) -> float:
@@ -152,12 +173,13 @@ def main() -> None:
     print(f"per-layer cost of the eager runs: {eager * 1e6:.1f} us"
           f"{', generated output lengths' if args.generated else ''}")
     print(f"{'run':<42} {'q/s/GPU':>8} {'TPOT mean / p50 / p99 ms, sim (logged)':>44} "
-          f"{'TTFT p50 / p99 ms, sim (logged)':>34} {'in flight':>9}")
+          f"{'TTFT p50 / p99 ms, sim (logged)':>34} {'in flight':>9} {'unfinished':>10}")
     for run in RUNS:
         s = simulate_run(run, rows, eager, args.generated)
         tpot = " / ".join(f"{a:.1f} ({b:.1f})" for a, b in zip(s["tpot"], run.tpot_ms, strict=True))
         ttft = " / ".join(f"{a:.0f} ({b:.0f})" for a, b in zip(s["ttft"], run.ttft_ms, strict=True))
-        print(f"{run.name:<42} {run.queries_s / 8:>8.2f} {tpot:>44} {ttft:>34} {s['in_flight'] / s['gpus']:>9.1f}")
+        print(f"{run.name:<42} {run.queries_s / 8:>8.2f} {tpot:>44} {ttft:>34} {s['in_flight'] / s['gpus']:>9.1f} "
+              f"{s['unfinished']:>10d}")
 
 
 if __name__ == "__main__":

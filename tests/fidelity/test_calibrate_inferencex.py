@@ -85,10 +85,10 @@ def test_the_written_profile_adds_the_constants_the_profile_did_not_set_and_load
     from factory_sim.config.stack import SoftwareStack, load_stack
     from factory_sim.fidelity.calibrate import ProfileFit
 
-    base = load_stack("trtllm_blackwell")
+    base = load_stack("trtllm_blackwell_2025")  # a profile that sets neither constant
     assert base.mla_dp_attention_efficiency is None and not base.adp_rank_jitter_s
     empty = pd.DataFrame()
-    fit = ProfileFit(profile="trtllm_blackwell", start={"mla_dp_attention_efficiency": 0.35, "adp_rank_jitter_s": 1e-3,
+    fit = ProfileFit(profile="trtllm_blackwell_2025", start={"mla_dp_attention_efficiency": 0.35, "adp_rank_jitter_s": 1e-3,
                                                         "step_overhead_s": base.step_overhead_s},
                      values={"mla_dp_attention_efficiency": 0.4, "adp_rank_jitter_s": 2e-3, "step_overhead_s": 1e-3},
                      rows=["p00001", "p00002"], errors_before=empty, errors_after=empty, loo=empty, rounds=1)
