@@ -9,9 +9,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from functools import partial
+from heapq import heappush
 
 import numpy as np
 import simpy
+from simpy.events import NORMAL
 
 from factory_sim.config.experiment import AGGREGATED, DECODE, PREFILL
 from factory_sim.config.hardware import HardwareProfile
@@ -39,7 +41,7 @@ from factory_sim.sim.prefix_cache import PrefixCache, PrefixCacheSettings
 from factory_sim.sim.replica import Replica
 from factory_sim.sim.router import Router
 from factory_sim.sim.transfer import kv_link
-from factory_sim.sim.wake import wake
+from factory_sim.sim.wake import Wake, wake
 
 
 @dataclass(frozen=True)
@@ -161,6 +163,7 @@ class _Engine:
         "request_latency_s", "_all_fit", "_entry_all_fit", "_max_queue", "_kv_copy_bytes", "_link_cache", "faults",
         "autoscaler", "_trackers", "_service_cache", "all_done", "_terminal", "_max_retries", "_retry_after_s",
         "next_turn", "_block_hashes", "_block_tokens", "think_s", "_next_arrival", "_arrival_rids", "_arrival_times",
+        "_sole_entry",
     )
 
     def __init__(self, fleet: FleetLayout, trace: Trace, seed: int, macro_steps: bool, closed_loop: int | None,
@@ -269,6 +272,10 @@ class _Engine:
             if self.all_done is None:  # the planner's clock never runs dry either
                 self.all_done = self.env.event()
             self.autoscaler.start()
+        # the one entry replica every request goes to, when _dispatch would check nothing else
+        entry = self.by_role[self.entry_role]
+        self._sole_entry = entry[0] if (len(entry) == 1 and self._entry_all_fit and not self._trackers
+                                        and self._max_queue[entry[0].pool_index] is None) else None
 
     def _setup_faults(self, plan: FaultSettings, seed: int) -> None:
         ranges = [(rep.shape.hardware.name, first, first + rep.shape.gpus)
@@ -475,7 +482,12 @@ class _Engine:
     def _arrivals_due(self, _event: simpy.Event) -> None:
         env, times, rids = self.env, self._arrival_times, self._arrival_rids
         i = self._next_arrival
-        self._dispatch(i if rids is None else rids[i])
+        sole = self._sole_entry
+        if sole is not None and rids is None:  # _dispatch to the only entry replica, inlined
+            self.trace.prefill_replica[i] = sole.index
+            sole.submit(i)
+        else:
+            self._dispatch(i if rids is None else rids[i])
         i += 1
         now = env._now  # (no event runs between these dispatches: the clock stands)
         while i < len(times) and not times[i] > now:  # dispatches at this instant share its event
@@ -483,7 +495,10 @@ class _Engine:
             i += 1
         self._next_arrival = i
         if i < len(times):
-            wake(env, times[i] - now, self._arrivals_due)
+            # wake(env, times[i] - now, self._arrivals_due), inlined: once per arrival
+            event = Wake()
+            event.callbacks = [self._arrivals_due]
+            heappush(env._queue, (now + (times[i] - now), NORMAL, next(env._eid), event))
 
     def closed_loop_clients(self, n_requests: int, concurrency: int):
         counter = iter(range(n_requests))

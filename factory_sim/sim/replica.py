@@ -47,9 +47,11 @@ import math
 from bisect import bisect_left
 from collections import deque
 from collections.abc import Callable, Sequence
+from heapq import heappush
 
 import numpy as np
 import simpy
+from simpy.events import NORMAL
 
 from factory_sim.config.experiment import AGGREGATED, DECODE, PREFILL
 from factory_sim.perf.memory import MemoryBudget
@@ -61,7 +63,7 @@ from factory_sim.sim.decode_plan import FIRST_CHUNK_STEPS, DecodePlan
 from factory_sim.sim.dp_ranks import DpRanks, NoRanks
 from factory_sim.sim.live_trace import LiveTrace
 from factory_sim.sim.prefix_cache import PrefixCache
-from factory_sim.sim.wake import wake
+from factory_sim.sim.wake import Wake, wake
 
 # Most future steps priced in one plan; bounds the work thrown away when an admission
 # interrupts a plan.
@@ -80,7 +82,7 @@ class Replica:
         "_kv_token_bytes", "_state_bytes", "_resumed", "queue", "usd_per_hour", "_timeout_s", "_deadlines",
         "_on_timeout", "kv_reserved_bytes", "outstanding_tokens", "load_sinks", "_prefilling", "_step_index",
         "_finishing", "_finish_steps", "_ctx_base", "_ctx_total", "_kv_of", "_idle", "_mixed", "_decoding", "_plan",
-        "_plan_event", "_step_event", "steps", "accepting", "draining", "down", "slowdown",
+        "_priced", "_plain", "_plan_event", "_step_event", "steps", "accepting", "draining", "down", "slowdown",
         "_nominal_kv_capacity_bytes", "prefix_cache", "_block_hashes", "_cache_first", "_on_drained",
     )
 
@@ -186,7 +188,9 @@ class Replica:
         self._idle = True
         self._mixed: tuple[float, float, list[tuple[int, int, int, int]], int, int] | None = None
         self._decoding: tuple[int, float] | None = None  # (steps, end time) of the decode steps in flight
-        self._plan: DecodePlan | None = None  # the macro-step in flight
+        self._plan: DecodePlan | None = None  # the macro-step in flight, when priced lazily
+        # ... else, when every step of it was priced at once: (start, elapsed seconds per step, horizon)
+        self._priced: tuple[float, Sequence[float], int] | None = None
         self._plan_event: simpy.Event | None = None
         self._step_event: simpy.Event | None = None  # the pending end of a step; a failure voids it
         self.steps = 0  # forward passes run (for statistics)
@@ -204,6 +208,8 @@ class Replica:
         self.prefix_cache = prefix_cache if prefix_cache is not None and prefix_cache.enabled else None
         self._block_hashes = block_hashes
         self._cache_first: dict[int, float] = {}
+        # a step boundary need only admit: no on-demand KV, no held prompts, no prefix cache to trim
+        self._plain = not self._on_demand and not self._release_every and self.prefix_cache is None
 
     # -- what the router and engine call --------------------------------------------------
     def kv_need_bytes(self, rid: int) -> float:
@@ -278,7 +284,10 @@ class Replica:
         """A step boundary: admit what fits, then start the next step, or go idle."""
         if event is not None and event is not self._step_event:
             return  # scheduled before a failure wiped the replica
-        if self._on_demand and self._make_room() and (self._prefilling or self._ctx_base):
+        if self._plain:
+            if self.queue:
+                self._admit()
+        elif self._on_demand and self._make_room() and (self._prefilling or self._ctx_base):
             pass  # as vLLM: no request is admitted at a step that had to preempt one
         elif self._release_every and self.queue and self._held(self.steps):
             if self._timeout_s is not None:
@@ -290,9 +299,12 @@ class Replica:
         elif self._ctx_base:
             self._start_decode_steps()
         else:
-            self._idle = True
-            if self.draining and not self.queue:
-                self._drained()
+            self._go_idle()
+
+    def _go_idle(self) -> None:
+        self._idle = True
+        if self.draining and not self.queue:
+            self._drained()
 
     def _expire(self) -> None:
         """Drop queued requests whose admission deadline has passed (checked whenever the queue is read).
@@ -316,6 +328,22 @@ class Replica:
         if self._timeout_s is not None:
             self._expire()
         queue, ctx_base, prefilling, kv_of = self.queue, self._ctx_base, self._prefilling, self._kv_of
+        if self._plain and self.role != DECODE:  # every admission starts a prompt: the loop below, less its branches
+            deadlines, kv_need, inputs, max_batch = self._deadlines, self._kv_need, self._input_tokens, self.max_batch
+            reserved, capacity = self.kv_reserved_bytes, self.kv_capacity_bytes
+            while queue and len(ctx_base) + len(prefilling) < max_batch:
+                rid = queue[0]
+                need = kv_need[rid]
+                if not reserved + need <= capacity:
+                    break
+                if deadlines:
+                    deadlines.popleft()
+                queue.popleft()
+                reserved += need
+                kv_of[rid] = need
+                prefilling[rid] = (0, inputs[rid])
+            self.kv_reserved_bytes = reserved
+            return
         queued = len(queue)
         need_of = self._admit_need if self._on_demand else self._kv_need.__getitem__
         # an empty on-demand replica always takes the head (see _make_room)
@@ -538,7 +566,11 @@ class Replica:
         if host_load_s:
             dt += host_load_s  # blocks come back from host memory before the step computes on them
         self._mixed = (start, dt, chunks, n_dec, p_tokens)
-        self._step_event = wake(self.env, dt, self._end_mixed_step)
+        # wake(env, dt, self._end_mixed_step), inlined: once per mixed step
+        self._step_event = event = Wake()
+        event.callbacks = [self._end_mixed_step]
+        env = self.env
+        heappush(env._queue, (start + dt, NORMAL, next(env._eid), event))
 
     def _end_mixed_step(self, event: simpy.Event) -> None:
         if event is not self._step_event:
@@ -551,7 +583,13 @@ class Replica:
         for sink, pos in self.load_sinks:
             sink.add(pos)
         if n_dec:
-            self._advance_decode(1, end)
+            finish_steps = self._finish_steps
+            if self._capped is None and finish_steps and finish_steps[0] > self._step_index + 1:
+                # _advance_decode(1, end) when no sequence finishes at this step, inlined
+                self._step_index += 1
+                self._ctx_total += len(self._ctx_base)
+            else:
+                self._advance_decode(1, end)
         prefilling = self._prefilling
         for rid, chunk, done, prompt in chunks:
             done += chunk
@@ -577,7 +615,17 @@ class Replica:
             self.prefix_cache.trim(self.kv_capacity_bytes - self.kv_reserved_bytes)
         if self._recv_polls:
             self._release_anchor = self.steps  # a step with prompt tokens: the next boundary polls
-        self._boundary()
+        if self._plain:  # _boundary, inlined (once per step)
+            if self.queue:
+                self._admit()
+            if self._prefilling:
+                self._start_mixed_step()
+            elif self._ctx_base:
+                self._start_decode_steps()
+            else:
+                self._go_idle()
+        else:
+            self._boundary()
 
     # -- pure decode until the next finish: priced at once, cut short only by an admission ----
     def _start_decode_steps(self) -> None:
@@ -607,12 +655,17 @@ class Replica:
         elapsed = self.step_model.decode_elapsed_s(n, sums)
         if self.slowdown != 1.0:
             elapsed = [float(e) * self.slowdown for e in elapsed]  # (Python floats, as NumPy's would multiply)
-        if horizon > 1:
-            self._plan = plan = DecodePlan(self.env, start, horizon, n, self.step_model, self._decode_ctx_sums_from,
-                                           elapsed)
-            self._decoding = (horizon, start + plan.elapsed[-1])
+        if horizon > 1:  # every step priced: a plan without a DecodePlan object
+            if isinstance(elapsed, np.ndarray):
+                elapsed = elapsed.tolist()
+            self._plan = None
+            self._priced = (start, elapsed, horizon)
+            self._decoding = (horizon, end := start + elapsed[-1])
             # the plan's end is also the step end in flight: a cut replaces it, voiding this one
-            self._plan_event = self._step_event = plan.queue(self._end_decode_steps)
+            self._plan_event = self._step_event = event = Wake()
+            event.callbacks = [self._end_decode_steps]
+            env = self.env
+            heappush(env._queue, (end, NORMAL, next(env._eid), event))
         else:
             end = start + float(elapsed[0])
             self._decoding = (1, end)
@@ -636,24 +689,32 @@ class Replica:
         the release that lets it in, if that comes before the plan's end)."""
         now = self.env._now
         plan = self._plan
-        start, elapsed, horizon = plan.start_s, plan.elapsed, plan.horizon
-        in_progress = bisect_left(elapsed, now - start)
-        while in_progress == len(elapsed) and in_progress < horizon:  # not priced that far yet
-            plan.price_more()
+        if plan is None:  # every step priced
+            start, elapsed, horizon = self._priced
             in_progress = bisect_left(elapsed, now - start)
+        else:
+            start, elapsed, horizon = plan.start_s, plan.elapsed, plan.horizon
+            in_progress = bisect_left(elapsed, now - start)
+            while in_progress == len(elapsed) and in_progress < horizon:  # not priced that far yet
+                plan.price_more()
+                in_progress = bisect_left(elapsed, now - start)
         steps = min(in_progress + 1, horizon)
         held = self._release_every and self._held(self.steps + steps)
         if held:
             steps = self._next_release(self.steps + steps) - self.steps
             if steps >= horizon:
                 return  # the plan ends first; its last boundary re-plans up to the release
-            plan.price_to(steps)
+            if plan is not None:
+                plan.price_to(steps)
         end = start + float(elapsed[steps - 1])
         self._decoding = (steps, end)
         self._step_event.callbacks = ()  # the plan's queued event, now stale: the loop pops it and calls nothing
         self._step_event = event = wake(self.env, end - now if end > now else 0.0, self._end_decode_steps)
         if held:  # still a plan, now of `steps` steps all priced: a later arrival that ends the hold cuts it again
-            plan.horizon = steps
+            if plan is None:
+                self._priced = (start, elapsed, steps)
+            else:
+                plan.horizon = steps
             self._plan_event = event
         else:
             self._plan_event = None
@@ -668,7 +729,17 @@ class Replica:
         for sink, pos in self.load_sinks:
             sink.add(pos)
         self._advance_decode(steps, end)
-        self._boundary()
+        if self._plain:  # _boundary, inlined (once per step)
+            if self.queue:
+                self._admit()
+            if self._prefilling:
+                self._start_mixed_step()
+            elif self._ctx_base:
+                self._start_decode_steps()
+            else:
+                self._go_idle()
+        else:
+            self._boundary()
 
     def _advance_decode(self, steps: int, t: float) -> None:
         """Every sequence of the decode batch generated `steps` tokens, the last at time t."""
@@ -723,7 +794,7 @@ class Replica:
         self.outstanding_tokens = 0
         self._load_changed()
         self._idle = True
-        self._mixed = self._decoding = self._plan = None
+        self._mixed = self._decoding = self._plan = self._priced = None
         self._plan_event = self._step_event = None
         self.accepting = False
         self.draining = False
