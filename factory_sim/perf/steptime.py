@@ -480,8 +480,6 @@ class StepTimeModel:
             ctx_sums = [float(ctx) for ctx in ctx_sums]
         # _attention_core of a pure-decode step, inlined (no prefill pairs: `0.0 * ... / ... +`
         # and `* 1.0` change no bit); this loop runs for most of the event loop's decode steps
-        flops, core_flops = self._attn_flops_decode, self._attn_core_flops
-        kv_read, hbm_bw = self._kv_read_per_ctx, self._hbm_bw
         elapsed, out = after_s, []
         if self._decode_bound is not None:  # one term is the larger at every context (see __init__)
             coefficient, rate = self._decode_bound
@@ -489,6 +487,8 @@ class StepTimeModel:
                 elapsed += linear + ctx * coefficient / rate + comm + overhead
                 out.append(elapsed)
             return out
+        flops, core_flops = self._attn_flops_decode, self._attn_core_flops
+        kv_read, hbm_bw = self._kv_read_per_ctx, self._hbm_bw
         for ctx in ctx_sums:
             compute = ctx * flops / core_flops
             memory = ctx * kv_read / hbm_bw

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from functools import partial
 from heapq import heappush
+from typing import TYPE_CHECKING
 
 import numpy as np
 import simpy
@@ -33,15 +34,17 @@ from factory_sim.results.trace import (
     TIMED_OUT,
     Trace,
 )
-from factory_sim.sim.autoscaler import Autoscaler, AutoscaleSettings, ScaleLog
 from factory_sim.sim.clock import run
-from factory_sim.sim.faults import FaultInjector, FaultLog, FaultSettings
 from factory_sim.sim.live_trace import LiveTrace
-from factory_sim.sim.prefix_cache import PrefixCache, PrefixCacheSettings
 from factory_sim.sim.replica import Replica
 from factory_sim.sim.router import Router
 from factory_sim.sim.transfer import kv_link
 from factory_sim.sim.wake import Wake, wake
+
+if TYPE_CHECKING:  # faults, autoscaling and prefix caches are imported by the runs that have them
+    from factory_sim.sim.autoscaler import Autoscaler, AutoscaleSettings, ScaleLog
+    from factory_sim.sim.faults import FaultInjector, FaultLog, FaultSettings
+    from factory_sim.sim.prefix_cache import PrefixCacheSettings
 
 
 @dataclass(frozen=True)
@@ -200,6 +203,7 @@ class _Engine:
             hw = pool.shape.hardware
             cache_block_bytes = None
             if pool.prefix_cache is not None and pool.role != DECODE and block_hashes is not None:
+                from factory_sim.sim.prefix_cache import PrefixCache
                 cache_block_bytes = float(replica_kv_bytes(pool.shape, np.array([float(block_tokens)]))[0])
             for _ in range(pool.replica_slots):
                 first = self.first_gpu[len(self.replicas)]
@@ -267,6 +271,8 @@ class _Engine:
         scaled = {i: (p.autoscale, self._pool_replicas[i], p.replicas)
                   for i, p in enumerate(fleet.pools) if p.autoscale is not None}
         if scaled:
+            from factory_sim.sim.autoscaler import Autoscaler
+
             self.autoscaler = Autoscaler(self.env, scaled, trace, self.request_latency_s)
             self._trackers.append(self.autoscaler)
             if self.all_done is None:  # the planner's clock never runs dry either
@@ -278,6 +284,8 @@ class _Engine:
                                         and self._max_queue[entry[0].pool_index] is None) else None
 
     def _setup_faults(self, plan: FaultSettings, seed: int) -> None:
+        from factory_sim.sim.faults import FaultInjector
+
         ranges = [(rep.shape.hardware.name, first, first + rep.shape.gpus)
                   for rep, first in zip(self.replicas, self.first_gpu, strict=True)]
         hardware = {p.shape.hardware.name: p.shape.hardware for p in self.fleet.pools}

@@ -47,7 +47,8 @@ import math
 from bisect import bisect_left
 from collections import deque
 from collections.abc import Callable, Sequence
-from heapq import heappush
+from heapq import heappop, heappush
+from typing import TYPE_CHECKING
 
 import numpy as np
 import simpy
@@ -62,8 +63,10 @@ from factory_sim.sim.capped_context import CappedContextSums
 from factory_sim.sim.decode_plan import FIRST_CHUNK_STEPS, DecodePlan
 from factory_sim.sim.dp_ranks import DpRanks, NoRanks
 from factory_sim.sim.live_trace import LiveTrace
-from factory_sim.sim.prefix_cache import PrefixCache
 from factory_sim.sim.wake import Wake, wake
+
+if TYPE_CHECKING:
+    from factory_sim.sim.prefix_cache import PrefixCache
 
 # Most future steps priced in one plan; bounds the work thrown away when an admission
 # interrupts a plan.
@@ -473,7 +476,7 @@ class Replica:
         rids = self._finishing.get(step)
         if rids is None:
             self._finishing[step] = [rid]
-            heapq.heappush(self._finish_steps, step)
+            heappush(self._finish_steps, step)
         else:
             rids.append(rid)
         self._ctx_base[rid] = base = ctx - self._step_index
@@ -591,12 +594,18 @@ class Replica:
             else:
                 self._advance_decode(1, end)
         prefilling = self._prefilling
+        plain = self._plain and self.role == AGGREGATED  # a finished prompt only starts decoding here
         for rid, chunk, done, prompt in chunks:
             done += chunk
             if done < prompt:
                 prefilling[rid] = (done, prompt)
                 continue
             del prefilling[rid]
+            if plain:  # the branches below, for a replica without preemption, prefix cache or hand-off
+                tr.prefill_end_s[rid] = tr.first_token_s[rid] = tr.decode_start_s[rid] = end
+                tr.decode_replica[rid] = self.index
+                self._join_decode(rid, 1)
+                continue
             if self._resumed and rid in self._resumed:  # recomputed after a preemption: decode on
                 self._join_decode(rid, self._resumed.pop(rid))
                 continue
@@ -752,9 +761,10 @@ class Replica:
         if not finish_steps or finish_steps[0] > now_step:
             return  # most steps finish no sequence
         # in (finishing step, join order), as one heap of (step, join order, id) would pop them
-        finished = self._finishing.pop(heapq.heappop(finish_steps))
+        finishing = self._finishing
+        finished = finishing.pop(heappop(finish_steps))
         while finish_steps and finish_steps[0] <= now_step:
-            finished += self._finishing.pop(heapq.heappop(finish_steps))
+            finished += finishing.pop(heappop(finish_steps))
         total = self._ctx_total
         for rid in finished:
             total -= (base := ctx_base.pop(rid)) + now_step
