@@ -46,14 +46,16 @@ class DecodePlan:
     __slots__ = ("start_s", "horizon", "elapsed", "_model", "_n", "_sums", "_env", "_eid")
 
     def __init__(self, env: simpy.Environment, start_s: float, horizon: int, n_seqs: int, model: StepPricer,
-                 sums: Callable[[int, int], Sequence], elapsed: Sequence[float] | None = None):
+                 sums: Callable[[int, int], Sequence], elapsed: Sequence[float] | None = None,
+                 eid: int | None = None):
         """A plan of `horizon` steps from `start_s`: `sums(first, steps)` gives the batch's context
-        sums of `steps` steps from step `first` of the plan; `elapsed`, when given, is every
-        step's end already priced (an eager plan)."""
+        sums of `steps` steps from step `first` of the plan; `elapsed`, when given, is the ends of
+        the steps already priced (every step's, for an eager plan), and `eid` the number the plan
+        took when it was made (a plan priced so far without this object: Replica._resume_plan)."""
         self.start_s = start_s
         self.horizon = horizon
         self._model, self._n, self._sums, self._env = model, n_seqs, sums, env
-        self._eid = next(env._eid)  # the end event's place among events at one instant
+        self._eid = next(env._eid) if eid is None else eid  # the end event's place among events at one instant
         if elapsed is None:
             elapsed = model.decode_elapsed_s(n_seqs, sums(0, min(horizon, FIRST_CHUNK_STEPS)))
         self.elapsed = elapsed.tolist() if isinstance(elapsed, np.ndarray) else elapsed

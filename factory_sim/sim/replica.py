@@ -193,7 +193,8 @@ class Replica:
         self._decoding: tuple[int, float] | None = None  # (steps, end time) of the decode steps in flight
         self._plan: DecodePlan | None = None  # the macro-step in flight, when priced lazily
         # ... else, when every step of it was priced at once: (start, elapsed seconds per step, horizon)
-        self._priced: tuple[float, Sequence[float], int] | None = None
+        # (the plan's number among simultaneous events too, while a lazy plan is not yet a DecodePlan)
+        self._priced: tuple[float, Sequence[float], int, int | None] | None = None
         self._plan_event: simpy.Event | None = None
         self._step_event: simpy.Event | None = None  # the pending end of a step; a failure voids it
         self.steps = 0  # forward passes run (for statistics)
@@ -242,7 +243,10 @@ class Replica:
                 # start at this instant, but after every request submitted at it has queued
                 self._idle = False
                 self._step_event = wake(self.env, 0.0, self._boundary)
-        elif self._plan_event is not None and self._head_fits():
+        elif self._plan_event is not None and (
+                self._head_fits() if self._on_demand else  # (else _head_fits, inlined)
+                self.queue and len(self._ctx_base) + len(self._prefilling) < self.max_batch
+                and self.kv_reserved_bytes + self._kv_need[self.queue[0]] <= self.kv_capacity_bytes):
             self._cut_plan()
         # (a held prompt cuts the plan at the next release instead: see _cut_plan)
 
@@ -655,9 +659,22 @@ class Replica:
                     horizon = 1  # an admissible request is already waiting: stop after this step
         if horizon > FIRST_CHUNK_STEPS and self._lazy_ok and self.slowdown == 1.0 and (
                 self._capped is None or self._capped.exact(n, self._ctx_total, horizon)):
-            # priced in chunks as the clock reaches them (sim/decode_plan.py)
-            self._plan = plan = DecodePlan(self.env, start, horizon, n, self.step_model, self._decode_ctx_sums_from)
-            self._plan_event = self._step_event = plan.queue(self._price_on)
+            # priced in chunks as the clock reaches them (sim/decode_plan.py): the first chunk now, and
+            # the DecodePlan that prices the rest made only if the clock (or a cut) reaches past it
+            env = self.env
+            eid = next(env._eid)  # the plan's place among events at one instant (DecodePlan's number)
+            if self._sliding:
+                first = self._decode_ctx_sums_from(0, FIRST_CHUNK_STEPS)
+            else:
+                first = range(self._ctx_total, self._ctx_total + n * FIRST_CHUNK_STEPS, n)
+            elapsed = self.step_model.decode_elapsed_s(n, first)
+            if isinstance(elapsed, np.ndarray):
+                elapsed = elapsed.tolist()
+            self._plan = None
+            self._priced = (start, elapsed, horizon, eid)
+            self._plan_event = self._step_event = event = Wake()  # DecodePlan.queue(self._price_on), inlined
+            event.callbacks = [self._price_on]
+            heappush(env._queue, (start + elapsed[-1], NORMAL, eid, event))
             return
         total = self._ctx_total
         sums = range(total, total + n * horizon, n) if not self._sliding else self._decode_ctx_sums(horizon)
@@ -668,7 +685,7 @@ class Replica:
             if isinstance(elapsed, np.ndarray):
                 elapsed = elapsed.tolist()
             self._plan = None
-            self._priced = (start, elapsed, horizon)
+            self._priced = (start, elapsed, horizon, None)
             self._decoding = (horizon, end := start + elapsed[-1])
             # the plan's end is also the step end in flight: a cut replaces it, voiding this one
             self._plan_event = self._step_event = event = Wake()
@@ -686,6 +703,8 @@ class Replica:
         if event is not self._step_event:
             return  # a cut plan's placeholder, or voided by a failure
         plan = self._plan
+        if plan is None:
+            plan = self._plan = self._resume_plan()
         plan.price_more()
         if plan.whole:
             self._decoding = (plan.horizon, plan.start_s + plan.elapsed[-1])
@@ -693,15 +712,24 @@ class Replica:
         else:
             self._plan_event = self._step_event = plan.queue(self._price_on)
 
+    def _resume_plan(self) -> DecodePlan:
+        """The DecodePlan of a lazy plan so far a tuple (_priced), to price more of it: the batch
+        has not changed since it was made, so its sums are the replica's as they stand."""
+        start, elapsed, horizon, eid = self._priced
+        return DecodePlan(self.env, start, horizon, len(self._ctx_base), self.step_model, self._decode_ctx_sums_from,
+                          elapsed, eid)
+
     def _cut_plan(self) -> None:
         """Stop the macro-step at the end of the step in progress (or, for a held prompt, at
         the release that lets it in, if that comes before the plan's end)."""
         now = self.env._now
         plan = self._plan
-        if plan is None:  # every step priced
-            start, elapsed, horizon = self._priced
+        if plan is None:  # no DecodePlan (yet): (start, elapsed, horizon, the plan's number if lazy)
+            start, elapsed, horizon, _ = self._priced
             in_progress = bisect_left(elapsed, now - start)
-        else:
+            if in_progress == len(elapsed) < horizon:  # a lazy plan cut past its first chunk
+                plan = self._plan = self._resume_plan()
+        if plan is not None:
             start, elapsed, horizon = plan.start_s, plan.elapsed, plan.horizon
             in_progress = bisect_left(elapsed, now - start)
             while in_progress == len(elapsed) and in_progress < horizon:  # not priced that far yet
@@ -713,6 +741,8 @@ class Replica:
             steps = self._next_release(self.steps + steps) - self.steps
             if steps >= horizon:
                 return  # the plan ends first; its last boundary re-plans up to the release
+            if plan is None and len(elapsed) < steps:
+                plan = self._plan = self._resume_plan()
             if plan is not None:
                 plan.price_to(steps)
         end = start + float(elapsed[steps - 1])
@@ -721,7 +751,7 @@ class Replica:
         self._step_event = event = wake(self.env, end - now if end > now else 0.0, self._end_decode_steps)
         if held:  # still a plan, now of `steps` steps all priced: a later arrival that ends the hold cuts it again
             if plan is None:
-                self._priced = (start, elapsed, steps)
+                self._priced = (start, elapsed, steps, None)
             else:
                 plan.horizon = steps
             self._plan_event = event
@@ -737,7 +767,13 @@ class Replica:
         self.outstanding_tokens -= len(self._ctx_base) * steps
         for sink, pos in self.load_sinks:
             sink.add(pos)
-        self._advance_decode(steps, end)
+        finish_steps = self._finish_steps
+        if self._capped is None and finish_steps and finish_steps[0] > self._step_index + steps:
+            # _advance_decode(steps, end) when no sequence finishes (a cut plan), inlined
+            self._step_index += steps
+            self._ctx_total += len(self._ctx_base) * steps
+        else:
+            self._advance_decode(steps, end)
         if self._plain:  # _boundary, inlined (once per step)
             if self.queue:
                 self._admit()
