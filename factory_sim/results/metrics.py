@@ -260,7 +260,7 @@ class _Scope:
                                           growth, ttft_max, tpot_max)
             if done.any():
                 span_s = float(np.nanmax(arrival) - np.nanmin(arrival))
-                short = bool(median(lat["e2e_s"][done]) > span_s)
+                short = bool(np.median(lat["e2e_s"][done]) > span_s)
         meets = _meets(lat, output_tokens, _measured(ttft_max, measured), _measured(tpot_max, measured))
         return cls(measured, outcome, trace.input_tokens[measured], output_tokens, lat, meets, float(window_s),
                    trace.retries[measured], trace.cached_tokens[measured], served, ratio, short, growth)
@@ -309,7 +309,7 @@ class _Scope:
             "input_tokens_per_s": self._per_s(in_tokens),
             "tokens_per_s_per_gpu": output_tokens_per_s / gpus,
             "tokens_per_s_per_user_p50": (
-                median(interactivity) if interactivity.size else float("nan")
+                float(np.median(interactivity)) if interactivity.size else float("nan")
             ),
             "goodput_tokens_per_s": goodput_tokens_per_s,
             "goodput_req_per_s": self._per_s(good_requests),
@@ -380,20 +380,6 @@ class _Served:
                 float(np.count_nonzero(self.finished[sel] & meets)), float(self.cached_tokens[sel].sum()))
 
 
-def median(values: np.ndarray) -> float:
-    """`np.median` of a 1-D float array, the same float, without the check for NaN that imports
-    `numpy.ma` (about 10 ms of a short run's start-up): the middle order statistic, or the mean
-    of the two middle ones as NumPy takes it (their sum over 2), and NaN when any value is NaN."""
-    n = values.size
-    if n == 0:
-        return float(np.median(values))  # NaN, with NumPy's warning
-    half = n // 2
-    part = np.partition(values, [half - 1, half, n - 1] if n % 2 == 0 and n > 1 else [half, n - 1])
-    if part[-1] != part[-1]:  # NaN sorts last
-        return float("nan")
-    return float(part[half]) if n % 2 else float((part[half - 1] + part[half]) / 2)
-
-
 def ttft_growth(trace: Trace, measured: np.ndarray | slice) -> float:
     """Seconds the time to first token grew per second of arrivals across the measured done
     requests: between the medians of their first and last thirds (by arrival). NaN when too
@@ -406,10 +392,10 @@ def ttft_growth(trace: Trace, measured: np.ndarray | slice) -> float:
     arrival = arrival[order]
     ttft = (trace.first_token_s[measured][done] - trace.arrival_s[measured][done])[order]
     third = arrival.size // 3
-    span = median(arrival[-third:]) - median(arrival[:third])
+    span = float(np.median(arrival[-third:]) - np.median(arrival[:third]))
     if not span > 0:
         return float("nan")
-    return (median(ttft[-third:]) - median(ttft[:third])) / span
+    return float(np.median(ttft[-third:]) - np.median(ttft[:third])) / span
 
 
 def served_interval(trace: Trace, measured: np.ndarray | slice) -> tuple[float, float]:
