@@ -230,12 +230,13 @@ class Replica:
 
     def submit(self, rid: int) -> None:
         """Queue a request (a prompt, or for a decode replica a request whose KV arrived)."""
-        if self.role == DECODE:
-            self.outstanding_tokens += self._output_tokens[rid] - 1
-        elif self.role == PREFILL:
-            self.outstanding_tokens += self._input_tokens[rid]
-        else:
+        role = self.role
+        if role == AGGREGATED:
             self.outstanding_tokens += self._input_tokens[rid] + self._output_tokens[rid]
+        elif role == DECODE:
+            self.outstanding_tokens += self._output_tokens[rid] - 1
+        else:
+            self.outstanding_tokens += self._input_tokens[rid]
         for sink, pos in self.load_sinks:
             sink.add(pos)
         self.queue.append(rid)
@@ -614,7 +615,21 @@ class Replica:
             if plain:  # the branches below, for a replica without preemption, prefix cache or hand-off
                 tr.prefill_end_s[rid] = tr.first_token_s[rid] = tr.decode_start_s[rid] = end
                 tr.decode_replica[rid] = self.index
-                self._join_decode(rid, 1)
+                left = self._output_tokens[rid] - 1
+                if left <= 0 or self._capped is not None:
+                    self._join_decode(rid, 1)
+                    continue
+                # _join_decode(rid, 1), inlined: once per request
+                step = (now_step := self._step_index) + left
+                rids = self._finishing.get(step)
+                if rids is None:
+                    self._finishing[step] = [rid]
+                    heappush(self._finish_steps, step)
+                else:
+                    rids.append(rid)
+                ctx = self._input_tokens[rid] + 1
+                self._ctx_base[rid] = ctx - now_step
+                self._ctx_total += ctx
                 continue
             if self._resumed and rid in self._resumed:  # recomputed after a preemption: decode on
                 self._join_decode(rid, self._resumed.pop(rid))
