@@ -474,7 +474,8 @@ class StepTimeModel:
         if terms is None:
             terms = self._decode_terms[n_seqs] = self._batch_terms(_ArrayOps, float(n_seqs), float(n_seqs))
         linear, comm, overhead = terms
-        if type(ctx_sums) is not list and not isinstance(ctx_sums, range):
+        kind = type(ctx_sums)
+        if kind is not range and kind is not list:
             # NumPy scalars made Python floats; a list's or a range's ints multiply exactly as
             # their floats would (int * float converts the int as float() does)
             ctx_sums = [float(ctx) for ctx in ctx_sums]
