@@ -358,6 +358,25 @@ class Replica:
                 prefilling[rid] = (0, inputs[rid])
             self.kv_reserved_bytes = reserved
             return
+        if self._plain:  # a decode replica: every admission joins the batch (the loop below, less its branches)
+            deadlines, kv_need, max_batch = self._deadlines, self._kv_need, self.max_batch
+            tr, now, index, first_too = self.trace, self.env._now, self.index, self._first_from_decode
+            while queue and len(ctx_base) + len(prefilling) < max_batch:
+                rid = queue[0]
+                need = kv_need[rid]
+                if not self.kv_reserved_bytes + need <= self.kv_capacity_bytes:
+                    break
+                if deadlines:
+                    deadlines.popleft()
+                queue.popleft()
+                self.kv_reserved_bytes += need
+                kv_of[rid] = need
+                tr.decode_start_s[rid] = now
+                if first_too:  # the client's stream comes from the decode side
+                    tr.first_token_s[rid] = now
+                tr.decode_replica[rid] = index
+                self._join_decode(rid, 1)
+            return
         queued = len(queue)
         need_of = self._admit_need if self._on_demand else self._kv_need.__getitem__
         # an empty on-demand replica always takes the head (see _make_room)
