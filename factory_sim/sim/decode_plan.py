@@ -21,6 +21,11 @@ unused, its callback removed so that the loop calls nothing for it; the steps up
 are priced on demand when the cut needs them. The chunks give the same floats as one call
 (StepPricer.decode_chunks_exact): each chunk's context sums are the same integers, and its
 running sum starts from the last step priced.
+
+The replica prices a lazy plan's first chunk and queues its first placeholder itself, keeping
+the plan as a tuple with its number; most plans are cut or end within that chunk, and the
+DecodePlan is made (under that number, `eid`) only when the clock or a cut reaches past it
+(Replica._resume_plan).
 """
 
 from __future__ import annotations
