@@ -7,7 +7,6 @@ It computes no metric.
 
 from __future__ import annotations
 
-import gc
 from dataclasses import dataclass, field
 from functools import partial
 from heapq import heappush
@@ -582,27 +581,17 @@ def simulate(
         eng.closed_loop_clients(n, concurrency)
     else:
         raise ValueError("give arrival_s (open loop) or concurrency (closed loop)")
-    # What was set up (the requests' lists, the replicas) lives until the clock stops: frozen, the
-    # garbage collector's full passes during the run do not walk it again and again (3-4% of a
-    # 1,000,000-request fleet's run); unfrozen after, so that it is collected as usual.
-    freeze = gc.isenabled() and not gc.get_freeze_count()
-    if freeze:
-        gc.freeze()
-    try:
-        if eng.all_done is None:
-            run(eng.env, until=until_s)
-        else:
-            if until_s is not None:
-                eng.env.timeout(until_s).callbacks.append(
-                    lambda _ev: None if eng.all_done.triggered else eng.all_done.succeed())
-            if n and not eng.all_done.triggered:
-                try:
-                    run(eng.env, until=eng.all_done)
-                except RuntimeError:  # nothing left to happen: only injected faults, and they are over
-                    pass
-    finally:
-        if freeze:
-            gc.unfreeze()
+    if eng.all_done is None:
+        run(eng.env, until=until_s)
+    else:
+        if until_s is not None:
+            eng.env.timeout(until_s).callbacks.append(
+                lambda _ev: None if eng.all_done.triggered else eng.all_done.succeed())
+        if n and not eng.all_done.triggered:
+            try:
+                run(eng.env, until=eng.all_done)
+            except RuntimeError:  # nothing left to happen: only injected faults, and they are over
+                pass
     eng.trace.flush()
     return SimResult(
         trace=trace,

@@ -8,8 +8,7 @@ the cost, and a read gives a Python float), and the integer columns are Python l
 the same: a Python float is a float64, and the integers fit their columns. The columns only
 faults, prefix caches and refusals write become lists when the loop first reads or writes
 them, so that a run without them neither makes nor copies them back (about 1.5 ms each way
-per 100,000 requests); the others are made with the trace, before the clock starts (so that
-the engine's freeze of what it set up covers them: sim/engine.py).
+per 100,000 requests); the others are made with the trace.
 """
 
 from __future__ import annotations
