@@ -399,7 +399,10 @@ class _Engine:
         kv_s = self.trace.kv_transfer_s
         prev = kv_s[rid]
         kv_s[rid] = dt if prev != prev else prev + dt  # NaN until a first transfer; a re-sent one adds up
-        wake(self.env, dt, partial(self._kv_arrived, prefill, dec, rid))
+        event = Wake()  # wake(env, dt, partial(...)), inlined: once per request handed off
+        event.callbacks = (partial(self._kv_arrived, prefill, dec, rid),)
+        env = self.env
+        heappush(env._queue, (env._now + dt, NORMAL, next(env._eid), event))
 
     def _kv_arrived(self, prefill: Replica, dec: Replica, rid: int, _event: simpy.Event | None = None) -> None:
         if dec.accepting or dec.draining:

@@ -735,7 +735,10 @@ class Replica:
         else:
             end = start + float(elapsed[0])
             self._decoding = (1, end)
-            self._step_event = wake(self.env, end - start, self._end_decode_steps)
+            self._step_event = event = Wake()  # wake(env, end - start, self._end_decode_steps), inlined
+            event.callbacks = self._on_decode_end
+            env = self.env
+            heappush(env._queue, (start + (end - start), NORMAL, next(env._eid), event))
 
     def _price_on(self, event: simpy.Event) -> None:
         """The clock reached the last step priced of a lazy plan: price more of it, and once it
@@ -788,7 +791,11 @@ class Replica:
         end = start + float(elapsed[steps - 1])
         self._decoding = (steps, end)
         self._step_event.callbacks = ()  # the plan's queued event, now stale: the loop pops it and calls nothing
-        self._step_event = event = wake(self.env, end - now if end > now else 0.0, self._end_decode_steps)
+        # wake(env, end - now if end > now else 0.0, self._end_decode_steps), inlined
+        self._step_event = event = Wake()
+        event.callbacks = self._on_decode_end
+        env = self.env
+        heappush(env._queue, (now + (end - now if end > now else 0.0), NORMAL, next(env._eid), event))
         if held:  # still a plan, now of `steps` steps all priced: a later arrival that ends the hold cuts it again
             if plan is None:
                 self._priced = (start, elapsed, steps, None)
