@@ -345,7 +345,8 @@ class Replica:
         if self._plain and self.role != DECODE:  # every admission starts a prompt: the loop below, less its branches
             deadlines, kv_need, inputs, max_batch = self._deadlines, self._kv_need, self._input_tokens, self.max_batch
             reserved, capacity = self.kv_reserved_bytes, self.kv_capacity_bytes
-            while queue and len(ctx_base) + len(prefilling) < max_batch:
+            free = max_batch - len(ctx_base) - len(prefilling)  # each admission takes one (a new prompt)
+            while queue and free > 0:
                 rid = queue[0]
                 need = kv_need[rid]
                 if not reserved + need <= capacity:
@@ -356,6 +357,7 @@ class Replica:
                 reserved += need
                 kv_of[rid] = need
                 prefilling[rid] = (0, inputs[rid])
+                free -= 1
             self.kv_reserved_bytes = reserved
             return
         if self._plain:  # a decode replica: every admission joins the batch (the loop below, less its branches)
@@ -664,11 +666,7 @@ class Replica:
                 tr.decode_start_s[rid] = end
                 tr.decode_replica[rid] = self.index
                 self._join_decode(rid, 1)
-        if self.prefix_cache is not None:
-            self.prefix_cache.trim(self.kv_capacity_bytes - self.kv_reserved_bytes)
-        if self._recv_polls:
-            self._release_anchor = self.steps  # a step with prompt tokens: the next boundary polls
-        if self._plain:  # _boundary, inlined (once per step)
+        if self._plain:  # no prefix cache to trim, no polls: _boundary, inlined (once per step)
             if self.queue:
                 self._admit()
             if self._prefilling:
@@ -677,8 +675,12 @@ class Replica:
                 self._start_decode_steps()
             else:
                 self._go_idle()
-        else:
-            self._boundary()
+            return
+        if self.prefix_cache is not None:
+            self.prefix_cache.trim(self.kv_capacity_bytes - self.kv_reserved_bytes)
+        if self._recv_polls:
+            self._release_anchor = self.steps  # a step with prompt tokens: the next boundary polls
+        self._boundary()
 
     # -- pure decode until the next finish: priced at once, cut short only by an admission ----
     def _start_decode_steps(self) -> None:
