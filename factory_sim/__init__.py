@@ -11,18 +11,9 @@ The same API drives the command line: `frontier` / `cost_at_interactivity` / `cr
 imported on first use, so `import factory_sim` stays cheap.
 """
 
-import os
-import sys
 from importlib import import_module
 
 __version__ = "0.1.0"
-
-# One BLAS thread unless the user chose otherwise: the simulator's work is Python (one event loop
-# per process; studies run several processes, studies/workers.py), its NumPy arrays are vectors,
-# and OpenBLAS's worker threads, started when NumPy is imported, cost about 0.1 CPU-s per process
-# on a 2-core machine while doing nothing for it. Only before NumPy's import does this take effect.
-if "numpy" not in sys.modules and not any(os.environ.get(name) for name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS")):
-    os.environ["OPENBLAS_NUM_THREADS"] = "1"
 
 _EXPORTS = {
     "ConfigError": "factory_sim.errors",
