@@ -20,7 +20,6 @@ import numpy as np
 
 from factory_sim.config.experiment import SloTarget
 from factory_sim.errors import ConfigError
-from factory_sim.results.quantiles import interpolate
 from factory_sim.results.trace import DONE, FAILED, PENDING, REJECTED, TIMED_OUT, Trace
 
 if TYPE_CHECKING:  # pandas is imported where a frame is built: a simulation alone never needs it
@@ -261,7 +260,7 @@ class _Scope:
                                           growth, ttft_max, tpot_max)
             if done.any():
                 span_s = float(np.nanmax(arrival) - np.nanmin(arrival))
-                short = bool(median(lat["e2e_s"][done]) > span_s)
+                short = bool(np.median(lat["e2e_s"][done]) > span_s)
         meets = _meets(lat, output_tokens, _measured(ttft_max, measured), _measured(tpot_max, measured))
         return cls(measured, outcome, trace.input_tokens[measured], output_tokens, lat, meets, float(window_s),
                    trace.retries[measured], trace.cached_tokens[measured], served, ratio, short, growth)
@@ -310,7 +309,7 @@ class _Scope:
             "input_tokens_per_s": self._per_s(in_tokens),
             "tokens_per_s_per_gpu": output_tokens_per_s / gpus,
             "tokens_per_s_per_user_p50": (
-                median(interactivity) if interactivity.size else float("nan")
+                float(np.median(interactivity)) if interactivity.size else float("nan")
             ),
             "goodput_tokens_per_s": goodput_tokens_per_s,
             "goodput_req_per_s": self._per_s(good_requests),
@@ -393,10 +392,10 @@ def ttft_growth(trace: Trace, measured: np.ndarray | slice) -> float:
     arrival = arrival[order]
     ttft = (trace.first_token_s[measured][done] - trace.arrival_s[measured][done])[order]
     third = arrival.size // 3
-    span = median(arrival[-third:]) - median(arrival[:third])
+    span = float(np.median(arrival[-third:]) - np.median(arrival[:third]))
     if not span > 0:
         return float("nan")
-    return (median(ttft[-third:]) - median(ttft[:third])) / span
+    return float(np.median(ttft[-third:]) - np.median(ttft[:third])) / span
 
 
 def served_interval(trace: Trace, measured: np.ndarray | slice) -> tuple[float, float]:
@@ -405,7 +404,7 @@ def served_interval(trace: Trace, measured: np.ndarray | slice) -> tuple[float, 
     their first first token to their last finish."""
     done = trace.done
     finish = trace.finish_s[measured][done[measured]]
-    from_s, to_s = (float(t) for t in percentiles(finish, SERVED_INTERVAL_PERCENTILES))
+    from_s, to_s = (float(t) for t in np.percentile(finish, SERVED_INTERVAL_PERCENTILES))
     if not to_s > from_s:
         from_s, to_s = float(np.min(trace.first_token_s[measured][done[measured]])), float(finish.max())
     return from_s, to_s
@@ -432,47 +431,12 @@ def _spread(begin: np.ndarray, end: np.ndarray, from_s: float, to_s: float) -> n
     return np.nan_to_num(share, nan=0.0)
 
 
-def median(values: np.ndarray) -> float:
-    """np.median of a 1-D float64 array, to the bit, without its NaN check (which imports numpy.ma,
-    about 10 ms of every run's start): the mean of the middle order statistic or two, as it takes
-    it; a NaN (sorted last) when there is one."""
-    n = values.size
-    if n == 0 or values.ndim != 1 or values.dtype != np.float64:
-        return float(np.median(values))
-    half = n // 2
-    part = np.partition(values, [half - 1, half, n - 1] if n % 2 == 0 else [half, n - 1])
-    if np.isnan(part[-1]):
-        return float(part[-1])
-    return float(np.mean(part[half:half + 1] if n % 2 else part[half - 1:half + 1]))  # as np.median's mean
-
-
-def percentiles(values: np.ndarray, qs: Sequence[float]) -> list[float]:
-    """np.percentile(values, qs) of a 1-D array, to the bit: the order statistics it reads (one
-    partition of a copy), interpolated as it does (results/quantiles.py). np.percentile calls
-    np.unique, whose first call imports numpy.ma (about 10 ms of every run's start)."""
-    n = values.size
-    if n == 0 or values.ndim != 1 or values.dtype != np.float64:
-        return [float(p) for p in np.percentile(values, qs)]
-    plan = []
-    for q in qs:  # (lower rank, upper rank, weight) as np.percentile's linear method has them
-        virtual = (n - 1) * np.true_divide(q, 100)
-        if virtual >= n - 1:  # it reads the last value from index -1, and weighs with virtual - (-1)
-            plan.append((n - 1, n - 1, float(virtual + 1)))
-        else:
-            lo = int(np.floor(virtual))
-            plan.append((lo, lo + 1, float(virtual - lo)))
-    part = np.partition(values, sorted({r for lo, hi, _ in plan for r in (lo, hi)} | {n - 1}))
-    if np.isnan(part[-1]):  # a NaN sorts last, and np.percentile gives it for every q
-        return [float(part[-1])] * len(qs)
-    return [interpolate(part[lo], part[hi], gamma) for lo, hi, gamma in plan]
-
-
 def _stats(prefix: str, values: np.ndarray) -> dict[str, float]:
     if values.size == 0:
         mean = p50 = p90 = p99 = float("nan")
     else:
         mean = float(values.mean())
-        p50, p90, p99 = (float(p) for p in percentiles(values, _PERCENTILES))
+        p50, p90, p99 = (float(p) for p in np.percentile(values, _PERCENTILES))
     return {
         f"{prefix}_mean_s": mean,
         f"{prefix}_p50_s": p50,

@@ -30,7 +30,7 @@ from factory_sim.results.cost import (
     usd_per_million_token_columns,
     usd_per_million_tokens,
 )
-from factory_sim.results.metrics import median, summarize, summarize_by
+from factory_sim.results.metrics import summarize, summarize_by
 from factory_sim.results.trace import DONE, FAILED, PENDING, REASON_NAMES, REJECTED, TIMED_OUT, Trace
 from factory_sim.sim.engine import FleetLayout, SimResult, simulate
 from factory_sim.studies.assemble import fault_settings, fleet_layouts
@@ -116,7 +116,7 @@ class Point:
     def e2e_p50_s(self) -> float:
         tr = self.sim.trace
         done = tr.done
-        return median(tr.finish_s[done] - tr.arrival_s[done]) if done.any() else 0.0
+        return float(np.median(tr.finish_s[done] - tr.arrival_s[done])) if done.any() else 0.0
 
 
 @dataclass

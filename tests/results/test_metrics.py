@@ -261,37 +261,3 @@ def test_summary_invariants(trace, slos, gpus):
         assert (values >= 0).all()
     if s["done"]:
         assert 0.0 <= s["ttft_p50_s"] <= s["ttft_p90_s"] <= s["ttft_p99_s"]
-
-
-_FLOATS = st.floats(allow_nan=True, allow_infinity=True, width=64)
-
-
-@given(st.lists(st.one_of(_FLOATS, st.sampled_from([0.0, -0.0, 1.0, 2.5])), min_size=1, max_size=60),
-       st.lists(st.floats(0, 100), min_size=1, max_size=4))
-def test_percentiles_are_numpys_to_the_bit(values, qs):
-    from factory_sim.results.metrics import _PERCENTILES, SERVED_INTERVAL_PERCENTILES, percentiles
-
-    arr = np.array(values, dtype=np.float64)
-    for q in (qs, list(_PERCENTILES), list(SERVED_INTERVAL_PERCENTILES)):
-        with np.errstate(invalid="ignore"):  # inf - inf, as in np.percentile's own interpolation
-            ours = np.array(percentiles(arr.copy(), q))
-            theirs = np.percentile(arr, q)
-        assert ours.tobytes() == theirs.tobytes(), (values, q, ours, theirs)
-
-
-def test_percentiles_leave_their_input_and_take_other_kinds_to_numpy():
-    from factory_sim.results.metrics import percentiles
-
-    arr = np.array([3.0, 1.0, 2.0, 10.0])
-    assert percentiles(arr, (50.0, 90.0)) == [float(p) for p in np.percentile(arr, (50.0, 90.0))]
-    assert arr.tolist() == [3.0, 1.0, 2.0, 10.0]
-    ints = np.array([5, 1, 4])
-    assert percentiles(ints, (50.0,)) == [float(np.percentile(ints, 50.0))]
-
-
-@given(st.lists(st.one_of(_FLOATS, st.sampled_from([0.0, -0.0, 1.0, 2.5])), min_size=1, max_size=60))
-def test_median_is_numpys_to_the_bit(values):
-    from factory_sim.results.metrics import median
-
-    arr = np.array(values, dtype=np.float64)
-    assert np.float64(median(arr.copy())).tobytes() == np.median(arr).tobytes(), values
