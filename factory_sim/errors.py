@@ -6,7 +6,6 @@ traceback for bad input. `path` is the dotted YAML path (or file:line) of what i
 
 from __future__ import annotations
 
-import difflib
 import re
 import types
 import typing
@@ -43,6 +42,8 @@ class ConfigError(Exception):
 
 
 def did_you_mean(word: str, choices) -> str:
+    import difflib  # (only when an error is reported)
+
     close = difflib.get_close_matches(word, sorted(choices), n=1, cutoff=0.5)
     return f"did you mean {close[0]!r}? " if close else ""
 

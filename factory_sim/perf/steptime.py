@@ -474,14 +474,13 @@ class StepTimeModel:
         if terms is None:
             terms = self._decode_terms[n_seqs] = self._batch_terms(_ArrayOps, float(n_seqs), float(n_seqs))
         linear, comm, overhead = terms
-        if type(ctx_sums) is not list and not isinstance(ctx_sums, range):
+        kind = type(ctx_sums)
+        if kind is not range and kind is not list:
             # NumPy scalars made Python floats; a list's or a range's ints multiply exactly as
             # their floats would (int * float converts the int as float() does)
             ctx_sums = [float(ctx) for ctx in ctx_sums]
         # _attention_core of a pure-decode step, inlined (no prefill pairs: `0.0 * ... / ... +`
         # and `* 1.0` change no bit); this loop runs for most of the event loop's decode steps
-        flops, core_flops = self._attn_flops_decode, self._attn_core_flops
-        kv_read, hbm_bw = self._kv_read_per_ctx, self._hbm_bw
         elapsed, out = after_s, []
         if self._decode_bound is not None:  # one term is the larger at every context (see __init__)
             coefficient, rate = self._decode_bound
@@ -489,6 +488,8 @@ class StepTimeModel:
                 elapsed += linear + ctx * coefficient / rate + comm + overhead
                 out.append(elapsed)
             return out
+        flops, core_flops = self._attn_flops_decode, self._attn_core_flops
+        kv_read, hbm_bw = self._kv_read_per_ctx, self._hbm_bw
         for ctx in ctx_sums:
             compute = ctx * flops / core_flops
             memory = ctx * kv_read / hbm_bw

@@ -21,6 +21,11 @@ unused, its callback removed so that the loop calls nothing for it; the steps up
 are priced on demand when the cut needs them. The chunks give the same floats as one call
 (StepPricer.decode_chunks_exact): each chunk's context sums are the same integers, and its
 running sum starts from the last step priced.
+
+The replica prices a lazy plan's first chunk and queues its first placeholder itself, keeping
+the plan as a tuple with its number; most plans are cut or end within that chunk, and the
+DecodePlan is made (under that number, `eid`) only when the clock or a cut reaches past it
+(Replica._resume_plan).
 """
 
 from __future__ import annotations
@@ -46,14 +51,16 @@ class DecodePlan:
     __slots__ = ("start_s", "horizon", "elapsed", "_model", "_n", "_sums", "_env", "_eid")
 
     def __init__(self, env: simpy.Environment, start_s: float, horizon: int, n_seqs: int, model: StepPricer,
-                 sums: Callable[[int, int], Sequence], elapsed: Sequence[float] | None = None):
+                 sums: Callable[[int, int], Sequence], elapsed: Sequence[float] | None = None,
+                 eid: int | None = None):
         """A plan of `horizon` steps from `start_s`: `sums(first, steps)` gives the batch's context
-        sums of `steps` steps from step `first` of the plan; `elapsed`, when given, is every
-        step's end already priced (an eager plan)."""
+        sums of `steps` steps from step `first` of the plan; `elapsed`, when given, is the ends of
+        the steps already priced (every step's, for an eager plan), and `eid` the number the plan
+        took when it was made (a plan priced so far without this object: Replica._resume_plan)."""
         self.start_s = start_s
         self.horizon = horizon
         self._model, self._n, self._sums, self._env = model, n_seqs, sums, env
-        self._eid = next(env._eid)  # the end event's place among events at one instant
+        self._eid = next(env._eid) if eid is None else eid  # the end event's place among events at one instant
         if elapsed is None:
             elapsed = model.decode_elapsed_s(n_seqs, sums(0, min(horizon, FIRST_CHUNK_STEPS)))
         self.elapsed = elapsed.tolist() if isinstance(elapsed, np.ndarray) else elapsed

@@ -7,11 +7,15 @@ It computes no metric.
 
 from __future__ import annotations
 
+import gc
 from dataclasses import dataclass, field
 from functools import partial
+from heapq import heappush
+from typing import TYPE_CHECKING
 
 import numpy as np
 import simpy
+from simpy.events import NORMAL
 
 from factory_sim.config.experiment import AGGREGATED, DECODE, PREFILL
 from factory_sim.config.hardware import HardwareProfile
@@ -31,15 +35,17 @@ from factory_sim.results.trace import (
     TIMED_OUT,
     Trace,
 )
-from factory_sim.sim.autoscaler import Autoscaler, AutoscaleSettings, ScaleLog
 from factory_sim.sim.clock import run
-from factory_sim.sim.faults import FaultInjector, FaultLog, FaultSettings
 from factory_sim.sim.live_trace import LiveTrace
-from factory_sim.sim.prefix_cache import PrefixCache, PrefixCacheSettings
 from factory_sim.sim.replica import Replica
 from factory_sim.sim.router import Router
 from factory_sim.sim.transfer import kv_link
-from factory_sim.sim.wake import wake
+from factory_sim.sim.wake import Wake, wake
+
+if TYPE_CHECKING:  # faults, autoscaling and prefix caches are imported by the runs that have them
+    from factory_sim.sim.autoscaler import Autoscaler, AutoscaleSettings, ScaleLog
+    from factory_sim.sim.faults import FaultInjector, FaultLog, FaultSettings
+    from factory_sim.sim.prefix_cache import PrefixCacheSettings
 
 
 @dataclass(frozen=True)
@@ -161,6 +167,7 @@ class _Engine:
         "request_latency_s", "_all_fit", "_entry_all_fit", "_max_queue", "_kv_copy_bytes", "_link_cache", "faults",
         "autoscaler", "_trackers", "_service_cache", "all_done", "_terminal", "_max_retries", "_retry_after_s",
         "next_turn", "_block_hashes", "_block_tokens", "think_s", "_next_arrival", "_arrival_rids", "_arrival_times",
+        "_sole_entry", "_on_arrivals_due", "_arrivals_n",
     )
 
     def __init__(self, fleet: FleetLayout, trace: Trace, seed: int, macro_steps: bool, closed_loop: int | None,
@@ -197,6 +204,7 @@ class _Engine:
             hw = pool.shape.hardware
             cache_block_bytes = None
             if pool.prefix_cache is not None and pool.role != DECODE and block_hashes is not None:
+                from factory_sim.sim.prefix_cache import PrefixCache
                 cache_block_bytes = float(replica_kv_bytes(pool.shape, np.array([float(block_tokens)]))[0])
             for _ in range(pool.replica_slots):
                 first = self.first_gpu[len(self.replicas)]
@@ -264,13 +272,21 @@ class _Engine:
         scaled = {i: (p.autoscale, self._pool_replicas[i], p.replicas)
                   for i, p in enumerate(fleet.pools) if p.autoscale is not None}
         if scaled:
+            from factory_sim.sim.autoscaler import Autoscaler
+
             self.autoscaler = Autoscaler(self.env, scaled, trace, self.request_latency_s)
             self._trackers.append(self.autoscaler)
             if self.all_done is None:  # the planner's clock never runs dry either
                 self.all_done = self.env.event()
             self.autoscaler.start()
+        # the one entry replica every request goes to, when _dispatch would check nothing else
+        entry = self.by_role[self.entry_role]
+        self._sole_entry = entry[0] if (len(entry) == 1 and self._entry_all_fit and not self._trackers
+                                        and self._max_queue[entry[0].pool_index] is None) else None
 
     def _setup_faults(self, plan: FaultSettings, seed: int) -> None:
+        from factory_sim.sim.faults import FaultInjector
+
         ranges = [(rep.shape.hardware.name, first, first + rep.shape.gpus)
                   for rep, first in zip(self.replicas, self.first_gpu, strict=True)]
         hardware = {p.shape.hardware.name: p.shape.hardware for p in self.fleet.pools}
@@ -384,7 +400,10 @@ class _Engine:
         kv_s = self.trace.kv_transfer_s
         prev = kv_s[rid]
         kv_s[rid] = dt if prev != prev else prev + dt  # NaN until a first transfer; a re-sent one adds up
-        wake(self.env, dt, partial(self._kv_arrived, prefill, dec, rid))
+        event = Wake()  # wake(env, dt, partial(...)), inlined: once per request handed off
+        event.callbacks = (partial(self._kv_arrived, prefill, dec, rid),)
+        env = self.env
+        heappush(env._queue, (env._now + dt, NORMAL, next(env._eid), event))
 
     def _kv_arrived(self, prefill: Replica, dec: Replica, rid: int, _event: simpy.Event | None = None) -> None:
         if dec.accepting or dec.draining:
@@ -469,21 +488,31 @@ class _Engine:
             self._arrival_rids = rids.tolist()
             self._arrival_times = due_s[rids].tolist()
         self._next_arrival = 0
+        self._arrivals_n = len(self._arrival_times)
+        self._on_arrivals_due = (self._arrivals_due,)  # every arrival event's callbacks (a Wake's are never changed)
         if self._arrival_times:
             wake(self.env, max(self._arrival_times[0], 0.0), self._arrivals_due)
 
     def _arrivals_due(self, _event: simpy.Event) -> None:
         env, times, rids = self.env, self._arrival_times, self._arrival_rids
         i = self._next_arrival
-        self._dispatch(i if rids is None else rids[i])
+        sole = self._sole_entry
+        if sole is not None and rids is None:  # _dispatch to the only entry replica, inlined
+            self.trace.prefill_replica[i] = sole.index
+            sole.submit(i)
+        else:
+            self._dispatch(i if rids is None else rids[i])
         i += 1
-        now = env._now  # (no event runs between these dispatches: the clock stands)
-        while i < len(times) and not times[i] > now:  # dispatches at this instant share its event
+        now, n = env._now, self._arrivals_n  # (no event runs between these dispatches: the clock stands)
+        while i < n and not times[i] > now:  # dispatches at this instant share its event
             self._dispatch(i if rids is None else rids[i])
             i += 1
         self._next_arrival = i
-        if i < len(times):
-            wake(env, times[i] - now, self._arrivals_due)
+        if i < n:
+            # wake(env, times[i] - now, self._arrivals_due), inlined: once per arrival
+            event = Wake()
+            event.callbacks = self._on_arrivals_due
+            heappush(env._queue, (now + (times[i] - now), NORMAL, next(env._eid), event))
 
     def closed_loop_clients(self, n_requests: int, concurrency: int):
         counter = iter(range(n_requests))
@@ -557,6 +586,10 @@ def simulate(
         eng.closed_loop_clients(n, concurrency)
     else:
         raise ValueError("give arrival_s (open loop) or concurrency (closed loop)")
+    # one pass of the collector's young generations now moves what the set-up made (the requests'
+    # and the trace's lists of n items) to the oldest, which a run rarely collects; else the
+    # clock's first collections of the young generations walk those lists twice
+    gc.collect(1)
     if eng.all_done is None:
         run(eng.env, until=until_s)
     else:

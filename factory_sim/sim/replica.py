@@ -47,9 +47,12 @@ import math
 from bisect import bisect_left
 from collections import deque
 from collections.abc import Callable, Sequence
+from heapq import heappop, heappush
+from typing import TYPE_CHECKING
 
 import numpy as np
 import simpy
+from simpy.events import NORMAL
 
 from factory_sim.config.experiment import AGGREGATED, DECODE, PREFILL
 from factory_sim.perf.memory import MemoryBudget
@@ -60,8 +63,10 @@ from factory_sim.sim.capped_context import CappedContextSums
 from factory_sim.sim.decode_plan import FIRST_CHUNK_STEPS, DecodePlan
 from factory_sim.sim.dp_ranks import DpRanks, NoRanks
 from factory_sim.sim.live_trace import LiveTrace
-from factory_sim.sim.prefix_cache import PrefixCache
-from factory_sim.sim.wake import wake
+from factory_sim.sim.wake import Wake, wake
+
+if TYPE_CHECKING:
+    from factory_sim.sim.prefix_cache import PrefixCache
 
 # Most future steps priced in one plan; bounds the work thrown away when an admission
 # interrupts a plan.
@@ -80,6 +85,7 @@ class Replica:
         "_kv_token_bytes", "_state_bytes", "_resumed", "queue", "usd_per_hour", "_timeout_s", "_deadlines",
         "_on_timeout", "kv_reserved_bytes", "outstanding_tokens", "load_sinks", "_prefilling", "_step_index",
         "_finishing", "_finish_steps", "_ctx_base", "_ctx_total", "_kv_of", "_idle", "_mixed", "_decoding", "_plan",
+        "_priced", "_plain", "_on_mixed_end", "_on_decode_end", "_on_priced_end",
         "_plan_event", "_step_event", "steps", "accepting", "draining", "down", "slowdown",
         "_nominal_kv_capacity_bytes", "prefix_cache", "_block_hashes", "_cache_first", "_on_drained",
     )
@@ -186,7 +192,10 @@ class Replica:
         self._idle = True
         self._mixed: tuple[float, float, list[tuple[int, int, int, int]], int, int] | None = None
         self._decoding: tuple[int, float] | None = None  # (steps, end time) of the decode steps in flight
-        self._plan: DecodePlan | None = None  # the macro-step in flight
+        self._plan: DecodePlan | None = None  # the macro-step in flight, when priced lazily
+        # ... else, when every step of it was priced at once: (start, elapsed seconds per step, horizon)
+        # (the plan's number among simultaneous events too, while a lazy plan is not yet a DecodePlan)
+        self._priced: tuple[float, Sequence[float], int, int | None] | None = None
         self._plan_event: simpy.Event | None = None
         self._step_event: simpy.Event | None = None  # the pending end of a step; a failure voids it
         self.steps = 0  # forward passes run (for statistics)
@@ -204,6 +213,13 @@ class Replica:
         self.prefix_cache = prefix_cache if prefix_cache is not None and prefix_cache.enabled else None
         self._block_hashes = block_hashes
         self._cache_first: dict[int, float] = {}
+        # The callbacks of this replica's step events, made once (a Wake's callbacks are read, never
+        # changed, so its events share them): one bound method and one list fewer per step.
+        self._on_mixed_end = (self._end_mixed_step,)
+        self._on_decode_end = (self._end_decode_steps,)
+        self._on_priced_end = (self._price_on,)
+        # a step boundary need only admit: no on-demand KV, no held prompts, no prefix cache to trim
+        self._plain = not self._on_demand and not self._release_every and self.prefix_cache is None
 
     # -- what the router and engine call --------------------------------------------------
     def kv_need_bytes(self, rid: int) -> float:
@@ -214,12 +230,13 @@ class Replica:
 
     def submit(self, rid: int) -> None:
         """Queue a request (a prompt, or for a decode replica a request whose KV arrived)."""
-        if self.role == DECODE:
-            self.outstanding_tokens += self._output_tokens[rid] - 1
-        elif self.role == PREFILL:
-            self.outstanding_tokens += self._input_tokens[rid]
-        else:
+        role = self.role
+        if role == AGGREGATED:
             self.outstanding_tokens += self._input_tokens[rid] + self._output_tokens[rid]
+        elif role == DECODE:
+            self.outstanding_tokens += self._output_tokens[rid] - 1
+        else:
+            self.outstanding_tokens += self._input_tokens[rid]
         for sink, pos in self.load_sinks:
             sink.add(pos)
         self.queue.append(rid)
@@ -233,7 +250,10 @@ class Replica:
                 # start at this instant, but after every request submitted at it has queued
                 self._idle = False
                 self._step_event = wake(self.env, 0.0, self._boundary)
-        elif self._plan_event is not None and self._head_fits():
+        elif self._plan_event is not None and (
+                self._head_fits() if self._on_demand else  # (else _head_fits, inlined)
+                self.queue and len(self._ctx_base) + len(self._prefilling) < self.max_batch
+                and self.kv_reserved_bytes + self._kv_need[self.queue[0]] <= self.kv_capacity_bytes):
             self._cut_plan()
         # (a held prompt cuts the plan at the next release instead: see _cut_plan)
 
@@ -278,7 +298,10 @@ class Replica:
         """A step boundary: admit what fits, then start the next step, or go idle."""
         if event is not None and event is not self._step_event:
             return  # scheduled before a failure wiped the replica
-        if self._on_demand and self._make_room() and (self._prefilling or self._ctx_base):
+        if self._plain:
+            if self.queue:
+                self._admit()
+        elif self._on_demand and self._make_room() and (self._prefilling or self._ctx_base):
             pass  # as vLLM: no request is admitted at a step that had to preempt one
         elif self._release_every and self.queue and self._held(self.steps):
             if self._timeout_s is not None:
@@ -290,9 +313,12 @@ class Replica:
         elif self._ctx_base:
             self._start_decode_steps()
         else:
-            self._idle = True
-            if self.draining and not self.queue:
-                self._drained()
+            self._go_idle()
+
+    def _go_idle(self) -> None:
+        self._idle = True
+        if self.draining and not self.queue:
+            self._drained()
 
     def _expire(self) -> None:
         """Drop queued requests whose admission deadline has passed (checked whenever the queue is read).
@@ -316,6 +342,43 @@ class Replica:
         if self._timeout_s is not None:
             self._expire()
         queue, ctx_base, prefilling, kv_of = self.queue, self._ctx_base, self._prefilling, self._kv_of
+        if self._plain and self.role != DECODE:  # every admission starts a prompt: the loop below, less its branches
+            deadlines, kv_need, inputs, max_batch = self._deadlines, self._kv_need, self._input_tokens, self.max_batch
+            reserved, capacity = self.kv_reserved_bytes, self.kv_capacity_bytes
+            free = max_batch - len(ctx_base) - len(prefilling)  # each admission takes one (a new prompt)
+            while queue and free > 0:
+                rid = queue[0]
+                need = kv_need[rid]
+                if not reserved + need <= capacity:
+                    break
+                if deadlines:
+                    deadlines.popleft()
+                queue.popleft()
+                reserved += need
+                kv_of[rid] = need
+                prefilling[rid] = (0, inputs[rid])
+                free -= 1
+            self.kv_reserved_bytes = reserved
+            return
+        if self._plain:  # a decode replica: every admission joins the batch (the loop below, less its branches)
+            deadlines, kv_need, max_batch = self._deadlines, self._kv_need, self.max_batch
+            tr, now, index, first_too = self.trace, self.env._now, self.index, self._first_from_decode
+            while queue and len(ctx_base) + len(prefilling) < max_batch:
+                rid = queue[0]
+                need = kv_need[rid]
+                if not self.kv_reserved_bytes + need <= self.kv_capacity_bytes:
+                    break
+                if deadlines:
+                    deadlines.popleft()
+                queue.popleft()
+                self.kv_reserved_bytes += need
+                kv_of[rid] = need
+                tr.decode_start_s[rid] = now
+                if first_too:  # the client's stream comes from the decode side
+                    tr.first_token_s[rid] = now
+                tr.decode_replica[rid] = index
+                self._join_decode(rid, 1)
+            return
         queued = len(queue)
         need_of = self._admit_need if self._on_demand else self._kv_need.__getitem__
         # an empty on-demand replica always takes the head (see _make_room)
@@ -445,7 +508,7 @@ class Replica:
         rids = self._finishing.get(step)
         if rids is None:
             self._finishing[step] = [rid]
-            heapq.heappush(self._finish_steps, step)
+            heappush(self._finish_steps, step)
         else:
             rids.append(rid)
         self._ctx_base[rid] = base = ctx - self._step_index
@@ -538,7 +601,11 @@ class Replica:
         if host_load_s:
             dt += host_load_s  # blocks come back from host memory before the step computes on them
         self._mixed = (start, dt, chunks, n_dec, p_tokens)
-        self._step_event = wake(self.env, dt, self._end_mixed_step)
+        # wake(env, dt, self._end_mixed_step), inlined: once per mixed step
+        self._step_event = event = Wake()
+        event.callbacks = self._on_mixed_end
+        env = self.env
+        heappush(env._queue, (start + dt, NORMAL, next(env._eid), event))
 
     def _end_mixed_step(self, event: simpy.Event) -> None:
         if event is not self._step_event:
@@ -551,14 +618,40 @@ class Replica:
         for sink, pos in self.load_sinks:
             sink.add(pos)
         if n_dec:
-            self._advance_decode(1, end)
+            finish_steps = self._finish_steps
+            if self._capped is None and finish_steps and finish_steps[0] > self._step_index + 1:
+                # _advance_decode(1, end) when no sequence finishes at this step, inlined
+                self._step_index += 1
+                self._ctx_total += len(self._ctx_base)
+            else:
+                self._advance_decode(1, end)
         prefilling = self._prefilling
+        plain = self._plain and self.role == AGGREGATED  # a finished prompt only starts decoding here
         for rid, chunk, done, prompt in chunks:
             done += chunk
             if done < prompt:
                 prefilling[rid] = (done, prompt)
                 continue
             del prefilling[rid]
+            if plain:  # the branches below, for a replica without preemption, prefix cache or hand-off
+                tr.prefill_end_s[rid] = tr.first_token_s[rid] = tr.decode_start_s[rid] = end
+                tr.decode_replica[rid] = self.index
+                left = self._output_tokens[rid] - 1
+                if left <= 0 or self._capped is not None:
+                    self._join_decode(rid, 1)
+                    continue
+                # _join_decode(rid, 1), inlined: once per request
+                step = (now_step := self._step_index) + left
+                rids = self._finishing.get(step)
+                if rids is None:
+                    self._finishing[step] = [rid]
+                    heappush(self._finish_steps, step)
+                else:
+                    rids.append(rid)
+                ctx = self._input_tokens[rid] + 1
+                self._ctx_base[rid] = ctx - now_step
+                self._ctx_total += ctx
+                continue
             if self._resumed and rid in self._resumed:  # recomputed after a preemption: decode on
                 self._join_decode(rid, self._resumed.pop(rid))
                 continue
@@ -573,6 +666,16 @@ class Replica:
                 tr.decode_start_s[rid] = end
                 tr.decode_replica[rid] = self.index
                 self._join_decode(rid, 1)
+        if self._plain:  # no prefix cache to trim, no polls: _boundary, inlined (once per step)
+            if self.queue:
+                self._admit()
+            if self._prefilling:
+                self._start_mixed_step()
+            elif self._ctx_base:
+                self._start_decode_steps()
+            else:
+                self._go_idle()
+            return
         if self.prefix_cache is not None:
             self.prefix_cache.trim(self.kv_capacity_bytes - self.kv_reserved_bytes)
         if self._recv_polls:
@@ -598,25 +701,46 @@ class Replica:
                     horizon = 1  # an admissible request is already waiting: stop after this step
         if horizon > FIRST_CHUNK_STEPS and self._lazy_ok and self.slowdown == 1.0 and (
                 self._capped is None or self._capped.exact(n, self._ctx_total, horizon)):
-            # priced in chunks as the clock reaches them (sim/decode_plan.py)
-            self._plan = plan = DecodePlan(self.env, start, horizon, n, self.step_model, self._decode_ctx_sums_from)
-            self._plan_event = self._step_event = plan.queue(self._price_on)
+            # priced in chunks as the clock reaches them (sim/decode_plan.py): the first chunk now, and
+            # the DecodePlan that prices the rest made only if the clock (or a cut) reaches past it
+            env = self.env
+            eid = next(env._eid)  # the plan's place among events at one instant (DecodePlan's number)
+            if self._sliding:
+                first = self._decode_ctx_sums_from(0, FIRST_CHUNK_STEPS)
+            else:
+                first = range(self._ctx_total, self._ctx_total + n * FIRST_CHUNK_STEPS, n)
+            elapsed = self.step_model.decode_elapsed_s(n, first)
+            if isinstance(elapsed, np.ndarray):
+                elapsed = elapsed.tolist()
+            self._plan = None
+            self._priced = (start, elapsed, horizon, eid)
+            self._plan_event = self._step_event = event = Wake()  # DecodePlan.queue(self._price_on), inlined
+            event.callbacks = self._on_priced_end
+            heappush(env._queue, (start + elapsed[-1], NORMAL, eid, event))
             return
         total = self._ctx_total
         sums = range(total, total + n * horizon, n) if not self._sliding else self._decode_ctx_sums(horizon)
         elapsed = self.step_model.decode_elapsed_s(n, sums)
         if self.slowdown != 1.0:
             elapsed = [float(e) * self.slowdown for e in elapsed]  # (Python floats, as NumPy's would multiply)
-        if horizon > 1:
-            self._plan = plan = DecodePlan(self.env, start, horizon, n, self.step_model, self._decode_ctx_sums_from,
-                                           elapsed)
-            self._decoding = (horizon, start + plan.elapsed[-1])
+        if horizon > 1:  # every step priced: a plan without a DecodePlan object
+            if isinstance(elapsed, np.ndarray):
+                elapsed = elapsed.tolist()
+            self._plan = None
+            self._priced = (start, elapsed, horizon, None)
+            self._decoding = (horizon, end := start + elapsed[-1])
             # the plan's end is also the step end in flight: a cut replaces it, voiding this one
-            self._plan_event = self._step_event = plan.queue(self._end_decode_steps)
+            self._plan_event = self._step_event = event = Wake()
+            event.callbacks = self._on_decode_end
+            env = self.env
+            heappush(env._queue, (end, NORMAL, next(env._eid), event))
         else:
             end = start + float(elapsed[0])
             self._decoding = (1, end)
-            self._step_event = wake(self.env, end - start, self._end_decode_steps)
+            self._step_event = event = Wake()  # wake(env, end - start, self._end_decode_steps), inlined
+            event.callbacks = self._on_decode_end
+            env = self.env
+            heappush(env._queue, (start + (end - start), NORMAL, next(env._eid), event))
 
     def _price_on(self, event: simpy.Event) -> None:
         """The clock reached the last step priced of a lazy plan: price more of it, and once it
@@ -624,6 +748,8 @@ class Replica:
         if event is not self._step_event:
             return  # a cut plan's placeholder, or voided by a failure
         plan = self._plan
+        if plan is None:
+            plan = self._plan = self._resume_plan()
         plan.price_more()
         if plan.whole:
             self._decoding = (plan.horizon, plan.start_s + plan.elapsed[-1])
@@ -631,29 +757,52 @@ class Replica:
         else:
             self._plan_event = self._step_event = plan.queue(self._price_on)
 
+    def _resume_plan(self) -> DecodePlan:
+        """The DecodePlan of a lazy plan so far a tuple (_priced), to price more of it: the batch
+        has not changed since it was made, so its sums are the replica's as they stand."""
+        start, elapsed, horizon, eid = self._priced
+        return DecodePlan(self.env, start, horizon, len(self._ctx_base), self.step_model, self._decode_ctx_sums_from,
+                          elapsed, eid)
+
     def _cut_plan(self) -> None:
         """Stop the macro-step at the end of the step in progress (or, for a held prompt, at
         the release that lets it in, if that comes before the plan's end)."""
         now = self.env._now
         plan = self._plan
-        start, elapsed, horizon = plan.start_s, plan.elapsed, plan.horizon
-        in_progress = bisect_left(elapsed, now - start)
-        while in_progress == len(elapsed) and in_progress < horizon:  # not priced that far yet
-            plan.price_more()
+        if plan is None:  # no DecodePlan (yet): (start, elapsed, horizon, the plan's number if lazy)
+            start, elapsed, horizon, _ = self._priced
             in_progress = bisect_left(elapsed, now - start)
+            if in_progress == len(elapsed) < horizon:  # a lazy plan cut past its first chunk
+                plan = self._plan = self._resume_plan()
+        if plan is not None:
+            start, elapsed, horizon = plan.start_s, plan.elapsed, plan.horizon
+            in_progress = bisect_left(elapsed, now - start)
+            while in_progress == len(elapsed) and in_progress < horizon:  # not priced that far yet
+                plan.price_more()
+                in_progress = bisect_left(elapsed, now - start)
         steps = min(in_progress + 1, horizon)
         held = self._release_every and self._held(self.steps + steps)
         if held:
             steps = self._next_release(self.steps + steps) - self.steps
             if steps >= horizon:
                 return  # the plan ends first; its last boundary re-plans up to the release
-            plan.price_to(steps)
+            if plan is None and len(elapsed) < steps:
+                plan = self._plan = self._resume_plan()
+            if plan is not None:
+                plan.price_to(steps)
         end = start + float(elapsed[steps - 1])
         self._decoding = (steps, end)
         self._step_event.callbacks = ()  # the plan's queued event, now stale: the loop pops it and calls nothing
-        self._step_event = event = wake(self.env, end - now if end > now else 0.0, self._end_decode_steps)
+        # wake(env, end - now if end > now else 0.0, self._end_decode_steps), inlined
+        self._step_event = event = Wake()
+        event.callbacks = self._on_decode_end
+        env = self.env
+        heappush(env._queue, (now + (end - now if end > now else 0.0), NORMAL, next(env._eid), event))
         if held:  # still a plan, now of `steps` steps all priced: a later arrival that ends the hold cuts it again
-            plan.horizon = steps
+            if plan is None:
+                self._priced = (start, elapsed, steps, None)
+            else:
+                plan.horizon = steps
             self._plan_event = event
         else:
             self._plan_event = None
@@ -667,8 +816,24 @@ class Replica:
         self.outstanding_tokens -= len(self._ctx_base) * steps
         for sink, pos in self.load_sinks:
             sink.add(pos)
-        self._advance_decode(steps, end)
-        self._boundary()
+        finish_steps = self._finish_steps
+        if self._capped is None and finish_steps and finish_steps[0] > self._step_index + steps:
+            # _advance_decode(steps, end) when no sequence finishes (a cut plan), inlined
+            self._step_index += steps
+            self._ctx_total += len(self._ctx_base) * steps
+        else:
+            self._advance_decode(steps, end)
+        if self._plain:  # _boundary, inlined (once per step)
+            if self.queue:
+                self._admit()
+            if self._prefilling:
+                self._start_mixed_step()
+            elif self._ctx_base:
+                self._start_decode_steps()
+            else:
+                self._go_idle()
+        else:
+            self._boundary()
 
     def _advance_decode(self, steps: int, t: float) -> None:
         """Every sequence of the decode batch generated `steps` tokens, the last at time t."""
@@ -681,9 +846,10 @@ class Replica:
         if not finish_steps or finish_steps[0] > now_step:
             return  # most steps finish no sequence
         # in (finishing step, join order), as one heap of (step, join order, id) would pop them
-        finished = self._finishing.pop(heapq.heappop(finish_steps))
+        finishing = self._finishing
+        finished = finishing.pop(heappop(finish_steps))
         while finish_steps and finish_steps[0] <= now_step:
-            finished += self._finishing.pop(heapq.heappop(finish_steps))
+            finished += finishing.pop(heappop(finish_steps))
         total = self._ctx_total
         for rid in finished:
             total -= (base := ctx_base.pop(rid)) + now_step
@@ -723,7 +889,7 @@ class Replica:
         self.outstanding_tokens = 0
         self._load_changed()
         self._idle = True
-        self._mixed = self._decoding = self._plan = None
+        self._mixed = self._decoding = self._plan = self._priced = None
         self._plan_event = self._step_event = None
         self.accepting = False
         self.draining = False

@@ -18,7 +18,10 @@ from simpy.events import NORMAL
 
 
 class Wake:
-    """An event that has succeeded (value None): wake(env, delay, callback) schedules one."""
+    """An event that has succeeded (value None): wake(env, delay, callback) schedules one.
+
+    Its `callbacks` are read by the loop, never appended to or changed in place (a cut sets
+    them to `()`), so the hot paths give their events one tuple made once per callback."""
 
     __slots__ = ("callbacks",)
     _ok = True  # read by Environment.step: a processed Wake never fails

@@ -9,6 +9,7 @@ it runs before any simulation, so a mistake costs a second, not an hour.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -35,13 +36,14 @@ from factory_sim.perf.memory import plan_memory
 from factory_sim.perf.shape import ReplicaShape
 from factory_sim.perf.stacks import override_stack
 from factory_sim.results.cost import usd_per_gpu_hour
-from factory_sim.sim.autoscaler import AutoscaleSettings
 from factory_sim.sim.engine import FleetLayout, PoolLayout
-from factory_sim.sim.faults import FaultRates, FaultSettings, Injection
-from factory_sim.sim.prefix_cache import PrefixCacheSettings
 from factory_sim.workload.arrivals import mean_rate_per_s
 from factory_sim.workload.generate import generate_requests
-from factory_sim.workload.trace_files import load_trace
+
+if TYPE_CHECKING:  # imported by the experiments that have them: a run without them starts sooner
+    from factory_sim.sim.autoscaler import AutoscaleSettings
+    from factory_sim.sim.faults import FaultSettings
+    from factory_sim.sim.prefix_cache import PrefixCacheSettings
 
 
 def fleet_layouts(exp: Experiment) -> list[FleetLayout]:
@@ -99,6 +101,8 @@ def _autoscale_settings(exp: Experiment, spec: PoolSpec, shape: ReplicaShape, pa
         f = exp.faults or FaultSpec(enabled=False)
         delay = f.engine_start_s + plan_memory(shape).weight_bytes_per_gpu / (f.weight_load_gb_per_s * 1e9)
     targets = exp.traffic_classes or exp.slo_tiers  # the planner keeps the tightest SLO
+    from factory_sim.sim.autoscaler import AutoscaleSettings
+
     return AutoscaleSettings(min_replicas=a.min_replicas, max_replicas=a.max_replicas, interval_s=a.interval_s,
                          scale_up_delay_s=delay, cooldown_s=a.cooldown_s,
                          ttft_slo_s=min(t.ttft_s for t in targets), tpot_slo_s=min(t.tpot_s for t in targets),
@@ -109,6 +113,8 @@ def _autoscale_settings(exp: Experiment, spec: PoolSpec, shape: ReplicaShape, pa
 def prefix_cache_settings(spec: PrefixCacheSpec) -> PrefixCacheSettings | None:
     if not spec.enabled:
         return None
+    from factory_sim.sim.prefix_cache import PrefixCacheSettings
+
     return PrefixCacheSettings(hbm_fraction=spec.hbm_fraction, host_bytes_per_gpu=spec.host_gb_per_gpu * 1e9,
                            host_bytes_per_s_per_gpu=(spec.host_gb_per_s or 0.0) * 1e9)
 
@@ -142,6 +148,8 @@ def _check_trace_length(exp: Experiment) -> None:
     spec = exp.workload_spec
     arr = spec.arrivals
     if isinstance(arr, TraceArrivals) and not arr.loop:
+        from factory_sim.workload.trace_files import load_trace
+
         rows = len(load_trace(arr.trace))
         if spec.requests > rows:
             field = "requests" if exp.requests is not None else "workload.requests"
@@ -207,6 +215,8 @@ def fault_settings(exp: Experiment, layout: FleetLayout) -> FaultSettings | None
     """The fault plan of one fleet, or None when faults are off (the fault-free engine)."""
     if not exp.faults_on:
         return None
+    from factory_sim.sim.faults import FaultRates, FaultSettings, Injection
+
     f = exp.faults
     fleet_spec = next(fs for fs in exp.fleets if fs.name == layout.name)
     hardware = {p.shape.hardware.name: p.shape.hardware for p in layout.pools}

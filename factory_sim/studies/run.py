@@ -33,7 +33,6 @@ from factory_sim.results.cost import (
 from factory_sim.results.metrics import summarize, summarize_by
 from factory_sim.results.trace import DONE, FAILED, PENDING, REASON_NAMES, REJECTED, TIMED_OUT, Trace
 from factory_sim.sim.engine import FleetLayout, SimResult, simulate
-from factory_sim.sim.faults import long_run_availability
 from factory_sim.studies.assemble import fault_settings, fleet_layouts
 from factory_sim.studies.load_search import LoadSearch
 from factory_sim.studies.workers import map_jobs, worker_count
@@ -441,6 +440,8 @@ def _scaling_columns(exp: Experiment, plan: FleetLayout, point: Point, s: dict) 
 
 def _fault_columns(exp: Experiment, plan: FleetLayout, tier, point: Point, usd_h: float) -> dict:
     """Availability and what the faults cost, against the same fleet at the same load without them."""
+    from factory_sim.sim.faults import long_run_availability  # (runs with faults only)
+
     fault_plan = fault_settings(exp, plan)
     if point.fault_free is None:  # one twin serves every tier of the point
         point.fault_free = _simulate_once(exp, plan, point.load, len(point.sim.trace),

@@ -23,8 +23,6 @@ from factory_sim.config.workload import (
     TraceArrivals,
 )
 from factory_sim.errors import ConfigError
-from factory_sim.workload.sessions import mean_turns
-from factory_sim.workload.trace_files import load_trace
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -81,8 +79,12 @@ def mean_rate_per_s(arr: Arrivals) -> float | None:
     if isinstance(arr, (PoissonArrivals, GammaArrivals, DiurnalArrivals)):
         return arr.rate_per_s
     if isinstance(arr, SessionArrivals):
+        from factory_sim.workload.sessions import mean_turns  # (sessions and traces: imported when used)
+
         return arr.rate_per_s * mean_turns(arr)
     if isinstance(arr, TraceArrivals):
+        from factory_sim.workload.trace_files import load_trace
+
         return _native_rate_per_s(load_trace(arr.trace)["arrival_s"].to_numpy(), arr.trace) * arr.time_scale
     if isinstance(arr, ClosedLoopArrivals):
         return None
@@ -96,6 +98,8 @@ def trace_requests(arr: TraceArrivals, n: int, rate_per_s: float | None = None) 
 
     Raises ConfigError when `n` exceeds the trace and `loop` is off.
     """
+    from factory_sim.workload.trace_files import load_trace
+
     trace = load_trace(arr.trace)
     rows = len(trace)
     if n > rows and not arr.loop:

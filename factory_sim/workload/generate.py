@@ -15,7 +15,6 @@ from factory_sim.config.workload import (
 )
 from factory_sim.workload.arrivals import arrival_times, trace_requests
 from factory_sim.workload.lengths import mean_length, sample_lengths
-from factory_sim.workload.sessions import session_requests
 
 # Tokens per KV block behind the Mooncake traces' hash_ids. Source: the traces of Qin et
 # al., "Mooncake: Trading More Storage for Less Computation", FAST 2025
@@ -71,6 +70,8 @@ def generate_requests(
     arr = spec.arrivals
     if isinstance(arr, SessionArrivals):
         assert spec.input_tokens is not None and spec.output_tokens is not None
+        from factory_sim.workload.sessions import session_requests  # (sessions only: imported when used)
+
         fields = session_requests(arr, spec.input_tokens, spec.output_tokens, count, tuple(rng.spawn(5)), rate_per_s)
         return RequestBatch(**fields)
     arrival_rng, input_rng, output_rng = rng.spawn(3)

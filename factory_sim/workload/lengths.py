@@ -17,7 +17,6 @@ from factory_sim.config.workload import (
     NominalLength,
     UniformLength,
 )
-from factory_sim.workload.trace_files import load_trace
 
 
 def sample_lengths(dist: LengthDist, n: int, rng: np.random.Generator) -> np.ndarray:
@@ -74,5 +73,7 @@ def mean_length(dist: LengthDist) -> float:
 
 def empirical_values(dist: EmpiricalLength) -> np.ndarray:
     """The trace's lengths, capped at max_tokens."""
+    from factory_sim.workload.trace_files import load_trace  # (a trace's lengths only: imported when used)
+
     values = load_trace(dist.trace)[f"{dist.column}_tokens"].to_numpy(dtype=np.int64)
     return values if dist.max_tokens is None else np.minimum(values, dist.max_tokens)

@@ -22,6 +22,9 @@ class _HeapReplica(Replica):
         super().__init__(*args, **kwargs)
         self._heap: list[tuple[int, int, int]] = []
         self._joins = 0
+        # the general path, which joins every finished prompt through _join_decode (a plain
+        # replica joins them inline: the same batch, unseen by the override below)
+        self._plain = False
 
     def _join_decode(self, rid: int, generated: int) -> None:
         left = self._output_tokens[rid] - generated
