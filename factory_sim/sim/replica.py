@@ -250,10 +250,7 @@ class Replica:
                 # start at this instant, but after every request submitted at it has queued
                 self._idle = False
                 self._step_event = wake(self.env, 0.0, self._boundary)
-        elif self._plan_event is not None and (
-                self._head_fits() if self._on_demand else  # (else _head_fits, inlined)
-                self.queue and len(self._ctx_base) + len(self._prefilling) < self.max_batch
-                and self.kv_reserved_bytes + self._kv_need[self.queue[0]] <= self.kv_capacity_bytes):
+        elif self._plan_event is not None and self._head_fits():
             self._cut_plan()
         # (a held prompt cuts the plan at the next release instead: see _cut_plan)
 
@@ -636,21 +633,7 @@ class Replica:
             if plain:  # the branches below, for a replica without preemption, prefix cache or hand-off
                 tr.prefill_end_s[rid] = tr.first_token_s[rid] = tr.decode_start_s[rid] = end
                 tr.decode_replica[rid] = self.index
-                left = self._output_tokens[rid] - 1
-                if left <= 0 or self._capped is not None:
-                    self._join_decode(rid, 1)
-                    continue
-                # _join_decode(rid, 1), inlined: once per request
-                step = (now_step := self._step_index) + left
-                rids = self._finishing.get(step)
-                if rids is None:
-                    self._finishing[step] = [rid]
-                    heappush(self._finish_steps, step)
-                else:
-                    rids.append(rid)
-                ctx = self._input_tokens[rid] + 1
-                self._ctx_base[rid] = ctx - now_step
-                self._ctx_total += ctx
+                self._join_decode(rid, 1)
                 continue
             if self._resumed and rid in self._resumed:  # recomputed after a preemption: decode on
                 self._join_decode(rid, self._resumed.pop(rid))
