@@ -34,9 +34,8 @@ from factory_sim.config.stack import load_stack
 from factory_sim.fidelity import measured
 from factory_sim.fidelity.inferencex import load_points as load_inferencex
 from factory_sim.fidelity.mtp_runs import label_mtp_runs
+from factory_sim.fidelity.report import CLIENT_BAND_LABELS, client_band
 from factory_sim.perf.stacks import override_stack
-
-CLIENT_BANDS = (0, 4, 16, 64, 256, 10**9)
 
 
 def _score(points: pd.DataFrame, jobs: int, alone: bool, spread: float) -> pd.DataFrame:
@@ -64,7 +63,7 @@ def main() -> None:
     base = results["shipped"]
     table = base[["id", "quantity", "model", "concurrency"]].copy()
     table["version"] = table["id"].map(version)
-    table["clients"] = pd.cut(table["concurrency"], CLIENT_BANDS, labels=["1-4", "5-16", "17-64", "65-256", "257+"])
+    table["clients"] = pd.Categorical(table["concurrency"].map(client_band), categories=CLIENT_BAND_LABELS)
     for name, res in results.items():
         table[name] = res["rel_error"].to_numpy()
     for quantity in ("ttft_ms", "tpot_ms"):

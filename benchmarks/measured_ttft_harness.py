@@ -28,8 +28,8 @@ import pandas as pd
 from factory_sim.fidelity import measured
 from factory_sim.fidelity.inferencex import load_points as load_inferencex
 from factory_sim.fidelity.mtp_runs import label_mtp_runs
+from factory_sim.fidelity.report import CLIENT_BAND_LABELS, client_band
 
-CLIENT_BANDS = (0, 4, 16, 64, 256, 10**9)
 RUNS = {"shipped": {}, "budget": {"prompt_headroom_tokens": measured.SOURCE_PROMPT_HEADROOM_TOKENS},
         "rounds": {"requests_per_client": measured.SOURCE_REQUESTS_PER_CLIENT},
         "both": {"prompt_headroom_tokens": measured.SOURCE_PROMPT_HEADROOM_TOKENS,
@@ -56,7 +56,7 @@ def main() -> None:
         results[name] = scored[scored["quantity"].isin(["ttft_ms", "tpot_ms"])].reset_index(drop=True)
     base = results[runs[0]]
     table = base[["id", "quantity", "system", "backend", "concurrency", "sample"]].copy()
-    table["clients"] = pd.cut(table["concurrency"], CLIENT_BANDS, labels=["1-4", "5-16", "17-64", "65-256", "257+"])
+    table["clients"] = pd.Categorical(table["concurrency"].map(client_band), categories=CLIENT_BAND_LABELS)
     for name, res in results.items():
         table[name] = res["rel_error"].to_numpy()
     for quantity in ("ttft_ms", "tpot_ms"):
