@@ -1,8 +1,10 @@
 """The MLPerf v6.0 B300 runs behind the Interactive rows, the same systems' other runs of their
 Llama models, and two runs of the DeepSeek-R1 Server deployment NVIDIA's configuration states,
-simulated at the rates their LoadGen logs show, against the latencies those logs record; and
-the per-layer cost of the engines run without CUDA graphs
-(mlperf_deployments.EAGER_LAYER_OVERHEAD_S) fitted to the runs that use such engines.
+simulated at the rates their LoadGen logs show, against the latencies those logs record; the
+per-layer cost of the engines run without CUDA graphs (mlperf_deployments.EAGER_LAYER_OVERHEAD_S)
+fitted to the runs that use such engines; and the host time per step of an engine run with
+TensorRT-LLM's overlap scheduler off (mlperf_deployments.OVERLAP_OFF_HOST_STEP_ESTIMATE_S, an
+opt-in) on the run that states it, beside two runs of the same recipe with the scheduler on.
 
 Each run is simulated as `_open_loop_ok` runs it (Poisson arrivals, the dataset's lengths,
 the submitted deployment and step budget), at the logged completed queries/s, for 600 s past a
@@ -15,6 +17,8 @@ closed/<submitter>/results/<platform>/<benchmark>/<scenario>/performance/run_1/)
     python benchmarks/mlperf_interactive_logs.py --eager-layer-s 0 # without it
     python benchmarks/mlperf_interactive_logs.py --fit            # the cost each eager run's mean TPOT asks for
     python benchmarks/mlperf_interactive_logs.py --generated      # at the output lengths the runs generated
+    python benchmarks/mlperf_interactive_logs.py --overlap-off-s 0 # the overlap-off run without its host time
+    python benchmarks/mlperf_interactive_logs.py --fit-step --runs gpt-oss  # the cost per step each run asks for
 
 Benchmarks run on demand; the test suite never runs them.
 """
@@ -46,6 +50,8 @@ class LoggedRun:
     log: str
     scheduler: SubmittedScheduler | None = None  # where the run's own budget differs from the row's
     ramp_s: float = 150.0  # arrivals left out before the measured 600 s (DeepSeek-R1's long answers load up for longer)
+    overlap_off: bool = False  # trtllm_runtime_flags.disable_overlap_scheduler True in its configuration
+    system: str | None = None  # the hardware, where it is not the row's
 
 
 RUNS = (
@@ -87,9 +93,24 @@ RUNS = (
               (85.68, 83.82, 108.01), (232.2, 336.9), False,
               "closed/ASUSTeK/results/XA_NB3I-E12_B300x8_TRT/llama2-70b-99/Server",
               SubmittedScheduler(max_num_tokens=4608, max_batch_size=3072)),
+    # CUDA graphs to batch 512, the overlap scheduler off (disable_overlap_scheduler True)
     LoggedRun("ASUSTeK gpt-oss-120b Interactive", "CAL-057", "agg 1x[1xb300_hgx mxfp4 TP1 EP1]", 19.8989,
               (13.28, 13.37, 13.99), (63.6, 129.8), False,
-              "closed/ASUSTeK/results/XA_NB3I-E12_B300x8_TRT/gpt-oss-120b/Interactive"),
+              "closed/ASUSTeK/results/XA_NB3I-E12_B300x8_TRT/gpt-oss-120b/Interactive", overlap_off=True),
+    # a control: the same system's Server run of the same recipe (closed/ASUSTeK/configs/XA_NB3I-E12_B300x8/
+    # Server/gpt-oss-120b.py: TP1, the TRTLLM MoE backend, CUDA graphs to batch 896, max_num_tokens
+    # 4638 x 3, gpu_batch_size 896) with the overlap scheduler on; not a calibration row (NVIDIA's is, CAL-056)
+    LoggedRun("ASUSTeK gpt-oss-120b Server (overlap on)", "CAL-056", "agg 1x[1xb300_hgx mxfp4 TP1 EP1]", 76.8445,
+              (42.94, 45.00, 47.17), (152.2, 323.0), False,
+              "closed/ASUSTeK/results/XA_NB3I-E12_B300x8_TRT/gpt-oss-120b/Server",
+              SubmittedScheduler(max_num_tokens=4638 * 3, max_batch_size=896)),
+    # a control in the same scenario: Nebius's B200 Interactive run of the recipe with the overlap scheduler on
+    # (closed/Nebius/configs/nebius_b200_n1/Interactive/gpt-oss-120b.py: TP1, CUDA graphs to batch 64,
+    # max_num_tokens 4638 x 3, gpu_batch_size 896); not a calibration row, simulated on CAL-057's benchmark on B200
+    LoggedRun("Nebius gpt-oss-120b Interactive B200 (overlap on)", "CAL-057", "agg 1x[1xb200_hgx mxfp4 TP1 EP1]",
+              10.049, (8.22, 6.78, 14.55), (62.6, 146.5), False,
+              "closed/Nebius/results/nebius_b200_n1/gpt-oss-120b/Interactive",
+              SubmittedScheduler(max_num_tokens=4638 * 3, max_batch_size=896), system="b200_hgx"),
     # 3 MTP drafts in the run (MLPERF_STATED_NOT_SCORED), 1 simulated, as the row is scored
     LoggedRun("GigaComputing DeepSeek-R1 Interactive", "CAL-055", "agg 1x[8xb300_hgx fp4 TP1 DP8 EP8 MTP1]", 1.3118,
               (float("nan"), 11.22, 14.62), (304.3, 528.3), False,
@@ -115,14 +136,24 @@ RUNS = (
 MEASURED_S = 600.0
 
 
-def simulate_run(run: LoggedRun, rows, eager_layer_s: float, generated: bool, seed: int = 0) -> dict:
+def simulate_run(run: LoggedRun, rows, eager_layer_s: float, generated: bool, seed: int = 0,
+                 overlap_off_s: float | None = None, step_s: float = 0.0) -> dict:
     """Latencies (ms) and sequences in flight of one run simulated at its logged rate."""
     mlperf_deployments.EAGER_LAYER_OVERHEAD_S = 0.0  # applied below, to the eager runs alone
-    b = mlperf.benchmark(rows[rows["id"] == run.row].iloc[0], generated_lengths=generated)
+    if overlap_off_s is None:
+        overlap_off_s = mlperf_deployments.OVERLAP_OFF_HOST_STEP_ESTIMATE_S
+    mlperf_deployments.OVERLAP_OFF_HOST_STEP_S = 0.0  # applied below, to the overlap-off runs alone
+    row = rows[rows["id"] == run.row].iloc[0].copy()
+    if run.system is not None:
+        row["system"] = run.system
+    b = mlperf.benchmark(row, generated_lengths=generated)
     if run.scheduler is not None:
         b = replace(b, scheduler=run.scheduler)
     if run.eager:
         b = replace(b, stack=b.stack.model_copy(update={"layer_overhead_s": b.stack.layer_overhead_s + eager_layer_s}))
+    step_s += overlap_off_s if run.overlap_off else 0.0  # step_s: a cost per step added to any run (--fit-step)
+    if step_s:
+        b = replace(b, stack=b.stack.model_copy(update={"step_overhead_s": b.stack.step_overhead_s + step_s}))
     plan = next(p for p, d in mlperf.candidate_plans(b) if d.startswith(run.config))
     rate = run.queries_s * plan.gpus / b.gpus
     n = int(rate * (run.ramp_s + MEASURED_S + run.ramp_s)) + 1
@@ -153,15 +184,49 @@ def fit_eager(run: LoggedRun, rows, generated: bool, hi: float = 5e-4, steps: in
     return (lo + hi) / 2.0
 
 
+def fit_step(run: LoggedRun, rows, eager_layer_s: float, generated: bool, grid_s: float = 5e-4,
+             steps: int = 8) -> float:
+    """The cost per step, on top of the stack's, at which the run's simulated mean TPOT first reaches
+    the logged mean (without the overlap-off runs' own host time, which it would stand for): the
+    first grid value that reaches it, then bisection below it. Past saturation the simulated mean
+    TPOT falls again (the batch cap holds requests in the queue), so it is not bisected blind."""
+    def tpot(step_s: float) -> float:
+        t = simulate_run(run, rows, eager_layer_s, generated, overlap_off_s=0.0, step_s=step_s)["tpot"][0]
+        return np.inf if np.isnan(t) else t
+
+    target, hi = run.tpot_ms[0], grid_s
+    while tpot(hi) < target:
+        hi += grid_s
+    lo = hi - grid_s
+    for _ in range(steps):
+        mid = (lo + hi) / 2.0
+        lo, hi = (mid, hi) if tpot(mid) < target else (lo, mid)
+    return (lo + hi) / 2.0
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--eager-layer-s", type=float, default=None,
                     help="per-layer cost of the eager runs (default: mlperf_deployments.EAGER_LAYER_OVERHEAD_S)")
     ap.add_argument("--fit", action="store_true", help="fit the per-layer cost to each eager run's mean TPOT")
     ap.add_argument("--generated", action="store_true", help="at the output lengths the runs generated")
+    ap.add_argument("--overlap-off-s", type=float, default=None,
+                    help="host time per step of the overlap-off runs "
+                         "(default: mlperf_deployments.OVERLAP_OFF_HOST_STEP_ESTIMATE_S)")
+    ap.add_argument("--fit-step", action="store_true",
+                    help="fit a cost per step to each run's mean TPOT (with --runs, to those runs)")
+    ap.add_argument("--runs", nargs="*", default=None, metavar="WORD", help="only the runs whose name has a word given")
     args = ap.parse_args()
     eager = mlperf_deployments.EAGER_LAYER_OVERHEAD_S if args.eager_layer_s is None else args.eager_layer_s
     rows = read_reference_csv(mlperf.builtin_calibration_path())
+    if args.fit_step:
+        for run in RUNS:
+            if (args.runs is not None and not any(w in run.name for w in args.runs)) or np.isnan(run.tpot_ms[0]):
+                continue
+            step = fit_step(run, rows, eager, args.generated)
+            print(f"{run.name}: {step * 1e3:.2f} ms per step (logged mean TPOT {run.tpot_ms[0]:.1f} ms; "
+                  f"overlap scheduler {'off' if run.overlap_off else 'on'}; {run.log})")
+        return
     if args.fit:
         fits = []
         for run in (r for r in RUNS if r.eager):
@@ -170,12 +235,15 @@ def main() -> None:
                   f"(logged mean TPOT {run.tpot_ms[0]:.1f} ms; {run.log})")
         print(f"geometric mean: {float(np.exp(np.mean(np.log(fits)))) * 1e6:.1f} us per layer")
         return
-    print(f"per-layer cost of the eager runs: {eager * 1e6:.1f} us"
-          f"{', generated output lengths' if args.generated else ''}")
+    overlap = mlperf_deployments.OVERLAP_OFF_HOST_STEP_ESTIMATE_S if args.overlap_off_s is None else args.overlap_off_s
+    print(f"per-layer cost of the eager runs: {eager * 1e6:.1f} us; host time per step of the overlap-off runs: "
+          f"{overlap * 1e3:.2f} ms{', generated output lengths' if args.generated else ''}")
     print(f"{'run':<42} {'q/s/GPU':>8} {'TPOT mean / p50 / p99 ms, sim (logged)':>44} "
           f"{'TTFT p50 / p99 ms, sim (logged)':>34} {'in flight':>9} {'unfinished':>10}")
     for run in RUNS:
-        s = simulate_run(run, rows, eager, args.generated)
+        if args.runs is not None and not any(w in run.name for w in args.runs):
+            continue
+        s = simulate_run(run, rows, eager, args.generated, overlap_off_s=overlap)
         tpot = " / ".join(f"{a:.1f} ({b:.1f})" for a, b in zip(s["tpot"], run.tpot_ms, strict=True))
         ttft = " / ".join(f"{a:.0f} ({b:.0f})" for a, b in zip(s["ttft"], run.ttft_ms, strict=True))
         print(f"{run.name:<42} {run.queries_s / 8:>8.2f} {tpot:>44} {ttft:>34} {s['in_flight'] / s['gpus']:>9.1f} "

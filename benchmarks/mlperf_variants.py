@@ -16,6 +16,12 @@ rows (out of sample), and each row's error, for one variant at a time:
   graphs (mlperf_deployments.EAGER_LAYER_OVERHEAD_S) replaced, 0 to leave it out;
 - `--eager-server`: that cost on the Llama 3.1 405B Server row too (NVIDIA's B300 Server
   configuration is not among the results read; its B200 one runs without CUDA graphs);
+- `--overlap-off-s [SECONDS]`: a host time per step on the engines their submissions run with
+  TensorRT-LLM's overlap scheduler off (mlperf_deployments.MLPERF_OVERLAP_SCHEDULER_OFF; opt-in,
+  not applied by default), mlperf_deployments.OVERLAP_OFF_HOST_STEP_ESTIMATE_S or the value given;
+- `--overlap-off-server`, `--overlap-off-offline`: that host time on the gpt-oss-120b Server row,
+  or its Offline rows, too, whose submissions keep the overlap scheduler on (a per-step cost of
+  the recipe rather than of the flag; rows served by other frameworks are left as they are);
 - `--set PROFILE:FIELD=VALUE`: a stack constant replaced (repeatable), e.g.
   `--set trtllm_blackwell:fp4_gemm_half_efficiency_tokens=1000`.
 
@@ -54,6 +60,11 @@ def main() -> None:
     ap.add_argument("--short-window", action="store_true", help="measure 500 requests, not 600 s")
     ap.add_argument("--eager-layer-s", type=float, default=None, help="per-layer cost of the eager engines")
     ap.add_argument("--eager-server", action="store_true", help="that cost on the Llama 3.1 405B Server row too")
+    ap.add_argument("--overlap-off-s", type=float, nargs="?", default=None,
+                    const=mlperf_deployments.OVERLAP_OFF_HOST_STEP_ESTIMATE_S,
+                    help="host time per step of the engines run with the overlap scheduler off (opt-in)")
+    ap.add_argument("--overlap-off-server", action="store_true", help="that host time on gpt-oss-120b Server too")
+    ap.add_argument("--overlap-off-offline", action="store_true", help="that host time on gpt-oss-120b Offline too")
     ap.add_argument("--set", nargs="*", default=[], metavar="PROFILE:FIELD=VALUE")
     ap.add_argument("--scenario", nargs="*", default=list(mlperf.MLPERF_SCENARIOS))
     ap.add_argument("--jobs", type=int, default=1)
@@ -61,14 +72,24 @@ def main() -> None:
     if args.stated:
         mlperf.MLPERF_SUBMITTED_DEPLOYMENTS.update(MLPERF_STATED_NOT_SCORED)
     process_only = (args.stated, args.default_budget, args.short_window, args.eager_layer_s is not None,
-                    args.eager_server)
+                    args.eager_server, args.overlap_off_s is not None, args.overlap_off_server,
+                    args.overlap_off_offline)
     if args.jobs != 1 and any(process_only):
-        ap.error("--stated, --default-budget, --short-window and --eager-* change this process only: use --jobs 1")
+        ap.error("--stated, --default-budget, --short-window, --eager-* and --overlap-off-* change this process only: "
+                 "use --jobs 1")
     if args.eager_layer_s is not None:
         mlperf_deployments.EAGER_LAYER_OVERHEAD_S = args.eager_layer_s
     if args.eager_server:
         mlperf_deployments.MLPERF_EAGER_ENGINES = mlperf_deployments.MLPERF_EAGER_ENGINES | {
             ("b300_hgx", "llama3_1_405b", "server")}
+    if args.overlap_off_s is not None:
+        mlperf_deployments.OVERLAP_OFF_HOST_STEP_S = args.overlap_off_s
+    if args.overlap_off_server:
+        mlperf_deployments.MLPERF_OVERLAP_SCHEDULER_OFF = mlperf_deployments.MLPERF_OVERLAP_SCHEDULER_OFF | {
+            ("b300_hgx", "gpt_oss_120b", "server")}
+    if args.overlap_off_offline:
+        mlperf_deployments.MLPERF_OVERLAP_SCHEDULER_OFF = mlperf_deployments.MLPERF_OVERLAP_SCHEDULER_OFF | {
+            (system, "gpt_oss_120b", "offline") for system in ("b200_hgx", "b300_hgx", "gb200_nvl72", "gb300_nvl72")}
     if args.default_budget:
         mlperf.MLPERF_SUBMITTED_SCHEDULERS.clear()
     if args.short_window:

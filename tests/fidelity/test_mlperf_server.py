@@ -183,3 +183,37 @@ def test_engines_run_without_cuda_graphs_pay_the_eager_cost_on_every_layer():
     # the 405B row runs GigaComputing's TP4 engines
     llama405 = {**_row("interactive", 4500, 80), "model": "llama3_1_405b", "isl_mean": 9428.6, "osl_mean": 684.7}
     assert all(d.startswith("agg 1x[4xb300_hgx fp4 TP4]") for _, d in mlperf.candidate_plans(benchmark(llama405)))
+
+
+def test_engines_run_with_the_overlap_scheduler_off_pay_the_host_time_on_every_step_when_opted_in(monkeypatch):
+    """ASUSTeK's gpt-oss-120b Interactive run sets disable_overlap_scheduler. By default (not
+    adopted) its row keeps the stack's step overhead; opted in, its row and only its runs with
+    the host time on top of it, so every step of its engine, at any batch, lasts that much longer."""
+    from factory_sim.fidelity import mlperf_deployments
+    from factory_sim.fidelity.mlperf_deployments import MLPERF_OVERLAP_SCHEDULER_OFF, as_submitted
+    from factory_sim.perf.step_backends import step_time_model
+
+    gpt_oss = {**_row("interactive", 2000, 15), "model": "gpt_oss_120b", "isl_mean": 5010.6, "osl_mean": 1278.2}
+    server = {**gpt_oss, "scenario": "server", "tpot_p99_ms": 80, "ttft_p99_ms": 3000}
+    assert ("b300_hgx", "gpt_oss_120b", "interactive") in MLPERF_OVERLAP_SCHEDULER_OFF
+    assert benchmark(gpt_oss).stack.step_overhead_s == benchmark(server).stack.step_overhead_s  # off by default
+    host_s = mlperf_deployments.OVERLAP_OFF_HOST_STEP_ESTIMATE_S
+    assert 0 < host_s < 0.01
+    monkeypatch.setattr(mlperf_deployments, "OVERLAP_OFF_HOST_STEP_S", host_s)
+    off, on = benchmark(gpt_oss), benchmark(server)
+    assert off.stack.step_overhead_s == pytest.approx(on.stack.step_overhead_s + host_s)
+    assert off.stack.layer_overhead_s == on.stack.layer_overhead_s  # its engine replays CUDA graphs
+    plan = next(p for p, d in mlperf.candidate_plans(off) if d.startswith("agg 1x[1xb300_hgx mxfp4 TP1 EP1]"))
+    shape = plan.pools[0].shape
+    overlapped = step_time_model(replace(shape, stack=on.stack))
+    exposed = step_time_model(shape)
+    for batch in (1, 43, 512):
+        extra = exposed.decode_token_s(batch, batch * 5000.0) - overlapped.decode_token_s(batch, batch * 5000.0)
+        assert extra == pytest.approx(host_s, rel=1e-6)
+    # the other rows keep the stack's step overhead, Llama 2 70B and DeepSeek-R1 Interactive included
+    llama = {**_row("interactive", 450, 40), "model": "llama2_70b", "isl_mean": 222.3, "osl_mean": 218.9}
+    assert benchmark(llama).stack.step_overhead_s == on.stack.step_overhead_s
+    assert benchmark(_row("interactive", 1500, 15)).stack.step_overhead_s == on.stack.step_overhead_s
+    # another framework's stack is left as it is
+    vllm = off.stack.model_copy(update={"framework": "vllm"})
+    assert as_submitted(vllm, "b300_hgx", "gpt_oss_120b", "interactive") is vllm
