@@ -13,6 +13,9 @@ Each request draws its acceptance from a Beta distribution with the standard dev
 passes they take are the stack's tokens per pass (E[1 / t_i] = 1 / t_mean): engines report the
 acceptance as accepted tokens over verify passes summed over requests, the figure the stack's
 acceptance was fitted to, so a spread widens the per-request TPOT without moving that ratio.
+An approximation: in the batch a request's context grows one token a step, so a request that
+accepts more than the average is priced with a shorter context than it has (and one that
+accepts less with a longer one) by the same factor; its KV reservation is its real context.
 Pure NumPy/SciPy: no SimPy.
 """
 
