@@ -93,6 +93,18 @@ class MtpSpec(BaseModel):
         default=None, description="chance a drafted token is accepted given the one before it was; null: the "
                                   "software stack's mtp_acceptance (fitted to measured MTP runs), else 0.85")
 
+    acceptance_sd: Annotated[float, within(0, 0.5, "a standard deviation of a probability; 0 gives every "
+                                                   "request the same acceptance", below=True)] | None = Field(
+        default=None, description="standard deviation of the acceptance across requests (each request draws its "
+                                  "own from a Beta distribution, perf/mtp_spread.py); null: the software stack's "
+                                  "mtp_acceptance_sd, else 0 (one acceptance for every request)")
+
+    def acceptance_sd_for(self, stack_sd: float | None) -> float:
+        """The spread of acceptance across requests: this spec's, else its stack's, else none."""
+        if self.acceptance_sd is not None:
+            return self.acceptance_sd
+        return stack_sd if stack_sd is not None else 0.0
+
     def acceptance_for(self, stack_acceptance: float | None) -> float:
         """The acceptance a pool drafts with: this spec's, else its stack's fitted one, else the default."""
         if self.acceptance_rate is not None:

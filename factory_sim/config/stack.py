@@ -174,6 +174,10 @@ class SoftwareStack(BaseModel):
     # stack serves a model's multi-token-prediction module; None: the project's default
     # (fidelity.mlperf.MTP_ACCEPTANCE). Set where calibration fits it to measured MTP runs.
     mtp_acceptance: float | None = Field(default=None, gt=0, lt=1)
+    # Standard deviation of that acceptance across requests (each request draws its own from a
+    # Beta distribution that keeps the tokens per pass: perf/mtp_spread.py); None: one
+    # acceptance for every request. An experiment's mtp.acceptance_sd overrides it.
+    mtp_acceptance_sd: float | None = Field(default=None, ge=0, lt=0.5)
     # What prices a step: "roofline", this project's model (perf/steptime.py, with the efficiency
     # factors above), or "aiconfigurator", NVIDIA's aiconfigurator-core engine pricing each step
     # from its measured kernel tables (perf/aiconfigurator.py; needs `pip install

@@ -476,11 +476,11 @@ def point_deployment(p: dict, stacks: dict[str, SoftwareStack] | None = None,
     except ConfigError as exc:
         raise Skip(exc.message) from None
     pools = []
-    acceptance = stack.mtp_acceptance or MTP_ACCEPTANCE
+    acceptance, spread = stack.mtp_acceptance or MTP_ACCEPTANCE, stack.mtp_acceptance_sd or 0.0
     for pool in dep.fleet.pools:
         if extra["mtp_drafts"] and pool.role != "prefill":
-            shape = replace(pool.shape, mtp_draft_tokens=extra["mtp_drafts"], mtp_acceptance=acceptance)
-            pool = replace(pool, shape=shape)
+            pool = replace(pool, shape=replace(pool.shape, mtp_draft_tokens=extra["mtp_drafts"],
+                                               mtp_acceptance=acceptance, mtp_acceptance_sd=spread))
         if pool.role == "prefill" and prefill_efficiency != 1.0:
             pool = replace(pool, shape=replace(pool.shape, stack=slower_prefill(pool.shape.stack, prefill_efficiency)))
         if pool.role == "decode" and p.get("framework") == "dynamo-trtllm":

@@ -185,7 +185,8 @@ def deployment(row, stacks: dict[str, SoftwareStack] | None = None,
         # the decode side drafts with the profile's acceptance, as InferenceX's MTP points do
         if not stack.mtp_acceptance:
             raise Skip(f"an MTP run, and stack {stack.name} sets no mtp_acceptance")
-        pools = [replace(p, shape=replace(p.shape, mtp_draft_tokens=int(drafts), mtp_acceptance=stack.mtp_acceptance))
+        pools = [replace(p, shape=replace(p.shape, mtp_draft_tokens=int(drafts), mtp_acceptance=stack.mtp_acceptance,
+                                          mtp_acceptance_sd=stack.mtp_acceptance_sd or 0.0))
                  if p.role != "prefill" else p for p in pools]
         note = "; ".join(n for n in (note, f"MTP {int(drafts)} draft(s), acceptance {stack.mtp_acceptance:.3g}") if n)
     fleet = FleetLayout(str(row.get("id", "row")), tuple(pools), "least_outstanding_tokens")

@@ -289,7 +289,8 @@ def _replica_shapes(b: Benchmark, gpus: int, mtp: bool) -> list[ReplicaShape]:
             shape = ReplicaShape(hardware=b.hardware, model=m, stack=b.stack, precision=b.precision,
                                  attention_precision=b.attention_precision, kv_precision=kv, tp=tp, dp_attention=dp,
                                  ep=ep, mtp_draft_tokens=drafts if mtp else 0,
-                                 mtp_acceptance=MTP_ACCEPTANCE if mtp else 0.0, path=b.id)
+                                 mtp_acceptance=MTP_ACCEPTANCE if mtp else 0.0,
+                                 mtp_acceptance_sd=(b.stack.mtp_acceptance_sd or 0.0) if mtp else 0.0, path=b.id)
             plan_memory(shape)
         except ConfigError:
             continue

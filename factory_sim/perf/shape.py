@@ -83,6 +83,10 @@ class ReplicaShape:
     # probability `mtp_acceptance` given the previous one was. 0 drafts: off.
     mtp_draft_tokens: int = 0
     mtp_acceptance: float = 0.0
+    # Standard deviation of the acceptance across requests (perf/mtp_spread.py): each request
+    # draws its own, the tokens per pass over all requests staying the above's. 0: every
+    # request accepts at mtp_acceptance.
+    mtp_acceptance_sd: float = 0.0
     path: str = "replica"
 
     def __post_init__(self) -> None:
@@ -125,6 +129,12 @@ class ReplicaShape:
                                               "remove mtp or use a model with one (e.g. deepseek_r1)")
             if not 0.0 <= self.mtp_acceptance < 1.0:
                 raise ConfigError(f"{p}.mtp.acceptance_rate", "must be in [0, 1)")
+            if self.mtp_acceptance_sd:
+                from factory_sim.perf.mtp_spread import beta_parameters
+
+                beta_parameters(self.mtp_acceptance, self.mtp_draft_tokens, self.mtp_acceptance_sd, f"{p}.mtp")
+        elif self.mtp_acceptance_sd:
+            raise ConfigError(f"{p}.mtp.acceptance_sd", "a spread of acceptance needs MTP drafts; set mtp or remove it")
         if self.pp > self.model.layers:
             raise ConfigError(f"{p}.pp", f"pp={self.pp} exceeds the model's {self.model.layers} layers")
 

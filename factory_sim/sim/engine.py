@@ -149,6 +149,25 @@ def place_replicas(fleet: FleetLayout) -> list[int]:
     return first
 
 
+def _decode_steps_by_pool(fleet: FleetLayout, trace: Trace, seed: int) -> dict[int, list[int]]:
+    """Per pool whose MTP acceptance differs by request (ReplicaShape.mtp_acceptance_sd), the
+    decode steps each request takes, counted as output tokens (perf/mtp_spread.py): what its
+    replicas read in place of the output tokens. A request's acceptance is one quantile of the
+    pools' distributions, drawn once per run, so it accepts alike wherever it decodes."""
+    spread = [i for i, p in enumerate(fleet.pools) if p.role != PREFILL and p.shape.mtp_acceptance_sd > 0]
+    if not spread:
+        return {}
+    from factory_sim.perf.mtp_spread import decode_steps, steps_per_token
+
+    quantiles = np.random.default_rng([seed, 11]).random(len(trace.output_tokens))
+    out = {}
+    for i in spread:
+        s = fleet.pools[i].shape
+        per_token = steps_per_token(s.mtp_acceptance, s.mtp_draft_tokens, s.mtp_acceptance_sd, quantiles)
+        out[i] = decode_steps(trace.output_tokens, per_token).tolist()
+    return out
+
+
 def _events_scheduled(env: simpy.Environment) -> int:
     """Events the run scheduled: the figure of merit of a macro-stepped simulation.
 
@@ -193,6 +212,7 @@ class _Engine:
         input_tokens, output_tokens = trace.input_tokens.tolist(), trace.output_tokens.tolist()
         self.trace = live = LiveTrace(trace, input_tokens, output_tokens)  # what the event loop writes
         self.first_gpu = place_replicas(fleet)
+        steps_of = _decode_steps_by_pool(fleet, trace, seed)
         for pool_index, pool in enumerate(fleet.pools):
             memory: MemoryBudget = plan_memory(pool.shape)
             step_model = step_time_model(pool.shape)
@@ -221,7 +241,7 @@ class _Engine:
                     memory=memory,
                     kv_need_bytes=kv_need_list,
                     input_tokens=input_tokens,
-                    output_tokens=output_tokens,
+                    output_tokens=steps_of.get(pool_index, output_tokens),
                     max_batch=pool.max_batch,
                     max_batch_tokens=pool.max_batch_tokens,
                     trace=live,

@@ -74,6 +74,7 @@ def _fleet_layout(exp: Experiment, i: int, fleet: FleetSpec) -> FleetLayout:
                 tp=spec.tp, dp_attention=spec.dp_attention, ep=ep, pp=spec.pp,
                 mtp_draft_tokens=mtp.draft_tokens if mtp else 0,
                 mtp_acceptance=mtp.acceptance_for(stack.mtp_acceptance) if mtp else 0.0,
+                mtp_acceptance_sd=mtp.acceptance_sd_for(stack.mtp_acceptance_sd) if mtp else 0.0,
                 path=path,
             )
             plan_memory(shape)  # refuses a shape that does not fit, naming the pool
