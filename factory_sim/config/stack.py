@@ -68,6 +68,13 @@ class SoftwareStack(BaseModel):
     # fitted mostly to TP-split attention, then prices the DP rank's attention several times too
     # slow. None: attention_efficiency.
     mla_dp_attention_efficiency: Efficiency | None = None
+    # Cost per sequence of one attention-DP rank's step, MLA models only (dp_attention > 1): with
+    # mla_dp_attention_efficiency, a rank's decode attention priced as a part per sequence plus a
+    # part per context token (an estimate of what grows with the sequences, not their context:
+    # the MLA kernel's per-sequence set-up and split-KV reduction), so it is cheaper per context
+    # token at long contexts than one efficiency makes it. Paid per sequence (logit row) of the
+    # step over dp, as seq_overhead_s is. 0 leaves it out.
+    mla_dp_seq_overhead_s: StepSeconds = 0.0
     hbm_efficiency: Efficiency
     # above 1: in-switch reductions (NVLink SHARP) halve the bytes an all-reduce moves
     nvlink_efficiency: Annotated[float, within(0, 1.2, "a fraction of the link's bandwidth (to 1.2 with in-switch "

@@ -64,7 +64,8 @@ class Parameter:
         return {self.name: value}
 
 
-EP_PARAMETERS = ("ep_load_imbalance", "ep_peer_latency_s", "adp_rank_jitter_s", "mla_dp_attention_efficiency")
+EP_PARAMETERS = ("ep_load_imbalance", "ep_peer_latency_s", "adp_rank_jitter_s", "mla_dp_attention_efficiency",
+                 "mla_dp_seq_overhead_s")
 # Fitted only when named: every profile sets them (at an estimate); by default they would change a plain `calibrate`
 OPT_IN_PARAMETERS = ("layer_overhead_s",)
 
@@ -85,6 +86,7 @@ PARAMETERS = (
     Parameter("ep_peer_latency_s", 1e-8, 2e-5, 1.5, "estimate", unset_start=1e-6),  # where set, or named (from 1 us)
     Parameter("adp_rank_jitter_s", 1e-5, 0.02, 1.5, "estimate", unset_start=1e-3),  # where set, or when named
     Parameter("seq_overhead_s", 1e-7, 2e-4, 1.5, "estimate"),  # fitted only where a profile sets it
+    Parameter("mla_dp_seq_overhead_s", 1e-7, 1e-3, 1.5, "estimate", unset_start=2e-5),  # where set, or named (20 us)
     Parameter("prefill_step_overhead_s", 1e-3, 0.5, 1.5, "estimate"),
     Parameter("frontend_latency_s", 1e-3, 0.3, 1.0, "estimate"),  # fitted only where a profile sets it
     Parameter("prefill_moe_layer_latency_s", 1e-5, 0.01, 1.5, "estimate"),
@@ -156,8 +158,7 @@ def held_out(dep) -> str | None:
 
     A family is held out only where its own twins contradict it: the same deployments with
     another parallelism fit, and no compute or memory cost explains the gap. Fitted to, such a
-    family moves a latency constant that every other row of its profile then pays.
-    """
+    family moves a latency constant that every other row of its profile then pays."""
     pool = dep.fleet.pools[0]
     sh = pool.shape
     if (pool.role == "aggregated" and sh.stack.framework == "sglang" and sh.model.name == "deepseek_r1"
@@ -382,8 +383,7 @@ def fit_profile(profile: str, rows: list[FitRow], *, rounds: int = 3, iterations
 
     The prior pulls toward the measured (or estimated) value the profile cites, not toward a
     previous fit; `prior_weight` scales its pull (1: as PARAMETERS states). `held_out_by` names
-    groupings of the rows' strata to hold out in turn, on top of the (system, model) groups.
-    """
+    groupings of the rows' strata to hold out in turn, on top of the (system, model) groups."""
     base = load_stack(profile)
     moe_ep = any(_uses_ep(fr) for fr in rows)
     params = fitted_parameters(base, moe_ep, parameters)

@@ -76,7 +76,7 @@ DYNAMO_DECODE_HEADROOM = 1.5
 _STEP_RATES = ("attention_efficiency", "hbm_efficiency", "nvlink_efficiency", "scaleout_efficiency")
 _STEP_SECONDS = ("step_overhead_s", "seq_overhead_s", "layer_overhead_s", "mla_layer_overhead_s",
                  "prefill_step_overhead_s", "prefill_moe_layer_overhead_s", "prefill_moe_overhead_s_per_gparam",
-                 "collective_latency_s", "ep_peer_latency_s", "adp_rank_jitter_s")
+                 "collective_latency_s", "ep_peer_latency_s", "adp_rank_jitter_s", "mla_dp_seq_overhead_s")
 
 
 def slower_prefill(stack: SoftwareStack, factor: float) -> SoftwareStack:

@@ -249,6 +249,8 @@ class StepTimeModel:
         self._overhead = (st.step_overhead_s + st.layer_overhead_s * m.layers + st.mla_layer_overhead_s * mla_layers
                           + st.adp_rank_jitter_s * expected_max_standard_normal(dp))
         self._seq_overhead = st.seq_overhead_s
+        if m.attention == "mla" and dp > 1 and st.mla_dp_seq_overhead_s:  # per sequence of one rank
+            self._seq_overhead += st.mla_dp_seq_overhead_s / dp
         moe_layer_s = (st.prefill_moe_layer_overhead_s
                        + st.prefill_moe_overhead_s_per_gparam * m.routed_expert_gparams_per_layer)
         self._prefill_overhead = st.prefill_step_overhead_s + moe_layer_s * m.moe_layers

@@ -84,6 +84,12 @@ def test_a_constant_the_profile_does_not_set_is_fitted_from_its_estimate_only_wh
     (p,) = fitted_parameters(base, True, ["mla_dp_attention_efficiency"])
     assert start_value(p, base) == pytest.approx(0.35)
     assert fitted_parameters(base, False, ["mla_dp_attention_efficiency"]) == ()
+    # and its cost per sequence of a rank, from 20 us
+    assert not base.mla_dp_seq_overhead_s
+    assert "mla_dp_seq_overhead_s" not in [p.name for p in fitted_parameters(base, True, None)]
+    (p,) = fitted_parameters(base, True, ["mla_dp_seq_overhead_s"])
+    assert start_value(p, base) == pytest.approx(2e-5)
+    assert fitted_parameters(base, False, ["mla_dp_seq_overhead_s"]) == ()
     assert base.fp4_gemm_half_efficiency_tokens is None  # the FP4 roll-off likewise, from the 32 rows of every GEMM
     assert "fp4_gemm_half_efficiency_tokens" not in [p.name for p in fitted_parameters(base, True, None)]
     (p,) = fitted_parameters(base, True, ["fp4_gemm_half_efficiency_tokens"])

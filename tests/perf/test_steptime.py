@@ -455,6 +455,30 @@ def test_mla_attention_on_attention_dp_ranks_runs_at_its_own_efficiency_and_nowh
         assert full.step_time_s(**b) == plain.step_time_s(**b)
 
 
+def test_mla_dp_seq_overhead_is_paid_per_sequence_of_one_attention_dp_rank_and_nowhere_else():
+    """mla_dp_seq_overhead_s adds, per step, that cost per sequence of one attention-DP rank of an
+    MLA model (the batch over dp), whatever the contexts; TP-split attention and GQA models do not pay it."""
+    from factory_sim.perf.stacks import override_stack
+
+    def pair(hardware, model, precision, **par):
+        base = shape(hardware, model, precision, **par)
+        return tuple(StepTimeModel(dataclasses.replace(base, stack=override_stack(
+            base.stack, {"mla_dp_seq_overhead_s": v}))) for v in (0.0, 4e-5))
+
+    for dp in (8, 32):
+        plain, costly = pair("gb200_nvl72", "deepseek_r1", "fp4", tp=1, dp_attention=dp, ep=dp)
+        for seqs, ctx in ((dp, 1000.0), (64 * dp, 8000.0)):
+            b = dict(decode_seqs=float(seqs), decode_ctx_tokens=seqs * ctx)
+            assert costly.step_time_s(**b) - plain.step_time_s(**b) == pytest.approx(4e-5 * seqs / dp, rel=1e-9)
+        assert float(costly.decode_elapsed_s(dp, [dp * 1500.0])[0]) == pytest.approx(
+            costly.step_time_s(decode_seqs=float(dp), decode_ctx_tokens=dp * 1500.0), rel=1e-12)
+    for hardware, model, precision, par in (("gb200_nvl72", "deepseek_r1", "fp4", dict(tp=8, ep=8)),
+                                            ("b200_hgx", "gpt_oss_120b", "fp4", dict(tp=1, dp_attention=2, ep=2))):
+        plain, costly = pair(hardware, model, precision, **par)
+        b = dict(decode_seqs=64.0, decode_ctx_tokens=64 * 8000.0)
+        assert costly.step_time_s(**b) == plain.step_time_s(**b)
+
+
 def test_the_per_size_moe_prefill_costs_scale_with_routed_expert_parameters_not_with_sharding():
     """prefill_moe_{latency,overhead}_s_per_gparam price a model's MoE prefill set-up per MoE layer
     and per billion routed expert parameters of the layer: DeepSeek-R1 (256 experts of 3 x 7168 x
