@@ -513,7 +513,7 @@ class _Engine:
         if self._arrival_times:
             wake(self.env, max(self._arrival_times[0], 0.0), self._arrivals_due)
 
-    def _arrivals_due(self, _event: simpy.Event) -> None:
+    def _arrivals_due(self, event: Wake) -> None:
         env, times, rids = self.env, self._arrival_times, self._arrival_rids
         i = self._next_arrival
         sole = self._sole_entry
@@ -529,8 +529,9 @@ class _Engine:
             i += 1
         self._next_arrival = i
         if i < n:
-            # wake(env, times[i] - now, self._arrivals_due), inlined: once per arrival
-            event = Wake()
+            # wake(env, times[i] - now, self._arrivals_due), inlined, with the event just processed
+            # queued again (the loop is done with it: it cleared its callbacks before this call, and
+            # nothing else holds it), one object fewer per arrival
             event.callbacks = self._on_arrivals_due
             heappush(env._queue, (now + (times[i] - now), NORMAL, next(env._eid), event))
 

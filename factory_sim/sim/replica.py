@@ -52,6 +52,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import simpy
+from numpy import ndarray  # (read per plan: NumPy's module __getattr__ keeps CPython 3.11 from caching `np.ndarray`)
 from simpy.events import NORMAL
 
 from factory_sim.config.experiment import AGGREGATED, DECODE, PREFILL
@@ -558,7 +559,9 @@ class Replica:
         return effective_context(self.shape, ctx.astype(float)[None, :] + np.arange(steps)[:, None]).sum(axis=1)
 
     # -- a mixed step: decode every sequence past prefill, fill the rest with prompt chunks --
-    def _start_mixed_step(self) -> None:
+    def _start_mixed_step(self, event: Wake | None = None) -> None:
+        """Start a mixed step; its end is `event` (the end of the step before it, which the loop is done
+        with: queued again, one object fewer per step) or a new event."""
         tr, start, model = self.trace, self.env._now, self.step_model
         n_dec = len(self._ctx_base)
         budget = self.max_batch_tokens - n_dec
@@ -599,7 +602,9 @@ class Replica:
             dt += host_load_s  # blocks come back from host memory before the step computes on them
         self._mixed = (start, dt, chunks, n_dec, p_tokens)
         # wake(env, dt, self._end_mixed_step), inlined: once per mixed step
-        self._step_event = event = Wake()
+        if event is None:
+            event = Wake()
+        self._step_event = event
         event.callbacks = self._on_mixed_end
         env = self.env
         heappush(env._queue, (start + dt, NORMAL, next(env._eid), event))
@@ -653,9 +658,9 @@ class Replica:
             if self.queue:
                 self._admit()
             if self._prefilling:
-                self._start_mixed_step()
+                self._start_mixed_step(event)
             elif self._ctx_base:
-                self._start_decode_steps()
+                self._start_decode_steps(event)
             else:
                 self._go_idle()
             return
@@ -666,8 +671,11 @@ class Replica:
         self._boundary()
 
     # -- pure decode until the next finish: priced at once, cut short only by an admission ----
-    def _start_decode_steps(self) -> None:
+    def _start_decode_steps(self, event: Wake | None = None) -> None:
+        """Start decode steps up to the next finish (see _start_mixed_step for `event`)."""
         start = self.env._now  # (SimPy's `now` property, read without its call)
+        if event is None:
+            event = Wake()
         n = len(self._ctx_base)
         horizon = 1
         if self._macro:
@@ -693,11 +701,11 @@ class Replica:
             else:
                 first = range(self._ctx_total, self._ctx_total + n * FIRST_CHUNK_STEPS, n)
             elapsed = self.step_model.decode_elapsed_s(n, first)
-            if isinstance(elapsed, np.ndarray):
+            if isinstance(elapsed, ndarray):
                 elapsed = elapsed.tolist()
             self._plan = None
             self._priced = (start, elapsed, horizon, eid)
-            self._plan_event = self._step_event = event = Wake()  # DecodePlan.queue(self._price_on), inlined
+            self._plan_event = self._step_event = event  # DecodePlan.queue(self._price_on), inlined
             event.callbacks = self._on_priced_end
             heappush(env._queue, (start + elapsed[-1], NORMAL, eid, event))
             return
@@ -707,20 +715,20 @@ class Replica:
         if self.slowdown != 1.0:
             elapsed = [float(e) * self.slowdown for e in elapsed]  # (Python floats, as NumPy's would multiply)
         if horizon > 1:  # every step priced: a plan without a DecodePlan object
-            if isinstance(elapsed, np.ndarray):
+            if isinstance(elapsed, ndarray):
                 elapsed = elapsed.tolist()
             self._plan = None
             self._priced = (start, elapsed, horizon, None)
             self._decoding = (horizon, end := start + elapsed[-1])
             # the plan's end is also the step end in flight: a cut replaces it, voiding this one
-            self._plan_event = self._step_event = event = Wake()
+            self._plan_event = self._step_event = event
             event.callbacks = self._on_decode_end
             env = self.env
             heappush(env._queue, (end, NORMAL, next(env._eid), event))
         else:
             end = start + float(elapsed[0])
             self._decoding = (1, end)
-            self._step_event = event = Wake()  # wake(env, end - start, self._end_decode_steps), inlined
+            self._step_event = event  # wake(env, end - start, self._end_decode_steps), inlined
             event.callbacks = self._on_decode_end
             env = self.env
             heappush(env._queue, (start + (end - start), NORMAL, next(env._eid), event))
@@ -763,7 +771,7 @@ class Replica:
             while in_progress == len(elapsed) and in_progress < horizon:  # not priced that far yet
                 plan.price_more()
                 in_progress = bisect_left(elapsed, now - start)
-        steps = min(in_progress + 1, horizon)
+        steps = in_progress + 1 if in_progress < horizon else horizon  # min(in_progress + 1, horizon), without its call
         held = self._release_every and self._held(self.steps + steps)
         if held:
             steps = self._next_release(self.steps + steps) - self.steps
@@ -810,9 +818,9 @@ class Replica:
             if self.queue:
                 self._admit()
             if self._prefilling:
-                self._start_mixed_step()
+                self._start_mixed_step(event)
             elif self._ctx_base:
-                self._start_decode_steps()
+                self._start_decode_steps(event)
             else:
                 self._go_idle()
         else:

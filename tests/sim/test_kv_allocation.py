@@ -40,12 +40,12 @@ def kv_checked():
     seen = {"steps": 0, "preemptions": 0}
 
     def guard(original):
-        def start(self):
+        def start(self, event=None):
             if self._on_demand:
                 need = self._used_bytes() + self._kv_token_bytes * len(self._ctx_base)
                 assert need <= self.kv_capacity_bytes * (1 + 1e-9)
                 seen["steps"] += 1
-            return original(self)
+            return original(self, event)
         return start
 
     def counted(original):
