@@ -87,8 +87,7 @@ PARAMETERS = (
     Parameter("seq_overhead_s", 1e-7, 2e-4, 1.5, "estimate"),  # fitted only where a profile sets it
     Parameter("prefill_step_overhead_s", 1e-3, 0.5, 1.5, "estimate"),
     Parameter("frontend_latency_s", 1e-3, 0.3, 1.0, "estimate"),  # fitted only where a profile sets it
-    # where set, or when named (from 50 us: an estimate, one streamed chunk's send in a Python event loop)
-    Parameter("frontend_s_per_streamed_token", 1e-7, 2e-3, 1.5, "estimate", unset_start=5e-5),
+    Parameter("frontend_s_per_streamed_token", 1e-7, 2e-3, 1.5, "estimate", unset_start=1e-4),  # where set or named
     Parameter("prefill_moe_layer_latency_s", 1e-5, 0.01, 1.5, "estimate"),
     Parameter("prefill_moe_layer_overhead_s", 1e-5, 0.01, 1.5, "estimate"),
     # per billion routed expert parameters of an MoE layer (DeepSeek-R1: 11.3); fitted only where a profile sets it
@@ -328,8 +327,7 @@ def _objective(e: np.ndarray, w: np.ndarray, x: np.ndarray, sigmas: np.ndarray, 
 
 def _solve_linear(e0: np.ndarray, jac: np.ndarray, w: np.ndarray, x0: np.ndarray, sigmas: np.ndarray,
                   bounds, mask: np.ndarray, iterations: int, x_prior: np.ndarray) -> np.ndarray:
-    """Bounded least squares of the linearised errors (rows in `mask`) plus the prior terms,
-    within MAX_MOVE_LOG of x0."""
+    """Bounded least squares of the linearised errors (rows in `mask`) plus the priors, within MAX_MOVE_LOG of x0."""
     mask = mask & (w > 0)
     sw = np.sqrt(w[mask])
 
