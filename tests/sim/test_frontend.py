@@ -69,14 +69,19 @@ def _closed_loop(s_per_token: float, clients: int):
     return tr, res
 
 
-def test_zero_cost_per_token_runs_the_same_simulation():
-    """frontend_s_per_streamed_token = 0 is the default: the same trace and the same events."""
-    base, res0 = _closed_loop(0.0, 32)
+def test_nothing_streamed_yet_means_no_wait():
+    """A burst that arrives before any request has finished meets an idle front-end: the same
+    trace as without the field (its fixed latency applies either way)."""
     sh = shape("h200_sxm", "llama3_1_8b", "fp8", tp=1)
-    assert sh.stack.frontend_s_per_streamed_token == 0.0
-    again, res1 = _closed_loop(0.0, 32)
-    np.testing.assert_array_equal(base.first_token_s, again.first_token_s)
-    assert res0.events == res1.events
+    assert sh.stack.frontend_s_per_streamed_token == 0.0  # off by default
+    traces = []
+    for c in (0.0, 200e-6):
+        s = dataclasses.replace(sh, stack=override_stack(sh.stack, {"frontend_s_per_streamed_token": c,
+                                                                     "frontend_latency_s": 0.01}))
+        traces.append(simulate(aggregated_fleet(s, max_batch=64), np.full(48, 512), np.full(48, 100),
+                               arrival_s=np.zeros(48)).trace)
+    for column in ("prefill_start_s", "first_token_s", "finish_s"):
+        np.testing.assert_array_equal(getattr(traces[1], column), getattr(traces[0], column))
 
 
 def test_the_wait_lengthens_ttft_more_as_more_tokens_stream():
