@@ -143,6 +143,13 @@ class SoftwareStack(BaseModel):
     # template, tokenization, hand-off to the engine process), detokenization and streaming.
     # Pure latency: it adds to TTFT and end-to-end latency, never to a step. 0 leaves it out.
     frontend_latency_s: StepSeconds = 0.0
+    # The front-end's CPU time per streamed token, which new requests queue behind: one event
+    # loop per serving process (SGLang's TokenizerManager shares the HTTP server's process;
+    # trtllm-serve post-processes there unless `num_postprocess_workers` is set) sends every
+    # streamed token and takes in every new request before the engine sees it. A new request
+    # waits the M/D/1 mean wait of that loop at its utilization (this times the streamed
+    # tokens/s per entry replica; sim/frontend.py). Seconds per token; 0 leaves it out.
+    frontend_s_per_streamed_token: StepSeconds = 0.0
     # Attention-DP context balancing (TensorRT-LLM `attention_dp_config.enable_balance`): an
     # aggregated replica with attention DP holds new prompts until every rank has one and a
     # free slot, or until this many steps have passed since the last release, so that the

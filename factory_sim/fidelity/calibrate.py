@@ -89,6 +89,7 @@ PARAMETERS = (
     Parameter("mla_dp_seq_overhead_s", 1e-7, 1e-3, 1.5, "estimate", unset_start=2e-5),  # where set, or named (20 us)
     Parameter("prefill_step_overhead_s", 1e-3, 0.5, 1.5, "estimate"),
     Parameter("frontend_latency_s", 1e-3, 0.3, 1.0, "estimate"),  # fitted only where a profile sets it
+    Parameter("frontend_s_per_streamed_token", 1e-7, 2e-3, 1.5, "estimate", unset_start=1e-4),  # where set or named
     Parameter("prefill_moe_layer_latency_s", 1e-5, 0.01, 1.5, "estimate"),
     Parameter("prefill_moe_layer_overhead_s", 1e-5, 0.01, 1.5, "estimate"),
     # per billion routed expert parameters of an MoE layer (DeepSeek-R1: 11.3); fitted only where a profile sets it
@@ -109,7 +110,7 @@ QUANTITY_WEIGHT = {"throughput": 1.0, "tpot_ms": 1.0, "ttft_ms": 0.5,
                    "output_tok_s_per_gpu": 1.0, "interactivity_tok_s_user": 1.0}  # the last two: InferenceX
 TTFT_PARAMETERS = ("prefill_step_overhead_s", "prefill_moe_layer_latency_s", "prefill_moe_layer_overhead_s",
                    "prefill_moe_latency_s_per_gparam", "prefill_moe_overhead_s_per_gparam",
-                   "prefill_attention_efficiency", "frontend_latency_s")
+                   "prefill_attention_efficiency", "frontend_latency_s", "frontend_s_per_streamed_token")
 # Largest parameter move per Gauss-Newton round (log), a trust region for the linearisation.
 MAX_MOVE_LOG = 0.4
 CONFIDENCE_WEIGHT = {"high": 1.0, "medium": 0.5, "low": 0.0}  # low-confidence rows get no weight
@@ -327,8 +328,7 @@ def _objective(e: np.ndarray, w: np.ndarray, x: np.ndarray, sigmas: np.ndarray, 
 
 def _solve_linear(e0: np.ndarray, jac: np.ndarray, w: np.ndarray, x0: np.ndarray, sigmas: np.ndarray,
                   bounds, mask: np.ndarray, iterations: int, x_prior: np.ndarray) -> np.ndarray:
-    """Bounded least squares of the linearised errors (rows in `mask`) plus the prior terms,
-    within MAX_MOVE_LOG of x0."""
+    """Bounded least squares of the linearised errors (rows in `mask`) plus the priors, within MAX_MOVE_LOG of x0."""
     mask = mask & (w > 0)
     sw = np.sqrt(w[mask])
 

@@ -36,6 +36,7 @@ from factory_sim.results.trace import (
     Trace,
 )
 from factory_sim.sim.clock import run
+from factory_sim.sim.frontend import FrontendQueue
 from factory_sim.sim.live_trace import LiveTrace
 from factory_sim.sim.replica import Replica
 from factory_sim.sim.router import Router
@@ -186,7 +187,7 @@ class _Engine:
         "request_latency_s", "_all_fit", "_entry_all_fit", "_max_queue", "_kv_copy_bytes", "_link_cache", "faults",
         "autoscaler", "_trackers", "_service_cache", "all_done", "_terminal", "_max_retries", "_retry_after_s",
         "next_turn", "_block_hashes", "_block_tokens", "think_s", "_next_arrival", "_arrival_rids", "_arrival_times",
-        "_sole_entry", "_on_arrivals_due", "_arrivals_n",
+        "_sole_entry", "_on_arrivals_due", "_arrivals_n", "_frontend",
     )
 
     def __init__(self, fleet: FleetLayout, trace: Trace, seed: int, macro_steps: bool, closed_loop: int | None,
@@ -265,6 +266,9 @@ class _Engine:
         # MoE prefill set-up (ReplicaShape.request_latency_s), the largest of the entry pools' so
         # that routing never depends on which one it took
         self.request_latency_s = max(p.shape.request_latency_s for p in fleet.pools if p.role == self.entry_role)
+        s_per_token = max(p.shape.stack.frontend_s_per_streamed_token for p in fleet.pools if p.role == self.entry_role)
+        self._frontend = (FrontendQueue(s_per_token, len(self.by_role[self.entry_role]),
+                                        [r for r in self.replicas if r.role != PREFILL]) if s_per_token > 0 else None)
         self._all_fit = {role: all(ok.all() for _, ok in fits) for role, fits in self._fits.items()}
         # when every request fits every entry (and decode) replica, _dispatch skips the per-request checks
         self._entry_all_fit = self._all_fit[self.entry_role] and (not self._disaggregated or self._all_fit[DECODE])
@@ -302,6 +306,7 @@ class _Engine:
         # the one entry replica every request goes to, when _dispatch would check nothing else
         entry = self.by_role[self.entry_role]
         self._sole_entry = entry[0] if (len(entry) == 1 and self._entry_all_fit and not self._trackers
+                                        and self._frontend is None
                                         and self._max_queue[entry[0].pool_index] is None) else None
 
     def _setup_faults(self, plan: FaultSettings, seed: int) -> None:
@@ -343,10 +348,17 @@ class _Engine:
     # -- request life cycle ---------------------------------------------------------------
     def arrive(self, rid: int) -> None:
         self.trace.arrival_s[rid] = self.env.now
-        if self.request_latency_s > 0:
+        if self._frontend is not None:
+            self._enter(rid)
+        elif self.request_latency_s > 0:
             self.env.timeout(self.request_latency_s, rid).callbacks.append(self._after_request_latency)
         else:
             self._dispatch(rid)
+
+    def _enter(self, rid: int) -> None:
+        """Through a front-end that queues new requests behind the stream: its wait and its latency."""
+        self.env.timeout(self.request_latency_s + self._frontend.wait_s(), rid).callbacks.append(
+            self._after_request_latency)
 
     def _after_request_latency(self, event: simpy.Event) -> None:
         self._dispatch(event.value)
@@ -453,6 +465,8 @@ class _Engine:
         """`rep` produced the request's last token."""
         tr = self.trace
         tr.outcome[rid] = DONE
+        if self._frontend is not None:
+            self._frontend.finished(tr.output_tokens[rid], tr.finish_s[rid] - tr.first_token_s[rid])
         tr.pool[rid] = rep.pool_index
         tr.hardware[rid] = rep.hardware_index
         if self.autoscaler is not None and rep.role != PREFILL:
@@ -498,7 +512,7 @@ class _Engine:
         session's later turns) arrive when their previous turn ends."""
         scheduled = np.isfinite(arrival_s)
         self.trace.arrays.arrival_s[scheduled] = arrival_s[scheduled]
-        due_s = arrival_s + self.request_latency_s
+        due_s = arrival_s + (self.request_latency_s if self._frontend is None else 0.0)  # else _enter adds it
         if scheduled.all():
             self._arrival_rids = None
             self._arrival_times = due_s.tolist()
@@ -517,15 +531,16 @@ class _Engine:
         env, times, rids = self.env, self._arrival_times, self._arrival_rids
         i = self._next_arrival
         sole = self._sole_entry
+        dispatch = self._dispatch if self._frontend is None else self._enter
         if sole is not None and rids is None:  # _dispatch to the only entry replica, inlined
             self.trace.prefill_replica[i] = sole.index
             sole.submit(i)
         else:
-            self._dispatch(i if rids is None else rids[i])
+            dispatch(i if rids is None else rids[i])
         i += 1
         now, n = env._now, self._arrivals_n  # (no event runs between these dispatches: the clock stands)
         while i < n and not times[i] > now:  # dispatches at this instant share its event
-            self._dispatch(i if rids is None else rids[i])
+            dispatch(i if rids is None else rids[i])
             i += 1
         self._next_arrival = i
         if i < n:
