@@ -100,3 +100,14 @@ def decode_steps(output_tokens: np.ndarray, per_token: np.ndarray) -> np.ndarray
     out = np.asarray(output_tokens, dtype=np.int64)
     rest = np.maximum(np.rint((out - 1) * per_token), 1).astype(np.int64)
     return np.where(out > 1, 1 + rest, out)
+
+
+def decode_steps_by_pool(shapes: dict[int, object], output_tokens: np.ndarray, seed: int) -> dict[int, list[int]]:
+    """Per pool whose MTP acceptance differs by request (its ReplicaShape in `shapes`, by pool
+    index), the decode steps each request takes, counted as output tokens: what its replicas
+    read in place of the output tokens. A request's acceptance is one quantile of the pools'
+    distributions, drawn once per run, so it accepts alike wherever it decodes."""
+    quantiles = np.random.default_rng([seed, 11]).random(len(output_tokens))
+    return {i: decode_steps(output_tokens, steps_per_token(s.mtp_acceptance, s.mtp_draft_tokens, s.mtp_acceptance_sd,
+                                                           quantiles)).tolist()
+            for i, s in shapes.items()}

@@ -151,22 +151,13 @@ def place_replicas(fleet: FleetLayout) -> list[int]:
 
 
 def _decode_steps_by_pool(fleet: FleetLayout, trace: Trace, seed: int) -> dict[int, list[int]]:
-    """Per pool whose MTP acceptance differs by request (ReplicaShape.mtp_acceptance_sd), the
-    decode steps each request takes, counted as output tokens (perf/mtp_spread.py): what its
-    replicas read in place of the output tokens. A request's acceptance is one quantile of the
-    pools' distributions, drawn once per run, so it accepts alike wherever it decodes."""
-    spread = [i for i, p in enumerate(fleet.pools) if p.role != PREFILL and p.shape.mtp_acceptance_sd > 0]
-    if not spread:
+    """The decode steps of each request in the pools whose MTP acceptance differs by request."""
+    shapes = {i: p.shape for i, p in enumerate(fleet.pools) if p.role != PREFILL and p.shape.mtp_acceptance_sd > 0}
+    if not shapes:
         return {}
-    from factory_sim.perf.mtp_spread import decode_steps, steps_per_token
+    from factory_sim.perf.mtp_spread import decode_steps_by_pool
 
-    quantiles = np.random.default_rng([seed, 11]).random(len(trace.output_tokens))
-    out = {}
-    for i in spread:
-        s = fleet.pools[i].shape
-        per_token = steps_per_token(s.mtp_acceptance, s.mtp_draft_tokens, s.mtp_acceptance_sd, quantiles)
-        out[i] = decode_steps(trace.output_tokens, per_token).tolist()
-    return out
+    return decode_steps_by_pool(shapes, trace.output_tokens, seed)
 
 
 def _events_scheduled(env: simpy.Environment) -> int:
@@ -187,7 +178,7 @@ class _Engine:
         "request_latency_s", "_all_fit", "_entry_all_fit", "_max_queue", "_kv_copy_bytes", "_link_cache", "faults",
         "autoscaler", "_trackers", "_service_cache", "all_done", "_terminal", "_max_retries", "_retry_after_s",
         "next_turn", "_block_hashes", "_block_tokens", "think_s", "_next_arrival", "_arrival_rids", "_arrival_times",
-        "_sole_entry", "_on_arrivals_due", "_arrivals_n", "_frontend",
+        "_sole_entry", "_on_arrivals_due", "_arrivals_n", "_frontend", "_entry_dispatch",
     )
 
     def __init__(self, fleet: FleetLayout, trace: Trace, seed: int, macro_steps: bool, closed_loop: int | None,
@@ -266,9 +257,9 @@ class _Engine:
         # MoE prefill set-up (ReplicaShape.request_latency_s), the largest of the entry pools' so
         # that routing never depends on which one it took
         self.request_latency_s = max(p.shape.request_latency_s for p in fleet.pools if p.role == self.entry_role)
-        s_per_token = max(p.shape.stack.frontend_s_per_streamed_token for p in fleet.pools if p.role == self.entry_role)
-        self._frontend = (FrontendQueue(s_per_token, len(self.by_role[self.entry_role]),
-                                        [r for r in self.replicas if r.role != PREFILL]) if s_per_token > 0 else None)
+        self._frontend = FrontendQueue.of_fleet(fleet, self.entry_role, self.by_role[self.entry_role],
+                                                [r for r in self.replicas if r.role != PREFILL])
+        self._entry_dispatch = self._dispatch if self._frontend is None else self._enter  # a scheduled arrival's
         self._all_fit = {role: all(ok.all() for _, ok in fits) for role, fits in self._fits.items()}
         # when every request fits every entry (and decode) replica, _dispatch skips the per-request checks
         self._entry_all_fit = self._all_fit[self.entry_role] and (not self._disaggregated or self._all_fit[DECODE])
@@ -531,16 +522,15 @@ class _Engine:
         env, times, rids = self.env, self._arrival_times, self._arrival_rids
         i = self._next_arrival
         sole = self._sole_entry
-        dispatch = self._dispatch if self._frontend is None else self._enter
         if sole is not None and rids is None:  # _dispatch to the only entry replica, inlined
             self.trace.prefill_replica[i] = sole.index
             sole.submit(i)
         else:
-            dispatch(i if rids is None else rids[i])
+            self._entry_dispatch(i if rids is None else rids[i])
         i += 1
         now, n = env._now, self._arrivals_n  # (no event runs between these dispatches: the clock stands)
         while i < n and not times[i] > now:  # dispatches at this instant share its event
-            dispatch(i if rids is None else rids[i])
+            self._entry_dispatch(i if rids is None else rids[i])
             i += 1
         self._next_arrival = i
         if i < n:

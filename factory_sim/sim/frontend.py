@@ -59,6 +59,13 @@ class FrontendQueue:
         self._intervals: deque[float] = deque()
         self._interval_sum = 0.0
 
+    @classmethod
+    def of_fleet(cls, fleet, entry_role: str, entry: Sequence, streaming: Sequence) -> FrontendQueue | None:
+        """The front-end of a fleet's entry pools (the largest cost per token among them), or None
+        when none has one: then arrivals go straight to dispatch."""
+        s_per_token = max(p.shape.stack.frontend_s_per_streamed_token for p in fleet.pools if p.role == entry_role)
+        return cls(s_per_token, len(entry), streaming) if s_per_token > 0 else None
+
     def finished(self, tokens: int, decode_s: float) -> None:
         """A request finished after streaming `tokens` tokens, the first `decode_s` before the last."""
         if tokens < 2 or not decode_s > 0.0:  # NaN (no first token recorded) or a single token
