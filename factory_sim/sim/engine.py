@@ -257,7 +257,7 @@ class _Engine:
         # MoE prefill set-up (ReplicaShape.request_latency_s), the largest of the entry pools' so
         # that routing never depends on which one it took
         self.request_latency_s = max(p.shape.request_latency_s for p in fleet.pools if p.role == self.entry_role)
-        self._frontend = FrontendQueue.of_fleet(fleet, self.entry_role, self.by_role[self.entry_role],
+        self._frontend = FrontendQueue.of_fleet(fleet, self.entry_role, len(self.by_role[self.entry_role]),
                                                 [r for r in self.replicas if r.role != PREFILL])
         self._entry_dispatch = self._dispatch if self._frontend is None else self._enter  # a scheduled arrival's
         self._all_fit = {role: all(ok.all() for _, ok in fits) for role, fits in self._fits.items()}

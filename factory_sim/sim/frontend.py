@@ -60,11 +60,11 @@ class FrontendQueue:
         self._interval_sum = 0.0
 
     @classmethod
-    def of_fleet(cls, fleet, entry_role: str, entry: Sequence, streaming: Sequence) -> FrontendQueue | None:
+    def of_fleet(cls, fleet, entry_role: str, frontends: int, streaming: Sequence) -> FrontendQueue | None:
         """The front-end of a fleet's entry pools (the largest cost per token among them), or None
         when none has one: then arrivals go straight to dispatch."""
         s_per_token = max(p.shape.stack.frontend_s_per_streamed_token for p in fleet.pools if p.role == entry_role)
-        return cls(s_per_token, len(entry), streaming) if s_per_token > 0 else None
+        return cls(s_per_token, frontends, streaming) if s_per_token > 0 else None
 
     def finished(self, tokens: int, decode_s: float) -> None:
         """A request finished after streaming `tokens` tokens, the first `decode_s` before the last."""
