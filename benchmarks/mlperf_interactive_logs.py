@@ -18,7 +18,10 @@ closed/<submitter>/results/<platform>/<benchmark>/<scenario>/performance/run_1/)
     python benchmarks/mlperf_interactive_logs.py --fit            # the cost each eager run's mean TPOT asks for
     python benchmarks/mlperf_interactive_logs.py --generated      # at the output lengths the runs generated
     python benchmarks/mlperf_interactive_logs.py --overlap-off-s 0 # the overlap-off run without its host time
-    python benchmarks/mlperf_interactive_logs.py --fit-step --runs gpt-oss  # the cost per step each run asks for
+    python benchmarks/mlperf_interactive_logs.py --fit-step --greedy --runs gpt-oss  # the cost per step asked for
+
+gpt-oss-120b's runs sample at temperature 1.0 (mlperf_deployments.MLPERF_STOCHASTIC_SAMPLING) and
+pay the stack's stochastic_sampling_step_s; `--greedy` leaves it out, as the fit of that constant does.
 
 Benchmarks run on demand; the test suite never runs them.
 """
@@ -215,9 +218,12 @@ def main() -> None:
                          "(default: mlperf_deployments.OVERLAP_OFF_HOST_STEP_ESTIMATE_S)")
     ap.add_argument("--fit-step", action="store_true",
                     help="fit a cost per step to each run's mean TPOT (with --runs, to those runs)")
+    ap.add_argument("--greedy", action="store_true", help="no run pays the stack's cost of sampling")
     ap.add_argument("--runs", nargs="*", default=None, metavar="WORD", help="only the runs whose name has a word given")
     args = ap.parse_args()
     eager = mlperf_deployments.EAGER_LAYER_OVERHEAD_S if args.eager_layer_s is None else args.eager_layer_s
+    if args.greedy:
+        mlperf_deployments.MLPERF_STOCHASTIC_SAMPLING = frozenset()
     rows = read_reference_csv(mlperf.builtin_calibration_path())
     if args.fit_step:
         for run in RUNS:

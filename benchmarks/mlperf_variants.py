@@ -22,6 +22,8 @@ rows (out of sample), and each row's error, for one variant at a time:
 - `--overlap-off-server`, `--overlap-off-offline`: that host time on the gpt-oss-120b Server row,
   or its Offline rows, too, whose submissions keep the overlap scheduler on (a per-step cost of
   the recipe rather than of the flag; rows served by other frameworks are left as they are);
+- `--greedy`: every row decoded greedily, gpt-oss-120b's too, whose benchmark samples at temperature
+  1.0 (mlperf_deployments.MLPERF_STOCHASTIC_SAMPLING; the stacks' stochastic_sampling_step_s left out);
 - `--set PROFILE:FIELD=VALUE`: a stack constant replaced (repeatable), e.g.
   `--set trtllm_blackwell:fp4_gemm_half_efficiency_tokens=1000`.
 
@@ -65,6 +67,7 @@ def main() -> None:
                     help="host time per step of the engines run with the overlap scheduler off (opt-in)")
     ap.add_argument("--overlap-off-server", action="store_true", help="that host time on gpt-oss-120b Server too")
     ap.add_argument("--overlap-off-offline", action="store_true", help="that host time on gpt-oss-120b Offline too")
+    ap.add_argument("--greedy", action="store_true", help="no row pays the cost of sampling")
     ap.add_argument("--set", nargs="*", default=[], metavar="PROFILE:FIELD=VALUE")
     ap.add_argument("--scenario", nargs="*", default=list(mlperf.MLPERF_SCENARIOS))
     ap.add_argument("--jobs", type=int, default=1)
@@ -73,9 +76,10 @@ def main() -> None:
         mlperf.MLPERF_SUBMITTED_DEPLOYMENTS.update(MLPERF_STATED_NOT_SCORED)
     process_only = (args.stated, args.default_budget, args.short_window, args.eager_layer_s is not None,
                     args.eager_server, args.overlap_off_s is not None, args.overlap_off_server,
-                    args.overlap_off_offline)
+                    args.overlap_off_offline, args.greedy)
     if args.jobs != 1 and any(process_only):
-        ap.error("--stated, --default-budget, --short-window, --eager-* and --overlap-off-* change this process only: "
+        ap.error("--stated, --default-budget, --short-window, --eager-*, --overlap-off-* and --greedy change this "
+                 "process only: "
                  "use --jobs 1")
     if args.eager_layer_s is not None:
         mlperf_deployments.EAGER_LAYER_OVERHEAD_S = args.eager_layer_s
@@ -90,6 +94,8 @@ def main() -> None:
     if args.overlap_off_offline:
         mlperf_deployments.MLPERF_OVERLAP_SCHEDULER_OFF = mlperf_deployments.MLPERF_OVERLAP_SCHEDULER_OFF | {
             (system, "gpt_oss_120b", "offline") for system in ("b200_hgx", "b300_hgx", "gb200_nvl72", "gb300_nvl72")}
+    if args.greedy:
+        mlperf_deployments.MLPERF_STOCHASTIC_SAMPLING = frozenset()
     if args.default_budget:
         mlperf.MLPERF_SUBMITTED_SCHEDULERS.clear()
     if args.short_window:

@@ -97,6 +97,13 @@ class SoftwareStack(BaseModel):
     ep_load_imbalance: Annotated[float, within(1, 1000, "busiest expert rank over the mean; 1000 is all tokens on "
                                                         "one rank of 1000")]
     step_overhead_s: StepSeconds
+    # Cost per step, on top of step_overhead_s, when the requests sample their tokens (a
+    # temperature above 0) rather than take the most likely one: the benchmarks the constants
+    # above were fitted to decode greedily (InferenceX's client and the MLPerf DeepSeek-R1 and
+    # Llama references send temperature 0), while a workload with `sampling: stochastic`, such
+    # as the MLPerf gpt-oss-120b benchmark (temperature 1.0 over the whole vocabulary), pays it
+    # on every step. 0 leaves it out.
+    stochastic_sampling_step_s: StepSeconds = 0.0
     # CPU work per sequence per step (sampling, stop checks, scheduling, detokenization):
     # what keeps a small model's TPOT flat across TP degrees at large batch on some engines
     seq_overhead_s: StepSeconds = 0.0

@@ -277,6 +277,10 @@ class WorkloadSpec(BaseModel):
     input_tokens: LengthDist | None = Field(default=None, validate_default=True)
     output_tokens: LengthDist | None = Field(default=None, validate_default=True)
     requests: Annotated[int, within(1, MAX_REQUESTS, REQUESTS)] = 2000
+    # greedy: the most likely token, as the benchmarks the stack profiles were fitted to decode;
+    # stochastic: sampled at a temperature above 0, as chat traffic is, priced by the stack's
+    # stochastic_sampling_step_s on every step
+    sampling: Literal["greedy", "stochastic"] = "greedy"
 
     @field_validator("input_tokens", "output_tokens")
     @classmethod

@@ -43,7 +43,8 @@ _DIGEST_DEFAULTS = {"step_time_backend": "roofline", "aiconfigurator_version": N
                     "prefill_moe_latency_s_per_gparam": 0.0, "prefill_moe_overhead_s_per_gparam": 0.0,
                     "fp4_gemm_half_efficiency_tokens": None, "mla_dp_attention_efficiency": None,
                     "fp4_gemm_rolloff_fp4_fp8_ratio": None, "mtp_acceptance_sd": None,
-                    "mla_dp_seq_overhead_s": 0.0, "frontend_s_per_streamed_token": 0.0}
+                    "mla_dp_seq_overhead_s": 0.0, "frontend_s_per_streamed_token": 0.0,
+                    "stochastic_sampling_step_s": 0.0}
 
 
 def stack_digest(stack) -> str:

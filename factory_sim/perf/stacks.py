@@ -51,3 +51,13 @@ def select_stack(hardware, framework: str | None = None, date: str | None = None
 def override_stack(stack: SoftwareStack, overrides: dict) -> SoftwareStack:
     """The stack with some fields replaced, validated like a stack file."""
     return parse(SoftwareStack, {**stack.model_dump(), **overrides})
+
+
+def stack_for_sampling(stack: SoftwareStack, sampling: str) -> SoftwareStack:
+    """The stack as a workload that decodes greedily or samples runs it: a sampling workload pays
+    the stack's stochastic_sampling_step_s on every step, folded into step_overhead_s (and
+    cleared, so that it is not paid twice)."""
+    if sampling != "stochastic" or not stack.stochastic_sampling_step_s:
+        return stack
+    return stack.model_copy(update={"step_overhead_s": stack.step_overhead_s + stack.stochastic_sampling_step_s,
+                                    "stochastic_sampling_step_s": 0.0})

@@ -34,7 +34,7 @@ from factory_sim.config.workload import ClosedLoopArrivals, TraceArrivals
 from factory_sim.errors import ConfigError
 from factory_sim.perf.memory import plan_memory
 from factory_sim.perf.shape import ReplicaShape
-from factory_sim.perf.stacks import override_stack
+from factory_sim.perf.stacks import override_stack, stack_for_sampling
 from factory_sim.results.cost import usd_per_gpu_hour
 from factory_sim.sim.engine import FleetLayout, PoolLayout
 from factory_sim.workload.arrivals import mean_rate_per_s
@@ -63,6 +63,7 @@ def _fleet_layout(exp: Experiment, i: int, fleet: FleetSpec) -> FleetLayout:
             if overrides:
                 where_set = f"{path}.stack_overrides" if spec.stack_overrides else f"fleets[{i}].stack_overrides"
                 stack = at_path(where_set, lambda st=stack, o=overrides: override_stack(st, o))
+            stack = stack_for_sampling(stack, exp.workload_spec.sampling)
             precision = spec.precision or fleet.precision
             attention_precision = (spec.attention_precision or fleet.attention_precision
                                    or default_attention_precision(precision))

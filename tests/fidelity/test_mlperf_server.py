@@ -211,9 +211,34 @@ def test_engines_run_with_the_overlap_scheduler_off_pay_the_host_time_on_every_s
         extra = exposed.decode_token_s(batch, batch * 5000.0) - overlapped.decode_token_s(batch, batch * 5000.0)
         assert extra == pytest.approx(host_s, rel=1e-6)
     # the other rows keep the stack's step overhead, Llama 2 70B and DeepSeek-R1 Interactive included
+    # (greedy, so without the cost of sampling the gpt-oss-120b rows pay)
+    from factory_sim.config.stack import load_stack
+
+    greedy_step_s = load_stack("trtllm_blackwell").step_overhead_s
     llama = {**_row("interactive", 450, 40), "model": "llama2_70b", "isl_mean": 222.3, "osl_mean": 218.9}
-    assert benchmark(llama).stack.step_overhead_s == on.stack.step_overhead_s
-    assert benchmark(_row("interactive", 1500, 15)).stack.step_overhead_s == on.stack.step_overhead_s
+    assert benchmark(llama).stack.step_overhead_s == greedy_step_s
+    assert benchmark(_row("interactive", 1500, 15)).stack.step_overhead_s == greedy_step_s
     # another framework's stack is left as it is
     vllm = off.stack.model_copy(update={"framework": "vllm"})
     assert as_submitted(vllm, "b300_hgx", "gpt_oss_120b", "interactive") is vllm
+
+
+def test_the_benchmark_that_samples_pays_the_stacks_sampling_cost_on_every_step(monkeypatch):
+    """MLPerf's gpt-oss-120b reference samples at temperature 1.0, the DeepSeek-R1 and Llama ones
+    decode greedily: only gpt-oss-120b's rows run with stochastic_sampling_step_s on each step."""
+    from factory_sim.config.stack import load_stack
+    from factory_sim.fidelity import mlperf_deployments
+    from factory_sim.fidelity.mlperf_deployments import MLPERF_STOCHASTIC_SAMPLING
+
+    assert MLPERF_STOCHASTIC_SAMPLING == {"gpt_oss_120b"}
+    stack = load_stack("trtllm_blackwell")
+    assert stack.stochastic_sampling_step_s > 0
+    gpt_oss = {**_row("interactive", 2000, 15), "model": "gpt_oss_120b", "isl_mean": 5010.6, "osl_mean": 1278.2}
+    assert benchmark(gpt_oss).stack.step_overhead_s == pytest.approx(
+        stack.step_overhead_s + stack.stochastic_sampling_step_s)
+    for row in (_row("interactive", 1500, 15),
+                {**_row("interactive", 450, 40), "model": "llama2_70b", "isl_mean": 222.3, "osl_mean": 218.9}):
+        assert benchmark(row).stack.step_overhead_s == stack.step_overhead_s
+    # --greedy in the benchmarks: no row samples
+    monkeypatch.setattr(mlperf_deployments, "MLPERF_STOCHASTIC_SAMPLING", frozenset())
+    assert benchmark(gpt_oss).stack.step_overhead_s == stack.step_overhead_s

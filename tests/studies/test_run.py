@@ -150,3 +150,33 @@ def test_a_run_imports_pandas_and_scipy_only_when_asked_for_a_table(tmp_path):
     assert out["before"] == {"pandas": False, "scipy": False, "pyarrow": False, "concurrent.futures": False,
                              "multiprocessing": False}
     assert out["after"] and out["rows"] == out["expected"] > 0
+
+
+def test_a_workload_that_samples_pays_its_stacks_sampling_cost_on_every_step():
+    """Stack constants were fitted to greedy benchmarks; a workload with `sampling: stochastic` adds
+    the stack's stochastic_sampling_step_s to each step, whatever the batch, and a stack that
+    sets none is left as it is."""
+    from factory_sim.perf.step_backends import step_time_model
+
+    raw = yaml.safe_load(SMALL)
+    greedy = fleet_layouts(parse_experiment(raw))
+    raw["workload"]["sampling"] = "stochastic"
+    sampled = fleet_layouts(parse_experiment(raw))
+    for g_fleet, s_fleet in zip(greedy, sampled, strict=True):
+        for g_pool, s_pool in zip(g_fleet.pools, s_fleet.pools, strict=True):
+            cost = g_pool.shape.stack.stochastic_sampling_step_s
+            assert s_pool.shape.stack.stochastic_sampling_step_s == 0.0  # folded in, not paid twice
+            for batch in (1, 48):
+                extra = (step_time_model(s_pool.shape).decode_token_s(batch, batch * 300.0)
+                         - step_time_model(g_pool.shape).decode_token_s(batch, batch * 300.0))
+                assert extra == pytest.approx(cost, abs=1e-12)
+    costs = {f.name: f.pools[0].shape.stack.stochastic_sampling_step_s for f in greedy}
+    assert costs["b200_disagg"] > 0 and costs["h100"] == 0  # TensorRT-LLM on Blackwell measured; Hopper not
+
+
+def test_an_unknown_sampling_mode_names_the_field_and_the_choices():
+    raw = yaml.safe_load(SMALL)
+    raw["workload"]["sampling"] = "random"
+    with pytest.raises(ConfigError) as err:
+        parse_experiment(raw)
+    assert "workload.sampling" in str(err.value) and "stochastic" in str(err.value)
