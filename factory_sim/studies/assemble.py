@@ -29,7 +29,7 @@ from factory_sim.config.experiment import (
     default_attention_precision,
 )
 from factory_sim.config.hardware import load_hardware
-from factory_sim.config.stack import load_stack
+from factory_sim.config.stack import SoftwareStack, load_stack
 from factory_sim.config.workload import ClosedLoopArrivals, TraceArrivals
 from factory_sim.errors import ConfigError
 from factory_sim.perf.memory import plan_memory
@@ -57,13 +57,7 @@ def _fleet_layout(exp: Experiment, i: int, fleet: FleetSpec) -> FleetLayout:
         for where, spec in fleet.pools_of(role):
             path = f"fleets[{i}].{where}"
             hw = exp.hardware_of(fleet, spec, where)
-            stack_name = spec.stack or fleet.stack or hw.default_stack
-            stack = at_path(f"{path}.stack" if spec.stack else f"fleets[{i}].stack", lambda n=stack_name: load_stack(n))
-            overrides = {**fleet.stack_overrides, **spec.stack_overrides}
-            if overrides:
-                where_set = f"{path}.stack_overrides" if spec.stack_overrides else f"fleets[{i}].stack_overrides"
-                stack = at_path(where_set, lambda st=stack, o=overrides: override_stack(st, o))
-            stack = stack_for_sampling(stack, exp.workload_spec.sampling)
+            stack = stack_for_sampling(_pool_stack(i, fleet, spec, path, hw), exp.workload_spec.sampling)
             precision = spec.precision or fleet.precision
             attention_precision = (spec.attention_precision or fleet.attention_precision
                                    or default_attention_precision(precision))
@@ -90,6 +84,36 @@ def _fleet_layout(exp: Experiment, i: int, fleet: FleetSpec) -> FleetLayout:
                                   autoscale=_autoscale_settings(exp, spec, shape, f"{path}.autoscale"),
                                   usd_per_hour_per_replica=usd_per_gpu_hour(hw, exp.cost) * shape.gpus))
     return FleetLayout(name=fleet.name, pools=tuple(pools), router_policy=fleet.router)
+
+def _pool_stack(i: int, fleet: FleetSpec, spec: PoolSpec, path: str, hw) -> SoftwareStack:
+    """The stack profile a pool names (else its fleet's, else its hardware's default), with the
+    overrides the experiment gives; errors name the field that set it."""
+    stack_name = spec.stack or fleet.stack or hw.default_stack
+    stack = at_path(f"{path}.stack" if spec.stack else f"fleets[{i}].stack", lambda n=stack_name: load_stack(n))
+    overrides = {**fleet.stack_overrides, **spec.stack_overrides}
+    if overrides:
+        where_set = f"{path}.stack_overrides" if spec.stack_overrides else f"fleets[{i}].stack_overrides"
+        stack = at_path(where_set, lambda st=stack, o=overrides: override_stack(st, o))
+    return stack
+
+
+def unpriced_sampling_stacks(exp: Experiment, fleet_name: str) -> list[str]:
+    """The stacks of a fleet that price no cost of sampling, when the workload samples: their
+    steps are priced as greedy ones (no sampling run of theirs measured), which a comparison
+    with a fleet whose stack does price it should say."""
+    if exp.workload_spec.sampling != "stochastic":
+        return []
+    names = []
+    for i, fleet in enumerate(exp.fleets):
+        if fleet.name != fleet_name:
+            continue
+        for role in (PREFILL, DECODE, AGGREGATED):
+            for where, spec in fleet.pools_of(role):
+                stack = _pool_stack(i, fleet, spec, f"fleets[{i}].{where}", exp.hardware_of(fleet, spec, where))
+                if not stack.stochastic_sampling_step_s and stack.name not in names:
+                    names.append(stack.name)
+    return names
+
 
 def _autoscale_settings(exp: Experiment, spec: PoolSpec, shape: ReplicaShape, path: str) -> AutoscaleSettings | None:
     a = spec.autoscale

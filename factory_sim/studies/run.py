@@ -33,7 +33,7 @@ from factory_sim.results.cost import (
 from factory_sim.results.metrics import summarize, summarize_by
 from factory_sim.results.trace import DONE, FAILED, PENDING, REASON_NAMES, REJECTED, TIMED_OUT, Trace
 from factory_sim.sim.engine import FleetLayout, SimResult, simulate
-from factory_sim.studies.assemble import fault_settings, fleet_layouts
+from factory_sim.studies.assemble import fault_settings, fleet_layouts, unpriced_sampling_stacks
 from factory_sim.studies.load_search import LoadSearch
 from factory_sim.studies.workers import map_jobs, worker_count
 from factory_sim.workload.generate import generate_requests
@@ -361,7 +361,12 @@ def _row(exp: Experiment, plan: FleetLayout, tier, point: Point | None, note: st
     row["steady_state"] = bool(s["steady_state"])
     demand, lost_note = demand_columns(point.sim.trace)
     row.update(demand)
-    notes = [row["note"], lost_note, "" if s["steady_state"] else _overload_note(s, _arrival_span(point.sim.trace))]
+    unpriced = unpriced_sampling_stacks(exp, plan.name)
+    sampling_note = (f"the workload samples, but {', '.join(unpriced)} price{'s' if len(unpriced) == 1 else ''} "
+                     "no cost of sampling (stochastic_sampling_step_s 0: no sampling run measured), so these steps "
+                     "are priced as greedy ones" if unpriced else "")
+    notes = [row["note"], lost_note, "" if s["steady_state"] else _overload_note(s, _arrival_span(point.sim.trace)),
+             sampling_note]
     row["note"] = "; ".join(n for n in notes if n)
     if point.sim.scaling is not None:
         row.update(_scaling_columns(exp, plan, point, s))

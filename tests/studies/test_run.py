@@ -180,3 +180,16 @@ def test_an_unknown_sampling_mode_names_the_field_and_the_choices():
     with pytest.raises(ConfigError) as err:
         parse_experiment(raw)
     assert "workload.sampling" in str(err.value) and "stochastic" in str(err.value)
+
+
+def test_a_sampling_workload_on_a_stack_without_a_sampling_cost_says_its_steps_are_priced_as_greedy():
+    raw = yaml.safe_load(SMALL)
+    raw["workload"]["sampling"] = "stochastic"
+    raw["load"] = {"mode": "fixed", "rate_per_s": 15}
+    raw["slo_tiers"] = raw["slo_tiers"][:1]
+    df = run_experiment(parse_experiment(raw), jobs=1).summary.set_index("fleet")
+    assert "trtllm_hopper prices no cost of sampling" in df.loc["h100", "note"]
+    assert "sampling" not in str(df.loc["b200_disagg", "note"])  # its stack prices it
+    raw["workload"]["sampling"] = "greedy"
+    df = run_experiment(parse_experiment(raw), jobs=1).summary
+    assert not df["note"].fillna("").str.contains("sampling").any()
