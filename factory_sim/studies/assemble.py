@@ -85,6 +85,7 @@ def _fleet_layout(exp: Experiment, i: int, fleet: FleetSpec) -> FleetLayout:
                                   usd_per_hour_per_replica=usd_per_gpu_hour(hw, exp.cost) * shape.gpus))
     return FleetLayout(name=fleet.name, pools=tuple(pools), router_policy=fleet.router)
 
+
 def _pool_stack(i: int, fleet: FleetSpec, spec: PoolSpec, path: str, hw) -> SoftwareStack:
     """The stack profile a pool names (else its fleet's, else its hardware's default), with the
     overrides the experiment gives; errors name the field that set it."""
