@@ -98,22 +98,16 @@ def _pool_stack(i: int, fleet: FleetSpec, spec: PoolSpec, path: str, hw) -> Soft
     return stack
 
 
-def unpriced_sampling_stacks(exp: Experiment, fleet_name: str) -> list[str]:
-    """The stacks of a fleet that price no cost of sampling, when the workload samples: their
+def unpriced_sampling_stacks(exp: Experiment, index: int) -> list[str]:
+    """The stacks of fleet `index` that price no cost of sampling, when the workload samples: their
     steps are priced as greedy ones (no sampling run of theirs measured), which a comparison
     with a fleet whose stack does price it should say."""
     if exp.workload_spec.sampling != "stochastic":
         return []
-    names = []
-    for i, fleet in enumerate(exp.fleets):
-        if fleet.name != fleet_name:
-            continue
-        for role in (PREFILL, DECODE, AGGREGATED):
-            for where, spec in fleet.pools_of(role):
-                stack = _pool_stack(i, fleet, spec, f"fleets[{i}].{where}", exp.hardware_of(fleet, spec, where))
-                if not stack.stochastic_sampling_step_s and stack.name not in names:
-                    names.append(stack.name)
-    return names
+    fleet = exp.fleets[index]
+    stacks = [_pool_stack(index, fleet, spec, f"fleets[{index}].{where}", exp.hardware_of(fleet, spec, where))
+              for role in (PREFILL, DECODE, AGGREGATED) for where, spec in fleet.pools_of(role)]
+    return list(dict.fromkeys(s.name for s in stacks if not s.stochastic_sampling_step_s))
 
 
 def _autoscale_settings(exp: Experiment, spec: PoolSpec, shape: ReplicaShape, path: str) -> AutoscaleSettings | None:

@@ -321,7 +321,17 @@ def _infeasible_note(exp: Experiment, plan: FleetLayout, tier, best: Point | Non
             f"({best_text}); lowest reachable TPOT {tpot * 1e3:.1f} ms, TTFT {ttft:.2f} s")
 
 
-def _row(exp: Experiment, plan: FleetLayout, tier, point: Point | None, note: str) -> dict:
+def _sampling_note(exp: Experiment, index: int) -> str:
+    """Said under a fleet's rows when the workload samples but a stack of the fleet prices it as free."""
+    unpriced = unpriced_sampling_stacks(exp, index)
+    if not unpriced:
+        return ""
+    return (f"the workload samples, but {', '.join(unpriced)} price{'s' if len(unpriced) == 1 else ''} no cost of "
+            "sampling (stochastic_sampling_step_s 0: no sampling run measured), so these steps are priced as "
+            "greedy ones")
+
+
+def _row(exp: Experiment, plan: FleetLayout, tier, point: Point | None, note: str, sampling_note: str = "") -> dict:
     gpus_by_hw = plan.gpus_by_hardware()
     usd_h = fleet_usd_per_hour(gpus_by_hw, exp.cost)
     kw = fleet_power_kw(gpus_by_hw)
@@ -361,10 +371,6 @@ def _row(exp: Experiment, plan: FleetLayout, tier, point: Point | None, note: st
     row["steady_state"] = bool(s["steady_state"])
     demand, lost_note = demand_columns(point.sim.trace)
     row.update(demand)
-    unpriced = unpriced_sampling_stacks(exp, plan.name)
-    sampling_note = (f"the workload samples, but {', '.join(unpriced)} price{'s' if len(unpriced) == 1 else ''} "
-                     "no cost of sampling (stochastic_sampling_step_s 0: no sampling run measured), so these steps "
-                     "are priced as greedy ones" if unpriced else "")
     notes = [row["note"], lost_note, "" if s["steady_state"] else _overload_note(s, _arrival_span(point.sim.trace)),
              sampling_note]
     row["note"] = "; ".join(n for n in notes if n)
@@ -481,6 +487,7 @@ def _per_class_note(exp: Experiment, point: Point) -> str:
 def run_fleet(exp: Experiment, index: int, progress: Callable[[str], None] | None = None):
     """All tiers of one fleet: (rows, {(fleet, tier): point}, simulations run)."""
     plan = fleet_layouts(exp)[index]
+    sampling_note = _sampling_note(exp, index)  # once per fleet, for every feasible row
     tiers = exp.slo_tiers
     rows, points = [], {}
     if exp.load.mode == "fixed":
@@ -491,7 +498,7 @@ def run_fleet(exp: Experiment, index: int, progress: Callable[[str], None] | Non
         point = simulate_point(exp, plan, load, cap_overload=False)
         emit("simulation", plan.name, total=1, done=True)
         for tier in tiers:
-            rows.append(_row(exp, plan, tier, point, ""))
+            rows.append(_row(exp, plan, tier, point, "", sampling_note))
             points[(plan.name, tier.name)] = point
         return rows, points, 1
     search = LoadSearch(exp, plan, progress, simulate_point)
@@ -505,7 +512,7 @@ def run_fleet(exp: Experiment, index: int, progress: Callable[[str], None] | Non
             rows.append(_row(exp, plan, tier, None, _infeasible_note(exp, plan, tier, tried)))
         else:
             point = search.at(best)
-            rows.append(_row(exp, plan, tier, point, ""))
+            rows.append(_row(exp, plan, tier, point, "", sampling_note))
             points[(plan.name, tier.name)] = point
     emit("simulation", plan.name, n=0, done=True)
     return rows, points, len(search.cache)
